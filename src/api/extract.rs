@@ -1,0 +1,156 @@
+//! Request extractors that turn every malformed input into a precise [`ApiError`].
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState, MAX_BODY_BYTES};
+use crate::auth::Principal;
+use crate::domain::OrderVersion;
+use crate::state::{IdempotencyKey, Precondition};
+
+/// A JSON body: 415 without a JSON content type, 413 over the size limit, 400 when it is not
+/// JSON, 422 naming the field when it is JSON of the wrong shape.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidField {
+                detail: if path == "." { inner.to_string() } else { format!("{path}: {inner}") },
+                field: path,
+            },
+            _ => ApiError::MalformedJson(inner.to_string()),
+        }
+    })?;
+    deserializer.end().map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    Ok(value)
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, node: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
+        Ok(node.keys.verify_header(header)?)
+    }
+}
+
+/// `If-Match`: absent, `*`, or a list of strong ETags `"<version>"`. Weak tags never match
+/// (RFC 9110 requires strong comparison), so a list of only weak tags fails the precondition.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
+    let bad = |detail: &str| ApiError::InvalidHeader {
+        header: "If-Match",
+        detail: detail.into(),
+    };
+    let mut versions = Vec::new();
+    let mut present = false;
+    for value in headers.get_all(header::IF_MATCH) {
+        present = true;
+        let value = value.to_str().map_err(|_| bad("it is not ASCII"))?;
+        for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if tag == "*" {
+                return Ok(Some(Precondition::Any));
+            }
+            let weak = tag.starts_with("W/");
+            let quoted = tag.trim_start_matches("W/");
+            let inner = quoted
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .ok_or_else(|| bad("expected an ETag such as \"3\" (with the quotes) or *"))?;
+            match inner.parse::<u64>() {
+                Ok(v) if !weak => versions.push(OrderVersion(v)),
+                // A well-formed tag we never issued simply does not match.
+                _ => {}
+            }
+        }
+    }
+    Ok(present.then_some(Precondition::OneOf(versions)))
+}
+
+/// `Idempotency-Key`: optional; when present 1..=128 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(IdempotencyKey::parse)
+        .map(Some)
+        .ok_or(ApiError::InvalidHeader {
+            header: "Idempotency-Key",
+            detail: "it must be 1 to 128 visible ASCII characters (a UUID is a good choice)".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[test]
+    fn if_match_parses_lists_star_and_refuses_garbage() {
+        assert_eq!(if_match(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(if_match(&headers("if-match", "*")).unwrap(), Some(Precondition::Any));
+        assert_eq!(
+            if_match(&headers("if-match", "\"2\", \"3\"")).unwrap(),
+            Some(Precondition::OneOf(vec![OrderVersion(2), OrderVersion(3)]))
+        );
+        assert_eq!(if_match(&headers("if-match", "W/\"2\"")).unwrap(), Some(Precondition::OneOf(vec![])));
+        assert!(if_match(&headers("if-match", "2")).is_err());
+    }
+
+    #[test]
+    fn json_errors_are_classified() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            size: crate::domain::Size,
+        }
+        assert!(matches!(parse_json::<Body>(b"{"), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse_json::<Body>(br#"{"size":"small"} x"#), Err(ApiError::MalformedJson(_))));
+        match parse_json::<Body>(br#"{"size":"huge"}"#) {
+            Err(ApiError::InvalidField { field, detail }) => {
+                assert_eq!(field, "size");
+                assert!(detail.contains("huge"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_json::<Body>(br#"{"size":"small","extra":1}"#), Err(ApiError::InvalidField { .. })));
+    }
+}

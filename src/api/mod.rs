@@ -1,0 +1,70 @@
+//! The HTTP API: thin handlers that parse requests into domain types and commands, hand them
+//! to the node, and render outcomes. Errors leave as `application/problem+json`.
+
+mod extract;
+mod health;
+mod menu;
+mod orders;
+mod problem;
+mod slots;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::domain::OrderVersion;
+use crate::node::Node;
+pub use problem::ApiError;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// A request that takes longer than this is answered 408 and its work abandoned.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+type AppState = Arc<Node>;
+
+pub fn router(node: Arc<Node>) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/v1/menu", get(menu::get_menu))
+        .route("/v1/slots", get(slots::list_slots))
+        .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
+        .route(
+            "/v1/orders/{id}",
+            get(orders::get_order).put(orders::update_order).delete(orders::cancel_order),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            ApiError::Internal.into_response()
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(node)
+}
+
+/// The strong ETag of an order version: `"<version>"`.
+pub(crate) fn etag(version: OrderVersion) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{}\"", version.0)).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// Shorthand for handler results.
+type ApiResult<T = Response> = Result<T, ApiError>;

@@ -1,0 +1,269 @@
+//! `/v1/orders`: create, read, list, change and cancel the caller's own orders.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::extract::{idempotency_key, if_match, JsonBody};
+use super::{etag, ApiError, ApiResult};
+use crate::auth::Principal;
+use crate::codec;
+use crate::domain::{Address, Order, OrderId, OrderSpec, OrderStatus, Size, Timestamp, Topping, Toppings};
+use crate::node::Node;
+use crate::state::{CancelOrder, ChangeOrder, Command, IdempotencyClaim, Outcome, PlaceOrder};
+
+/// The body of `POST /v1/orders` and `PUT /v1/orders/{id}`: the whole order as the customer
+/// wants it. Field types parse themselves, so a value that gets past serde is valid.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    address: Address,
+    size: Size,
+    #[serde(default)]
+    toppings: Toppings,
+    /// The start of the delivery slot, RFC 3339.
+    delivery_slot: String,
+}
+
+impl OrderRequest {
+    fn into_spec(self, node: &Node, now: Timestamp) -> Result<OrderSpec, ApiError> {
+        let invalid = |detail: String| ApiError::InvalidField {
+            field: "delivery_slot".into(),
+            detail: format!("delivery_slot: {detail}"),
+        };
+        let start = Timestamp::parse_rfc3339(&self.delivery_slot).map_err(|e| invalid(e.to_string()))?;
+        let slot = node.config.grid.bookable(start, now).map_err(|e| invalid(e.to_string()))?;
+        Ok(OrderSpec {
+            address: self.address,
+            size: self.size,
+            toppings: self.toppings,
+            slot,
+        })
+    }
+}
+
+#[derive(Serialize)]
+pub struct OrderView {
+    id: String,
+    status: OrderStatus,
+    /// Placed and its delivery window not over: blocks a new order.
+    active: bool,
+    address: String,
+    size: Size,
+    toppings: Vec<Topping>,
+    delivery_slot: SlotView,
+    price_cents: u64,
+    currency: String,
+    version: u64,
+    created_at: String,
+    updated_at: String,
+    /// Changes and cancellation are accepted until this time.
+    editable_until: String,
+}
+
+#[derive(Serialize)]
+pub struct SlotView {
+    start: String,
+    end: String,
+}
+
+impl OrderView {
+    fn new(order: &Order, cutoff_ms: i64, now: Timestamp) -> Self {
+        Self {
+            id: order.id.to_string(),
+            status: order.status,
+            active: order.is_active(now),
+            address: order.spec.address.as_str().to_owned(),
+            size: order.spec.size,
+            toppings: order.spec.toppings.iter().collect(),
+            delivery_slot: SlotView {
+                start: order.spec.slot.start().to_rfc3339(),
+                end: order.spec.slot.end().to_rfc3339(),
+            },
+            price_cents: order.price.amount.0,
+            currency: order.price.currency.as_str().to_owned(),
+            version: order.version.0,
+            created_at: order.created_at.to_rfc3339(),
+            updated_at: order.updated_at.to_rfc3339(),
+            editable_until: order.spec.slot.start().plus_millis(-cutoff_ms).to_rfc3339(),
+        }
+    }
+}
+
+fn order_response(status: StatusCode, order: &Order, node: &Node, now: Timestamp) -> Response {
+    let view = OrderView::new(order, node.config.grid.cutoff_ms(), now);
+    (status, [(header::ETAG, etag(order.version))], Json(view)).into_response()
+}
+
+fn location(id: OrderId) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/orders/{id}")).unwrap_or(HeaderValue::from_static("/v1/orders"))
+}
+
+/// An id that does not parse cannot name an order: 404, like any other unknown id.
+fn parse_id(raw: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(raw).ok_or(ApiError::OrderNotFound)
+}
+
+/// Identifies a create request for `Idempotency-Key`: the same key with the same order is a
+/// retry; with a different order it is a client bug.
+fn fingerprint(spec: &OrderSpec) -> Result<[u8; 32], ApiError> {
+    let bytes = codec::encode(spec).map_err(|_| ApiError::Internal)?;
+    Ok(Sha256::digest(bytes).into())
+}
+
+pub async fn create_order(
+    State(node): State<Arc<Node>>,
+    principal: Principal,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<OrderRequest>,
+) -> ApiResult {
+    let key = idempotency_key(&headers)?;
+    let now = Timestamp::now();
+    let spec = body.into_spec(&node, now)?;
+    let idempotency = match key {
+        Some(key) => Some(IdempotencyClaim {
+            key,
+            fingerprint: fingerprint(&spec)?,
+            expires_at: now.plus_millis(node.config.idempotency_ttl_ms),
+        }),
+        None => None,
+    };
+    let command = Command::PlaceOrder(PlaceOrder {
+        order_id: OrderId::new_at(now),
+        user: principal.user,
+        at: now,
+        price: node.config.menu.price(spec.size, spec.toppings),
+        spec,
+        capacity: node.config.capacity,
+        cutoff_ms: node.config.grid.cutoff_ms(),
+        idempotency,
+    });
+    match node.propose(command).await?? {
+        Outcome::Placed { order, replayed } => {
+            let mut response = order_response(StatusCode::CREATED, &order, &node, now);
+            response.headers_mut().insert(header::LOCATION, location(order.id));
+            if replayed {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            Ok(response)
+        }
+        other => unexpected(other),
+    }
+}
+
+pub async fn get_order(State(node): State<Arc<Node>>, principal: Principal, Path(id): Path<String>) -> ApiResult {
+    let id = parse_id(&id)?;
+    match node.store.order(id)? {
+        Some(order) if order.user == principal.user => Ok(order_response(StatusCode::OK, &order, &node, Timestamp::now())),
+        _ => Err(ApiError::OrderNotFound),
+    }
+}
+
+#[derive(Serialize)]
+struct OrderPage {
+    orders: Vec<OrderView>,
+    /// Pass as `before` to get the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+const DEFAULT_PAGE: usize = 20;
+const MAX_PAGE: usize = 100;
+
+pub async fn list_orders(
+    State(node): State<Arc<Node>>,
+    principal: Principal,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let invalid = |field: &str, detail: &str| ApiError::InvalidField {
+        field: field.into(),
+        detail: format!("{field}: {detail}"),
+    };
+    let limit = match query.get("limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => return Err(invalid("limit", "must be a whole number from 1 to 100")),
+        },
+    };
+    let before = match query.get("before") {
+        None => None,
+        Some(raw) => Some(OrderId::parse(raw).ok_or_else(|| invalid("before", "must be an order id from 'next'"))?),
+    };
+    // One extra tells whether another page follows.
+    let mut orders = node.store.user_orders(&principal.user, before, limit + 1)?;
+    let next = (orders.len() > limit).then(|| {
+        orders.truncate(limit);
+        orders.last().map(|o| o.id.to_string())
+    });
+    let now = Timestamp::now();
+    let cutoff = node.config.grid.cutoff_ms();
+    Ok(Json(OrderPage {
+        orders: orders.iter().map(|o| OrderView::new(o, cutoff, now)).collect(),
+        next: next.flatten(),
+    })
+    .into_response())
+}
+
+pub async fn update_order(
+    State(node): State<Arc<Node>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<OrderRequest>,
+) -> ApiResult {
+    let id = parse_id(&id)?;
+    let if_match = if_match(&headers)?;
+    let now = Timestamp::now();
+    let spec = body.into_spec(&node, now)?;
+    let command = Command::ChangeOrder(ChangeOrder {
+        order_id: id,
+        user: principal.user,
+        at: now,
+        price: node.config.menu.price(spec.size, spec.toppings),
+        spec,
+        capacity: node.config.capacity,
+        cutoff_ms: node.config.grid.cutoff_ms(),
+        if_match,
+    });
+    match node.propose(command).await?? {
+        Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
+        other => unexpected(other),
+    }
+}
+
+pub async fn cancel_order(
+    State(node): State<Arc<Node>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let id = parse_id(&id)?;
+    let if_match = if_match(&headers)?;
+    let now = Timestamp::now();
+    let command = Command::CancelOrder(CancelOrder {
+        order_id: id,
+        user: principal.user,
+        at: now,
+        cutoff_ms: node.config.grid.cutoff_ms(),
+        if_match,
+    });
+    match node.propose(command).await?? {
+        Outcome::Cancelled(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
+        other => unexpected(other),
+    }
+}
+
+/// Each command has one kind of outcome; anything else is a bug worth a loud log, not a panic.
+fn unexpected(outcome: Outcome) -> ApiResult {
+    tracing::error!(?outcome, "a command produced an outcome of another kind");
+    Err(ApiError::Internal)
+}

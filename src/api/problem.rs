@@ -1,0 +1,151 @@
+//! Errors at the HTTP edge, as RFC 9457 `application/problem+json`.
+//!
+//! Each variant maps to exactly one status and one stable `type` (`/problems/<slug>`);
+//! clients branch on `type`, people read `title` and `detail`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::etag;
+use crate::auth::AuthError;
+use crate::state::{Rejection, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("{detail}")]
+    InvalidField { field: String, detail: String },
+    #[error("the request body must be JSON: send 'Content-Type: application/json'")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the {header} header is invalid: {detail}")]
+    InvalidHeader { header: &'static str, detail: String },
+    #[error("{0}")]
+    Unauthorized(#[from] AuthError),
+    #[error("no such order")]
+    OrderNotFound,
+    #[error("no resource at this path")]
+    RouteNotFound,
+    #[error("this method is not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("the service is shutting down; retry on another node")]
+    Unavailable,
+    #[error("an internal error occurred; it has been logged")]
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::WriterStopped => ApiError::Unavailable,
+            other => {
+                tracing::error!(error = %other, "storage error while serving a request");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(flatten)]
+    extensions: Map<String, Value>,
+}
+
+impl ApiError {
+    /// (status, slug, title) for this variant.
+    fn describe(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            ApiError::InvalidField { .. } => (S::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field"),
+            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
+            ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
+            ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid-header", "Invalid header"),
+            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
+            ApiError::OrderNotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
+            ApiError::RouteNotFound => (S::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            ApiError::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::Rejected(r) => match r {
+                Rejection::OrderExists(_) => (S::CONFLICT, "order-exists", "You already have an active order"),
+                Rejection::SlotFull(_) => (S::CONFLICT, "slot-full", "Delivery slot full"),
+                Rejection::SlotTooSoon(..) => (S::UNPROCESSABLE_ENTITY, "slot-too-soon", "Delivery slot too soon"),
+                Rejection::NotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
+                Rejection::PreconditionFailed(_) => (S::PRECONDITION_FAILED, "precondition-failed", "Order changed meanwhile"),
+                Rejection::CutoffPassed(_) => (S::CONFLICT, "cutoff-passed", "Too late to change this order"),
+                Rejection::NotActive => (S::CONFLICT, "order-cancelled", "Order is cancelled"),
+                Rejection::IdempotencyKeyReused => {
+                    (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused")
+                }
+                Rejection::DuplicateOrderId(_) => (S::CONFLICT, "order-id-conflict", "Order id conflict; retry"),
+            },
+        }
+    }
+
+    fn extensions(&self) -> Map<String, Value> {
+        let mut ext = Map::new();
+        match self {
+            ApiError::InvalidField { field, .. } => {
+                ext.insert("field".into(), field.clone().into());
+            }
+            ApiError::InvalidHeader { header, .. } => {
+                ext.insert("header".into(), (*header).into());
+            }
+            ApiError::Rejected(Rejection::OrderExists(id)) => {
+                ext.insert("order_id".into(), id.to_string().into());
+            }
+            ApiError::Rejected(Rejection::SlotFull(slot) | Rejection::SlotTooSoon(slot, _)) => {
+                ext.insert("delivery_slot".into(), slot.start().to_rfc3339().into());
+            }
+            ApiError::Rejected(Rejection::PreconditionFailed(version)) => {
+                ext.insert("current_version".into(), version.0.into());
+            }
+            _ => {}
+        }
+        ext
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.describe();
+        let problem = Problem {
+            kind: format!("/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+            extensions: self.extensions(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        match &self {
+            ApiError::Unauthorized(e) => {
+                let error = if matches!(e, AuthError::Missing) { "" } else { ", error=\"invalid_token\"" };
+                let value = format!("Bearer realm=\"pizza-orders\"{error}");
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            ApiError::Rejected(Rejection::PreconditionFailed(version)) => {
+                headers.insert(header::ETAG, etag(*version));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,18 @@
+//! The deterministic state machine: commands, their `apply` over one redb write transaction,
+//! the tables they write, and the reads the API serves. Nothing here knows about HTTP or Raft.
+
+mod apply;
+mod command;
+mod committer;
+mod error;
+mod store;
+mod tables;
+
+pub use apply::apply;
+pub use command::{
+    CancelOrder, ChangeOrder, Command, IdempotencyClaim, IdempotencyKey, Outcome, PlaceOrder, Precondition, Rejection,
+    SlotCapacity,
+};
+pub use committer::{Committer, CommitterSettings};
+pub use error::StoreError;
+pub use store::Store;

@@ -1,0 +1,130 @@
+//! The redb database: opening it (with its schema check) and the reads the API serves.
+//!
+//! Reads run in a redb read transaction: a consistent snapshot that never blocks the writer.
+//! They are short and bounded (a point lookup or a page of at most 100 keys from the page
+//! cache), so handlers call them directly instead of paying a thread hand-off per read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+
+use super::tables::{self, META, ORDERS, SLOT_LOAD, USER_ORDERS};
+use super::StoreError;
+use crate::codec;
+use crate::domain::{Order, OrderId, Timestamp, UserId};
+
+/// Handle on the node's database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl Store {
+    pub const FILE_NAME: &'static str = "orders.redb";
+
+    /// Open (or create) the database in `data_dir`, creating every table and checking that the
+    /// schema version on disk is the one this build writes.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join(Self::FILE_NAME);
+        let db = Database::create(&path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                path: path.display().to_string(),
+            },
+            other => StoreError::from(other),
+        })?;
+        let store = Self { db: Arc::new(db), path };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    fn initialise(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(tables::META_SCHEMA_VERSION)?.map(|g| g.value());
+            match found {
+                None => {
+                    meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
+                }
+                Some(v) if v == tables::SCHEMA_VERSION => {}
+                Some(found) => {
+                    return Err(StoreError::FormatVersion {
+                        path: self.path.display().to_string(),
+                        found,
+                        expected: tables::SCHEMA_VERSION,
+                    })
+                }
+            }
+            txn.open_table(ORDERS)?;
+            txn.open_table(USER_ORDERS)?;
+            txn.open_table(tables::ACTIVE)?;
+            txn.open_table(SLOT_LOAD)?;
+            txn.open_table(tables::IDEMPOTENCY)?;
+            txn.open_table(tables::IDEMPOTENCY_EXPIRY)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The revision of the last command applied and durably committed.
+    pub fn last_revision(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(tables::META_LAST_REVISION)?.map_or(0, |g| g.value()))
+    }
+
+    pub fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let orders = txn.open_table(ORDERS)?;
+        let raw = orders.get(id.as_u128())?;
+        Ok(raw.map(|g| codec::decode(g.value())).transpose()?)
+    }
+
+    /// A page of `user`'s orders, newest first, strictly older than `before` when given.
+    pub fn user_orders(&self, user: &UserId, before: Option<OrderId>, limit: usize) -> Result<Vec<Order>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(USER_ORDERS)?;
+        let orders = txn.open_table(ORDERS)?;
+        let low = (user.as_str(), 0u128);
+        let mut page = Vec::with_capacity(limit.min(100));
+        let keys = match before {
+            Some(before) => index.range(low..(user.as_str(), before.as_u128()))?,
+            None => index.range(low..=(user.as_str(), u128::MAX))?,
+        };
+        for entry in keys.rev().take(limit) {
+            let (key, _) = entry?;
+            let (_, id) = key.value();
+            if let Some(raw) = orders.get(id)? {
+                page.push(codec::decode(raw.value())?);
+            }
+        }
+        Ok(page)
+    }
+
+    /// Orders booked per slot start for slots starting in `[from, to)`; absent means zero.
+    pub fn slot_loads(&self, from: Timestamp, to: Timestamp) -> Result<BTreeMap<i64, u32>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let load = txn.open_table(SLOT_LOAD)?;
+        let mut loads = BTreeMap::new();
+        for entry in load.range(from.millis()..to.millis())? {
+            let (start, booked) = entry?;
+            loads.insert(start.value(), booked.value());
+        }
+        Ok(loads)
+    }
+}
