@@ -1,0 +1,291 @@
+//! The HTTP API as a client sees it, against a real node.
+
+mod common;
+
+use common::{client, create, order_body, problem_type, slot, token, token_with, TestNode};
+use pizza_orders::domain::Timestamp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn menu_lists_every_size_and_topping_with_prices_in_cents() {
+    let node = TestNode::start();
+    let menu: Value = client().get(node.url("/v1/menu")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(menu["currency"], "EUR");
+    let sizes: Vec<&str> = menu["sizes"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(sizes, ["small", "medium", "large"]);
+    assert_eq!(menu["toppings"][1], json!({"id": "pepperoni", "price_cents": 200}));
+}
+
+#[tokio::test]
+async fn an_order_is_priced_saved_and_read_back_with_its_etag() {
+    let node = TestNode::start();
+    let body = json!({"address": "  12 Baker St ", "size": "large", "toppings": ["mushroom", "extra_cheese"], "delivery_slot": slot(3, 36)});
+    let created = create(&node, "alice", &body).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(created.headers()["etag"], "\"1\"");
+    let order: Value = created.json().await.unwrap();
+    assert_eq!(order["address"], "12 Baker St");
+    assert_eq!(order["price_cents"], 1300 + 150 + 120);
+    assert_eq!(order["toppings"], json!(["extra_cheese", "mushroom"]));
+    assert_eq!(order["status"], "placed");
+    assert_eq!(location, format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+
+    let read = client().get(node.url(&location)).bearer_auth(token("alice")).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(read.headers()["etag"], "\"1\"");
+    assert_eq!(read.json::<Value>().await.unwrap(), order);
+}
+
+#[tokio::test]
+async fn a_second_active_order_for_the_same_user_is_refused() {
+    let node = TestNode::start();
+    assert_eq!(create(&node, "bob", &order_body(&slot(2, 30))).await.status(), StatusCode::CREATED);
+    let second = create(&node, "bob", &order_body(&slot(2, 31))).await;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    assert_eq!(problem_type(second).await, "/problems/order-exists");
+}
+
+#[tokio::test]
+async fn slots_report_the_room_left_and_a_full_slot_is_refused() {
+    let node = TestNode::start_with(&["slots.capacity=2"]);
+    let start = slot(4, 20);
+    for user in ["u1", "u2"] {
+        assert_eq!(create(&node, user, &order_body(&start)).await.status(), StatusCode::CREATED);
+    }
+    let full = create(&node, "u3", &order_body(&start)).await;
+    assert_eq!(full.status(), StatusCode::CONFLICT);
+    assert_eq!(problem_type(full).await, "/problems/slot-full");
+
+    let list: Value = client()
+        .get(node.url("/v1/slots"))
+        .query(&[("from", start.as_str()), ("to", slot(4, 22).as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let slots = list["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    assert_eq!((slots[0]["start"].as_str().unwrap(), slots[0]["remaining"].as_u64()), (start.as_str(), Some(0)));
+    assert_eq!(slots[1]["remaining"], 2);
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_original_and_a_reused_key_is_refused() {
+    let node = TestNode::start();
+    let body = order_body(&slot(2, 40));
+    let post = |body: Value| {
+        client()
+            .post(node.url("/v1/orders"))
+            .bearer_auth(token("carol"))
+            .header("Idempotency-Key", "order-7f3a")
+            .json(&body)
+            .send()
+    };
+    let first = post(body.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let retry = post(body.clone()).await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.json::<Value>().await.unwrap(), first);
+
+    let other = post(order_body(&slot(2, 41))).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem_type(other).await, "/problems/idempotency-key-reused");
+}
+
+#[tokio::test]
+async fn changing_an_order_reprices_it_moves_its_slot_and_honours_if_match() {
+    let node = TestNode::start_with(&["slots.capacity=1"]);
+    let (a, b) = (slot(5, 30), slot(5, 31));
+    let order: Value = create(&node, "dave", &order_body(&a)).await.json().await.unwrap();
+    let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+    let change = json!({"address": "2 Side St", "size": "small", "toppings": [], "delivery_slot": b});
+
+    let changed = client().put(&url).bearer_auth(token("dave")).header("If-Match", "\"1\"").json(&change).send().await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_eq!(changed.headers()["etag"], "\"2\"");
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!((changed["price_cents"].as_u64(), changed["version"].as_u64()), (Some(800), Some(2)));
+    assert_eq!(changed["delivery_slot"]["start"], b.as_str());
+
+    // The old slot has room again (capacity 1), the new one is taken.
+    assert_eq!(create(&node, "erin", &order_body(&a)).await.status(), StatusCode::CREATED);
+    let taken = create(&node, "frank", &order_body(&b)).await;
+    assert_eq!(problem_type(taken).await, "/problems/slot-full");
+
+    let stale = client().put(&url).bearer_auth(token("dave")).header("If-Match", "\"1\"").json(&change).send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.headers()["etag"], "\"2\"");
+    assert_eq!(problem_type(stale).await, "/problems/precondition-failed");
+
+    // Moving into a full slot is refused and changes nothing.
+    let into_full = json!({"address": "2 Side St", "size": "small", "delivery_slot": a});
+    let refused = client().put(&url).bearer_auth(token("dave")).json(&into_full).send().await.unwrap();
+    assert_eq!(problem_type(refused).await, "/problems/slot-full");
+    let now: Value = client().get(&url).bearer_auth(token("dave")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(now, changed);
+}
+
+#[tokio::test]
+async fn cancelling_keeps_the_order_frees_the_slot_and_allows_a_new_order() {
+    let node = TestNode::start_with(&["slots.capacity=1"]);
+    let start = slot(6, 30);
+    let order: Value = create(&node, "gina", &order_body(&start)).await.json().await.unwrap();
+    let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+
+    let stale = client().delete(&url).bearer_auth(token("gina")).header("If-Match", "\"9\"").send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    let cancelled = client().delete(&url).bearer_auth(token("gina")).header("If-Match", "\"1\"").send().await.unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!((cancelled["status"].as_str(), cancelled["active"].as_bool()), (Some("cancelled"), Some(false)));
+
+    let again = client().delete(&url).bearer_auth(token("gina")).send().await.unwrap();
+    assert_eq!(problem_type(again).await, "/problems/order-cancelled");
+    let edit = client().put(&url).bearer_auth(token("gina")).json(&order_body(&start)).send().await.unwrap();
+    assert_eq!(problem_type(edit).await, "/problems/order-cancelled");
+
+    assert_eq!(create(&node, "hank", &order_body(&start)).await.status(), StatusCode::CREATED);
+    assert_eq!(create(&node, "gina", &order_body(&slot(6, 31))).await.status(), StatusCode::CREATED);
+
+    let page: Value = client().get(node.url("/v1/orders")).bearer_auth(token("gina")).send().await.unwrap().json().await.unwrap();
+    let statuses: Vec<&str> = page["orders"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["placed", "cancelled"], "newest first, cancelled kept");
+}
+
+#[tokio::test]
+async fn listing_pages_through_a_users_orders_newest_first() {
+    let node = TestNode::start();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let order: Value = create(&node, "ivy", &order_body(&slot(7, 20 + i))).await.json().await.unwrap();
+        let id = order["id"].as_str().unwrap().to_owned();
+        let cancel = client().delete(node.url(&format!("/v1/orders/{id}"))).bearer_auth(token("ivy")).send().await.unwrap();
+        assert_eq!(cancel.status(), StatusCode::OK);
+        ids.push(id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut req = client().get(node.url("/v1/orders")).bearer_auth(token("ivy")).query(&[("limit", "2")]);
+        if let Some(b) = &before {
+            req = req.query(&[("before", b.as_str())]);
+        }
+        let page: Value = req.send().await.unwrap().json().await.unwrap();
+        seen.extend(page["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(seen.len() <= 5, "pagination does not end");
+    }
+    assert_eq!(seen, ids);
+    let bad = client().get(node.url("/v1/orders?limit=0")).bearer_auth(token("ivy")).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn another_users_order_does_not_exist_for_you() {
+    let node = TestNode::start();
+    let order: Value = create(&node, "owner", &order_body(&slot(2, 33))).await.json().await.unwrap();
+    let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+    let c = client();
+    let get = c.get(&url).bearer_auth(token("mallory")).send().await.unwrap();
+    assert_eq!(get.status(), StatusCode::NOT_FOUND);
+    let put = c.put(&url).bearer_auth(token("mallory")).json(&order_body(&slot(2, 34))).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::NOT_FOUND);
+    let delete = c.delete(&url).bearer_auth(token("mallory")).send().await.unwrap();
+    assert_eq!(problem_type(delete).await, "/problems/order-not-found");
+    let unknown = c.get(node.url("/v1/orders/not-an-id")).bearer_auth(token("owner")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    // Still intact for its owner.
+    let mine: Value = c.get(&url).bearer_auth(token("owner")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(mine["status"], "placed");
+}
+
+#[tokio::test]
+async fn bad_tokens_get_401_with_a_challenge() {
+    let node = TestNode::start();
+    let expired = token_with("alice", false, 60, Timestamp::from_millis(Timestamp::now().millis() - 7_200_000));
+    let none_alg = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
+    let mut forged = token("alice");
+    forged.pop();
+    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    for auth in [None, Some("Basic YWxpY2U6cHc=".to_owned()), Some(format!("Bearer {expired}")), Some(format!("Bearer {none_alg}")), Some(format!("Bearer {forged}")), Some("Bearer garbage".into())] {
+        let mut req = client().get(node.url("/v1/orders"));
+        if let Some(value) = &auth {
+            req = req.header("Authorization", value);
+        }
+        let response = req.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert!(response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        assert_eq!(problem_type(response).await, "/problems/unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn every_bad_request_gets_its_own_problem_status() {
+    let node = TestNode::start();
+    let c = client();
+    let post = |body: String, content_type: &'static str| {
+        c.post(node.url("/v1/orders"))
+            .bearer_auth(token("zed"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let json = "application/json";
+    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
+        ("{\"address\":".into(), json, StatusCode::BAD_REQUEST, "/problems/malformed-json"),
+        (order_body(&slot(2, 30)).to_string(), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "/problems/unsupported-media-type"),
+        (format!("{{\"address\":\"{}\"}}", "x".repeat(17 * 1024)), json, StatusCode::PAYLOAD_TOO_LARGE, "/problems/payload-too-large"),
+        (json!({"address": "a", "size": "small", "delivery_slot": slot(2, 30), "tip": 5}).to_string(), json, StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-field"),
+        (json!({"address": "  ", "size": "small", "delivery_slot": slot(2, 30)}).to_string(), json, StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-field"),
+        (json!({"address": "a", "size": "small", "toppings": ["pepperoni", "pepperoni"], "delivery_slot": slot(2, 30)}).to_string(), json, StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-field"),
+        (json!({"address": "a", "size": "small", "delivery_slot": "2030-01-01T10:15:00Z"}).to_string(), json, StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-field"),
+        (json!({"address": "a", "size": "small", "delivery_slot": "2020-01-01T10:00:00Z"}).to_string(), json, StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-field"),
+        (json!({"address": "a", "size": "small", "delivery_slot": slot(4000, 20)}).to_string(), json, StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-field"),
+        (json!({"address": "a", "size": "small", "delivery_slot": "soon"}).to_string(), json, StatusCode::UNPROCESSABLE_ENTITY, "/problems/invalid-field"),
+    ];
+    for (body, content_type, status, kind) in cases {
+        let response = post(body.clone(), content_type).await.unwrap();
+        assert_eq!(response.status(), status, "{}", &body[..body.len().min(120)]);
+        assert_eq!(problem_type(response).await, kind);
+    }
+
+    let named: Value = post(json!({"address": "a", "size": "huge", "delivery_slot": slot(2, 30)}).to_string(), json)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(named["field"], "size");
+    assert!(named["detail"].as_str().unwrap().contains("huge"));
+
+    let route = c.get(node.url("/v2/nothing")).send().await.unwrap();
+    assert_eq!(route.status(), StatusCode::NOT_FOUND);
+    assert_eq!(problem_type(route).await, "/problems/not-found");
+    let method = c.patch(node.url("/v1/orders")).send().await.unwrap();
+    assert_eq!(method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(problem_type(method).await, "/problems/method-not-allowed");
+    let bad_key = c
+        .post(node.url("/v1/orders"))
+        .bearer_auth(token("zed"))
+        .header("Idempotency-Key", "")
+        .json(&order_body(&slot(2, 30)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem_type(bad_key).await, "/problems/invalid-header");
+    let bad_range = c.get(node.url("/v1/slots?from=yesterday")).send().await.unwrap();
+    assert_eq!(bad_range.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // Nothing above created an order.
+    let page: Value = c.get(node.url("/v1/orders")).bearer_auth(token("zed")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["orders"], json!([]));
+}

@@ -1,0 +1,184 @@
+//! One helper to start real nodes: the release-shaped binary as a child process, on a random
+//! 127.0.0.1 port, with its own data directory. Every node is killed when dropped, also when a
+//! test fails.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use pizza_orders::auth::TokenKeys;
+use pizza_orders::config::TokenSecret;
+use pizza_orders::domain::{Timestamp, UserId};
+use serde_json::{json, Value};
+
+pub const SECRET: &str = "integration-test-secret-integration-test-secret";
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct TestNode {
+    child: Child,
+    pub base: String,
+    data_dir: PathBuf,
+    config_file: PathBuf,
+    extra: Vec<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Settings every test node shares: open around the clock so any future grid slot is valid.
+fn write_config(dir: &Path) -> PathBuf {
+    let file = dir.join("test.toml");
+    let body = format!(
+        "listen = \"127.0.0.1:0\"\n[auth]\njwt_secret = \"{SECRET}\"\n[slots]\nopens = \"00:00\"\ncloses = \"24:00\"\n[log]\nfilter = \"warn\"\n"
+    );
+    std::fs::write(&file, body).expect("write test config");
+    file
+}
+
+impl TestNode {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Start with extra `--set key=value` overrides.
+    pub fn start_with(sets: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_file = write_config(dir.path());
+        let data_dir = dir.path().join("data");
+        let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(&config_file, &data_dir, &extra);
+        Self {
+            child,
+            base,
+            data_dir,
+            config_file,
+            extra,
+            _dir: Some(dir),
+        }
+    }
+
+    /// `kill -9` the process: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start again on the same data directory (after `kill`), with other overrides if given.
+    pub fn restart_with(&mut self, sets: &[&str]) {
+        self.kill();
+        self.extra = sets.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(&self.config_file, &self.data_dir, &self.extra);
+        self.child = child;
+        self.base = base;
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+fn spawn(config: &Path, data_dir: &Path, sets: &[String]) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pizza-orders"));
+    cmd.arg("serve").arg("--config").arg(config).arg("--data-dir").arg(data_dir);
+    for set in sets {
+        cmd.arg("--set").arg(set);
+    }
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PIZZA_ORDERS_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn pizza-orders");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("pizza-orders listening on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(START_DEADLINE) {
+        Ok(base) => (child, base),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("node did not report its address within {START_DEADLINE:?}");
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn token(user: &str) -> String {
+    token_with(user, false, 3600, Timestamp::now())
+}
+
+pub fn token_with(user: &str, admin: bool, ttl_secs: u64, issued: Timestamp) -> String {
+    let keys = TokenKeys::new(&TokenSecret::parse(SECRET.as_bytes()).expect("secret"));
+    keys.mint(&UserId::parse(user).expect("user"), admin, Duration::from_secs(ttl_secs), issued)
+        .expect("mint")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// The start of a 30-minute grid slot `days` days from now, `index` slots after midnight UTC.
+pub fn slot(days: i64, index: i64) -> String {
+    let day_ms = 86_400_000;
+    let midnight = (Timestamp::now().millis() / day_ms + days) * day_ms;
+    Timestamp::from_millis(midnight + index * 1_800_000).to_rfc3339()
+}
+
+pub fn order_body(slot: &str) -> Value {
+    json!({ "address": "1 Main St", "size": "medium", "toppings": ["pepperoni"], "delivery_slot": slot })
+}
+
+pub async fn create(node: &TestNode, user: &str, body: &Value) -> reqwest::Response {
+    client()
+        .post(node.url("/v1/orders"))
+        .bearer_auth(token(user))
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Read a problem+json response and return its `type`.
+pub async fn problem_type(response: reqwest::Response) -> String {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem body");
+    body["type"].as_str().expect("type").to_owned()
+}
