@@ -1,0 +1,93 @@
+//! What survives a crash, a restart and a configuration change.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{client, create, order_body, problem_type, slot, token, TestNode};
+use pizza_orders::domain::Timestamp;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_order_survives_kill_9() {
+    let mut node = TestNode::start_with(&["slots.capacity=1000"]);
+    let acknowledged: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let base = node.base.clone();
+    // 8 writers, each creating orders for its own users, until the node dies or 400 are sent.
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (acknowledged, base) = (acknowledged.clone(), base.clone());
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    let user = format!("w{w}-u{i}");
+                    let sent = client()
+                        .post(format!("{base}/v1/orders"))
+                        .bearer_auth(token(&user))
+                        .json(&order_body(&slot(2, 24 + (i % 8))))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == StatusCode::CREATED => {
+                            if let Ok(body) = r.json::<Value>().await {
+                                acknowledged.lock().unwrap().push((user.clone(), body));
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 60 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.kill();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 60, "only {} orders acknowledged before the kill", acknowledged.len());
+
+    node.restart_with(&["slots.capacity=1000"]);
+    for (owner, order) in &acknowledged {
+        let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+        let stored: Value = client().get(&url).bearer_auth(token(owner)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(&stored, order, "acknowledged order changed or lost across kill -9");
+    }
+}
+
+#[tokio::test]
+async fn an_order_inside_its_cutoff_can_no_longer_change_or_be_cancelled() {
+    let mut node = TestNode::start_with(&["slots.cutoff_minutes=0"]);
+    // The grid slot after the next one: 30 to 60 minutes ahead.
+    let half_hour = 1_800_000;
+    let soon = Timestamp::from_millis((Timestamp::now().millis() / half_hour + 2) * half_hour).to_rfc3339();
+    let order: Value = create(&node, "late", &order_body(&soon)).await.json().await.unwrap();
+
+    node.restart_with(&["slots.cutoff_minutes=120"]);
+    let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+    let change = client().put(&url).bearer_auth(token("late")).json(&order_body(&slot(3, 30))).send().await.unwrap();
+    assert_eq!(change.status(), StatusCode::CONFLICT);
+    assert_eq!(problem_type(change).await, "/problems/cutoff-passed");
+    let cancel = client().delete(&url).bearer_auth(token("late")).send().await.unwrap();
+    assert_eq!(problem_type(cancel).await, "/problems/cutoff-passed");
+    let too_soon = create(&node, "other", &order_body(&soon)).await;
+    assert_eq!(too_soon.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unchanged: Value = client().get(&url).bearer_auth(token("late")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(unchanged["version"], 1);
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_the_data_opens_again() {
+    let mut node = TestNode::start();
+    let order: Value = create(&node, "tess", &order_body(&slot(2, 30))).await.json().await.unwrap();
+    let status = node.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    node.restart_with(&[]);
+    let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+    let stored: Value = client().get(&url).bearer_auth(token("tess")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stored, order);
+}
