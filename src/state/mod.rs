@@ -8,6 +8,9 @@ mod error;
 mod store;
 mod tables;
 
+#[cfg(test)]
+mod model_tests;
+
 pub use apply::apply;
 pub use command::{
     CancelOrder, ChangeOrder, Command, IdempotencyClaim, IdempotencyKey, Outcome, PlaceOrder, Precondition, Rejection,

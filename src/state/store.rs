@@ -62,13 +62,8 @@ impl Store {
                     })
                 }
             }
-            txn.open_table(ORDERS)?;
-            txn.open_table(USER_ORDERS)?;
-            txn.open_table(tables::ACTIVE)?;
-            txn.open_table(SLOT_LOAD)?;
-            txn.open_table(tables::IDEMPOTENCY)?;
-            txn.open_table(tables::IDEMPOTENCY_EXPIRY)?;
         }
+        tables::create_all(&txn)?;
         txn.commit()?;
         Ok(())
     }

@@ -7,7 +7,7 @@
 //!   the capacity that was in force when each of them was booked. Zero entries are removed.
 //! - `USER_ORDERS` has one key per order, so a user's history is one key range, newest last.
 
-use redb::TableDefinition;
+use redb::{TableDefinition, TableError, WriteTransaction};
 
 /// Bumped whenever a table, key layout or value encoding changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -34,3 +34,15 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 
 /// (expiry ms, user id, idempotency key) → (): lets `apply` expire keys oldest first.
 pub const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("idempotency_expiry");
+
+/// Create every table that does not exist yet, so readers never meet a missing one.
+pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
+    txn.open_table(META)?;
+    txn.open_table(ORDERS)?;
+    txn.open_table(USER_ORDERS)?;
+    txn.open_table(ACTIVE)?;
+    txn.open_table(SLOT_LOAD)?;
+    txn.open_table(IDEMPOTENCY)?;
+    txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    Ok(())
+}
