@@ -69,12 +69,8 @@ impl TokenKeys {
     /// A token for `user` valid for `ttl` from `now`.
     pub fn mint(&self, user: &UserId, admin: bool, ttl: Duration, now: Timestamp) -> Result<String, AuthError> {
         let iat = u64::try_from(now.millis() / 1000).unwrap_or(0);
-        let claims = Claims {
-            sub: user.as_str().to_owned(),
-            exp: iat.saturating_add(ttl.as_secs()),
-            iat: Some(iat),
-            admin,
-        };
+        let claims =
+            Claims { sub: user.as_str().to_owned(), exp: iat.saturating_add(ttl.as_secs()), iat: Some(iat), admin };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Claims(e.to_string()))
     }
@@ -90,19 +86,17 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::InvalidSignature => AuthError::BadSignature,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
-            ErrorKind::MissingRequiredClaim(claim) => AuthError::Claims(format!("'{claim}' is required")),
-            ErrorKind::Json(_) => AuthError::Claims("a claim has the wrong type".into()),
-            _ => AuthError::Malformed,
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
+                ErrorKind::MissingRequiredClaim(claim) => AuthError::Claims(format!("'{claim}' is required")),
+                ErrorKind::Json(_) => AuthError::Claims("a claim has the wrong type".into()),
+                _ => AuthError::Malformed,
+            })?;
         let user = UserId::parse(&data.claims.sub).map_err(|e| AuthError::Claims(format!("sub: {e}")))?;
-        Ok(Principal {
-            user,
-            admin: data.claims.admin,
-        })
+        Ok(Principal { user, admin: data.claims.admin })
     }
 }
 
@@ -133,7 +127,8 @@ mod tests {
         let expired = k.mint(&alice, false, Duration::from_secs(60), old).unwrap();
         assert_eq!(k.verify(&expired), Err(AuthError::Expired));
 
-        let other = keys("another-secret-another-secret-000").mint(&alice, false, Duration::from_secs(60), Timestamp::now());
+        let other =
+            keys("another-secret-another-secret-000").mint(&alice, false, Duration::from_secs(60), Timestamp::now());
         assert_eq!(k.verify(&other.unwrap()), Err(AuthError::BadSignature));
 
         // {"alg":"none","typ":"JWT"} . {"sub":"alice","exp":9999999999} . (no signature)

@@ -105,12 +105,8 @@ fn usage_error(e: impl std::fmt::Display) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let overrides = Overrides {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        log_format: args.log_format,
-        set: args.config.set,
-    };
+    let overrides =
+        Overrides { listen: args.listen, data_dir: args.data_dir, log_format: args.log_format, set: args.config.set };
     let config = match Settings::load(args.config.config.as_deref(), &overrides).and_then(Config::from_settings) {
         Ok(config) => config,
         Err(e) => return usage_error(e),
@@ -144,11 +140,9 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn token(args: TokenArgs) -> ExitCode {
-    let overrides = Overrides {
-        set: args.config.set,
-        ..Overrides::default()
-    };
-    let secret = Settings::load(args.config.config.as_deref(), &overrides).and_then(|s| TokenSecret::from_auth(&s.auth));
+    let overrides = Overrides { set: args.config.set, ..Overrides::default() };
+    let secret =
+        Settings::load(args.config.config.as_deref(), &overrides).and_then(|s| TokenSecret::from_auth(&s.auth));
     let secret = match secret {
         Ok(secret) => secret,
         Err(e) => return usage_error(e),

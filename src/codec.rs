@@ -13,7 +13,9 @@ pub const FORMAT_VERSION: u8 = 1;
 pub enum CodecError {
     #[error("empty value: no format-version byte")]
     Empty,
-    #[error("format version {found} is not known to this build (it reads version {FORMAT_VERSION}); upgrade the binary")]
+    #[error(
+        "format version {found} is not known to this build (it reads version {FORMAT_VERSION}); upgrade the binary"
+    )]
     UnknownVersion { found: u8 },
     #[error("value cannot be decoded: {0}")]
     Malformed(String),
@@ -32,8 +34,7 @@ fn config() -> impl bincode::config::Config {
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = vec![FORMAT_VERSION];
-    bincode::serde::encode_into_std_write(value, &mut out, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
 
@@ -42,8 +43,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if version != FORMAT_VERSION {
         return Err(CodecError::UnknownVersion { found: version });
     }
-    let (value, used) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != body.len() {
         return Err(CodecError::Trailing(body.len() - used));
     }
@@ -53,7 +54,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{OrderId, Timestamp, Toppings, Topping};
+    use crate::domain::{OrderId, Timestamp, Topping, Toppings};
 
     #[test]
     fn round_trips_domain_values() {

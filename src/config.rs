@@ -159,10 +159,7 @@ impl Default for Settings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self {
-            format: LogFormat::Text,
-            filter: "info".into(),
-        }
+        Self { format: LogFormat::Text, filter: "info".into() }
     }
 }
 
@@ -170,16 +167,8 @@ impl Default for MenuSettings {
     fn default() -> Self {
         Self {
             currency: "EUR".into(),
-            sizes: SizePrices {
-                small: 800,
-                medium: 1050,
-                large: 1300,
-            },
-            toppings: ToppingPrices {
-                extra_cheese: 150,
-                pepperoni: 200,
-                mushroom: 120,
-            },
+            sizes: SizePrices { small: 800, medium: 1050, large: 1300 },
+            toppings: ToppingPrices { extra_cheese: 150, pepperoni: 200, mushroom: 120 },
         }
     }
 }
@@ -199,18 +188,13 @@ impl Default for SlotSettings {
 
 impl Default for OrderSettings {
     fn default() -> Self {
-        Self {
-            idempotency_ttl_hours: 24,
-        }
+        Self { idempotency_ttl_hours: 24 }
     }
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self {
-            group_commit_max_batch: 256,
-            queue_depth: 4096,
-        }
+        Self { group_commit_max_batch: 256, queue_depth: 4096 }
     }
 }
 
@@ -297,10 +281,8 @@ impl TokenSecret {
             (None, None) => Err(ConfigError::NoSecret),
             (Some(secret), None) => Self::parse(secret.as_bytes()),
             (None, Some(path)) => {
-                let raw = std::fs::read(path).map_err(|source| ConfigError::SecretFile {
-                    path: path.clone(),
-                    source,
-                })?;
+                let raw =
+                    std::fs::read(path).map_err(|source| ConfigError::SecretFile { path: path.clone(), source })?;
                 Self::parse(raw.trim_ascii_end())
             }
         }
@@ -389,17 +371,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "[slots]\ncapacity = 5\n").unwrap();
-        let overrides = Overrides {
-            set: vec!["slots.cutoff_minutes=10".into()],
-            ..Overrides::default()
-        };
+        let overrides = Overrides { set: vec!["slots.cutoff_minutes=10".into()], ..Overrides::default() };
         let s = Settings::load(Some(&file), &overrides).unwrap();
         assert_eq!((s.slots.capacity, s.slots.cutoff_minutes), (5, 10));
 
-        let bad = Overrides {
-            set: vec!["slots.capacty=10".into()],
-            ..Overrides::default()
-        };
+        let bad = Overrides { set: vec!["slots.capacty=10".into()], ..Overrides::default() };
         let err = Settings::load(Some(&file), &bad).unwrap_err().to_string();
         assert!(err.contains("capacty"), "{err}");
         assert!(matches!(

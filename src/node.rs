@@ -20,12 +20,7 @@ impl Node {
     pub fn open(config: Config) -> Result<Arc<Self>, StoreError> {
         let store = Store::open(&config.data_dir)?;
         let committer = Committer::start(store.clone(), config.committer)?;
-        Ok(Arc::new(Self {
-            keys: TokenKeys::new(&config.secret),
-            config,
-            store,
-            committer,
-        }))
+        Ok(Arc::new(Self { keys: TokenKeys::new(&config.secret), config, store, committer }))
     }
 
     /// Apply `command` and return once its outcome is durable.

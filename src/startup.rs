@@ -29,9 +29,7 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Self, StartupError> {
         let addr = config.listen;
         let node = Node::open(config)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
         Ok(Self { node, listener })
     }
 
@@ -40,12 +38,13 @@ impl Server {
     }
 
     /// Serve until `shutdown` resolves, let in-flight requests finish, then close storage.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
         let app = crate::api::router(self.node.clone());
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(StartupError::Serve);
+        let served =
+            axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(StartupError::Serve);
         self.node.shutdown().await;
         served
     }

@@ -106,7 +106,8 @@ async fn changing_an_order_reprices_it_moves_its_slot_and_honours_if_match() {
     let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
     let change = json!({"address": "2 Side St", "size": "small", "toppings": [], "delivery_slot": b});
 
-    let changed = client().put(&url).bearer_auth(token("dave")).header("If-Match", "\"1\"").json(&change).send().await.unwrap();
+    let changed =
+        client().put(&url).bearer_auth(token("dave")).header("If-Match", "\"1\"").json(&change).send().await.unwrap();
     assert_eq!(changed.status(), StatusCode::OK);
     assert_eq!(changed.headers()["etag"], "\"2\"");
     let changed: Value = changed.json().await.unwrap();
@@ -118,7 +119,8 @@ async fn changing_an_order_reprices_it_moves_its_slot_and_honours_if_match() {
     let taken = create(&node, "frank", &order_body(&b)).await;
     assert_eq!(problem_type(taken).await, "/problems/slot-full");
 
-    let stale = client().put(&url).bearer_auth(token("dave")).header("If-Match", "\"1\"").json(&change).send().await.unwrap();
+    let stale =
+        client().put(&url).bearer_auth(token("dave")).header("If-Match", "\"1\"").json(&change).send().await.unwrap();
     assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.headers()["etag"], "\"2\"");
     assert_eq!(problem_type(stale).await, "/problems/precondition-failed");
@@ -153,8 +155,10 @@ async fn cancelling_keeps_the_order_frees_the_slot_and_allows_a_new_order() {
     assert_eq!(create(&node, "hank", &order_body(&start)).await.status(), StatusCode::CREATED);
     assert_eq!(create(&node, "gina", &order_body(&slot(6, 31))).await.status(), StatusCode::CREATED);
 
-    let page: Value = client().get(node.url("/v1/orders")).bearer_auth(token("gina")).send().await.unwrap().json().await.unwrap();
-    let statuses: Vec<&str> = page["orders"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
+    let page: Value =
+        client().get(node.url("/v1/orders")).bearer_auth(token("gina")).send().await.unwrap().json().await.unwrap();
+    let statuses: Vec<&str> =
+        page["orders"].as_array().unwrap().iter().map(|o| o["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["placed", "cancelled"], "newest first, cancelled kept");
 }
 
@@ -165,7 +169,8 @@ async fn listing_pages_through_a_users_orders_newest_first() {
     for i in 0..5 {
         let order: Value = create(&node, "ivy", &order_body(&slot(7, 20 + i))).await.json().await.unwrap();
         let id = order["id"].as_str().unwrap().to_owned();
-        let cancel = client().delete(node.url(&format!("/v1/orders/{id}"))).bearer_auth(token("ivy")).send().await.unwrap();
+        let cancel =
+            client().delete(node.url(&format!("/v1/orders/{id}"))).bearer_auth(token("ivy")).send().await.unwrap();
         assert_eq!(cancel.status(), StatusCode::OK);
         ids.push(id);
     }
@@ -217,7 +222,14 @@ async fn bad_tokens_get_401_with_a_challenge() {
     let mut forged = token("alice");
     forged.pop();
     forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
-    for auth in [None, Some("Basic YWxpY2U6cHc=".to_owned()), Some(format!("Bearer {expired}")), Some(format!("Bearer {none_alg}")), Some(format!("Bearer {forged}")), Some("Bearer garbage".into())] {
+    for auth in [
+        None,
+        Some("Basic YWxpY2U6cHc=".to_owned()),
+        Some(format!("Bearer {expired}")),
+        Some(format!("Bearer {none_alg}")),
+        Some(format!("Bearer {forged}")),
+        Some("Bearer garbage".into()),
+    ] {
         let mut req = client().get(node.url("/v1/orders"));
         if let Some(value) = &auth {
             req = req.header("Authorization", value);
@@ -234,11 +246,7 @@ async fn every_bad_request_gets_its_own_problem_status() {
     let node = TestNode::start();
     let c = client();
     let post = |body: String, content_type: &'static str| {
-        c.post(node.url("/v1/orders"))
-            .bearer_auth(token("zed"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        c.post(node.url("/v1/orders")).bearer_auth(token("zed")).header("content-type", content_type).body(body).send()
     };
     let json = "application/json";
     let cases: Vec<(String, &str, StatusCode, &str)> = vec![
@@ -286,6 +294,7 @@ async fn every_bad_request_gets_its_own_problem_status() {
     let bad_range = c.get(node.url("/v1/slots?from=yesterday")).send().await.unwrap();
     assert_eq!(bad_range.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // Nothing above created an order.
-    let page: Value = c.get(node.url("/v1/orders")).bearer_auth(token("zed")).send().await.unwrap().json().await.unwrap();
+    let page: Value =
+        c.get(node.url("/v1/orders")).bearer_auth(token("zed")).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["orders"], json!([]));
 }

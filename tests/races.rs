@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 
 use common::{client, create, order_body, problem_type, slot, token, TestNode};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// Count responses by status and, for errors, problem type.
@@ -36,7 +35,8 @@ async fn fifty_concurrent_creates_for_one_user_give_exactly_one_order() {
     let counts = tally(join_all(attempts).await).await;
     assert_eq!(counts.get("201"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("/problems/order-exists"), Some(&49), "{counts:?}");
-    let page: Value = client().get(node.url("/v1/orders")).bearer_auth(token("racer")).send().await.unwrap().json().await.unwrap();
+    let page: Value =
+        client().get(node.url("/v1/orders")).bearer_auth(token("racer")).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["orders"].as_array().unwrap().len(), 1);
 }
 

@@ -22,9 +22,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -66,10 +64,7 @@ impl FromRequestParts<AppState> for Principal {
 /// `If-Match`: absent, `*`, or a list of strong ETags `"<version>"`. Weak tags never match
 /// (RFC 9110 requires strong comparison), so a list of only weak tags fails the precondition.
 pub fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
-    let bad = |detail: &str| ApiError::InvalidHeader {
-        header: "If-Match",
-        detail: detail.into(),
-    };
+    let bad = |detail: &str| ApiError::InvalidHeader { header: "If-Match", detail: detail.into() };
     let mut versions = Vec::new();
     let mut present = false;
     for value in headers.get_all(header::IF_MATCH) {
@@ -100,15 +95,10 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    value
-        .to_str()
-        .ok()
-        .and_then(IdempotencyKey::parse)
-        .map(Some)
-        .ok_or(ApiError::InvalidHeader {
-            header: "Idempotency-Key",
-            detail: "it must be 1 to 128 visible ASCII characters (a UUID is a good choice)".into(),
-        })
+    value.to_str().ok().and_then(IdempotencyKey::parse).map(Some).ok_or(ApiError::InvalidHeader {
+        header: "Idempotency-Key",
+        detail: "it must be 1 to 128 visible ASCII characters (a UUID is a good choice)".into(),
+    })
 }
 
 #[cfg(test)]

@@ -18,9 +18,6 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) {
     match node.store.last_revision() {
         Ok(revision) => (StatusCode::OK, Json(json!({ "status": "ready", "revision": revision }))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "reason": e.to_string() })),
-        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": e.to_string() }))),
     }
 }

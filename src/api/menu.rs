@@ -26,19 +26,10 @@ pub async fn get_menu(State(node): State<Arc<Node>>) -> Json<MenuView> {
     let menu = &node.config.menu;
     Json(MenuView {
         currency: menu.currency().as_str().to_owned(),
-        sizes: Size::ALL
-            .iter()
-            .map(|s| MenuItem {
-                id: s.as_str(),
-                price_cents: menu.size_price(*s).0,
-            })
-            .collect(),
+        sizes: Size::ALL.iter().map(|s| MenuItem { id: s.as_str(), price_cents: menu.size_price(*s).0 }).collect(),
         toppings: Topping::ALL
             .iter()
-            .map(|t| MenuItem {
-                id: t.as_str(),
-                price_cents: menu.topping_price(*t).0,
-            })
+            .map(|t| MenuItem { id: t.as_str(), price_cents: menu.topping_price(*t).0 })
             .collect(),
     })
 }

@@ -38,10 +38,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/menu", get(menu::get_menu))
         .route("/v1/slots", get(slots::list_slots))
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
-        .route(
-            "/v1/orders/{id}",
-            get(orders::get_order).put(orders::update_order).delete(orders::cancel_order),
-        )
+        .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async { ApiError::RouteNotFound })

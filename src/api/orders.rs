@@ -39,12 +39,7 @@ impl OrderRequest {
         };
         let start = Timestamp::parse_rfc3339(&self.delivery_slot).map_err(|e| invalid(e.to_string()))?;
         let slot = node.config.grid.bookable(start, now).map_err(|e| invalid(e.to_string()))?;
-        Ok(OrderSpec {
-            address: self.address,
-            size: self.size,
-            toppings: self.toppings,
-            slot,
-        })
+        Ok(OrderSpec { address: self.address, size: self.size, toppings: self.toppings, slot })
     }
 }
 
@@ -149,9 +144,7 @@ pub async fn create_order(
             let mut response = order_response(StatusCode::CREATED, &order, &node, now);
             response.headers_mut().insert(header::LOCATION, location(order.id));
             if replayed {
-                response
-                    .headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             }
             Ok(response)
         }
@@ -162,7 +155,9 @@ pub async fn create_order(
 pub async fn get_order(State(node): State<Arc<Node>>, principal: Principal, Path(id): Path<String>) -> ApiResult {
     let id = parse_id(&id)?;
     match node.store.order(id)? {
-        Some(order) if order.user == principal.user => Ok(order_response(StatusCode::OK, &order, &node, Timestamp::now())),
+        Some(order) if order.user == principal.user => {
+            Ok(order_response(StatusCode::OK, &order, &node, Timestamp::now()))
+        }
         _ => Err(ApiError::OrderNotFound),
     }
 }

@@ -70,7 +70,9 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed-json", "Malformed JSON"),
             ApiError::InvalidField { .. } => (S::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field"),
-            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type"),
+            ApiError::UnsupportedMediaType => {
+                (S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type")
+            }
             ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid-header", "Invalid header"),
             ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
@@ -84,7 +86,9 @@ impl ApiError {
                 Rejection::SlotFull(_) => (S::CONFLICT, "slot-full", "Delivery slot full"),
                 Rejection::SlotTooSoon(..) => (S::UNPROCESSABLE_ENTITY, "slot-too-soon", "Delivery slot too soon"),
                 Rejection::NotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
-                Rejection::PreconditionFailed(_) => (S::PRECONDITION_FAILED, "precondition-failed", "Order changed meanwhile"),
+                Rejection::PreconditionFailed(_) => {
+                    (S::PRECONDITION_FAILED, "precondition-failed", "Order changed meanwhile")
+                }
                 Rejection::CutoffPassed(_) => (S::CONFLICT, "cutoff-passed", "Too late to change this order"),
                 Rejection::NotActive => (S::CONFLICT, "order-cancelled", "Order is cancelled"),
                 Rejection::IdempotencyKeyReused => {

@@ -38,20 +38,15 @@ pub async fn list_slots(
         query
             .get(name)
             .map(|raw| {
-                Timestamp::parse_rfc3339(raw).map_err(|e| ApiError::InvalidField {
-                    field: name.into(),
-                    detail: format!("{name}: {e}"),
-                })
+                Timestamp::parse_rfc3339(raw)
+                    .map_err(|e| ApiError::InvalidField { field: name.into(), detail: format!("{name}: {e}") })
             })
             .transpose()
     };
     let from = param("from")?.unwrap_or(now);
     let to = param("to")?.unwrap_or(from.plus_millis(DEFAULT_RANGE_MS));
     if to <= from {
-        return Err(ApiError::InvalidField {
-            field: "to".into(),
-            detail: "to: must be after from".into(),
-        });
+        return Err(ApiError::InvalidField { field: "to".into(), detail: "to: must be after from".into() });
     }
     if to.millis().saturating_sub(from.millis()) > MAX_RANGE_MS {
         return Err(ApiError::InvalidField {
@@ -75,8 +70,5 @@ pub async fn list_slots(
             }
         })
         .collect();
-    Ok(Json(SlotList {
-        slot_minutes: grid.length_minutes(),
-        slots,
-    }))
+    Ok(Json(SlotList { slot_minutes: grid.length_minutes(), slots }))
 }

@@ -98,10 +98,7 @@ impl Menu {
     /// Cannot overflow: every item is capped at `MAX_ITEM` and a pizza has at most four items.
     pub fn price(&self, size: Size, toppings: Toppings) -> Price {
         let extras: u64 = toppings.iter().map(|t| self.topping_price(t).0).sum();
-        Price {
-            amount: Cents(self.size_price(size).0 + extras),
-            currency: self.currency.clone(),
-        }
+        Price { amount: Cents(self.size_price(size).0 + extras), currency: self.currency.clone() }
     }
 }
 
@@ -129,14 +126,8 @@ mod tests {
     fn refuses_free_or_absurd_items_and_bad_currency() {
         let eur = Currency::parse("EUR").unwrap();
         let ok = [Cents(1); 3];
-        assert_eq!(
-            Menu::new(eur.clone(), [Cents(0), Cents(1), Cents(1)], ok),
-            Err(MenuError::ZeroPrice("small"))
-        );
-        assert_eq!(
-            Menu::new(eur, ok, [Cents(1), Cents(u64::MAX), Cents(1)]),
-            Err(MenuError::Absurd("pepperoni"))
-        );
+        assert_eq!(Menu::new(eur.clone(), [Cents(0), Cents(1), Cents(1)], ok), Err(MenuError::ZeroPrice("small")));
+        assert_eq!(Menu::new(eur, ok, [Cents(1), Cents(u64::MAX), Cents(1)]), Err(MenuError::Absurd("pepperoni")));
         assert!(Currency::parse("eur").is_err());
         assert!(Currency::parse("EURO").is_err());
     }

@@ -138,10 +138,7 @@ impl SlotGrid {
                 format_time_of_day(self.closes_ms),
             ));
         }
-        Ok(Slot {
-            start,
-            end: start.plus_millis(self.length_ms),
-        })
+        Ok(Slot { start, end: start.plus_millis(self.length_ms) })
     }
 
     /// Every bookable slot starting in `[from, to)`, in time order.

@@ -108,11 +108,8 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
     active.insert(c.user.as_str(), order.id.as_u128())?;
     add_load(&mut load, c.spec.slot, 1)?;
     if let Some(claim) = &c.idempotency {
-        let record = IdempotencyRecord {
-            fingerprint: claim.fingerprint,
-            expires_at: claim.expires_at,
-            order: order.clone(),
-        };
+        let record =
+            IdempotencyRecord { fingerprint: claim.fingerprint, expires_at: claim.expires_at, order: order.clone() };
         idempotency.insert((c.user.as_str(), claim.key.as_str()), codec::encode(&record)?.as_slice())?;
         let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
         if let Some(stale) = stale_expiry {

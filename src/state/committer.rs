@@ -29,7 +29,7 @@ pub struct CommitterSettings {
 type Reply = oneshot::Sender<Result<Applied, StoreError>>;
 
 enum Message {
-    Apply(Command, Reply),
+    Apply(Box<Command>, Reply),
     Stop,
 }
 
@@ -46,23 +46,14 @@ impl Committer {
         let thread = std::thread::Builder::new()
             .name("committer".into())
             .spawn(move || run(store, inbox, next_revision, max_batch))
-            .map_err(|source| StoreError::DataDir {
-                path: "(committer thread)".into(),
-                source,
-            })?;
-        Ok(Self {
-            queue,
-            thread: Mutex::new(Some(thread)),
-        })
+            .map_err(|source| StoreError::DataDir { path: "(committer thread)".into(), source })?;
+        Ok(Self { queue, thread: Mutex::new(Some(thread)) })
     }
 
     /// Apply `command` and wait until the batch holding it is durably committed.
     pub async fn propose(&self, command: Command) -> Result<Applied, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Message::Apply(command, reply))
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
+        self.queue.send(Message::Apply(Box::new(command), reply)).await.map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
@@ -77,7 +68,7 @@ impl Committer {
 }
 
 fn run(store: Store, mut inbox: mpsc::Receiver<Message>, mut next_revision: u64, max_batch: usize) {
-    let mut batch: Vec<(Command, Reply)> = Vec::with_capacity(max_batch);
+    let mut batch: Vec<(Box<Command>, Reply)> = Vec::with_capacity(max_batch);
     let mut stopping = false;
     while !stopping {
         match inbox.blocking_recv() {
@@ -94,7 +85,7 @@ fn run(store: Store, mut inbox: mpsc::Receiver<Message>, mut next_revision: u64,
                 Err(_) => break,
             }
         }
-        let commands: Vec<&Command> = batch.iter().map(|(c, _)| c).collect();
+        let commands: Vec<&Command> = batch.iter().map(|(c, _)| c.as_ref()).collect();
         match commit_batch(&store, next_revision, &commands) {
             Ok(results) => {
                 next_revision += batch.len() as u64;

@@ -30,10 +30,4 @@ macro_rules! via_redb_error {
     )*};
 }
 
-via_redb_error!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::DatabaseError
-);
+via_redb_error!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::DatabaseError);

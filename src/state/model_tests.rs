@@ -8,9 +8,9 @@ use proptest::prelude::*;
 use redb::backends::InMemoryBackend;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
+use super::apply;
 use super::command::*;
 use super::tables::{ACTIVE, ORDERS, SLOT_LOAD, USER_ORDERS};
-use super::apply;
 use crate::codec;
 use crate::domain::*;
 
@@ -34,7 +34,11 @@ fn op() -> impl Strategy<Value = (Op, i64)> {
             .prop_map(|(user, slot, key, size)| Op::Place { user, slot, key, size }),
         (user.clone(), 0..8usize, 0..SLOTS, proptest::option::of(1u64..4))
             .prop_map(|(user, order, slot, if_match)| Op::Change { user, order, slot, if_match }),
-        (user, 0..8usize, proptest::option::of(1u64..4)).prop_map(|(user, order, if_match)| Op::Cancel { user, order, if_match }),
+        (user, 0..8usize, proptest::option::of(1u64..4)).prop_map(|(user, order, if_match)| Op::Cancel {
+            user,
+            order,
+            if_match
+        }),
     ];
     // Time moves forward 0–25 minutes per step, so slots pass their cutoff and their end.
     (op, 0i64..25 * 60_000)
@@ -43,9 +47,7 @@ fn op() -> impl Strategy<Value = (Op, i64)> {
 fn slots() -> Vec<Slot> {
     let grid = SlotGrid::new(30, "00:00", "24:00", 10, 30).unwrap();
     let now = Timestamp::from_millis(T0);
-    (0..SLOTS)
-        .map(|i| grid.bookable(Timestamp::from_millis(T0 + 3_600_000 * (i as i64 + 1)), now).unwrap())
-        .collect()
+    (0..SLOTS).map(|i| grid.bookable(Timestamp::from_millis(T0 + 3_600_000 * (i as i64 + 1)), now).unwrap()).collect()
 }
 
 fn user(i: usize) -> UserId {
@@ -111,7 +113,8 @@ impl Model {
                 };
                 self.orders.insert(order.id, order.clone());
                 if let Some(claim) = &c.idempotency {
-                    self.keys.insert((c.user.clone(), claim.key.as_str().to_owned()), (claim.fingerprint, order.clone()));
+                    self.keys
+                        .insert((c.user.clone(), claim.key.as_str().to_owned()), (claim.fingerprint, order.clone()));
                 }
                 Ok(Outcome::Placed { order, replayed: false })
             }
@@ -125,20 +128,40 @@ impl Model {
                         return Err(Rejection::SlotFull(c.spec.slot));
                     }
                 }
-                let order = Order { spec: c.spec.clone(), price: c.price.clone(), version: current.version.next(), updated_at: c.at, revision, ..current };
+                let order = Order {
+                    spec: c.spec.clone(),
+                    price: c.price.clone(),
+                    version: current.version.next(),
+                    updated_at: c.at,
+                    revision,
+                    ..current
+                };
                 self.orders.insert(order.id, order.clone());
                 Ok(Outcome::Changed(order))
             }
             Command::CancelOrder(c) => {
                 let current = self.editable(c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
-                let order = Order { status: OrderStatus::Cancelled, version: current.version.next(), updated_at: c.at, revision, ..current };
+                let order = Order {
+                    status: OrderStatus::Cancelled,
+                    version: current.version.next(),
+                    updated_at: c.at,
+                    revision,
+                    ..current
+                };
                 self.orders.insert(order.id, order.clone());
                 Ok(Outcome::Cancelled(order))
             }
         }
     }
 
-    fn editable(&self, id: OrderId, user: &UserId, if_match: Option<&Precondition>, at: Timestamp, cutoff_ms: i64) -> Result<Order, Rejection> {
+    fn editable(
+        &self,
+        id: OrderId,
+        user: &UserId,
+        if_match: Option<&Precondition>,
+        at: Timestamp,
+        cutoff_ms: i64,
+    ) -> Result<Order, Rejection> {
         let order = self.orders.get(&id).filter(|o| &o.user == user).ok_or(Rejection::NotFound)?;
         if let Some(p) = if_match {
             if !p.admits(order.version) {

@@ -28,15 +28,11 @@ impl Store {
     /// Open (or create) the database in `data_dir`, creating every table and checking that the
     /// schema version on disk is the one this build writes.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
         let db = Database::create(&path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
-                path: path.display().to_string(),
-            },
+            DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen { path: path.display().to_string() },
             other => StoreError::from(other),
         })?;
         let store = Self { db: Arc::new(db), path };

@@ -48,14 +48,7 @@ impl TestNode {
         let data_dir = dir.path().join("data");
         let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let (child, base) = spawn(&config_file, &data_dir, &extra);
-        Self {
-            child,
-            base,
-            data_dir,
-            config_file,
-            extra,
-            _dir: Some(dir),
-        }
+        Self { child, base, data_dir, config_file, extra, _dir: Some(dir) }
     }
 
     /// `kill -9` the process: no shutdown code runs.
@@ -102,11 +95,7 @@ fn spawn(config: &Path, data_dir: &Path, sets: &[String]) -> (Child, String) {
             cmd.env_remove(key);
         }
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn pizza-orders");
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn pizza-orders");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -137,16 +126,11 @@ pub fn token(user: &str) -> String {
 
 pub fn token_with(user: &str, admin: bool, ttl_secs: u64, issued: Timestamp) -> String {
     let keys = TokenKeys::new(&TokenSecret::parse(SECRET.as_bytes()).expect("secret"));
-    keys.mint(&UserId::parse(user).expect("user"), admin, Duration::from_secs(ttl_secs), issued)
-        .expect("mint")
+    keys.mint(&UserId::parse(user).expect("user"), admin, Duration::from_secs(ttl_secs), issued).expect("mint")
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().expect("client")
 }
 
 /// The start of a 30-minute grid slot `days` days from now, `index` slots after midnight UTC.
@@ -161,23 +145,12 @@ pub fn order_body(slot: &str) -> Value {
 }
 
 pub async fn create(node: &TestNode, user: &str, body: &Value) -> reqwest::Response {
-    client()
-        .post(node.url("/v1/orders"))
-        .bearer_auth(token(user))
-        .json(body)
-        .send()
-        .await
-        .expect("request")
+    client().post(node.url("/v1/orders")).bearer_auth(token(user)).json(body).send().await.expect("request")
 }
 
 /// Read a problem+json response and return its `type`.
 pub async fn problem_type(response: reqwest::Response) -> String {
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.expect("problem body");
     body["type"].as_str().expect("type").to_owned()
