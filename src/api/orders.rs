@@ -1,16 +1,15 @@
 //! `/v1/orders`: create, read, list, change and cancel the caller's own orders.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::extract::{idempotency_key, if_match, JsonBody};
+use super::extract::{idempotency_key, if_match, IdSegment, JsonBody, QueryParams};
 use super::{etag, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::codec;
@@ -152,7 +151,7 @@ pub async fn create_order(
     }
 }
 
-pub async fn get_order(State(node): State<Arc<Node>>, principal: Principal, Path(id): Path<String>) -> ApiResult {
+pub async fn get_order(State(node): State<Arc<Node>>, principal: Principal, IdSegment(id): IdSegment) -> ApiResult {
     let id = parse_id(&id)?;
     match node.store.order(id)? {
         Some(order) if order.user == principal.user => {
@@ -176,7 +175,7 @@ const MAX_PAGE: usize = 100;
 pub async fn list_orders(
     State(node): State<Arc<Node>>,
     principal: Principal,
-    Query(query): Query<HashMap<String, String>>,
+    QueryParams(query): QueryParams,
 ) -> ApiResult {
     let invalid = |field: &str, detail: &str| ApiError::InvalidField {
         field: field.into(),
@@ -211,7 +210,7 @@ pub async fn list_orders(
 pub async fn update_order(
     State(node): State<Arc<Node>>,
     principal: Principal,
-    Path(id): Path<String>,
+    IdSegment(id): IdSegment,
     headers: HeaderMap,
     JsonBody(body): JsonBody<OrderRequest>,
 ) -> ApiResult {
@@ -238,7 +237,7 @@ pub async fn update_order(
 pub async fn cancel_order(
     State(node): State<Arc<Node>>,
     principal: Principal,
-    Path(id): Path<String>,
+    IdSegment(id): IdSegment,
     headers: HeaderMap,
 ) -> ApiResult {
     let id = parse_id(&id)?;

@@ -24,6 +24,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("the {header} header is invalid: {detail}")]
     InvalidHeader { header: &'static str, detail: String },
+    #[error("the query string cannot be decoded: {0}")]
+    InvalidQuery(String),
     #[error("{0}")]
     Unauthorized(#[from] AuthError),
     #[error("no such order")]
@@ -75,6 +77,7 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid-header", "Invalid header"),
+            ApiError::InvalidQuery(_) => (S::BAD_REQUEST, "invalid-query", "Invalid query string"),
             ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
             ApiError::OrderNotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
             ApiError::RouteNotFound => (S::NOT_FOUND, "not-found", "Not found"),

@@ -1,12 +1,12 @@
 //! `GET /v1/slots?from=&to=`: bookable delivery slots with the room left in each.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
+use super::extract::QueryParams;
 use super::{ApiError, ApiResult};
 use crate::domain::Timestamp;
 use crate::node::Node;
@@ -29,10 +29,7 @@ struct SlotAvailability {
     remaining: u32,
 }
 
-pub async fn list_slots(
-    State(node): State<Arc<Node>>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<SlotList>> {
+pub async fn list_slots(State(node): State<Arc<Node>>, QueryParams(query): QueryParams) -> ApiResult<Json<SlotList>> {
     let now = Timestamp::now();
     let param = |name: &str| -> Result<Option<Timestamp>, ApiError> {
         query

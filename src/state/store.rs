@@ -119,3 +119,21 @@ impl Store {
         Ok(loads)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_written_by_another_schema_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let txn = store.database().begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(tables::META_SCHEMA_VERSION, 99).unwrap();
+        txn.commit().unwrap();
+        drop(store);
+        let err = Store::open(dir.path()).err().expect("refused");
+        assert!(matches!(err, StoreError::FormatVersion { found: 99, .. }), "{err}");
+        assert!(err.to_string().contains("orders.redb"));
+    }
+}

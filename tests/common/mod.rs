@@ -20,9 +20,10 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 pub struct TestNode {
     child: Child,
     pub base: String,
-    data_dir: PathBuf,
-    config_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub config_file: PathBuf,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -43,12 +44,18 @@ impl TestNode {
 
     /// Start with extra `--set key=value` overrides.
     pub fn start_with(sets: &[&str]) -> Self {
+        Self::start_with_env(sets, &[])
+    }
+
+    /// Start with `--set` overrides and extra environment variables.
+    pub fn start_with_env(sets: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_file = write_config(dir.path());
         let data_dir = dir.path().join("data");
         let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn(&config_file, &data_dir, &extra);
-        Self { child, base, data_dir, config_file, extra, _dir: Some(dir) }
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, base) = spawn(&config_file, &data_dir, &extra, &env);
+        Self { child, base, data_dir, config_file, extra, env, _dir: Some(dir) }
     }
 
     /// `kill -9` the process: no shutdown code runs.
@@ -61,7 +68,7 @@ impl TestNode {
     pub fn restart_with(&mut self, sets: &[&str]) {
         self.kill();
         self.extra = sets.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn(&self.config_file, &self.data_dir, &self.extra);
+        let (child, base) = spawn(&self.config_file, &self.data_dir, &self.extra, &self.env);
         self.child = child;
         self.base = base;
     }
@@ -84,17 +91,43 @@ impl TestNode {
     }
 }
 
-fn spawn(config: &Path, data_dir: &Path, sets: &[String]) -> (Child, String) {
+/// The binary with no inherited `PIZZA_ORDERS_*` variables, so tests are hermetic.
+pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pizza-orders"));
-    cmd.arg("serve").arg("--config").arg(config).arg("--data-dir").arg(data_dir);
-    for set in sets {
-        cmd.arg("--set").arg(set);
-    }
     for (key, _) in std::env::vars() {
         if key.starts_with("PIZZA_ORDERS_") {
             cmd.env_remove(key);
         }
     }
+    cmd
+}
+
+/// Run the binary to completion (killed after 30 s): exit code, stdout, stderr.
+pub fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut child = binary().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pizza-orders {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn spawn(config: &Path, data_dir: &Path, sets: &[String], env: &[(String, String)]) -> (Child, String) {
+    let mut cmd = binary();
+    cmd.arg("serve").arg("--config").arg(config).arg("--data-dir").arg(data_dir);
+    for set in sets {
+        cmd.arg("--set").arg(set);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn pizza-orders");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
