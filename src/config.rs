@@ -14,7 +14,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Cents, Currency, Menu, MenuError, SlotGrid, SlotGridError};
-use crate::state::{CommitterSettings, SlotCapacity};
+use crate::state::SlotCapacity;
 
 /// Where `serve` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/local.toml";
@@ -62,7 +62,51 @@ pub struct Settings {
     pub menu: MenuSettings,
     pub slots: SlotSettings,
     pub orders: OrderSettings,
-    pub storage: StorageSettings,
+    pub cluster: ClusterSettings,
+    pub raft: RaftSettings,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// This node's id, unique in the cluster, at least 1.
+    pub node_id: u64,
+    /// The `host:port` peers and forwarded requests use to reach this node; defaults to the
+    /// address the API listens on.
+    pub advertise: Option<String>,
+    /// Initialise a one-node cluster on first start. Off for nodes that join a cluster.
+    pub bootstrap: bool,
+    /// Shared secret that Raft RPCs between nodes must carry (at least 32 bytes).
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("node_id", &self.node_id)
+            .field("advertise", &self.advertise)
+            .field("bootstrap", &self.bootstrap)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_after_entries: u64,
+    /// Log entries kept behind a snapshot, so a briefly lagging follower needs no snapshot.
+    pub entries_kept_after_snapshot: u64,
+    /// Most entries in one replication message.
+    pub max_payload_entries: u64,
+    /// Share one fsync among concurrent log appends (group commit). Off: one fsync per append.
+    pub group_commit: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -134,14 +178,6 @@ pub struct OrderSettings {
     pub idempotency_ttl_hours: i64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StorageSettings {
-    /// Most writes per durable transaction; 1 disables group commit.
-    pub group_commit_max_batch: usize,
-    pub queue_depth: usize,
-}
-
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -152,7 +188,8 @@ impl Default for Settings {
             menu: MenuSettings::default(),
             slots: SlotSettings::default(),
             orders: OrderSettings::default(),
-            storage: StorageSettings::default(),
+            cluster: ClusterSettings::default(),
+            raft: RaftSettings::default(),
         }
     }
 }
@@ -192,9 +229,23 @@ impl Default for OrderSettings {
     }
 }
 
-impl Default for StorageSettings {
+impl Default for ClusterSettings {
     fn default() -> Self {
-        Self { group_commit_max_batch: 256, queue_depth: 4096 }
+        Self { node_id: 1, advertise: None, bootstrap: true, secret: None, secret_file: None }
+    }
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_after_entries: 20_000,
+            entries_kept_after_snapshot: 2_000,
+            max_payload_entries: 512,
+            group_commit: true,
+        }
     }
 }
 
@@ -254,7 +305,17 @@ pub struct Config {
     pub grid: SlotGrid,
     pub capacity: SlotCapacity,
     pub idempotency_ttl_ms: i64,
-    pub committer: CommitterSettings,
+    pub cluster: ClusterConfig,
+    pub raft: RaftSettings,
+}
+
+/// This node's place in the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub node_id: u64,
+    pub advertise: Option<String>,
+    pub bootstrap: bool,
+    pub secret: TokenSecret,
 }
 
 /// The HS256 key, at least 32 bytes. Never printed.
@@ -297,6 +358,7 @@ impl std::fmt::Debug for TokenSecret {
 
 impl Config {
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let token_secret = TokenSecret::from_auth(&s.auth)?;
         let menu = Menu::new(
             Currency::parse(&s.menu.currency)?,
             [s.menu.sizes.small, s.menu.sizes.medium, s.menu.sizes.large].map(Cents),
@@ -315,25 +377,49 @@ impl Config {
         if s.orders.idempotency_ttl_hours < 1 {
             return Err(ConfigError::Zero("orders.idempotency_ttl_hours"));
         }
-        if s.storage.group_commit_max_batch == 0 {
-            return Err(ConfigError::Zero("storage.group_commit_max_batch"));
+        if s.cluster.node_id == 0 {
+            return Err(ConfigError::Zero("cluster.node_id"));
         }
-        if s.storage.queue_depth == 0 {
-            return Err(ConfigError::Zero("storage.queue_depth"));
+        let r = &s.raft;
+        if r.heartbeat_ms == 0
+            || r.election_timeout_min_ms <= r.heartbeat_ms * 2
+            || r.election_timeout_max_ms <= r.election_timeout_min_ms
+        {
+            return Err(ConfigError::Invalid(
+                "raft: need 0 < heartbeat_ms, 2 × heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms"
+                    .into(),
+            ));
         }
+        if r.snapshot_after_entries == 0 || r.max_payload_entries == 0 {
+            return Err(ConfigError::Zero("raft.snapshot_after_entries and raft.max_payload_entries"));
+        }
+        let cluster_secret = match (&s.cluster.secret, &s.cluster.secret_file) {
+            (Some(_), Some(_)) => return Err(ConfigError::Invalid("set only one of cluster.secret and cluster.secret_file".into())),
+            (None, None) => return Err(ConfigError::Invalid(
+                "no cluster secret: set cluster.secret_file (or cluster.secret, or PIZZA_ORDERS_CLUSTER__SECRET) to at least 32 bytes".into(),
+            )),
+            (Some(secret), None) => TokenSecret::parse(secret.as_bytes())?,
+            (None, Some(path)) => {
+                let raw = std::fs::read(path).map_err(|source| ConfigError::SecretFile { path: path.clone(), source })?;
+                TokenSecret::parse(raw.trim_ascii_end())?
+            }
+        };
         Ok(Self {
             listen: s.listen,
             data_dir: s.data_dir,
             log: s.log,
-            secret: TokenSecret::from_auth(&s.auth)?,
+            secret: token_secret,
             menu,
             grid,
             capacity: SlotCapacity(s.slots.capacity),
             idempotency_ttl_ms: s.orders.idempotency_ttl_hours.saturating_mul(3_600_000),
-            committer: CommitterSettings {
-                max_batch: s.storage.group_commit_max_batch,
-                queue_depth: s.storage.queue_depth,
+            cluster: ClusterConfig {
+                node_id: s.cluster.node_id,
+                advertise: s.cluster.advertise,
+                bootstrap: s.cluster.bootstrap,
+                secret: cluster_secret,
             },
+            raft: s.raft,
         })
     }
 }
@@ -345,6 +431,7 @@ mod tests {
     fn with_secret() -> Settings {
         let mut s = Settings::default();
         s.auth.jwt_secret = Some("x".repeat(32));
+        s.cluster.secret = Some("c".repeat(32));
         s
     }
 

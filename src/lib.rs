@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod node;
+pub mod raft;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -1,35 +1,245 @@
-//! A running node: its configuration, token keys, storage and the write path.
+//! A running node: configuration, token keys, storage, and the replicated write path.
 //!
-//! Every write goes through [`Node::propose`]. Today that is the local group-commit writer;
-//! with replication it becomes the Raft log, and nothing above this type changes.
+//! Every write goes through [`Node::propose`]: the command is appended to the Raft log,
+//! committed on a majority, applied by `state::apply` on every replica, and only then
+//! answered. Any node accepts writes; a follower forwards them to the leader and returns the
+//! leader's answer, so clients never see "not leader". Reads call [`Node::read_barrier`]
+//! first: linearizable by default (read index from the leader), or local when stale is fine.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::BasicNode;
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
-use crate::state::{Command, Committer, Outcome, Rejection, Store, StoreError};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Network, PeerClient, PeerError};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{NodeId, Raft, RaftMetrics};
+use crate::state::{Applied, Command, Store, StoreError};
+
+/// How long a request waits for a leader (an election) before giving up with 503.
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a forwarded write may take on the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("no leader is known yet (election in progress or no quorum); retry shortly")]
+    NoLeader,
+    #[error("the leader did not answer, so the outcome is unknown; retry with the same Idempotency-Key")]
+    OutcomeUnknown,
+    #[error("this node is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start replication: {0}")]
+    Raft(String),
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read began (default).
+    Linearizable,
+    /// This node's current state, which may trail the leader by a few milliseconds.
+    Stale,
+}
 
 pub struct Node {
     pub config: Config,
     pub keys: TokenKeys,
     pub store: Store,
-    committer: Committer,
+    pub raft: Raft,
+    pub id: NodeId,
+    pub advertise: String,
+    pub peers: PeerClient,
+    committed: Arc<AtomicU64>,
 }
 
 impl Node {
-    pub fn open(config: Config) -> Result<Arc<Self>, StoreError> {
+    /// Open storage, start Raft, and initialise a one-node cluster on first start when
+    /// `cluster.bootstrap` is set. `advertise` is how peers reach this node.
+    pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
         let store = Store::open(&config.data_dir)?;
-        let committer = Committer::start(store.clone(), config.committer)?;
-        Ok(Arc::new(Self { keys: TokenKeys::new(&config.secret), config, store, committer }))
+        let db = store.shared_database();
+        let log_store = LogStore::new(db.clone(), config.raft.group_commit);
+        let committed = log_store.committed_index();
+        let state_machine = StateMachine::new(db, &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let peers = PeerClient::new(&String::from_utf8_lossy(config.cluster.secret.bytes()));
+        let r = &config.raft;
+        let raft_config = openraft::Config {
+            cluster_name: "pizza-orders".into(),
+            heartbeat_interval: r.heartbeat_ms,
+            election_timeout_min: r.election_timeout_min_ms,
+            election_timeout_max: r.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_after_entries),
+            max_in_snapshot_log_to_keep: r.entries_kept_after_snapshot,
+            max_payload_entries: r.max_payload_entries,
+            snapshot_max_chunk_size: 1 << 20,
+            ..openraft::Config::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let id = config.cluster.node_id;
+        let raft = Raft::new(id, Arc::new(raft_config), Network::new(peers.clone()), log_store, state_machine)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
+        if config.cluster.bootstrap && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
+            let members = BTreeMap::from([(id, BasicNode::new(&advertise))]);
+            raft.initialize(members).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+            tracing::info!(node = id, "initialised a one-node cluster");
+        }
+        Ok(Arc::new(Self {
+            keys: TokenKeys::new(&config.secret),
+            config,
+            store,
+            raft,
+            id,
+            advertise,
+            peers,
+            committed,
+        }))
     }
 
-    /// Apply `command` and return once its outcome is durable.
-    pub async fn propose(&self, command: Command) -> Result<Result<Outcome, Rejection>, StoreError> {
-        self.committer.propose(command).await
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
     }
 
-    /// Stop the writer after the batch in flight; called once no request is in progress.
+    /// The commit index this node has learned of.
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// The current leader's id and address, waiting up to a few seconds for an election.
+    pub async fn leader_address(&self) -> Result<(NodeId, String), NodeError> {
+        self.leader().await
+    }
+
+    /// The address of the current leader, waiting up to [`LEADER_WAIT`] for an election.
+    async fn leader(&self) -> Result<(NodeId, String), NodeError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if let Some(leader) = m.current_leader {
+                    if let Some(node) = m.membership_config.membership().get_node(&leader) {
+                        return Ok((leader, node.addr.clone()));
+                    }
+                }
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(NodeError::NoLeader);
+            }
+            if matches!(tokio::time::timeout(remaining, metrics.changed()).await, Ok(Err(_))) {
+                return Err(NodeError::ShuttingDown);
+            }
+        }
+    }
+
+    /// Replicate `command` and return its outcome once it is committed and applied.
+    pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match self.propose_here(command.clone()).await {
+                Err(NodeError::NoLeader) => {}
+                other => return other,
+            }
+            // Not the leader: forward to the one we know, or wait for an election.
+            let (leader, addr) = self.leader().await?;
+            if leader != self.id {
+                let forwarded: Result<Result<Applied, String>, PeerError> =
+                    self.peers.call(&addr, "/raft/propose", &command, FORWARD_TIMEOUT).await;
+                match forwarded {
+                    Ok(Ok(applied)) => return Ok(applied),
+                    // The leader was no longer leader: nothing was appended, look again.
+                    Ok(Err(_)) => {}
+                    // Connection refused before sending: nothing was appended either.
+                    Err(PeerError::Unreachable { connect: true, .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "forwarded write has no answer");
+                        return Err(NodeError::OutcomeUnknown);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(NodeError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Propose on this node if it is the leader. `NoLeader` means "not here": nothing was
+    /// appended, so the caller may forward the command elsewhere.
+    pub async fn propose_here(&self, command: Command) -> Result<Applied, NodeError> {
+        match self.raft.client_write(command).await {
+            Ok(response) => response.data.ok_or_else(|| NodeError::Raft("a command produced no outcome".into())),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(NodeError::NoLeader),
+            Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
+        }
+    }
+
+    /// Wait until a read on this node reflects every write acknowledged before now.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), NodeError> {
+        if consistency == Consistency::Stale {
+            return Ok(());
+        }
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let index = match self.read_index_here().await {
+                Ok(index) => index,
+                Err(NodeError::NoLeader) => {
+                    let (leader, addr) = self.leader().await?;
+                    if leader == self.id {
+                        continue;
+                    }
+                    match self
+                        .peers
+                        .call::<(), Result<u64, String>>(&addr, "/raft/read-index", &(), FORWARD_TIMEOUT)
+                        .await
+                    {
+                        Ok(Ok(index)) => index,
+                        Ok(Err(_)) | Err(_) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        }
+                        _ => return Err(NodeError::NoLeader),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+            return self
+                .raft
+                .wait(Some(remaining))
+                .applied_index_at_least(Some(index), "read barrier")
+                .await
+                .map(|_| ())
+                .map_err(|_| NodeError::NoLeader);
+        }
+    }
+
+    /// On the leader: confirm leadership with a quorum and return the index a linearizable
+    /// read must see applied.
+    pub async fn read_index_here(&self) -> Result<u64, NodeError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(read) => Ok(read.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(_)) => Err(NodeError::NoLeader),
+            Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
+        }
+    }
+
+    /// Stop Raft; storage closes when the last handle is dropped.
     pub async fn shutdown(&self) {
-        self.committer.shutdown().await;
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
     }
 }

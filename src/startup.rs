@@ -1,4 +1,5 @@
-//! Binding the listener and running the HTTP server until a shutdown signal.
+//! Binding the listener, starting the node, and running the HTTP server until a shutdown
+//! signal.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,30 +7,32 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::node::Node;
-use crate::state::StoreError;
+use crate::node::{Node, NodeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Node(#[from] NodeError),
     #[error("cannot listen on {addr}: {source} (is another process using the port? choose one with --listen)")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
 
-/// A node whose listener is bound but not yet serving.
+/// A node whose listener is bound and whose Raft is running.
 pub struct Server {
     node: Arc<Node>,
     listener: TcpListener,
 }
 
 impl Server {
+    /// Bind first, so a node listening on port 0 can advertise the port it got.
     pub async fn bind(config: Config) -> Result<Self, StartupError> {
         let addr = config.listen;
-        let node = Node::open(config)?;
         let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(StartupError::Serve)?;
+        let advertise = config.cluster.advertise.clone().unwrap_or_else(|| bound.to_string());
+        let node = Node::start(config, advertise).await?;
         Ok(Self { node, listener })
     }
 
@@ -37,7 +40,11 @@ impl Server {
         self.listener.local_addr().map_err(StartupError::Serve)
     }
 
-    /// Serve until `shutdown` resolves, let in-flight requests finish, then close storage.
+    pub fn node(&self) -> Arc<Node> {
+        self.node.clone()
+    }
+
+    /// Serve until `shutdown` resolves, let in-flight requests finish, then stop Raft.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,

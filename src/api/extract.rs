@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use super::{ApiError, AppState, MAX_BODY_BYTES};
 use crate::auth::Principal;
 use crate::domain::OrderVersion;
+use crate::node::Consistency;
 use crate::state::{IdempotencyKey, Precondition};
 
 /// A JSON body: 415 without a JSON content type, 413 over the size limit, 400 when it is not
@@ -96,6 +97,18 @@ impl FromRequestParts<AppState> for Principal {
     async fn from_request_parts(parts: &mut Parts, node: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
         Ok(node.keys.verify_header(header)?)
+    }
+}
+
+/// `?consistency=linearizable` (default) or `?consistency=stale`.
+pub fn consistency(query: &HashMap<String, String>) -> Result<Consistency, ApiError> {
+    match query.get("consistency").map(String::as_str) {
+        None | Some("linearizable") => Ok(Consistency::Linearizable),
+        Some("stale") => Ok(Consistency::Stale),
+        Some(_) => Err(ApiError::InvalidField {
+            field: "consistency".into(),
+            detail: "consistency: must be 'linearizable' or 'stale'".into(),
+        }),
     }
 }
 

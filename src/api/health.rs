@@ -14,10 +14,23 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The node can serve: its storage answers a read.
+/// The node can serve: it knows a leader, has applied everything it knows to be committed,
+/// and its storage answers a read.
 pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) {
-    match node.store.last_revision() {
-        Ok(revision) => (StatusCode::OK, Json(json!({ "status": "ready", "revision": revision }))),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": e.to_string() }))),
+    let m = node.metrics();
+    let applied = m.last_applied.map_or(0, |l| l.index);
+    let committed = node.committed_index();
+    let reason = if m.current_leader.is_none() {
+        Some("no leader known".to_owned())
+    } else if applied < committed {
+        Some(format!("catching up: applied {applied} of {committed}"))
+    } else if let Err(e) = node.store.state_digest_cheap() {
+        Some(format!("storage: {e}"))
+    } else {
+        None
+    };
+    match reason {
+        None => (StatusCode::OK, Json(json!({ "status": "ready", "leader": m.current_leader, "applied": applied }))),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": reason }))),
     }
 }

@@ -1,11 +1,13 @@
 //! The HTTP API: thin handlers that parse requests into domain types and commands, hand them
 //! to the node, and render outcomes. Errors leave as `application/problem+json`.
 
+mod admin;
 mod extract;
 mod health;
 mod menu;
 mod orders;
 mod problem;
+mod raft;
 mod slots;
 
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -41,6 +43,12 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/admin/cluster", get(admin::status))
+        .route("/admin/cluster/init", post(admin::init))
+        .route("/admin/cluster/nodes", post(admin::add_node))
+        .route("/admin/cluster/nodes/{id}", delete(admin::remove_node))
+        .route("/admin/state", get(admin::state))
+        .merge(raft::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

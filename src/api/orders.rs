@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::extract::{idempotency_key, if_match, IdSegment, JsonBody, QueryParams};
+use super::extract::{consistency, idempotency_key, if_match, IdSegment, JsonBody, QueryParams};
 use super::{etag, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::codec;
@@ -151,8 +151,14 @@ pub async fn create_order(
     }
 }
 
-pub async fn get_order(State(node): State<Arc<Node>>, principal: Principal, IdSegment(id): IdSegment) -> ApiResult {
+pub async fn get_order(
+    State(node): State<Arc<Node>>,
+    principal: Principal,
+    IdSegment(id): IdSegment,
+    QueryParams(query): QueryParams,
+) -> ApiResult {
     let id = parse_id(&id)?;
+    node.read_barrier(consistency(&query)?).await?;
     match node.store.order(id)? {
         Some(order) if order.user == principal.user => {
             Ok(order_response(StatusCode::OK, &order, &node, Timestamp::now()))
@@ -192,6 +198,7 @@ pub async fn list_orders(
         None => None,
         Some(raw) => Some(OrderId::parse(raw).ok_or_else(|| invalid("before", "must be an order id from 'next'"))?),
     };
+    node.read_barrier(consistency(&query)?).await?;
     // One extra tells whether another page follows.
     let mut orders = node.store.user_orders(&principal.user, before, limit + 1)?;
     let next = (orders.len() > limit).then(|| {

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::etag;
 use crate::auth::AuthError;
+use crate::node::NodeError;
 use crate::state::{Rejection, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("{0}")]
     Unauthorized(#[from] AuthError),
+    #[error("this needs an admin token")]
+    Forbidden,
     #[error("no such order")]
     OrderNotFound,
     #[error("no resource at this path")]
@@ -38,8 +41,29 @@ pub enum ApiError {
     Rejected(#[from] Rejection),
     #[error("the service is shutting down; retry on another node")]
     Unavailable,
+    #[error("{0}")]
+    NoLeader(String),
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    #[error("{0}")]
+    Cluster(String),
     #[error("an internal error occurred; it has been logged")]
     Internal,
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::NoLeader => ApiError::NoLeader(e.to_string()),
+            NodeError::OutcomeUnknown => ApiError::OutcomeUnknown(e.to_string()),
+            NodeError::ShuttingDown => ApiError::Unavailable,
+            NodeError::Store(e) => e.into(),
+            NodeError::Raft(message) => {
+                tracing::error!(error = %message, "replication error while serving a request");
+                ApiError::Internal
+            }
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -79,6 +103,10 @@ impl ApiError {
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid-header", "Invalid header"),
             ApiError::InvalidQuery(_) => (S::BAD_REQUEST, "invalid-query", "Invalid query string"),
             ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
+            ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Admin token required"),
+            ApiError::NoLeader(_) => (S::SERVICE_UNAVAILABLE, "no-leader", "No leader"),
+            ApiError::OutcomeUnknown(_) => (S::SERVICE_UNAVAILABLE, "outcome-unknown", "Outcome unknown"),
+            ApiError::Cluster(_) => (S::CONFLICT, "cluster-change-refused", "Cluster change refused"),
             ApiError::OrderNotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
             ApiError::RouteNotFound => (S::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-use super::extract::QueryParams;
+use super::extract::{consistency, QueryParams};
 use super::{ApiError, ApiResult};
 use crate::domain::Timestamp;
 use crate::node::Node;
@@ -51,6 +51,7 @@ pub async fn list_slots(State(node): State<Arc<Node>>, QueryParams(query): Query
             detail: "to: at most 31 days after from; page through longer ranges".into(),
         });
     }
+    node.read_barrier(consistency(&query)?).await?;
     let grid = &node.config.grid;
     let capacity = node.config.capacity.0;
     let loads = node.store.slot_loads(from, to)?;

@@ -14,6 +14,10 @@ pub enum StoreError {
     DataDir { path: String, source: std::io::Error },
     #[error("the data file {path} is already open in another process (is a node already running on it?)")]
     AlreadyOpen { path: String },
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("the state stream is unusable: {0}")]
+    Snapshot(String),
     #[error("the write batch was aborted: {0}")]
     BatchAborted(String),
     #[error("the writer has stopped; the node is shutting down")]

@@ -3,19 +3,18 @@
 
 mod apply;
 mod command;
-mod committer;
 mod error;
+pub mod snapshot;
 mod store;
-mod tables;
+pub mod tables;
 
 #[cfg(test)]
 mod model_tests;
 
-pub use apply::apply;
+pub use apply::{apply, Applied};
 pub use command::{
     CancelOrder, ChangeOrder, Command, IdempotencyClaim, IdempotencyKey, Outcome, PlaceOrder, Precondition, Rejection,
     SlotCapacity,
 };
-pub use committer::{Committer, CommitterSettings};
 pub use error::StoreError;
 pub use store::Store;

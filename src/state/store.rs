@@ -64,19 +64,26 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn database(&self) -> &Database {
-        &self.db
+    /// The database handle, for the Raft log store and state machine on the same file.
+    pub fn shared_database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    /// A cheap storage check: a read transaction opens and the schema version is readable.
+    pub fn state_digest_cheap(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(META)?.get(tables::META_SCHEMA_VERSION)?;
+        Ok(())
+    }
+
+    /// The digest of the state tables and the replication record, from one read transaction.
+    pub fn state_digest(&self) -> Result<super::snapshot::StateSummary, StoreError> {
+        let txn = self.db.begin_read()?;
+        super::snapshot::digest(&txn)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The revision of the last command applied and durably committed.
-    pub fn last_revision(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        Ok(meta.get(tables::META_LAST_REVISION)?.map_or(0, |g| g.value()))
     }
 
     pub fn order(&self, id: OrderId) -> Result<Option<Order>, StoreError> {
@@ -128,7 +135,7 @@ mod tests {
     fn a_database_written_by_another_schema_version_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let txn = store.database().begin_write().unwrap();
+        let txn = store.shared_database().begin_write().unwrap();
         txn.open_table(META).unwrap().insert(tables::META_SCHEMA_VERSION, 99).unwrap();
         txn.commit().unwrap();
         drop(store);

@@ -12,10 +12,9 @@ use redb::{TableDefinition, TableError, WriteTransaction};
 /// Bumped whenever a table, key layout or value encoding changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// `schema_version` → u64, `last_revision` → u64 (the revision of the last applied command).
+/// `schema_version` → u64.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const META_SCHEMA_VERSION: &str = "schema_version";
-pub const META_LAST_REVISION: &str = "last_revision";
 
 /// order id (UUID as u128) → encoded `Order`.
 pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
@@ -35,6 +34,16 @@ pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::n
 /// (expiry ms, user id, idempotency key) → (): lets `apply` expire keys oldest first.
 pub const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str, &str), ()> = TableDefinition::new("idempotency_expiry");
 
+/// Replication bookkeeping, opaque to `state`: written by `raft/` (codec bytes of Raft types).
+/// `applied` (last applied log id) and `membership` are written in the same transaction as the
+/// commands they cover, so "what was applied" and "the state" never disagree after a crash.
+pub const REPLICATION: TableDefinition<&str, &[u8]> = TableDefinition::new("replication");
+
+/// The Raft log: index → encoded entry. Owned by `raft/log_store.rs`.
+pub const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Raft's durable variables: `vote`, `committed`, `last_purged` → encoded values.
+pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
 /// Create every table that does not exist yet, so readers never meet a missing one.
 pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(META)?;
@@ -44,5 +53,8 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(SLOT_LOAD)?;
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    txn.open_table(REPLICATION)?;
+    txn.open_table(RAFT_LOG)?;
+    txn.open_table(RAFT_META)?;
     Ok(())
 }

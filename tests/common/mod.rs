@@ -15,6 +15,7 @@ use pizza_orders::domain::{Timestamp, UserId};
 use serde_json::{json, Value};
 
 pub const SECRET: &str = "integration-test-secret-integration-test-secret";
+pub const CLUSTER_SECRET: &str = "integration-test-cluster-secret-0123456789";
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct TestNode {
@@ -31,7 +32,7 @@ pub struct TestNode {
 fn write_config(dir: &Path) -> PathBuf {
     let file = dir.join("test.toml");
     let body = format!(
-        "listen = \"127.0.0.1:0\"\n[auth]\njwt_secret = \"{SECRET}\"\n[slots]\nopens = \"00:00\"\ncloses = \"24:00\"\n[log]\nfilter = \"warn\"\n"
+        "listen = \"127.0.0.1:0\"\n[auth]\njwt_secret = \"{SECRET}\"\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n[slots]\nopens = \"00:00\"\ncloses = \"24:00\"\n[log]\nfilter = \"warn\"\n"
     );
     std::fs::write(&file, body).expect("write test config");
     file

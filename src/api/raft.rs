@@ -1,0 +1,93 @@
+//! `/raft/*`: node-to-node endpoints. Bodies are codec bytes; every request must carry the
+//! cluster secret, and one without it gets 401 and changes nothing.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use crate::codec;
+use crate::node::{Node, NodeError};
+use crate::raft::network::SECRET_HEADER;
+use crate::raft::TypeConfig;
+use crate::state::{Applied, Command};
+
+/// Snapshot chunks are 1 MiB; append batches stay far below this.
+const MAX_PEER_BODY: usize = 16 << 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/raft/append", post(append))
+        .route("/raft/vote", post(vote))
+        .route("/raft/snapshot", post(snapshot))
+        .route("/raft/propose", post(propose))
+        .route("/raft/read-index", post(read_index))
+        .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
+}
+
+/// A request body from a peer that proved it knows the cluster secret.
+struct PeerBody<T>(T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for PeerBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, node: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = req.headers().get(SECRET_HEADER).map(|v| Sha256::digest(v.as_bytes()));
+        let expected = Sha256::digest(node.config.cluster.secret.bytes());
+        if presented != Some(expected) {
+            return Err((StatusCode::UNAUTHORIZED, "cluster secret missing or wrong").into_response());
+        }
+        let bytes = Bytes::from_request(req, node).await.map_err(IntoResponse::into_response)?;
+        codec::decode(&bytes)
+            .map(PeerBody)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable peer message: {e}")).into_response())
+    }
+}
+
+fn reply<T: Serialize>(value: &T) -> Response {
+    match codec::encode(value) {
+        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn append(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<AppendEntriesRequest<TypeConfig>>) -> Response {
+    reply(&node.raft.append_entries(rpc).await)
+}
+
+async fn vote(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<VoteRequest<u64>>) -> Response {
+    reply(&node.raft.vote(rpc).await)
+}
+
+async fn snapshot(
+    State(node): State<Arc<Node>>,
+    PeerBody(rpc): PeerBody<InstallSnapshotRequest<TypeConfig>>,
+) -> Response {
+    reply(&node.raft.install_snapshot(rpc).await)
+}
+
+/// A write forwarded by a follower. `Err` means "not the leader here, nothing appended".
+async fn propose(State(node): State<Arc<Node>>, PeerBody(command): PeerBody<Command>) -> Response {
+    match node.propose_here(command).await {
+        Ok(applied) => reply(&Ok::<Applied, String>(applied)),
+        Err(NodeError::NoLeader) => reply(&Err::<Applied, String>("not the leader".into())),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// The leader's read index, for a linearizable read on a follower.
+async fn read_index(State(node): State<Arc<Node>>, PeerBody(()): PeerBody<()>) -> Response {
+    match node.read_index_here().await {
+        Ok(index) => reply(&Ok::<u64, String>(index)),
+        Err(e) => reply(&Err::<u64, String>(e.to_string())),
+    }
+}

@@ -1,0 +1,261 @@
+//! The Raft log and vote, kept in the node's redb file.
+//!
+//! Invariants: an entry or vote is on disk (its redb transaction committed with fsync) before
+//! openraft hears that it is; entries are keyed by index, so `truncate` and `purge` are key
+//! ranges. `committed` is saved without fsync: openraft only uses it to re-apply faster.
+//!
+//! Group commit: openraft hands the leader one client write per `append`, one after another.
+//! Paying an fsync inside each would cap a node at the disk's fsync rate. Instead `append`
+//! commits its transaction without fsync (the entries are readable at once, as openraft
+//! requires) and queues its completion callback; a flusher thread then makes everything
+//! committed so far durable with one fsync and completes every callback that was waiting.
+//! redb makes non-durable commits durable together with the next durable one, in commit
+//! order, so a crash loses at most a suffix of unacknowledged appends, never a hole.
+
+// The error type is openraft's `StorageError`, fixed by the storage traits.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{storage_error, NodeId, TypeConfig};
+use crate::codec;
+use crate::state::tables::{RAFT_LOG, RAFT_META};
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+type Result<T> = std::result::Result<T, StorageError<NodeId>>;
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+    /// The last committed index openraft told us, for `/readyz` (0 = none yet).
+    committed: Arc<AtomicU64>,
+    /// Completion callbacks waiting for the next fsync; `None` when group commit is off.
+    flusher: Option<std::sync::mpsc::SyncSender<LogFlushed<TypeConfig>>>,
+}
+
+/// Appends whose callbacks may wait for one fsync at most.
+const FLUSH_QUEUE: usize = 16 * 1024;
+const FLUSH_MARK: &str = "flush";
+
+impl LogStore {
+    /// `group_commit`: batch the fsyncs of concurrent appends (see the module docs); off means
+    /// one fsync inside every `append`.
+    pub fn new(db: Arc<Database>, group_commit: bool) -> Self {
+        let flusher = group_commit.then(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(FLUSH_QUEUE);
+            let db = db.clone();
+            let spawned = std::thread::Builder::new().name("log-flusher".into()).spawn(move || flush_loop(&db, &rx));
+            spawned.ok().map(|_| tx)
+        });
+        Self { db, committed: Arc::default(), flusher: flusher.flatten() }
+    }
+
+    /// The commit index last reported by openraft on this node.
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
+    }
+
+    /// Run blocking redb work off the async reactor.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| storage_error(StorageIOError::write_logs, &e))?
+    }
+
+    fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>> {
+        let read =
+            |e: &dyn std::fmt::Display| storage_error(StorageIOError::read, &std::io::Error::other(e.to_string()));
+        let txn = db.begin_read().map_err(|e| read(&e))?;
+        let table = txn.open_table(RAFT_META).map_err(|e| read(&e))?;
+        let raw = table.get(key).map_err(|e| read(&e))?;
+        raw.map(|g| codec::decode(g.value())).transpose().map_err(|e| read(&e))
+    }
+
+    fn write_meta<T: Serialize>(db: &Database, key: &str, value: &T, durable: bool) -> Result<()> {
+        let write =
+            |e: &dyn std::fmt::Display| storage_error(StorageIOError::write, &std::io::Error::other(e.to_string()));
+        let bytes = codec::encode(value).map_err(|e| write(&e))?;
+        let mut txn = db.begin_write().map_err(|e| write(&e))?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(|e| write(&e))?;
+        }
+        txn.open_table(RAFT_META).map_err(|e| write(&e))?.insert(key, bytes.as_slice()).map_err(|e| write(&e))?;
+        txn.commit().map_err(|e| write(&e))
+    }
+}
+
+fn read_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    storage_error(StorageIOError::read_logs, &std::io::Error::other(e.to_string()))
+}
+
+fn write_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    storage_error(StorageIOError::write_logs, &std::io::Error::other(e.to_string()))
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>> {
+        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(RAFT_LOG).map_err(read_err)?;
+            let mut entries = Vec::new();
+            for item in table.range::<u64>((start, end)).map_err(read_err)? {
+                let (_, value) = item.map_err(read_err)?;
+                entries.push(codec::decode(value.value()).map_err(read_err)?);
+            }
+            Ok(entries)
+        })
+        .await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
+        self.blocking(|db| {
+            let last_purged_log_id: Option<LogId<NodeId>> = Self::read_meta(db, LAST_PURGED)?;
+            let txn = db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(RAFT_LOG).map_err(read_err)?;
+            let last = match table.last().map_err(read_err)? {
+                Some((_, value)) => Some(codec::decode::<Entry<TypeConfig>>(value.value()).map_err(read_err)?.log_id),
+                None => None,
+            };
+            Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<()> {
+        let vote = *vote;
+        self.blocking(move |db| Self::write_meta(db, VOTE, &vote, true)).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>> {
+        self.blocking(|db| Self::read_meta(db, VOTE)).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
+        self.committed.store(committed.map_or(0, |c| c.index), Ordering::Relaxed);
+        self.blocking(move |db| Self::write_meta(db, COMMITTED, &committed, false)).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>> {
+        let committed: Option<LogId<NodeId>> = self.blocking(|db| Self::read_meta(db, COMMITTED)).await?.flatten();
+        self.committed.store(committed.map_or(0, |c| c.index), Ordering::Relaxed);
+        Ok(committed)
+    }
+
+    /// One durable transaction for the whole batch; openraft is told only after the fsync.
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let encoded: Vec<(u64, Vec<u8>)> = entries
+            .into_iter()
+            .map(|e| codec::encode(&e).map(|bytes| (e.log_id.index, bytes)))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(write_err)?;
+        let group_commit = self.flusher.is_some();
+        let result = self
+            .blocking(move |db| {
+                let mut txn = db.begin_write().map_err(write_err)?;
+                if group_commit {
+                    txn.set_durability(Durability::None).map_err(write_err)?;
+                }
+                {
+                    let mut table = txn.open_table(RAFT_LOG).map_err(write_err)?;
+                    for (index, bytes) in &encoded {
+                        table.insert(*index, bytes.as_slice()).map_err(write_err)?;
+                    }
+                }
+                txn.commit().map_err(write_err)
+            })
+            .await;
+        match (&result, &self.flusher) {
+            (Ok(()), Some(flusher)) => {
+                let flusher = flusher.clone();
+                // Blocks only when 16 Ki appends already wait for one fsync.
+                tokio::task::spawn_blocking(move || {
+                    if let Err(std::sync::mpsc::SendError(callback)) = flusher.send(callback) {
+                        callback.log_io_completed(Err(std::io::Error::other("the log flusher has stopped")));
+                    }
+                })
+                .await
+                .map_err(write_err)?;
+            }
+            (Ok(()), None) => callback.log_io_completed(Ok(())),
+            (Err(e), _) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+        result
+    }
+
+    /// Delete entries at and after `log_id` (a new leader overwrote them).
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(write_err)?;
+            txn.open_table(RAFT_LOG).map_err(write_err)?.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+            txn.commit().map_err(write_err)
+        })
+        .await
+    }
+
+    /// Delete entries up to and including `log_id` (a snapshot covers them).
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<()> {
+        self.blocking(move |db| {
+            let bytes = codec::encode(&log_id).map_err(write_err)?;
+            let txn = db.begin_write().map_err(write_err)?;
+            txn.open_table(RAFT_META).map_err(write_err)?.insert(LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
+            txn.open_table(RAFT_LOG).map_err(write_err)?.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
+            txn.commit().map_err(write_err)
+        })
+        .await
+    }
+}
+
+/// The flusher thread: wait for callbacks, make everything committed so far durable with one
+/// fsync, complete the callbacks in order. Stops when every `LogStore` is dropped.
+fn flush_loop(db: &Database, queue: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    let mut sequence = 0u64;
+    while let Ok(first) = queue.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(queue.try_iter());
+        sequence += 1;
+        let flushed = (|| -> std::result::Result<(), redb::Error> {
+            // An Immediate commit persists all earlier non-durable commits with it.
+            let txn = db.begin_write()?;
+            txn.open_table(RAFT_META)?.insert(FLUSH_MARK, sequence.to_le_bytes().as_slice())?;
+            txn.commit()?;
+            Ok(())
+        })();
+        for callback in waiting {
+            match &flushed {
+                Ok(()) => callback.log_io_completed(Ok(())),
+                Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Replication: openraft 0.9 over the node's redb file.
+//!
+//! - `log_store`: the Raft log and vote in redb, durable (fsync) before openraft is told so;
+//!   one transaction per batch of entries.
+//! - `state_machine`: calls the deterministic `state::apply` for committed entries, builds
+//!   streamed snapshots from a read transaction and installs them atomically.
+//! - `network`: Raft RPCs to peers over HTTP (`/raft/*`, codec bodies, cluster secret).
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use openraft::{AnyError, BasicNode, StorageError, StorageIOError};
+
+use crate::state::{Applied, Command};
+
+/// What applying one log entry produced: `None` for blank and membership entries.
+pub type Response = Option<Applied>;
+
+openraft::declare_raft_types!(
+    /// The Raft type configuration of pizza-orders: commands in, outcomes out, u64 node ids,
+    /// snapshots as files.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = BasicNode,
+        SnapshotData = tokio::fs::File,
+);
+
+pub type NodeId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, BasicNode>;
+
+/// Wrap any error as an openraft storage error of the given kind.
+pub(crate) fn storage_error<E: std::error::Error + 'static>(
+    kind: fn(AnyError) -> StorageIOError<NodeId>,
+    e: &E,
+) -> StorageError<NodeId> {
+    StorageError::from(kind(AnyError::new(e)))
+}

@@ -1,0 +1,195 @@
+//! Raft RPCs to peers: HTTP POST to `http://<peer>/raft/<rpc>` with codec-encoded bodies and
+//! the cluster secret in `x-cluster-secret`. Every call has a timeout; a peer that cannot be
+//! reached is reported `Unreachable`, so openraft backs off instead of spinning.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{NodeId, TypeConfig};
+use crate::codec;
+
+/// Header carrying the shared secret between nodes.
+pub const SECRET_HEADER: &str = "x-cluster-secret";
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// An HTTP client for talking to peers, shared by Raft and request forwarding.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    secret: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// `connect` is true when the request never reached the peer (nothing was sent).
+    #[error("peer {addr} cannot be reached: {reason}")]
+    Unreachable { addr: String, reason: String, connect: bool },
+    #[error("peer {0} refused the cluster secret (check cluster.secret on both nodes)")]
+    Unauthorized(String),
+    #[error("peer {0} answered HTTP {1}")]
+    Status(String, u16),
+    #[error("peer {0} sent an unreadable answer: {1}")]
+    Decode(String, String),
+}
+
+impl PeerClient {
+    pub fn new(secret: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(32)
+            .build()
+            .unwrap_or_default();
+        Self { http, secret: secret.to_owned() }
+    }
+
+    /// POST `body` to `http://{addr}{path}` and decode the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerError> {
+        let bytes = codec::encode(body).map_err(|e| PeerError::Decode(addr.into(), e.to_string()))?;
+        let response = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .header(SECRET_HEADER, &self.secret)
+            .header("content-type", "application/octet-stream")
+            .timeout(timeout)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| PeerError::Unreachable {
+                addr: addr.into(),
+                reason: e.to_string(),
+                connect: e.is_connect(),
+            })?;
+        match response.status().as_u16() {
+            200 => {}
+            401 => return Err(PeerError::Unauthorized(addr.into())),
+            other => return Err(PeerError::Status(addr.into(), other)),
+        }
+        let bytes = response.bytes().await.map_err(|e| PeerError::Unreachable {
+            addr: addr.into(),
+            reason: e.to_string(),
+            connect: false,
+        })?;
+        codec::decode(&bytes).map_err(|e| PeerError::Decode(addr.into(), e.to_string()))
+    }
+}
+
+impl PeerClient {
+    /// Relay an admin HTTP request to another node, returning (status, content type, body).
+    pub async fn forward_http(
+        &self,
+        addr: &str,
+        method: reqwest::Method,
+        path: &str,
+        authorization: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, String, bytes::Bytes), PeerError> {
+        let mut request = self
+            .http
+            .request(method, format!("http://{addr}{path}"))
+            .header("authorization", authorization)
+            .timeout(Duration::from_secs(60));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let unreachable = |e: reqwest::Error| PeerError::Unreachable {
+            addr: addr.into(),
+            reason: e.to_string(),
+            connect: e.is_connect(),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .to_owned();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        Ok((status, content_type, bytes))
+    }
+}
+
+/// Creates one [`Peer`] per target node.
+pub struct Network {
+    client: PeerClient,
+}
+
+impl Network {
+    pub fn new(client: PeerClient) -> Self {
+        Self { client }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        Peer { target, addr: node.addr.clone(), client: self.client.clone() }
+    }
+}
+
+pub struct Peer {
+    target: NodeId,
+    addr: String,
+    client: PeerClient,
+}
+
+impl Peer {
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let answer: Result<Resp, RaftError<NodeId, E>> =
+            self.client.call(&self.addr, path, request, option.hard_ttl()).await.map_err(|e| match e {
+                PeerError::Unreachable { .. } | PeerError::Unauthorized(_) | PeerError::Status(..) => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                PeerError::Decode(..) => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc("/raft/append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.rpc("/raft/snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.rpc("/raft/vote", &rpc, &option).await
+    }
+}

@@ -1,0 +1,297 @@
+//! The Raft state machine: committed entries go through the deterministic `state::apply`.
+//!
+//! Choice: apply commits *lazily* (`Durability::None`). The last applied log id and the
+//! membership are written in the same transaction as the state they cover, and every log
+//! append, vote and purge on the same redb file commits with fsync, which makes all earlier
+//! commits durable too. After a crash the state is therefore some consistent earlier point
+//! and openraft re-applies the log from the durable `applied` id; entries are never purged
+//! before a snapshot (written with fsync) covers them. This saves one fsync per batch.
+//!
+//! Snapshots are streamed from a redb read transaction to a file (`state::snapshot`), never
+//! built in memory; installing one replaces every state table in one write transaction.
+
+// The error type is openraft's `StorageError`, fixed by the storage traits.
+#![allow(clippy::result_large_err)]
+
+use std::io::{BufReader, BufWriter, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use super::{storage_error, NodeId, Response, TypeConfig};
+use crate::codec;
+use crate::state::tables::REPLICATION;
+use crate::state::{apply, snapshot};
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const CURRENT_SNAPSHOT: &str = "current.snapshot";
+const CURRENT_META: &str = "current.meta";
+
+type Result<T> = std::result::Result<T, StorageError<NodeId>>;
+type Membership = StoredMembership<NodeId, BasicNode>;
+type Meta = SnapshotMeta<NodeId, BasicNode>;
+
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+    snapshot_dir: PathBuf,
+    /// The file a snapshot from the leader is being received into, removed once installed.
+    receiving: Arc<Mutex<Option<PathBuf>>>,
+}
+
+fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    storage_error(StorageIOError::write_state_machine, &std::io::Error::other(e.to_string()))
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    storage_error(|e| StorageIOError::write_snapshot(None, e), &std::io::Error::other(e.to_string()))
+}
+
+/// The snapshot metadata as stored beside the snapshot file.
+#[derive(Serialize, Deserialize)]
+struct StoredMeta {
+    meta: Meta,
+}
+
+impl StateMachine {
+    pub fn new(db: Arc<Database>, data_dir: &Path) -> std::io::Result<Self> {
+        let snapshot_dir = data_dir.join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir)?;
+        let machine = Self { db, snapshot_dir, receiving: Arc::default() };
+        machine.remove_stale_files();
+        Ok(machine)
+    }
+
+    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Self) -> Result<T> + Send + 'static) -> Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || work(&this)).await.map_err(sm_err)?
+    }
+
+    fn read_applied(db: &Database) -> Result<(Option<LogId<NodeId>>, Membership)> {
+        let txn = db.begin_read().map_err(sm_err)?;
+        let table = txn.open_table(REPLICATION).map_err(sm_err)?;
+        let applied = match table.get(APPLIED).map_err(sm_err)? {
+            Some(raw) => codec::decode(raw.value()).map_err(sm_err)?,
+            None => None,
+        };
+        let membership = match table.get(MEMBERSHIP).map_err(sm_err)? {
+            Some(raw) => codec::decode(raw.value()).map_err(sm_err)?,
+            None => Membership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    fn write_applied(txn: &WriteTransaction, applied: Option<LogId<NodeId>>, membership: &Membership) -> Result<()> {
+        let mut table = txn.open_table(REPLICATION).map_err(sm_err)?;
+        table.insert(APPLIED, codec::encode(&applied).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
+        table.insert(MEMBERSHIP, codec::encode(membership).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
+        Ok(())
+    }
+
+    fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
+        let (_, mut membership) = Self::read_applied(&self.db)?;
+        let mut txn = self.db.begin_write().map_err(sm_err)?;
+        txn.set_durability(Durability::None).map_err(sm_err)?;
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut last = None;
+        for entry in entries {
+            last = Some(entry.log_id);
+            responses.push(match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Normal(command) => Some(apply(&txn, entry.log_id.index, &command).map_err(sm_err)?),
+                EntryPayload::Membership(m) => {
+                    membership = Membership::new(Some(entry.log_id), m);
+                    None
+                }
+            });
+        }
+        if last.is_some() {
+            Self::write_applied(&txn, last, &membership)?;
+        }
+        txn.commit().map_err(sm_err)?;
+        Ok(responses)
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        self.snapshot_dir.join(CURRENT_SNAPSHOT)
+    }
+
+    /// Stream the state to a new file, fsync it, then make it the current snapshot.
+    fn build(&self) -> Result<Meta> {
+        let txn = self.db.begin_read().map_err(snap_err)?;
+        let (applied, membership) = {
+            let table = txn.open_table(REPLICATION).map_err(snap_err)?;
+            let applied: Option<LogId<NodeId>> = match table.get(APPLIED).map_err(snap_err)? {
+                Some(raw) => codec::decode(raw.value()).map_err(snap_err)?,
+                None => None,
+            };
+            let membership: Membership = match table.get(MEMBERSHIP).map_err(snap_err)? {
+                Some(raw) => codec::decode(raw.value()).map_err(snap_err)?,
+                None => Membership::default(),
+            };
+            (applied, membership)
+        };
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let tmp = self.snapshot_dir.join(format!("building-{nonce}.tmp"));
+        let file = std::fs::File::create(&tmp).map_err(snap_err)?;
+        let mut out = BufWriter::new(file);
+        let summary = snapshot::write_state(&txn, &mut out).map_err(snap_err)?;
+        let file = out.into_inner().map_err(snap_err)?;
+        file.sync_all().map_err(snap_err)?;
+        let meta = Meta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id: format!(
+                "{}-{}-{}",
+                applied.map_or(0, |l| l.leader_id.term),
+                applied.map_or(0, |l| l.index),
+                &summary.digest_hex()[..12]
+            ),
+        };
+        self.publish(&tmp, &meta)?;
+        tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot built");
+        Ok(meta)
+    }
+
+    /// Make `file` the current snapshot with `meta`: the meta is written after the file is in
+    /// place, both by rename, so a crash leaves the old pair or the new pair.
+    fn publish(&self, file: &Path, meta: &Meta) -> Result<()> {
+        std::fs::rename(file, self.snapshot_path()).map_err(snap_err)?;
+        let tmp_meta = self.snapshot_dir.join("meta.tmp");
+        let bytes = codec::encode(&StoredMeta { meta: meta.clone() }).map_err(snap_err)?;
+        std::fs::write(&tmp_meta, bytes).map_err(snap_err)?;
+        std::fs::File::open(&tmp_meta).and_then(|f| f.sync_all()).map_err(snap_err)?;
+        std::fs::rename(&tmp_meta, self.snapshot_dir.join(CURRENT_META)).map_err(snap_err)?;
+        std::fs::File::open(&self.snapshot_dir).and_then(|d| d.sync_all()).map_err(snap_err)
+    }
+
+    fn current_meta(&self) -> Result<Option<Meta>> {
+        match std::fs::read(self.snapshot_dir.join(CURRENT_META)) {
+            Ok(bytes) => Ok(Some(codec::decode::<StoredMeta>(&bytes).map_err(snap_err)?.meta)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(snap_err(e)),
+        }
+    }
+
+    /// Replace the state with the snapshot in `path`, atomically, then keep it as current.
+    fn install(&self, path: &Path, meta: &Meta) -> Result<()> {
+        let mut file = std::fs::File::open(path).map_err(snap_err)?;
+        file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
+        let txn = self.db.begin_write().map_err(snap_err)?;
+        let summary = snapshot::install_state(&txn, &mut BufReader::new(file)).map_err(snap_err)?;
+        Self::write_applied(&txn, meta.last_log_id, &meta.last_membership)?;
+        txn.commit().map_err(snap_err)?;
+        self.publish(path, meta)?;
+        tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot installed");
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
+        let meta = self.blocking(|sm| sm.build()).await?;
+        let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(snap_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership)> {
+        self.blocking(|sm| Self::read_applied(&sm.db)).await
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        self.blocking(move |sm| sm.apply_entries(entries)).await
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>> {
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = self.snapshot_dir.join(format!("receiving-{nonce}.tmp"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
+        if let Ok(mut receiving) = self.receiving.lock() {
+            if let Some(old) = receiving.replace(path) {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<()> {
+        let mut file = *snapshot;
+        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(snap_err)?;
+        let std_file = file.into_std().await;
+        std_file.sync_all().map_err(snap_err)?;
+        let path = self.snapshot_dir.join(format!("installing-{}.tmp", meta.snapshot_id));
+        // Copy through the descriptor we were given: it may be a received file or our own.
+        let meta = meta.clone();
+        self.blocking(move |sm| {
+            let mut source = std_file;
+            source.seek(SeekFrom::Start(0)).map_err(snap_err)?;
+            let mut target = std::fs::File::create(&path).map_err(snap_err)?;
+            std::io::copy(&mut source, &mut target).map_err(snap_err)?;
+            target.sync_all().map_err(snap_err)?;
+            sm.install(&path, &meta)?;
+            if let Some(received) = sm.receiving.lock().ok().and_then(|mut r| r.take()) {
+                let _ = std::fs::remove_file(received);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
+        let Some(meta) = self.blocking(|sm| sm.current_meta()).await? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(snap_err)?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+}
+
+impl StateMachine {
+    /// Received and half-built snapshot files left behind by a crash; called at start-up only.
+    fn remove_stale_files(&self) {
+        if let Ok(dir) = std::fs::read_dir(&self.snapshot_dir) {
+            for entry in dir.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// The applied index and the state digest, read in one transaction.
+pub fn digest(db: &Database) -> std::result::Result<(Option<u64>, snapshot::StateSummary), crate::state::StoreError> {
+    let txn = db.begin_read()?;
+    let applied: Option<LogId<NodeId>> = match txn.open_table(REPLICATION)?.get(APPLIED)? {
+        Some(raw) => codec::decode(raw.value())?,
+        None => None,
+    };
+    Ok((applied.map(|l| l.index), snapshot::digest(&txn)?))
+}

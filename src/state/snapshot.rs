@@ -1,0 +1,210 @@
+//! The whole state as a stream of records: Raft snapshots, state digests and (later) backups
+//! all come from here.
+//!
+//! Layout: records, each `[u32 little-endian length][codec bytes]`. The first is a `Header`,
+//! the last an `End` carrying the record count and the SHA-256 of every record before it.
+//! Records are written straight from a redb read transaction (one consistent point in time)
+//! to the writer, and installed straight from the reader into one write transaction, so
+//! neither side holds the data set in memory. Installing verifies the digest before it
+//! commits: a truncated or corrupted stream changes nothing.
+
+use std::io::{Read, Write};
+
+use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::tables::{self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, SLOT_LOAD, USER_ORDERS};
+use super::StoreError;
+use crate::codec::{self, CodecError};
+
+const MAGIC: &str = "pizza-orders-state";
+/// A record longer than this is corruption, not data.
+const MAX_RECORD_BYTES: u32 = 1 << 20;
+
+#[derive(Serialize, Deserialize, Debug)]
+enum Record {
+    Header { magic: String, schema_version: u64 },
+    Order(u128, Vec<u8>),
+    UserOrder(String, u128),
+    Active(String, u128),
+    SlotLoad(i64, u32),
+    Idempotency(String, String, Vec<u8>),
+    IdempotencyExpiry(i64, String, String),
+    End { records: u64, digest: [u8; 32] },
+}
+
+/// What a stream held: how many records and their digest (hex in the admin API).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateSummary {
+    pub records: u64,
+    pub digest: [u8; 32],
+}
+
+impl StateSummary {
+    pub fn digest_hex(&self) -> String {
+        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+struct RecordWriter<'w, W: Write> {
+    out: &'w mut W,
+    hasher: Sha256,
+    records: u64,
+}
+
+impl<W: Write> RecordWriter<'_, W> {
+    fn put(&mut self, record: &Record) -> Result<(), StoreError> {
+        let bytes = codec::encode(record)?;
+        let len = u32::try_from(bytes.len()).map_err(|_| CodecError::Encode("record too large".into()))?;
+        self.hasher.update(&bytes);
+        self.records += 1;
+        self.out.write_all(&len.to_le_bytes()).map_err(io_error)?;
+        self.out.write_all(&bytes).map_err(io_error)
+    }
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// Stream every table of the state, as seen by `txn`, into `out`.
+pub fn write_state(txn: &ReadTransaction, out: &mut impl Write) -> Result<StateSummary, StoreError> {
+    let mut w = RecordWriter { out, hasher: Sha256::new(), records: 0 };
+    w.put(&Record::Header { magic: MAGIC.into(), schema_version: tables::SCHEMA_VERSION })?;
+    for entry in txn.open_table(ORDERS)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::Order(k.value(), v.value().to_vec()))?;
+    }
+    for entry in txn.open_table(USER_ORDERS)?.iter()? {
+        let (k, _) = entry?;
+        let (user, id) = k.value();
+        w.put(&Record::UserOrder(user.to_owned(), id))?;
+    }
+    for entry in txn.open_table(ACTIVE)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::Active(k.value().to_owned(), v.value()))?;
+    }
+    for entry in txn.open_table(SLOT_LOAD)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::SlotLoad(k.value(), v.value()))?;
+    }
+    for entry in txn.open_table(IDEMPOTENCY)?.iter()? {
+        let (k, v) = entry?;
+        let (user, key) = k.value();
+        w.put(&Record::Idempotency(user.to_owned(), key.to_owned(), v.value().to_vec()))?;
+    }
+    for entry in txn.open_table(IDEMPOTENCY_EXPIRY)?.iter()? {
+        let (k, _) = entry?;
+        let (at, user, key) = k.value();
+        w.put(&Record::IdempotencyExpiry(at, user.to_owned(), key.to_owned()))?;
+    }
+    let summary = StateSummary { records: w.records, digest: w.hasher.clone().finalize().into() };
+    w.put(&Record::End { records: summary.records, digest: summary.digest })?;
+    w.out.flush().map_err(io_error)?;
+    Ok(summary)
+}
+
+/// The digest of the state as seen by `txn`: equal on two replicas exactly when every table
+/// holds the same rows.
+pub fn digest(txn: &ReadTransaction) -> Result<StateSummary, StoreError> {
+    write_state(txn, &mut std::io::sink())
+}
+
+/// Replace every state table with the records read from `input`, inside `txn`.
+/// The caller commits only if this returns `Ok`.
+pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<StateSummary, StoreError> {
+    clear(txn, ORDERS)?;
+    clear(txn, USER_ORDERS)?;
+    clear(txn, ACTIVE)?;
+    clear(txn, SLOT_LOAD)?;
+    clear(txn, IDEMPOTENCY)?;
+    clear(txn, IDEMPOTENCY_EXPIRY)?;
+    let mut orders = txn.open_table(ORDERS)?;
+    let mut user_orders = txn.open_table(USER_ORDERS)?;
+    let mut active = txn.open_table(ACTIVE)?;
+    let mut load = txn.open_table(SLOT_LOAD)?;
+    let mut idempotency = txn.open_table(IDEMPOTENCY)?;
+    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+
+    let mut hasher = Sha256::new();
+    let mut records = 0u64;
+    let corrupt = |why: &str| StoreError::Snapshot(why.to_owned());
+    loop {
+        let bytes = read_record(input)?.ok_or_else(|| corrupt("the stream ends before its end record"))?;
+        let record: Record = codec::decode(&bytes)?;
+        let first = records == 0;
+        if !matches!(record, Record::End { .. }) {
+            hasher.update(&bytes);
+            records += 1;
+        }
+        match record {
+            Record::End { records: count, digest } => {
+                let ours: [u8; 32] = hasher.finalize().into();
+                if count != records || digest != ours {
+                    return Err(corrupt("the checksum does not match the contents"));
+                }
+                if read_record(input)?.is_some() {
+                    return Err(corrupt("data follows the end record"));
+                }
+                return Ok(StateSummary { records, digest });
+            }
+            Record::Header { magic, schema_version } => {
+                if !first || magic != MAGIC {
+                    return Err(corrupt("not a pizza-orders state stream"));
+                }
+                if schema_version != tables::SCHEMA_VERSION {
+                    return Err(StoreError::FormatVersion {
+                        path: "(state stream)".into(),
+                        found: schema_version,
+                        expected: tables::SCHEMA_VERSION,
+                    });
+                }
+            }
+            _ if first => return Err(corrupt("the stream does not start with a header")),
+            Record::Order(id, bytes) => {
+                orders.insert(id, bytes.as_slice())?;
+            }
+            Record::UserOrder(user, id) => {
+                user_orders.insert((user.as_str(), id), ())?;
+            }
+            Record::Active(user, id) => {
+                active.insert(user.as_str(), id)?;
+            }
+            Record::SlotLoad(start, booked) => {
+                load.insert(start, booked)?;
+            }
+            Record::Idempotency(user, key, bytes) => {
+                idempotency.insert((user.as_str(), key.as_str()), bytes.as_slice())?;
+            }
+            Record::IdempotencyExpiry(at, user, key) => {
+                expiry.insert((at, user.as_str(), key.as_str()), ())?;
+            }
+        }
+    }
+}
+
+fn clear<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<(), StoreError> {
+    txn.delete_table(table)?;
+    txn.open_table(table)?;
+    Ok(())
+}
+
+fn read_record(input: &mut impl Read) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io_error(e)),
+    }
+    let len = u32::from_le_bytes(len);
+    if len > MAX_RECORD_BYTES {
+        return Err(StoreError::Snapshot(format!("a record claims {len} bytes")));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    input.read_exact(&mut bytes).map_err(|_| StoreError::Snapshot("the stream is truncated".into()))?;
+    Ok(Some(bytes))
+}
