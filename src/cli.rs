@@ -51,6 +51,66 @@ Examples:
   pizza-orders token --user alice
   pizza-orders token --user ops --admin --ttl 1h")]
     Token(TokenArgs),
+    /// Manage the Raft cluster through any node's admin API (needs an admin token).
+    #[command(
+        subcommand,
+        after_help = "\
+Examples (three local nodes, see config/node1.toml … node3.toml):
+  pizza-orders cluster init --node http://127.0.0.1:7001 --config config/node1.toml
+  pizza-orders cluster add --id 2 --addr 127.0.0.1:7002 --node http://127.0.0.1:7001 --config config/node1.toml
+  pizza-orders cluster status --node http://127.0.0.1:7002 --config config/node1.toml
+  pizza-orders cluster remove --id 3 --config config/node1.toml --node http://127.0.0.1:7001"
+    )]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Initialise a new cluster on --node: alone, or with every --member given.
+    Init {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// A founding member as ID=HOST:PORT (repeatable); default: the node alone.
+        #[arg(long = "member", value_name = "ID=HOST:PORT")]
+        members: Vec<String>,
+    },
+    /// Add a node: it joins as a learner, catches up, then becomes a voter.
+    Add {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        id: u64,
+        /// The new node's advertised HOST:PORT.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Remove a node from the voters.
+    Remove {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        id: u64,
+    },
+    /// Leader, term, commit and applied index, and each member's lag.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// Any node of the cluster.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub node: String,
+    /// Admin token; default: minted from the token secret in --config.
+    #[arg(long, env = "PIZZA_ORDERS_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Args, Debug)]
@@ -96,10 +156,11 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(args),
+        Command::Cluster(command) => crate::cli_cluster::run(command),
     }
 }
 
-fn usage_error(e: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn usage_error(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
 }
@@ -139,11 +200,14 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// Load the token secret from the config named by `args` (or the default config).
+pub(crate) fn token_secret(args: &ConfigArgs) -> Result<TokenSecret, ConfigError> {
+    let overrides = Overrides { set: args.set.clone(), ..Overrides::default() };
+    Settings::load(args.config.as_deref(), &overrides).and_then(|s| TokenSecret::from_auth(&s.auth))
+}
+
 fn token(args: TokenArgs) -> ExitCode {
-    let overrides = Overrides { set: args.config.set, ..Overrides::default() };
-    let secret =
-        Settings::load(args.config.config.as_deref(), &overrides).and_then(|s| TokenSecret::from_auth(&s.auth));
-    let secret = match secret {
+    let secret = match token_secret(&args.config) {
         Ok(secret) => secret,
         Err(e) => return usage_error(e),
     };

@@ -3,6 +3,8 @@
 //! test fails.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,7 +34,7 @@ pub struct TestNode {
 fn write_config(dir: &Path) -> PathBuf {
     let file = dir.join("test.toml");
     let body = format!(
-        "listen = \"127.0.0.1:0\"\n[auth]\njwt_secret = \"{SECRET}\"\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n[slots]\nopens = \"00:00\"\ncloses = \"24:00\"\n[log]\nfilter = \"warn\"\n"
+        "listen = \"127.0.0.1:0\"\n[auth]\njwt_secret = \"{SECRET}\"\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n[slots]\nopens = \"00:00\"\ncloses = \"24:00\"\n[log]\nfilter = \"warn,openraft=error\"\n"
     );
     std::fs::write(&file, body).expect("write test config");
     file

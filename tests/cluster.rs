@@ -1,0 +1,250 @@
+//! Three real nodes on loopback: replication, fail-over, catch-up, restarts and membership.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{admin_token, eventually, TestCluster};
+use common::{client, order_body, run_cli, slot, token, TestNode};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+async fn create_via(cluster: &TestCluster, i: usize, user: &str, body: &Value) -> reqwest::Response {
+    client().post(cluster.url(i, "/v1/orders")).bearer_auth(token(user)).json(body).send().await.expect("request")
+}
+
+async fn get_via(cluster: &TestCluster, i: usize, user: &str, id: &str) -> Value {
+    let url = cluster.url(i, &format!("/v1/orders/{id}"));
+    client().get(url).bearer_auth(token(user)).send().await.expect("get").json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_through_any_node_are_visible_on_every_node() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let leader = cluster.leader().await;
+    let mut created = Vec::new();
+    for i in 0..3 {
+        let user = format!("via-node-{i}");
+        let response = create_via(&cluster, i, &user, &order_body(&slot(2, 30 + i as i64))).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "write through node {} (leader {leader})", i + 1);
+        created.push((user, response.json::<Value>().await.unwrap()));
+    }
+    for (user, order) in &created {
+        for i in 0..3 {
+            // Linearizable by default: a read right after the write sees it on any node.
+            assert_eq!(&get_via(&cluster, i, user, order["id"].as_str().unwrap()).await, order);
+        }
+    }
+    let state = cluster.converged().await;
+    assert!(state["records"].as_u64().unwrap() > 3);
+
+    // A follower refuses to add a second active order just like the leader does.
+    let follower = (leader + 1) % 3;
+    let again = create_via(&cluster, follower, "via-node-0", &order_body(&slot(2, 40))).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_load_loses_no_acknowledged_order() {
+    let mut cluster = TestCluster::start(3, &["slots.capacity=40"]).await;
+    let ports = cluster.ports.clone();
+    let acked: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let (acked, stop, ports) = (acked.clone(), stop.clone(), ports.clone());
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let user = format!("w{w}-{i}");
+                    let port = ports[(w + i) % ports.len()];
+                    let sent = client()
+                        .post(format!("http://127.0.0.1:{port}/v1/orders"))
+                        .bearer_auth(token(&user))
+                        .header("Idempotency-Key", format!("k-{user}"))
+                        .timeout(Duration::from_secs(5))
+                        .json(&order_body(&slot(3, 20 + (i % 12) as i64)))
+                        .send()
+                        .await;
+                    if let Ok(r) = sent {
+                        if r.status() == StatusCode::CREATED {
+                            if let Ok(body) = r.json::<Value>().await {
+                                acked.lock().unwrap().push((user, body));
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    eventually(Duration::from_secs(30), "writes before the kill", || async {
+        (acked.lock().unwrap().len() >= 40).then_some(())
+    })
+    .await;
+    let old_leader = cluster.leader().await;
+    let killed_at = Instant::now();
+    cluster.kill(old_leader);
+    let before = acked.lock().unwrap().len();
+    eventually(Duration::from_secs(30), "writes after the fail-over", || async {
+        (acked.lock().unwrap().len() >= before + 40).then_some(())
+    })
+    .await;
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, old_leader);
+    eprintln!("writes resumed within {:?} of killing the leader", killed_at.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    cluster.restart(old_leader);
+    cluster.wait_ready().await;
+    let applied = cluster.admin_get(new_leader, "/admin/state").await.unwrap()["applied"].as_u64().unwrap();
+    cluster.converged_past(applied).await;
+    let acked = acked.lock().unwrap().clone();
+    for i in 0..3 {
+        for (user, order) in acked.iter().step_by(7) {
+            let url = cluster.url(i, &format!("/v1/orders/{}?consistency=stale", order["id"].as_str().unwrap()));
+            let stored: Value = client().get(url).bearer_auth(token(user)).send().await.unwrap().json().await.unwrap();
+            assert_eq!(&stored, order, "acknowledged order missing or changed on node {}", i + 1);
+        }
+    }
+    // A retry of an acknowledged create returns the original, never a second order.
+    let (user, order) = &acked[0];
+    let retry = client()
+        .post(cluster.url(new_leader, "/v1/orders"))
+        .bearer_auth(token(user))
+        .header("Idempotency-Key", format!("k-{user}"))
+        .json(&order_body(&order["delivery_slot"]["start"].as_str().unwrap().to_owned()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(&retry.json::<Value>().await.unwrap(), order);
+
+    // No slot over capacity, one order per user: every slot's count is within capacity.
+    let slots: Value = client()
+        .get(cluster.url(0, "/v1/slots"))
+        .query(&[("from", slot(3, 20).as_str()), ("to", slot(3, 32).as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut per_slot: HashMap<String, u64> = HashMap::new();
+    for (_, order) in &acked {
+        *per_slot.entry(order["delivery_slot"]["start"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    for s in slots["slots"].as_array().unwrap() {
+        let booked = 40 - s["remaining"].as_u64().unwrap();
+        let acked_here = per_slot.get(s["start"].as_str().unwrap()).copied().unwrap_or(0);
+        assert!(booked >= acked_here, "slot {} lost acknowledged orders", s["start"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
+    let extra = ["raft.snapshot_after_entries=100", "raft.entries_kept_after_snapshot=10", "slots.capacity=1000"];
+    let mut cluster = TestCluster::start(3, &extra).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    let writes = (0..300).map(|i| {
+        let cluster = &cluster;
+        async move {
+            let response =
+                create_via(cluster, leader, &format!("snap-{i}"), &order_body(&slot(2, 20 + (i % 20)))).await;
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+    });
+    futures::stream::iter(writes).buffer_unordered(16).collect::<Vec<_>>().await;
+    cluster.restart(follower);
+    let state = cluster.converged().await;
+    assert!(state["records"].as_u64().unwrap() >= 300);
+    let status = cluster.admin_get(follower, "/admin/cluster").await.unwrap();
+    assert!(status["snapshot"].as_u64().unwrap_or(0) > 0, "the follower installed a snapshot: {status}");
+}
+
+use futures::StreamExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_all_three_restart_every_node_holds_identical_state() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    for i in 0..30 {
+        let response = create_via(&cluster, i % 3, &format!("r{i}"), &order_body(&slot(2, 20 + (i % 10) as i64))).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let before = cluster.converged().await;
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    cluster.wait_ready().await;
+    let after = cluster.converged_past(before["applied"].as_u64().unwrap()).await;
+    assert_eq!(after["digest"], before["digest"], "before {before}, after {after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_node_joins_an_old_one_leaves_and_the_cluster_keeps_serving() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    assert_eq!(create_via(&cluster, 0, "m1", &order_body(&slot(2, 30))).await.status(), StatusCode::CREATED);
+    cluster.spawn_member(3, &[]);
+    let config = cluster.node(0).config_file.to_str().unwrap().to_owned();
+    let node = cluster.url(1, "");
+    let addr = format!("127.0.0.1:{}", cluster.ports[3]);
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_cli(&["cluster", "add", "--id", "4", "--addr", &addr, "--node", &node, "--config", &config])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("voter"), "{out}");
+
+    let leader = cluster.leader().await;
+    let leaving = (0..3).find(|i| *i != leader).unwrap();
+    let removed = client()
+        .delete(cluster.url(3, &format!("/admin/cluster/nodes/{}", leaving + 1)))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert!(removed.status().is_success(), "{}", removed.text().await.unwrap_or_default());
+    cluster.kill(leaving);
+    cluster.nodes[leaving] = None;
+
+    assert_eq!(create_via(&cluster, 3, "m2", &order_body(&slot(2, 31))).await.status(), StatusCode::CREATED);
+    let state = cluster.converged().await;
+    assert!(state["records"].as_u64().unwrap() > 0);
+    let status = cluster.admin_get(leader, "/admin/cluster").await.unwrap();
+    let ids: Vec<u64> = status["members"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert!(ids.contains(&4) && !ids.contains(&(leaving as u64 + 1)), "{status}");
+}
+
+#[tokio::test]
+async fn raft_endpoints_refuse_a_peer_without_the_cluster_secret() {
+    let node = TestNode::start();
+    for secret in [None, Some("wrong-secret-wrong-secret-wrong-secret")] {
+        let mut request = client().post(node.url("/raft/vote")).body(vec![1u8, 2, 3]);
+        if let Some(secret) = secret {
+            request = request.header("x-cluster-secret", secret);
+        }
+        assert_eq!(request.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    // Admin endpoints need an admin token; a customer token is not enough.
+    let status = client().get(node.url("/admin/cluster")).bearer_auth(token("alice")).send().await.unwrap();
+    assert_eq!(status.status(), StatusCode::FORBIDDEN);
+    eventually(Duration::from_secs(10), "the one-node cluster to elect itself", || async {
+        let ok = client().get(node.url("/admin/cluster")).bearer_auth(admin_token()).send().await.ok()?;
+        let ok: Value = ok.json().await.ok()?;
+        (ok["state"] == "Leader").then_some(())
+    })
+    .await;
+}
