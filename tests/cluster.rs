@@ -120,7 +120,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_order() {
         .post(cluster.url(new_leader, "/v1/orders"))
         .bearer_auth(token(user))
         .header("Idempotency-Key", format!("k-{user}"))
-        .json(&order_body(&order["delivery_slot"]["start"].as_str().unwrap().to_owned()))
+        .json(&order_body(order["delivery_slot"]["start"].as_str().unwrap()))
         .send()
         .await
         .unwrap();
