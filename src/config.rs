@@ -105,8 +105,13 @@ pub struct RaftSettings {
     pub entries_kept_after_snapshot: u64,
     /// Most entries in one replication message.
     pub max_payload_entries: u64,
-    /// Share one fsync among concurrent log appends (group commit). Off: one fsync per append.
+    /// Pack concurrent writes into one log entry (group commit): one append and one fsync per
+    /// node for the batch. Off: one entry, and one fsync, per write.
     pub group_commit: bool,
+    /// Most writes in one log entry.
+    pub max_batch: usize,
+    /// Batches being replicated at once; more wait and grow meanwhile.
+    pub batches_in_flight: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -245,6 +250,8 @@ impl Default for RaftSettings {
             entries_kept_after_snapshot: 2_000,
             max_payload_entries: 512,
             group_commit: true,
+            max_batch: 256,
+            batches_in_flight: 2,
         }
     }
 }
@@ -390,8 +397,10 @@ impl Config {
                     .into(),
             ));
         }
-        if r.snapshot_after_entries == 0 || r.max_payload_entries == 0 {
-            return Err(ConfigError::Zero("raft.snapshot_after_entries and raft.max_payload_entries"));
+        if r.snapshot_after_entries == 0 || r.max_payload_entries == 0 || r.max_batch == 0 || r.batches_in_flight == 0 {
+            return Err(ConfigError::Zero(
+                "raft.snapshot_after_entries, raft.max_payload_entries, raft.max_batch and raft.batches_in_flight",
+            ));
         }
         let cluster_secret = match (&s.cluster.secret, &s.cluster.secret_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Invalid("set only one of cluster.secret and cluster.secret_file".into())),

@@ -1,6 +1,7 @@
 //! A running node: configuration, token keys, storage, and the replicated write path.
 //!
-//! Every write goes through [`Node::propose`]: the command is appended to the Raft log,
+//! Every write goes through [`Node::propose`]: the command joins a batch, which is appended
+//! to the Raft log as one entry,
 //! committed on a majority, applied by `state::apply` on every replica, and only then
 //! answered. Any node accepts writes; a follower forwards them to the leader and returns the
 //! leader's answer, so clients never see "not leader". Reads call [`Node::read_barrier`]
@@ -13,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, PeerClient, PeerError};
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{NodeId, Raft, RaftMetrics};
+use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
 use crate::state::{Applied, Command, Store, StoreError};
 
 /// How long a request waits for a leader (an election) before giving up with 503.
@@ -59,6 +61,115 @@ pub struct Node {
     pub advertise: String,
     pub peers: PeerClient,
     committed: Arc<AtomicU64>,
+    proposals: mpsc::Sender<Pending>,
+    submitter: Submitter,
+}
+
+type Pending = (Command, oneshot::Sender<Result<Applied, NodeError>>);
+
+/// Commands waiting for the batcher; senders wait when it is full (back-pressure).
+const PROPOSAL_QUEUE: usize = 8192;
+
+impl NodeError {
+    /// The same error for every command of a failed batch.
+    fn for_each_command(&self) -> Self {
+        match self {
+            NodeError::NoLeader => NodeError::NoLeader,
+            NodeError::OutcomeUnknown => NodeError::OutcomeUnknown,
+            NodeError::ShuttingDown => NodeError::ShuttingDown,
+            other => NodeError::Raft(other.to_string()),
+        }
+    }
+}
+
+/// Gets a batch of commands into the log: here when this node leads, else through the leader.
+#[derive(Clone)]
+struct Submitter {
+    raft: Raft,
+    peers: PeerClient,
+    id: NodeId,
+}
+
+impl Submitter {
+    async fn here(&self, commands: Vec<Command>) -> Result<Vec<Applied>, NodeError> {
+        let expected = commands.len();
+        match self.raft.client_write(Proposal { commands }).await {
+            Ok(response) if response.data.len() == expected => Ok(response.data),
+            Ok(_) => Err(NodeError::Raft("a proposal produced the wrong number of outcomes".into())),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(NodeError::NoLeader),
+            Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
+        }
+    }
+
+    async fn submit(&self, commands: Vec<Command>) -> Result<Vec<Applied>, NodeError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            match self.here(commands.clone()).await {
+                Err(NodeError::NoLeader) => {}
+                other => return other,
+            }
+            let metrics = self.raft.metrics().borrow().clone();
+            let leader = metrics
+                .current_leader
+                .filter(|l| *l != self.id)
+                .and_then(|l| metrics.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+            if let Some(addr) = leader {
+                let forwarded: Result<Result<Vec<Applied>, String>, PeerError> =
+                    self.peers.call(&addr, "/raft/propose", &commands, FORWARD_TIMEOUT).await;
+                match forwarded {
+                    Ok(Ok(outcomes)) if outcomes.len() == commands.len() => return Ok(outcomes),
+                    // No longer the leader there: nothing was appended, look again.
+                    Ok(Err(_)) => {}
+                    // The request never left this node: nothing was appended either.
+                    Err(PeerError::Unreachable { connect: true, .. }) => {}
+                    other => {
+                        tracing::warn!(outcome = ?other.err(), "forwarded write has no answer");
+                        return Err(NodeError::OutcomeUnknown);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(NodeError::NoLeader);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The batcher: takes every command waiting (up to `max_batch`) as one proposal, with at most
+/// `in_flight` proposals on their way at once. While those are being replicated, new commands
+/// queue up, so batches grow exactly when load does.
+async fn run_batcher(submitter: Submitter, mut queue: mpsc::Receiver<Pending>, max_batch: usize, in_flight: usize) {
+    let slots = Arc::new(Semaphore::new(in_flight.max(1)));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = queue.recv().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let submitter = submitter.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+            match submitter.submit(commands).await {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.for_each_command()));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
 }
 
 impl Node {
@@ -67,7 +178,7 @@ impl Node {
     pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
         let store = Store::open(&config.data_dir)?;
         let db = store.shared_database();
-        let log_store = LogStore::new(db.clone(), config.raft.group_commit);
+        let log_store = LogStore::new(db.clone());
         let committed = log_store.committed_index();
         let state_machine = StateMachine::new(db, &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
         let peers = PeerClient::new(&String::from_utf8_lossy(config.cluster.secret.bytes()));
@@ -94,6 +205,10 @@ impl Node {
             raft.initialize(members).await.map_err(|e| NodeError::Raft(e.to_string()))?;
             tracing::info!(node = id, "initialised a one-node cluster");
         }
+        let submitter = Submitter { raft: raft.clone(), peers: peers.clone(), id };
+        let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
+        let max_batch = if config.raft.group_commit { config.raft.max_batch } else { 1 };
+        tokio::spawn(run_batcher(submitter.clone(), queue, max_batch, config.raft.batches_in_flight));
         Ok(Arc::new(Self {
             keys: TokenKeys::new(&config.secret),
             config,
@@ -103,6 +218,8 @@ impl Node {
             advertise,
             peers,
             committed,
+            proposals,
+            submitter,
         }))
     }
 
@@ -144,46 +261,19 @@ impl Node {
     }
 
     /// Replicate `command` and return its outcome once it is committed and applied.
+    ///
+    /// Concurrent commands are packed into one log entry by the batcher (group commit): one
+    /// append and one fsync per node for the whole batch.
     pub async fn propose(&self, command: Command) -> Result<Applied, NodeError> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            match self.propose_here(command.clone()).await {
-                Err(NodeError::NoLeader) => {}
-                other => return other,
-            }
-            // Not the leader: forward to the one we know, or wait for an election.
-            let (leader, addr) = self.leader().await?;
-            if leader != self.id {
-                let forwarded: Result<Result<Applied, String>, PeerError> =
-                    self.peers.call(&addr, "/raft/propose", &command, FORWARD_TIMEOUT).await;
-                match forwarded {
-                    Ok(Ok(applied)) => return Ok(applied),
-                    // The leader was no longer leader: nothing was appended, look again.
-                    Ok(Err(_)) => {}
-                    // Connection refused before sending: nothing was appended either.
-                    Err(PeerError::Unreachable { connect: true, .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "forwarded write has no answer");
-                        return Err(NodeError::OutcomeUnknown);
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(NodeError::NoLeader);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (reply, answer) = oneshot::channel();
+        self.proposals.send((command, reply)).await.map_err(|_| NodeError::ShuttingDown)?;
+        answer.await.map_err(|_| NodeError::ShuttingDown)?
     }
 
-    /// Propose on this node if it is the leader. `NoLeader` means "not here": nothing was
-    /// appended, so the caller may forward the command elsewhere.
-    pub async fn propose_here(&self, command: Command) -> Result<Applied, NodeError> {
-        match self.raft.client_write(command).await {
-            Ok(response) => response.data.ok_or_else(|| NodeError::Raft("a command produced no outcome".into())),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(NodeError::NoLeader),
-            Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
-            Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
-        }
+    /// Append `commands` as one entry if this node is the leader. `NoLeader` means "not here":
+    /// nothing was appended, so the caller may send them elsewhere.
+    pub async fn propose_here(&self, commands: Vec<Command>) -> Result<Vec<Applied>, NodeError> {
+        self.submitter.here(commands).await
     }
 
     /// Wait until a read on this node reflects every write acknowledged before now.

@@ -150,7 +150,8 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_that_missed_many_writes_catches_up_by_snapshot() {
-    let extra = ["raft.snapshot_after_entries=100", "raft.entries_kept_after_snapshot=10", "slots.capacity=1000"];
+    // Writes are batched into fewer log entries, so the thresholds are low.
+    let extra = ["raft.snapshot_after_entries=20", "raft.entries_kept_after_snapshot=5", "slots.capacity=1000"];
     let mut cluster = TestCluster::start(3, &extra).await;
     let leader = cluster.leader().await;
     let follower = (leader + 1) % 3;

@@ -75,11 +75,12 @@ async fn snapshot(
     reply(&node.raft.install_snapshot(rpc).await)
 }
 
-/// A write forwarded by a follower. `Err` means "not the leader here, nothing appended".
-async fn propose(State(node): State<Arc<Node>>, PeerBody(command): PeerBody<Command>) -> Response {
-    match node.propose_here(command).await {
-        Ok(applied) => reply(&Ok::<Applied, String>(applied)),
-        Err(NodeError::NoLeader) => reply(&Err::<Applied, String>("not the leader".into())),
+/// A batch of writes forwarded by a follower. `Err` means "not the leader here, nothing
+/// appended".
+async fn propose(State(node): State<Arc<Node>>, PeerBody(commands): PeerBody<Vec<Command>>) -> Response {
+    match node.propose_here(commands).await {
+        Ok(outcomes) => reply(&Ok::<Vec<Applied>, String>(outcomes)),
+        Err(NodeError::NoLeader) => reply(&Err::<Vec<Applied>, String>("not the leader".into())),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

@@ -4,13 +4,10 @@
 //! openraft hears that it is; entries are keyed by index, so `truncate` and `purge` are key
 //! ranges. `committed` is saved without fsync: openraft only uses it to re-apply faster.
 //!
-//! Group commit: openraft hands the leader one client write per `append`, one after another.
-//! Paying an fsync inside each would cap a node at the disk's fsync rate. Instead `append`
-//! commits its transaction without fsync (the entries are readable at once, as openraft
-//! requires) and queues its completion callback; a flusher thread then makes everything
-//! committed so far durable with one fsync and completes every callback that was waiting.
-//! redb makes non-durable commits durable together with the next durable one, in commit
-//! order, so a crash loses at most a suffix of unacknowledged appends, never a hole.
+//! Group commit happens one level up: openraft 0.9 waits for each `append` to be flushed
+//! before it takes the next, so batching fsyncs here would gain nothing. Instead the node
+//! packs concurrent writes into one log entry (`node::Batcher`), and every `append` is one
+//! transaction with one fsync for however many entries openraft hands over.
 
 // The error type is openraft's `StorageError`, fixed by the storage traits.
 #![allow(clippy::result_large_err)]
@@ -40,25 +37,11 @@ pub struct LogStore {
     db: Arc<Database>,
     /// The last committed index openraft told us, for `/readyz` (0 = none yet).
     committed: Arc<AtomicU64>,
-    /// Completion callbacks waiting for the next fsync; `None` when group commit is off.
-    flusher: Option<std::sync::mpsc::SyncSender<LogFlushed<TypeConfig>>>,
 }
 
-/// Appends whose callbacks may wait for one fsync at most.
-const FLUSH_QUEUE: usize = 16 * 1024;
-const FLUSH_MARK: &str = "flush";
-
 impl LogStore {
-    /// `group_commit`: batch the fsyncs of concurrent appends (see the module docs); off means
-    /// one fsync inside every `append`.
-    pub fn new(db: Arc<Database>, group_commit: bool) -> Self {
-        let flusher = group_commit.then(|| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(FLUSH_QUEUE);
-            let db = db.clone();
-            let spawned = std::thread::Builder::new().name("log-flusher".into()).spawn(move || flush_loop(&db, &rx));
-            spawned.ok().map(|_| tx)
-        });
-        Self { db, committed: Arc::default(), flusher: flusher.flatten() }
+    pub fn new(db: Arc<Database>) -> Self {
+        Self { db, committed: Arc::default() }
     }
 
     /// The commit index last reported by openraft on this node.
@@ -179,13 +162,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| codec::encode(&e).map(|bytes| (e.log_id.index, bytes)))
             .collect::<std::result::Result<_, _>>()
             .map_err(write_err)?;
-        let group_commit = self.flusher.is_some();
         let result = self
             .blocking(move |db| {
-                let mut txn = db.begin_write().map_err(write_err)?;
-                if group_commit {
-                    txn.set_durability(Durability::None).map_err(write_err)?;
-                }
+                // Default durability: the commit returns after the fsync.
+                let txn = db.begin_write().map_err(write_err)?;
                 {
                     let mut table = txn.open_table(RAFT_LOG).map_err(write_err)?;
                     for (index, bytes) in &encoded {
@@ -195,20 +175,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 txn.commit().map_err(write_err)
             })
             .await;
-        match (&result, &self.flusher) {
-            (Ok(()), Some(flusher)) => {
-                let flusher = flusher.clone();
-                // Blocks only when 16 Ki appends already wait for one fsync.
-                tokio::task::spawn_blocking(move || {
-                    if let Err(std::sync::mpsc::SendError(callback)) = flusher.send(callback) {
-                        callback.log_io_completed(Err(std::io::Error::other("the log flusher has stopped")));
-                    }
-                })
-                .await
-                .map_err(write_err)?;
-            }
-            (Ok(()), None) => callback.log_io_completed(Ok(())),
-            (Err(e), _) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        match &result {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
         }
         result
     }
@@ -233,29 +202,5 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             txn.commit().map_err(write_err)
         })
         .await
-    }
-}
-
-/// The flusher thread: wait for callbacks, make everything committed so far durable with one
-/// fsync, complete the callbacks in order. Stops when every `LogStore` is dropped.
-fn flush_loop(db: &Database, queue: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    let mut sequence = 0u64;
-    while let Ok(first) = queue.recv() {
-        let mut waiting = vec![first];
-        waiting.extend(queue.try_iter());
-        sequence += 1;
-        let flushed = (|| -> std::result::Result<(), redb::Error> {
-            // An Immediate commit persists all earlier non-durable commits with it.
-            let txn = db.begin_write()?;
-            txn.open_table(RAFT_META)?.insert(FLUSH_MARK, sequence.to_le_bytes().as_slice())?;
-            txn.commit()?;
-            Ok(())
-        })();
-        for callback in waiting {
-            match &flushed {
-                Ok(()) => callback.log_io_completed(Ok(())),
-                Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
-            }
-        }
     }
 }

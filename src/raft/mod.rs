@@ -12,16 +12,26 @@ pub mod state_machine;
 
 use openraft::{AnyError, BasicNode, StorageError, StorageIOError};
 
+use serde::{Deserialize, Serialize};
+
 use crate::state::{Applied, Command};
 
-/// What applying one log entry produced: `None` for blank and membership entries.
-pub type Response = Option<Applied>;
+/// One Raft log entry's payload: commands proposed together (group commit). Each is applied
+/// on its own, in order; one command's rejection does not affect the others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commands: Vec<Command>,
+}
+
+/// What applying one log entry produced: one outcome per command; empty for blank and
+/// membership entries.
+pub type Response = Vec<Applied>;
 
 openraft::declare_raft_types!(
     /// The Raft type configuration of pizza-orders: commands in, outcomes out, u64 node ids,
     /// snapshots as files.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Response,
         NodeId = u64,
         Node = BasicNode,

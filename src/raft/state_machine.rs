@@ -105,11 +105,16 @@ impl StateMachine {
         for entry in entries {
             last = Some(entry.log_id);
             responses.push(match entry.payload {
-                EntryPayload::Blank => None,
-                EntryPayload::Normal(command) => Some(apply(&txn, entry.log_id.index, &command).map_err(sm_err)?),
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(proposal) => proposal
+                    .commands
+                    .iter()
+                    .map(|command| apply(&txn, entry.log_id.index, command))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(sm_err)?,
                 EntryPayload::Membership(m) => {
                     membership = Membership::new(Some(entry.log_id), m);
-                    None
+                    Vec::new()
                 }
             });
         }
