@@ -1,0 +1,242 @@
+//! Load generator against real node processes (the release binary under `cargo bench`).
+//!
+//!   cargo bench --bench load -- create   --nodes 3 --clients 64 --seconds 10
+//!   cargo bench --bench load -- failover --rounds 10
+//!   cargo bench --bench load -- catchup  --orders 100000
+//!
+//! `create`: every client places orders for new users through the nodes in turn; reports
+//! throughput and p50/p99/p99.9 latency (HDR histogram) and errors by problem type.
+//! `failover`: kill -9 the leader while writing; time until a write succeeds again (median).
+//! `catchup`: a follower misses `--orders` writes, restarts, and catches up by snapshot.
+//! Every loop is bounded in count and time; every process started is stopped.
+//! Under `cargo test` (which runs benches with `--bench` absent) it does a tiny smoke run.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::{eventually, TestCluster};
+use common::{client, order_body, token, TestNode};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+struct Args {
+    scenario: String,
+    nodes: usize,
+    clients: usize,
+    seconds: u64,
+    rounds: usize,
+    orders: u64,
+}
+
+fn args() -> Args {
+    let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let value = |name: &str, default: u64| -> u64 {
+        raw.iter().position(|a| a == name).and_then(|i| raw.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let scenario = raw.iter().find(|a| !a.starts_with("--") && a.parse::<u64>().is_err()).cloned();
+    Args {
+        scenario: scenario.unwrap_or_else(|| "create".into()),
+        nodes: value("--nodes", 3) as usize,
+        clients: value("--clients", if smoke { 4 } else { 64 }) as usize,
+        seconds: value("--seconds", if smoke { 1 } else { 10 }),
+        rounds: value("--rounds", if smoke { 1 } else { 10 }) as usize,
+        orders: value("--orders", if smoke { 200 } else { 100_000 }),
+    }
+}
+
+/// A grid slot for user number `n`: 48 per day from two days ahead, so no slot fills.
+fn slot_for(n: u64) -> String {
+    common::slot(2 + (n / 48 % 3000) as i64, (n % 48) as i64)
+}
+
+const EXTRA: [&str; 2] = ["slots.capacity=1000000", "log.filter=error"];
+
+#[tokio::main]
+async fn main() {
+    let args = args();
+    match args.scenario.as_str() {
+        "create" => create(&args).await,
+        "failover" => failover(&args).await,
+        "catchup" => catchup(&args).await,
+        other => eprintln!("unknown scenario '{other}': use create, failover or catchup"),
+    }
+}
+
+/// Place orders for new users with `clients` concurrent clients for `seconds`.
+async fn drive(ports: &[u16], clients: usize, seconds: u64, first_user: u64) -> (u64, Histogram<u64>, BTreeMap<String, u64>) {
+    let next = Arc::new(AtomicU64::new(first_user));
+    let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (next, errors, ports) = (next.clone(), errors.clone(), ports.to_vec());
+            tokio::spawn(async move {
+                let http = client();
+                let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let port = ports[(c + n as usize) % ports.len()];
+                    let started = Instant::now();
+                    let sent = http
+                        .post(format!("http://127.0.0.1:{port}/v1/orders"))
+                        .bearer_auth(token(&format!("load-{n}")))
+                        .json(&order_body(&slot_for(n)))
+                        .send()
+                        .await;
+                    let micros = started.elapsed().as_micros() as u64;
+                    match sent {
+                        Ok(r) if r.status() == 201 => {
+                            let _ = histogram.record(micros.max(1));
+                            done += 1;
+                        }
+                        Ok(r) => {
+                            let kind = r.json::<Value>().await.ok().and_then(|v| v["type"].as_str().map(str::to_owned));
+                            *errors.lock().unwrap().entry(kind.unwrap_or_else(|| "unknown".into())).or_default() += 1;
+                        }
+                        Err(_) => *errors.lock().unwrap().entry("transport".into()).or_default() += 1,
+                    }
+                }
+                (done, histogram)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    let mut merged = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    for task in tasks {
+        let (done, histogram) = task.await.expect("client task");
+        total += done;
+        merged.add(&histogram).expect("merge");
+    }
+    let errors = errors.lock().unwrap().clone();
+    (total, merged, errors)
+}
+
+async fn create(args: &Args) {
+    let cluster = TestCluster::start(args.nodes, &EXTRA).await;
+    // Warm up connections and the leader's batcher.
+    drive(&cluster.ports, args.clients, 1, 10_000_000).await;
+    let started = Instant::now();
+    let (done, h, errors) = drive(&cluster.ports, args.clients, args.seconds, 0).await;
+    let secs = started.elapsed().as_secs_f64();
+    let rss = rss_kib(&cluster);
+    let result = json!({
+        "scenario": "create", "nodes": args.nodes, "clients": args.clients, "seconds": secs,
+        "orders": done, "per_second": (done as f64 / secs).round(),
+        "p50_ms": h.value_at_quantile(0.50) as f64 / 1000.0, "p99_ms": h.value_at_quantile(0.99) as f64 / 1000.0,
+        "p999_ms": h.value_at_quantile(0.999) as f64 / 1000.0, "errors": errors, "leader_rss_kib": rss,
+    });
+    println!("{result}");
+    println!(
+        "| create | {} nodes | {} clients | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms | errors {:?} |",
+        args.nodes,
+        args.clients,
+        done as f64 / secs,
+        h.value_at_quantile(0.50) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        errors
+    );
+}
+
+fn rss_kib(cluster: &TestCluster) -> Option<u64> {
+    let pid = cluster.node(0).pid();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn failover(args: &Args) {
+    let mut cluster = TestCluster::start(3, &EXTRA).await;
+    let mut elections = Vec::new();
+    let mut user = 0u64;
+    for round in 0..args.rounds {
+        let leader = cluster.leader().await;
+        let survivor = (leader + 1) % 3;
+        cluster.kill(leader);
+        let killed = Instant::now();
+        eventually(Duration::from_secs(30), "a write after the leader died", || {
+            user += 1;
+            let url = cluster.url(survivor, "/v1/orders");
+            let n = user;
+            async move {
+                let r = client()
+                    .post(url)
+                    .bearer_auth(token(&format!("failover-{n}")))
+                    .timeout(Duration::from_secs(2))
+                    .json(&order_body(&slot_for(n)))
+                    .send()
+                    .await
+                    .ok()?;
+                (r.status() == 201).then_some(())
+            }
+        })
+        .await;
+        let took = killed.elapsed();
+        elections.push(took);
+        eprintln!("round {round}: writes resumed {took:?} after kill -9 of node {}", leader + 1);
+        cluster.restart(leader);
+        cluster.wait_ready().await;
+    }
+    elections.sort();
+    let median = elections[elections.len() / 2];
+    println!("{}", json!({"scenario": "failover", "rounds": elections.len(), "median_ms": median.as_millis(),
+        "min_ms": elections[0].as_millis(), "max_ms": elections[elections.len() - 1].as_millis()}));
+    println!("| failover | {} rounds | median {:?} | min {:?} | max {:?} |", elections.len(), median, elections[0], elections[elections.len() - 1]);
+}
+
+async fn catchup(args: &Args) {
+    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=200", "raft.entries_kept_after_snapshot=50"];
+    let mut cluster = TestCluster::start(3, &extra).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    let live: Vec<u16> = (0..3).filter(|i| *i != follower).map(|i| cluster.ports[i]).collect();
+    let next = Arc::new(AtomicU64::new(0));
+    let written = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|c| {
+            let (next, live, total) = (next.clone(), live.clone(), args.orders);
+            tokio::spawn(async move {
+                let http = client();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    let port = live[(c + n as usize) % live.len()];
+                    let _ = http
+                        .post(format!("http://127.0.0.1:{port}/v1/orders"))
+                        .bearer_auth(token(&format!("catchup-{n}")))
+                        .json(&order_body(&slot_for(n)))
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    eprintln!("wrote {} orders in {:?}", args.orders, written.elapsed());
+    let target = cluster.admin_get(leader, "/admin/state").await.expect("leader state");
+    let restarted = Instant::now();
+    cluster.restart(follower);
+    eventually(Duration::from_secs(600), "the follower to catch up", || async {
+        let state = cluster.admin_get(follower, "/admin/state").await?;
+        (state["applied"].as_u64() >= target["applied"].as_u64() && state["digest"].is_string()).then_some(())
+    })
+    .await;
+    let took = restarted.elapsed();
+    let state = cluster.converged().await;
+    let status = cluster.admin_get(follower, "/admin/cluster").await.unwrap_or_default();
+    println!("{}", json!({"scenario": "catchup", "orders": args.orders, "catchup_ms": took.as_millis(),
+        "records": state["records"], "follower_snapshot_index": status["snapshot"]}));
+    println!("| catchup | {} orders | {:?} from restart to caught up (incl. start-up) |", args.orders, took);
+    let _ = TestNode::start; // the helper module is shared with the tests
+}
