@@ -69,7 +69,12 @@ async fn main() {
 }
 
 /// Place orders for new users with `clients` concurrent clients for `seconds`.
-async fn drive(ports: &[u16], clients: usize, seconds: u64, first_user: u64) -> (u64, Histogram<u64>, BTreeMap<String, u64>) {
+async fn drive(
+    ports: &[u16],
+    clients: usize,
+    seconds: u64,
+    first_user: u64,
+) -> (u64, Histogram<u64>, BTreeMap<String, u64>) {
     let next = Arc::new(AtomicU64::new(first_user));
     let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -185,9 +190,18 @@ async fn failover(args: &Args) {
     }
     elections.sort();
     let median = elections[elections.len() / 2];
-    println!("{}", json!({"scenario": "failover", "rounds": elections.len(), "median_ms": median.as_millis(),
-        "min_ms": elections[0].as_millis(), "max_ms": elections[elections.len() - 1].as_millis()}));
-    println!("| failover | {} rounds | median {:?} | min {:?} | max {:?} |", elections.len(), median, elections[0], elections[elections.len() - 1]);
+    println!(
+        "{}",
+        json!({"scenario": "failover", "rounds": elections.len(), "median_ms": median.as_millis(),
+        "min_ms": elections[0].as_millis(), "max_ms": elections[elections.len() - 1].as_millis()})
+    );
+    println!(
+        "| failover | {} rounds | median {:?} | min {:?} | max {:?} |",
+        elections.len(),
+        median,
+        elections[0],
+        elections[elections.len() - 1]
+    );
 }
 
 async fn catchup(args: &Args) {
@@ -235,8 +249,11 @@ async fn catchup(args: &Args) {
     let took = restarted.elapsed();
     let state = cluster.converged().await;
     let status = cluster.admin_get(follower, "/admin/cluster").await.unwrap_or_default();
-    println!("{}", json!({"scenario": "catchup", "orders": args.orders, "catchup_ms": took.as_millis(),
-        "records": state["records"], "follower_snapshot_index": status["snapshot"]}));
+    println!(
+        "{}",
+        json!({"scenario": "catchup", "orders": args.orders, "catchup_ms": took.as_millis(),
+        "records": state["records"], "follower_snapshot_index": status["snapshot"]})
+    );
     println!("| catchup | {} orders | {:?} from restart to caught up (incl. start-up) |", args.orders, took);
     let _ = TestNode::start; // the helper module is shared with the tests
 }
