@@ -6,7 +6,6 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
-mod cli_cluster;
 pub mod codec;
 pub mod config;
 pub mod domain;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::auth::TokenKeys;
-use crate::cli::{token_secret, usage_error, AdminArgs, ClusterCommand};
+use super::{token_secret, usage_error, AdminArgs, ClusterCommand};
 use crate::domain::{Timestamp, UserId};
 
 /// Membership changes wait for a learner to catch up, which can take a while on a big state.

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod cluster;
+
 use crate::auth::TokenKeys;
 use crate::config::{Config, ConfigError, LogFormat, Overrides, Settings, TokenSecret};
 use crate::domain::{Timestamp, UserId};
@@ -156,7 +158,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(args),
-        Command::Cluster(command) => crate::cli_cluster::run(command),
+        Command::Cluster(command) => cluster::run(command),
     }
 }
 
