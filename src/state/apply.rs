@@ -9,7 +9,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::command::{CancelOrder, ChangeOrder, Command, Outcome, PlaceOrder, Precondition, Rejection, SlotCapacity};
-use super::tables::{ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, SLOT_LOAD, USER_ORDERS};
+use super::tables::{ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
 use super::StoreError;
 use crate::codec;
 use crate::domain::{Order, OrderId, OrderStatus, OrderVersion, Slot, Timestamp, UserId};
@@ -20,10 +20,10 @@ const EXPIRED_KEYS_PER_COMMAND: usize = 8;
 
 /// What an idempotency key remembers: the request's fingerprint and the order it created.
 #[derive(Serialize, Deserialize)]
-struct IdempotencyRecord {
-    fingerprint: [u8; 32],
-    expires_at: Timestamp,
-    order: Order,
+pub(super) struct IdempotencyRecord {
+    pub(super) fingerprint: [u8; 32],
+    pub(super) expires_at: Timestamp,
+    pub(super) order: Order,
 }
 
 pub type Applied = Result<Outcome, Rejection>;
@@ -105,6 +105,7 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
     };
     orders.insert(order.id.as_u128(), codec::encode(&order)?.as_slice())?;
     txn.open_table(USER_ORDERS)?.insert((c.user.as_str(), order.id.as_u128()), ())?;
+    txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
     active.insert(c.user.as_str(), order.id.as_u128())?;
     add_load(&mut load, c.spec.slot, 1)?;
     if let Some(claim) = &c.idempotency {
@@ -123,6 +124,7 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
 fn change(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Order, Stop> {
     let mut orders = txn.open_table(ORDERS)?;
     let current = editable_order(&orders, c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
+    let current_revision = current.revision;
     let mut load = txn.open_table(SLOT_LOAD)?;
     let moves = current.spec.slot != c.spec.slot;
     if moves {
@@ -142,13 +144,14 @@ fn change(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Orde
         add_load(&mut load, current.spec.slot, -1)?;
         add_load(&mut load, c.spec.slot, 1)?;
     }
-    orders.insert(order.id.as_u128(), codec::encode(&order)?.as_slice())?;
+    write_changed(txn, &mut orders, &order, current_revision)?;
     Ok(order)
 }
 
 fn cancel(txn: &WriteTransaction, revision: u64, c: &CancelOrder) -> Result<Order, Stop> {
     let mut orders = txn.open_table(ORDERS)?;
     let current = editable_order(&orders, c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
+    let current_revision = current.revision;
     let order = Order {
         status: OrderStatus::Cancelled,
         version: current.version.next(),
@@ -162,8 +165,22 @@ fn cancel(txn: &WriteTransaction, revision: u64, c: &CancelOrder) -> Result<Orde
     if points_here {
         active.remove(c.user.as_str())?;
     }
-    orders.insert(order.id.as_u128(), codec::encode(&order)?.as_slice())?;
+    write_changed(txn, &mut orders, &order, current_revision)?;
     Ok(order)
+}
+
+/// Store a changed order and move its key in the revision index.
+fn write_changed(
+    txn: &WriteTransaction,
+    orders: &mut Table<u128, &[u8]>,
+    order: &Order,
+    previous_revision: u64,
+) -> Result<(), StoreError> {
+    orders.insert(order.id.as_u128(), codec::encode(order)?.as_slice())?;
+    let mut by_revision = txn.open_table(ORDERS_BY_REVISION)?;
+    by_revision.remove((previous_revision, order.id.as_u128()))?;
+    by_revision.insert((order.revision, order.id.as_u128()), ())?;
+    Ok(())
 }
 
 /// The user's order that still blocks a new one, if any.

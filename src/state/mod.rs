@@ -4,6 +4,8 @@
 mod apply;
 mod command;
 mod error;
+pub mod check;
+pub mod export;
 pub mod snapshot;
 mod store;
 pub mod tables;

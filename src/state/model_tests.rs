@@ -10,7 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::apply;
 use super::command::*;
-use super::tables::{ACTIVE, ORDERS, SLOT_LOAD, USER_ORDERS};
+use super::tables::{ACTIVE, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
 use crate::codec;
 use crate::domain::*;
 
@@ -208,6 +208,13 @@ fn check_invariants(db: &Database, model: &Model, slots: &[Slot], at: Timestamp)
         }
     }
     assert_eq!(txn.open_table(USER_ORDERS).unwrap().len().unwrap(), orders.len() as u64);
+    let by_revision: Vec<(u64, u128)> =
+        txn.open_table(ORDERS_BY_REVISION).unwrap().iter().unwrap().map(|e| e.unwrap().0.value()).collect();
+    let mut expected: Vec<(u64, u128)> = orders.values().map(|o| (o.revision, o.id.as_u128())).collect();
+    expected.sort();
+    assert_eq!(by_revision, expected, "revision index does not list each order at its last revision");
+    let report = super::check::check_state(&txn, Some(SlotCapacity(CAPACITY)), at).unwrap();
+    assert!(report.is_clean(), "check found problems in a state built by apply: {:?}", report.problems);
 }
 
 proptest! {
@@ -218,6 +225,7 @@ proptest! {
         let db = Database::builder().create_with_backend(InMemoryBackend::new()).unwrap();
         let txn = db.begin_write().unwrap();
         super::tables::create_all(&txn).unwrap();
+        txn.open_table(super::tables::META).unwrap().insert(super::tables::META_SCHEMA_VERSION, super::tables::SCHEMA_VERSION).unwrap();
         txn.commit().unwrap();
         let slots = slots();
         let mut model = Model::default();

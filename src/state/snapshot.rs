@@ -14,7 +14,7 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::tables::{self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, SLOT_LOAD, USER_ORDERS};
+use super::tables::{self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
 use super::StoreError;
 use crate::codec::{self, CodecError};
 
@@ -27,6 +27,7 @@ enum Record {
     Header { magic: String, schema_version: u64 },
     Order(u128, Vec<u8>),
     UserOrder(String, u128),
+    OrderRevision(u64, u128),
     Active(String, u128),
     SlotLoad(i64, u32),
     Idempotency(String, String, Vec<u8>),
@@ -81,6 +82,11 @@ pub fn write_state(txn: &ReadTransaction, out: &mut impl Write) -> Result<StateS
         let (user, id) = k.value();
         w.put(&Record::UserOrder(user.to_owned(), id))?;
     }
+    for entry in txn.open_table(ORDERS_BY_REVISION)?.iter()? {
+        let (k, _) = entry?;
+        let (revision, id) = k.value();
+        w.put(&Record::OrderRevision(revision, id))?;
+    }
     for entry in txn.open_table(ACTIVE)?.iter()? {
         let (k, v) = entry?;
         w.put(&Record::Active(k.value().to_owned(), v.value()))?;
@@ -111,62 +117,123 @@ pub fn digest(txn: &ReadTransaction) -> Result<StateSummary, StoreError> {
     write_state(txn, &mut std::io::sink())
 }
 
+/// Reads a state stream record by record, checking the header, the record count and the
+/// checksum; `next` returns `None` only after a verified end record.
+struct RecordReader<'r, R: Read> {
+    input: &'r mut R,
+    hasher: Sha256,
+    records: u64,
+    orders: u64,
+    bytes: u64,
+    /// The encoded bytes of the record last returned, for copying a stream verbatim.
+    raw: Vec<u8>,
+    done: Option<StateSummary>,
+}
+
+fn corrupt(why: &str) -> StoreError {
+    StoreError::Snapshot(why.to_owned())
+}
+
+impl<'r, R: Read> RecordReader<'r, R> {
+    fn new(input: &'r mut R) -> Self {
+        Self { input, hasher: Sha256::new(), records: 0, orders: 0, bytes: 0, raw: Vec::new(), done: None }
+    }
+
+    fn next(&mut self) -> Result<Option<Record>, StoreError> {
+        if self.done.is_some() {
+            return Ok(None);
+        }
+        let bytes = read_record(self.input)?.ok_or_else(|| corrupt("the stream ends before its end record"))?;
+        self.bytes += 4 + bytes.len() as u64;
+        let record: Record = codec::decode(&bytes)?;
+        let first = self.records == 0;
+        match &record {
+            Record::End { records, digest } => {
+                let ours: [u8; 32] = self.hasher.clone().finalize().into();
+                if *records != self.records || *digest != ours {
+                    return Err(corrupt("the checksum does not match the contents"));
+                }
+                if read_record(self.input)?.is_some() {
+                    return Err(corrupt("data follows the end record"));
+                }
+                self.raw = bytes;
+                self.done = Some(StateSummary { records: self.records, digest: ours });
+                return Ok(None);
+            }
+            Record::Header { magic, schema_version } => {
+                if !first || magic != MAGIC {
+                    return Err(corrupt("not a pizza-orders state stream"));
+                }
+                if *schema_version != tables::SCHEMA_VERSION {
+                    return Err(StoreError::FormatVersion {
+                        path: "(state stream)".into(),
+                        found: *schema_version,
+                        expected: tables::SCHEMA_VERSION,
+                    });
+                }
+            }
+            _ if first => return Err(corrupt("the stream does not start with a header")),
+            Record::Order(..) => self.orders += 1,
+            _ => {}
+        }
+        self.hasher.update(&bytes);
+        self.records += 1;
+        self.raw = bytes;
+        Ok(Some(record))
+    }
+}
+
+/// What a verified stream held, with its order count and encoded size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub state: StateSummary,
+    pub orders: u64,
+    pub bytes: u64,
+}
+
+/// Copy a state stream from `input` to `out` while verifying it completely.
+pub fn copy_verified(input: &mut impl Read, out: &mut impl Write) -> Result<StreamSummary, StoreError> {
+    let mut reader = RecordReader::new(input);
+    while reader.next()?.is_some() {
+        out.write_all(&(reader.raw.len() as u32).to_le_bytes()).map_err(io_error)?;
+        out.write_all(&reader.raw).map_err(io_error)?;
+    }
+    out.write_all(&(reader.raw.len() as u32).to_le_bytes()).map_err(io_error)?;
+    out.write_all(&reader.raw).map_err(io_error)?;
+    out.flush().map_err(io_error)?;
+    let state = reader.done.clone().ok_or_else(|| corrupt("the stream has no end record"))?;
+    Ok(StreamSummary { state, orders: reader.orders, bytes: reader.bytes })
+}
+
 /// Replace every state table with the records read from `input`, inside `txn`.
-/// The caller commits only if this returns `Ok`.
+/// The caller commits only if this returns `Ok`: a bad stream changes nothing.
 pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<StateSummary, StoreError> {
     clear(txn, ORDERS)?;
     clear(txn, USER_ORDERS)?;
+    clear(txn, ORDERS_BY_REVISION)?;
     clear(txn, ACTIVE)?;
     clear(txn, SLOT_LOAD)?;
     clear(txn, IDEMPOTENCY)?;
     clear(txn, IDEMPOTENCY_EXPIRY)?;
     let mut orders = txn.open_table(ORDERS)?;
     let mut user_orders = txn.open_table(USER_ORDERS)?;
+    let mut by_revision = txn.open_table(ORDERS_BY_REVISION)?;
     let mut active = txn.open_table(ACTIVE)?;
     let mut load = txn.open_table(SLOT_LOAD)?;
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
     let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
-
-    let mut hasher = Sha256::new();
-    let mut records = 0u64;
-    let corrupt = |why: &str| StoreError::Snapshot(why.to_owned());
-    loop {
-        let bytes = read_record(input)?.ok_or_else(|| corrupt("the stream ends before its end record"))?;
-        let record: Record = codec::decode(&bytes)?;
-        let first = records == 0;
-        if !matches!(record, Record::End { .. }) {
-            hasher.update(&bytes);
-            records += 1;
-        }
+    let mut reader = RecordReader::new(input);
+    while let Some(record) = reader.next()? {
         match record {
-            Record::End { records: count, digest } => {
-                let ours: [u8; 32] = hasher.finalize().into();
-                if count != records || digest != ours {
-                    return Err(corrupt("the checksum does not match the contents"));
-                }
-                if read_record(input)?.is_some() {
-                    return Err(corrupt("data follows the end record"));
-                }
-                return Ok(StateSummary { records, digest });
-            }
-            Record::Header { magic, schema_version } => {
-                if !first || magic != MAGIC {
-                    return Err(corrupt("not a pizza-orders state stream"));
-                }
-                if schema_version != tables::SCHEMA_VERSION {
-                    return Err(StoreError::FormatVersion {
-                        path: "(state stream)".into(),
-                        found: schema_version,
-                        expected: tables::SCHEMA_VERSION,
-                    });
-                }
-            }
-            _ if first => return Err(corrupt("the stream does not start with a header")),
+            Record::Header { .. } | Record::End { .. } => {}
             Record::Order(id, bytes) => {
                 orders.insert(id, bytes.as_slice())?;
             }
             Record::UserOrder(user, id) => {
                 user_orders.insert((user.as_str(), id), ())?;
+            }
+            Record::OrderRevision(revision, id) => {
+                by_revision.insert((revision, id), ())?;
             }
             Record::Active(user, id) => {
                 active.insert(user.as_str(), id)?;
@@ -182,6 +249,7 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
             }
         }
     }
+    reader.done.ok_or_else(|| corrupt("the stream has no end record"))
 }
 
 fn clear<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -6,6 +6,7 @@
 //! - `SLOT_LOAD[slot start]` equals the number of placed orders in that slot, and never exceeds
 //!   the capacity that was in force when each of them was booked. Zero entries are removed.
 //! - `USER_ORDERS` has one key per order, so a user's history is one key range, newest last.
+//! - `ORDERS_BY_REVISION` has one key per order: (its `revision`, its id).
 
 use redb::{TableDefinition, TableError, WriteTransaction};
 
@@ -28,6 +29,10 @@ pub const ACTIVE: TableDefinition<&str, u128> = TableDefinition::new("active_ord
 /// slot start (ms since epoch) → number of placed orders in it.
 pub const SLOT_LOAD: TableDefinition<i64, u32> = TableDefinition::new("slot_load");
 
+/// (revision of an order's last change, order id) → (): billing's incremental export reads
+/// "everything changed after revision N" as one key range. One key per order.
+pub const ORDERS_BY_REVISION: TableDefinition<(u64, u128), ()> = TableDefinition::new("orders_by_revision");
+
 /// (user id, idempotency key) → encoded `IdempotencyRecord`.
 pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
 
@@ -49,6 +54,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(META)?;
     txn.open_table(ORDERS)?;
     txn.open_table(USER_ORDERS)?;
+    txn.open_table(ORDERS_BY_REVISION)?;
     txn.open_table(ACTIVE)?;
     txn.open_table(SLOT_LOAD)?;
     txn.open_table(IDEMPOTENCY)?;

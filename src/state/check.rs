@@ -1,0 +1,192 @@
+//! `check`: verify every invariant and index of the state, reporting each problem found.
+//! Used offline (`pizza-orders check --data-dir`) and online (`GET /admin/check`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use serde::Serialize;
+
+use super::tables::{self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
+use super::{SlotCapacity, StoreError};
+use crate::codec;
+use crate::domain::{Order, OrderStatus, Timestamp};
+
+/// At most this many problems are listed; the count is always exact.
+const MAX_LISTED: usize = 100;
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub orders: u64,
+    pub placed: u64,
+    pub problem_count: u64,
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(text);
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+/// Check the state seen by `txn`. `capacity`, when known, bounds every slot; `now` decides
+/// which orders are active.
+pub fn check_state(txn: &ReadTransaction, capacity: Option<SlotCapacity>, now: Timestamp) -> Result<CheckReport, StoreError> {
+    let mut report = CheckReport::default();
+    match txn.open_table(META)?.get(tables::META_SCHEMA_VERSION)?.map(|g| g.value()) {
+        Some(v) if v == tables::SCHEMA_VERSION => {}
+        other => report.problem(format!("schema version is {other:?}; this build reads {}", tables::SCHEMA_VERSION)),
+    }
+
+    let mut orders: BTreeMap<u128, Order> = BTreeMap::new();
+    for entry in txn.open_table(ORDERS)?.iter()? {
+        let (key, value) = entry?;
+        match codec::decode::<Order>(value.value()) {
+            Ok(order) if order.id.as_u128() == key.value() => {
+                orders.insert(key.value(), order);
+            }
+            Ok(order) => report.problem(format!("order stored under {} says its id is {}", key.value(), order.id)),
+            Err(e) => report.problem(format!("order {:032x} is unreadable: {e}", key.value())),
+        }
+    }
+    report.orders = orders.len() as u64;
+    report.placed = orders.values().filter(|o| o.status == OrderStatus::Placed).count() as u64;
+
+    let mut indexed: BTreeSet<u128> = BTreeSet::new();
+    for entry in txn.open_table(USER_ORDERS)?.iter()? {
+        let (key, _) = entry?;
+        let (user, id) = key.value();
+        match orders.get(&id) {
+            Some(order) if order.user.as_str() == user => {
+                indexed.insert(id);
+            }
+            Some(order) => report.problem(format!("user index lists order {} under '{user}', but it belongs to '{}'", order.id, order.user)),
+            None => report.problem(format!("user index lists order {id:032x} for '{user}', which does not exist")),
+        }
+    }
+    for order in orders.values().filter(|o| !indexed.contains(&o.id.as_u128())) {
+        report.problem(format!("order {} is missing from its user's index", order.id));
+    }
+
+    let mut by_revision: BTreeMap<u128, u64> = BTreeMap::new();
+    for entry in txn.open_table(ORDERS_BY_REVISION)?.iter()? {
+        let (key, _) = entry?;
+        let (revision, id) = key.value();
+        if by_revision.insert(id, revision).is_some() {
+            report.problem(format!("order {id:032x} appears more than once in the revision index"));
+        }
+    }
+    for order in orders.values() {
+        match by_revision.get(&order.id.as_u128()) {
+            Some(r) if *r == order.revision => {}
+            Some(r) => report.problem(format!("revision index has order {} at {r}, the order says {}", order.id, order.revision)),
+            None => report.problem(format!("order {} is missing from the revision index", order.id)),
+        }
+    }
+    for id in by_revision.keys().filter(|id| !orders.contains_key(id)) {
+        report.problem(format!("revision index lists order {id:032x}, which does not exist"));
+    }
+
+    let mut active_per_user: BTreeMap<&str, u32> = BTreeMap::new();
+    for order in orders.values().filter(|o| o.is_active(now)) {
+        *active_per_user.entry(order.user.as_str()).or_default() += 1;
+    }
+    for (user, count) in active_per_user.iter().filter(|(_, c)| **c > 1) {
+        report.problem(format!("user '{user}' has {count} active orders"));
+    }
+    for entry in txn.open_table(ACTIVE)?.iter()? {
+        let (user, id) = entry?;
+        match orders.get(&id.value()) {
+            Some(order) if order.user.as_str() == user.value() && order.status == OrderStatus::Placed => {}
+            Some(order) => report.problem(format!(
+                "active-order index names order {} for '{}', but it is {:?} and belongs to '{}'",
+                order.id,
+                user.value(),
+                order.status,
+                order.user
+            )),
+            None => report.problem(format!("active-order index names a missing order for '{}'", user.value())),
+        }
+    }
+    for (user, _) in active_per_user {
+        let pointer = txn.open_table(ACTIVE)?.get(user)?.map(|g| g.value());
+        let active = orders.values().find(|o| o.user.as_str() == user && o.is_active(now)).map(|o| o.id.as_u128());
+        if pointer != active {
+            report.problem(format!("active-order index for '{user}' does not name the user's active order"));
+        }
+    }
+
+    let mut expected_load: BTreeMap<i64, u32> = BTreeMap::new();
+    for order in orders.values().filter(|o| o.status == OrderStatus::Placed) {
+        *expected_load.entry(order.spec.slot.start().millis()).or_default() += 1;
+    }
+    let mut stored_load: BTreeMap<i64, u32> = BTreeMap::new();
+    for entry in txn.open_table(SLOT_LOAD)?.iter()? {
+        let (start, booked) = entry?;
+        stored_load.insert(start.value(), booked.value());
+    }
+    for slot in expected_load.keys().chain(stored_load.keys()).collect::<BTreeSet<_>>() {
+        let (stored, expected) = (stored_load.get(slot).copied().unwrap_or(0), expected_load.get(slot).copied().unwrap_or(0));
+        let at = Timestamp::from_millis(*slot);
+        if stored != expected {
+            report.problem(format!("slot {at} load is {stored}, but {expected} placed orders are in it"));
+        }
+        if let Some(capacity) = capacity {
+            if expected > capacity.0 {
+                report.problem(format!("slot {at} holds {expected} orders, over its capacity of {}", capacity.0));
+            }
+        }
+    }
+
+    let mut keys: BTreeSet<(String, String, i64)> = BTreeSet::new();
+    for entry in txn.open_table(IDEMPOTENCY)?.iter()? {
+        let (key, value) = entry?;
+        let (user, idem) = key.value();
+        match codec::decode::<super::apply::IdempotencyRecord>(value.value()) {
+            Ok(record) => {
+                keys.insert((user.to_owned(), idem.to_owned(), record.expires_at.millis()));
+            }
+            Err(e) => report.problem(format!("idempotency record ('{user}', '{idem}') is unreadable: {e}")),
+        }
+    }
+    let mut expiries: BTreeSet<(String, String, i64)> = BTreeSet::new();
+    for entry in txn.open_table(IDEMPOTENCY_EXPIRY)?.iter()? {
+        let (key, _) = entry?;
+        let (at, user, idem) = key.value();
+        expiries.insert((user.to_owned(), idem.to_owned(), at));
+    }
+    for missing in keys.difference(&expiries) {
+        report.problem(format!("idempotency key ('{}', '{}') has no expiry entry", missing.0, missing.1));
+    }
+    for orphan in expiries.difference(&keys) {
+        report.problem(format!("expiry entry ('{}', '{}') names no idempotency key", orphan.0, orphan.1));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Store;
+
+    #[test]
+    fn a_broken_index_is_reported_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let db = store.shared_database();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(SLOT_LOAD).unwrap().insert(1_800_000_000_000, 3).unwrap();
+        txn.open_table(ACTIVE).unwrap().insert("ghost", 7u128).unwrap();
+        txn.commit().unwrap();
+        let report = check_state(&db.begin_read().unwrap(), Some(SlotCapacity(2)), Timestamp::now()).unwrap();
+        assert_eq!(report.problem_count, 2, "{:?}", report.problems);
+        assert!(report.problems.iter().any(|p| p.contains("load is 3, but 0")));
+        assert!(report.problems.iter().any(|p| p.contains("'ghost'")));
+    }
+}
