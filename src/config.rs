@@ -69,6 +69,8 @@ pub struct Settings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
+    /// The cluster's name, written into backups so a restore knows where data came from.
+    pub name: String,
     /// This node's id, unique in the cluster, at least 1.
     pub node_id: u64,
     /// The `host:port` peers and forwarded requests use to reach this node; defaults to the
@@ -84,6 +86,7 @@ pub struct ClusterSettings {
 impl std::fmt::Debug for ClusterSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterSettings")
+            .field("name", &self.name)
             .field("node_id", &self.node_id)
             .field("advertise", &self.advertise)
             .field("bootstrap", &self.bootstrap)
@@ -236,7 +239,7 @@ impl Default for OrderSettings {
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        Self { node_id: 1, advertise: None, bootstrap: true, secret: None, secret_file: None }
+        Self { name: "pizza-orders".into(), node_id: 1, advertise: None, bootstrap: true, secret: None, secret_file: None }
     }
 }
 
@@ -319,6 +322,7 @@ pub struct Config {
 /// This node's place in the cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
+    pub name: String,
     pub node_id: u64,
     pub advertise: Option<String>,
     pub bootstrap: bool,
@@ -423,6 +427,7 @@ impl Config {
             capacity: SlotCapacity(s.slots.capacity),
             idempotency_ttl_ms: s.orders.idempotency_ttl_hours.saturating_mul(3_600_000),
             cluster: ClusterConfig {
+                name: s.cluster.name,
                 node_id: s.cluster.node_id,
                 advertise: s.cluster.advertise,
                 bootstrap: s.cluster.bootstrap,

@@ -17,7 +17,7 @@ use crate::auth::Principal;
 use crate::node::{Node, NodeError};
 use crate::raft::NodeId;
 
-fn require_admin(principal: &Principal) -> Result<(), ApiError> {
+pub(super) fn require_admin(principal: &Principal) -> Result<(), ApiError> {
     if principal.admin {
         Ok(())
     } else {

@@ -2,6 +2,8 @@
 //! to the node, and render outcomes. Errors leave as `application/problem+json`.
 
 mod admin;
+mod backup;
+mod export;
 mod extract;
 mod health;
 mod menu;
@@ -9,6 +11,7 @@ mod orders;
 mod problem;
 mod raft;
 mod slots;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +51,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/cluster/nodes", post(admin::add_node))
         .route("/admin/cluster/nodes/{id}", delete(admin::remove_node))
         .route("/admin/state", get(admin::state))
+        .route("/admin/backup", get(backup::backup))
+        .route("/admin/check", get(backup::check))
+        .route("/admin/export", get(export::export))
         .merge(raft::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -37,7 +37,7 @@ const CURRENT_META: &str = "current.meta";
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 type Membership = StoredMembership<NodeId, BasicNode>;
-type Meta = SnapshotMeta<NodeId, BasicNode>;
+pub type Meta = SnapshotMeta<NodeId, BasicNode>;
 
 #[derive(Clone)]
 pub struct StateMachine {
@@ -169,13 +169,7 @@ impl StateMachine {
     /// Make `file` the current snapshot with `meta`: the meta is written after the file is in
     /// place, both by rename, so a crash leaves the old pair or the new pair.
     fn publish(&self, file: &Path, meta: &Meta) -> Result<()> {
-        std::fs::rename(file, self.snapshot_path()).map_err(snap_err)?;
-        let tmp_meta = self.snapshot_dir.join("meta.tmp");
-        let bytes = codec::encode(&StoredMeta { meta: meta.clone() }).map_err(snap_err)?;
-        std::fs::write(&tmp_meta, bytes).map_err(snap_err)?;
-        std::fs::File::open(&tmp_meta).and_then(|f| f.sync_all()).map_err(snap_err)?;
-        std::fs::rename(&tmp_meta, self.snapshot_dir.join(CURRENT_META)).map_err(snap_err)?;
-        std::fs::File::open(&self.snapshot_dir).and_then(|d| d.sync_all()).map_err(snap_err)
+        publish_in(&self.snapshot_dir, file, meta)
     }
 
     fn current_meta(&self) -> Result<Option<Meta>> {
@@ -198,6 +192,18 @@ impl StateMachine {
         tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot installed");
         Ok(())
     }
+}
+
+/// Make `file` the current snapshot in `dir` with `meta`: the meta is written after the file
+/// is in place, both by rename, so a crash leaves the old pair or the new pair.
+fn publish_in(dir: &Path, file: &Path, meta: &Meta) -> Result<()> {
+    std::fs::rename(file, dir.join(CURRENT_SNAPSHOT)).map_err(snap_err)?;
+    let tmp_meta = dir.join("meta.tmp");
+    let bytes = codec::encode(&StoredMeta { meta: meta.clone() }).map_err(snap_err)?;
+    std::fs::write(&tmp_meta, bytes).map_err(snap_err)?;
+    std::fs::File::open(&tmp_meta).and_then(|f| f.sync_all()).map_err(snap_err)?;
+    std::fs::rename(&tmp_meta, dir.join(CURRENT_META)).map_err(snap_err)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(snap_err)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -294,9 +300,41 @@ impl StateMachine {
 /// The applied index and the state digest, read in one transaction.
 pub fn digest(db: &Database) -> std::result::Result<(Option<u64>, snapshot::StateSummary), crate::state::StoreError> {
     let txn = db.begin_read()?;
+    Ok((applied_index(&txn)?, snapshot::digest(&txn)?))
+}
+
+/// The log index of the last entry applied to the state `txn` sees: its revision.
+pub fn applied_index(txn: &redb::ReadTransaction) -> std::result::Result<Option<u64>, crate::state::StoreError> {
     let applied: Option<LogId<NodeId>> = match txn.open_table(REPLICATION)?.get(APPLIED)? {
         Some(raw) => codec::decode(raw.value())?,
         None => None,
     };
-    Ok((applied.map(|l| l.index), snapshot::digest(&txn)?))
+    Ok(applied.map(|l| l.index))
+}
+
+/// Make a database restored from a backup at `revision` a one-node cluster of `node_id`
+/// reachable at `advertise`: the log counts as purged up to `revision` (the state covers it).
+/// Returns the snapshot metadata for [`adopt_snapshot`].
+pub fn mark_restored(
+    txn: &WriteTransaction,
+    node_id: NodeId,
+    advertise: &str,
+    revision: u64,
+) -> std::result::Result<Meta, crate::state::StoreError> {
+    let log_id = LogId::new(openraft::CommittedLeaderId::new(0, node_id), revision);
+    let members = std::collections::BTreeMap::from([(node_id, BasicNode::new(advertise))]);
+    let voters = vec![members.keys().copied().collect()];
+    let membership = Membership::new(Some(log_id), openraft::Membership::new(voters, members));
+    StateMachine::write_applied(txn, Some(log_id), &membership)
+        .map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
+    let bytes = codec::encode(&log_id)?;
+    txn.open_table(crate::state::tables::RAFT_META)?.insert("last_purged", bytes.as_slice())?;
+    Ok(Meta { last_log_id: Some(log_id), last_membership: membership, snapshot_id: format!("restored-{revision}") })
+}
+
+/// Keep the state stream in `file` as the node's current snapshot, for members added later.
+pub fn adopt_snapshot(data_dir: &Path, file: &Path, meta: &Meta) -> std::result::Result<(), crate::state::StoreError> {
+    let dir = data_dir.join("snapshots");
+    std::fs::create_dir_all(&dir).map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
+    publish_in(&dir, file, meta).map_err(|e| crate::state::StoreError::Io(e.to_string()))
 }

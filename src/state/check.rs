@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableTable};
 use serde::Serialize;
 
 use super::tables::{self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
@@ -174,6 +174,7 @@ pub fn check_state(txn: &ReadTransaction, capacity: Option<SlotCapacity>, now: T
 mod tests {
     use super::*;
     use crate::state::Store;
+    use redb::ReadableDatabase;
 
     #[test]
     fn a_broken_index_is_reported_by_name() {

@@ -64,6 +64,11 @@ impl Store {
         Ok(())
     }
 
+    /// A consistent, point-in-time view for bulk reads (backup, export, check).
+    pub fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
     /// The database handle, for the Raft log store and state machine on the same file.
     pub fn shared_database(&self) -> Arc<Database> {
         self.db.clone()
