@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::auth::TokenKeys;
-use super::{token_secret, usage_error, AdminArgs, ClusterCommand};
-use crate::domain::{Timestamp, UserId};
+use super::admin_client::{self, CallError};
+use super::{usage_error, AdminArgs, ClusterCommand};
 
 /// Membership changes wait for a learner to catch up, which can take a while on a big state.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -56,24 +55,8 @@ pub fn run(command: ClusterCommand) -> ExitCode {
     })
 }
 
-enum CallError {
-    Usage(String),
-    Failed(String),
-}
-
 async fn call(admin: &AdminArgs, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, CallError> {
-    let token = match &admin.token {
-        Some(token) => token.clone(),
-        None => {
-            let secret = token_secret(&admin.config).map_err(|e| {
-                CallError::Usage(format!("no --token given and cannot mint one from the configuration: {e}"))
-            })?;
-            let user = UserId::parse("cluster-admin").map_err(|e| CallError::Usage(e.to_string()))?;
-            TokenKeys::new(&secret)
-                .mint(&user, true, Duration::from_secs(600), Timestamp::now())
-                .map_err(|e| CallError::Usage(e.to_string()))?
-        }
-    };
+    let token = admin_client::admin_token(admin)?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(ADMIN_TIMEOUT)

@@ -1,0 +1,51 @@
+//! Talking to a node's admin API from the command line: the token and the HTTP client.
+
+use std::time::Duration;
+
+use super::{token_secret, AdminArgs};
+use crate::auth::TokenKeys;
+use crate::domain::{Timestamp, UserId};
+
+/// Why an admin call failed; each maps to an exit code.
+pub enum CallError {
+    /// Bad usage or configuration (exit 2).
+    Usage(String),
+    /// The node could not be reached or refused (exit 1).
+    Failed(String),
+}
+
+/// The admin token: `--token`, or one minted from the token secret in the configuration.
+pub fn admin_token(admin: &AdminArgs) -> Result<String, CallError> {
+    if let Some(token) = &admin.token {
+        return Ok(token.clone());
+    }
+    let secret = token_secret(&admin.config)
+        .map_err(|e| CallError::Usage(format!("no --token given and cannot mint one from the configuration: {e}")))?;
+    let user = UserId::parse("cluster-admin").map_err(|e| CallError::Usage(e.to_string()))?;
+    TokenKeys::new(&secret)
+        .mint(&user, true, Duration::from_secs(3600), Timestamp::now())
+        .map_err(|e| CallError::Usage(e.to_string()))
+}
+
+pub fn http(timeout: Duration) -> Result<reqwest::Client, CallError> {
+    reqwest::Client::builder().no_proxy().timeout(timeout).build().map_err(|e| CallError::Failed(e.to_string()))
+}
+
+/// GET `path` on the node and return the response if it is a success.
+pub async fn get(admin: &AdminArgs, path: &str, timeout: Duration) -> Result<reqwest::Response, CallError> {
+    let token = admin_token(admin)?;
+    let url = format!("{}{}", admin.node.trim_end_matches('/'), path);
+    let response = http(timeout)?
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| CallError::Failed(format!("cannot reach {url}: {e} (is the node running? check --node)")))?;
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let detail = body["detail"].as_str().unwrap_or("no detail");
+    Err(CallError::Failed(format!("{url} answered {status}: {detail}")))
+}
