@@ -59,7 +59,13 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
 }
 
 /// Stream a state body from `body` into a new backup at `path` with the given identity.
-pub fn write_backup(path: &Path, cluster: &str, revision: u64, created_at: &str, body: &mut impl Read) -> Result<BackupHeader, BackupError> {
+pub fn write_backup(
+    path: &Path,
+    cluster: &str,
+    revision: u64,
+    created_at: &str,
+    body: &mut impl Read,
+) -> Result<BackupHeader, BackupError> {
     let tmp = path.with_file_name(format!(
         ".{}.partial-{}",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -69,8 +75,10 @@ pub fn write_backup(path: &Path, cluster: &str, revision: u64, created_at: &str,
         let mut file = File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(&[b' '; HEADER_BYTES]).map_err(io(&tmp))?;
         let mut out = BufWriter::new(&mut file);
-        let summary = snapshot::copy_verified(body, &mut out)
-            .map_err(|e| BackupError::Corrupt { path: tmp.clone(), reason: format!("the node sent a bad stream: {e}") })?;
+        let summary = snapshot::copy_verified(body, &mut out).map_err(|e| BackupError::Corrupt {
+            path: tmp.clone(),
+            reason: format!("the node sent a bad stream: {e}"),
+        })?;
         drop(out);
         let header = header_for(cluster, revision, created_at, &summary);
         file.seek(SeekFrom::Start(0)).map_err(io(&tmp))?;
@@ -102,7 +110,8 @@ fn header_for(cluster: &str, revision: u64, created_at: &str, summary: &StreamSu
 }
 
 fn header_block(header: &BackupHeader) -> Result<Vec<u8>, BackupError> {
-    let json = serde_json::to_string(header).map_err(|e| BackupError::BadHeader { path: PathBuf::new(), reason: e.to_string() })?;
+    let json = serde_json::to_string(header)
+        .map_err(|e| BackupError::BadHeader { path: PathBuf::new(), reason: e.to_string() })?;
     let mut block = format!("{MAGIC}\n{json}\n").into_bytes();
     if block.len() > HEADER_BYTES {
         return Err(BackupError::BadHeader { path: PathBuf::new(), reason: "header too long (cluster name?)".into() });
@@ -129,7 +138,11 @@ pub fn open_backup(path: &Path) -> Result<(BackupHeader, BufReader<File>), Backu
         return Err(BackupError::Foreign(path.to_owned()));
     }
     if filled < HEADER_BYTES {
-        return Err(BackupError::Truncated { path: path.to_owned(), expected: HEADER_BYTES as u64, found: filled as u64 });
+        return Err(BackupError::Truncated {
+            path: path.to_owned(),
+            expected: HEADER_BYTES as u64,
+            found: filled as u64,
+        });
     }
     let json = lines.next().unwrap_or("");
     let value: serde_json::Value = serde_json::from_str(json)
@@ -138,8 +151,8 @@ pub fn open_backup(path: &Path) -> Result<(BackupHeader, BufReader<File>), Backu
     if format != FORMAT {
         return Err(BackupError::UnknownFormat { path: path.to_owned(), found: format });
     }
-    let header: BackupHeader =
-        serde_json::from_value(value).map_err(|e| BackupError::BadHeader { path: path.to_owned(), reason: e.to_string() })?;
+    let header: BackupHeader = serde_json::from_value(value)
+        .map_err(|e| BackupError::BadHeader { path: path.to_owned(), reason: e.to_string() })?;
     let length = file.metadata().map_err(io(path))?.len();
     let found = length.saturating_sub(HEADER_BYTES as u64);
     if found != header.body_bytes {

@@ -239,7 +239,14 @@ impl Default for OrderSettings {
 
 impl Default for ClusterSettings {
     fn default() -> Self {
-        Self { name: "pizza-orders".into(), node_id: 1, advertise: None, bootstrap: true, secret: None, secret_file: None }
+        Self {
+            name: "pizza-orders".into(),
+            node_id: 1,
+            advertise: None,
+            bootstrap: true,
+            secret: None,
+            secret_file: None,
+        }
     }
 }
 

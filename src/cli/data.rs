@@ -113,8 +113,9 @@ fn spinner(quiet: bool, what: &str) -> ProgressBar {
     bar
 }
 
+/// A runtime with a worker thread: the download runs there while this thread writes the file.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| {
         eprintln!("error: cannot start the async runtime: {e}");
         ExitCode::FAILURE
     })
@@ -302,7 +303,8 @@ pub fn check(args: CheckArgs) -> ExitCode {
         return usage_error(format!("no database at {}", path.display()));
     }
     let overrides = Overrides { set: args.config.set.clone(), ..Overrides::default() };
-    let capacity = Settings::load(args.config.config.as_deref(), &overrides).ok().map(|s| SlotCapacity(s.slots.capacity));
+    let capacity =
+        Settings::load(args.config.config.as_deref(), &overrides).ok().map(|s| SlotCapacity(s.slots.capacity));
     let report = (|| -> Result<_, StoreError> {
         let store = Store::open(&args.data_dir)?;
         let txn = store.begin_read()?;
@@ -327,7 +329,14 @@ pub fn check(args: CheckArgs) -> ExitCode {
         for problem in &report.problems {
             println!("problem: {problem}");
         }
-        println!("{}", if report.is_clean() { "ok: no problems found".to_owned() } else { format!("{} problems found", report.problem_count) });
+        println!(
+            "{}",
+            if report.is_clean() {
+                "ok: no problems found".to_owned()
+            } else {
+                format!("{} problems found", report.problem_count)
+            }
+        );
     }
     if report.is_clean() {
         ExitCode::SUCCESS
@@ -356,10 +365,17 @@ pub fn export(args: ExportArgs) -> ExitCode {
     let revision: Option<u64> =
         response.headers().get("x-pizza-revision").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let bar = spinner(args.output.quiet || args.out.is_none(), "exporting");
-    let tmp = args.out.as_ref().map(|p| p.with_file_name(format!(".{}.partial", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())));
+    let tmp = args.out.as_ref().map(|p| {
+        p.with_file_name(format!(
+            ".{}.partial",
+            p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ))
+    });
     let result = rt.block_on(async {
         let mut sink: Box<dyn Write> = match &tmp {
-            Some(tmp) => Box::new(std::io::BufWriter::new(std::fs::File::create(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?)),
+            Some(tmp) => Box::new(std::io::BufWriter::new(
+                std::fs::File::create(tmp).map_err(|e| format!("{}: {e}", tmp.display()))?,
+            )),
             None => Box::new(std::io::stdout().lock()),
         };
         let mut lines = 0u64;
@@ -393,7 +409,8 @@ pub fn export(args: ExportArgs) -> ExitCode {
         ExportFormat::Csv => lines.saturating_sub(1),
         ExportFormat::Ndjson => lines,
     };
-    let summary = json!({"revision": revision, "orders": rows, "since_revision": args.since_revision, "format": format});
+    let summary =
+        json!({"revision": revision, "orders": rows, "since_revision": args.since_revision, "format": format});
     if args.output.json && args.out.is_some() {
         println!("{summary}");
     } else if args.output.json {

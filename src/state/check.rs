@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use redb::{ReadTransaction, ReadableTable};
 use serde::Serialize;
 
-use super::tables::{self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
+use super::tables::{
+    self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS,
+};
 use super::{SlotCapacity, StoreError};
 use crate::codec;
 use crate::domain::{Order, OrderStatus, Timestamp};
@@ -37,7 +39,11 @@ impl CheckReport {
 
 /// Check the state seen by `txn`. `capacity`, when known, bounds every slot; `now` decides
 /// which orders are active.
-pub fn check_state(txn: &ReadTransaction, capacity: Option<SlotCapacity>, now: Timestamp) -> Result<CheckReport, StoreError> {
+pub fn check_state(
+    txn: &ReadTransaction,
+    capacity: Option<SlotCapacity>,
+    now: Timestamp,
+) -> Result<CheckReport, StoreError> {
     let mut report = CheckReport::default();
     match txn.open_table(META)?.get(tables::META_SCHEMA_VERSION)?.map(|g| g.value()) {
         Some(v) if v == tables::SCHEMA_VERSION => {}
@@ -66,7 +72,10 @@ pub fn check_state(txn: &ReadTransaction, capacity: Option<SlotCapacity>, now: T
             Some(order) if order.user.as_str() == user => {
                 indexed.insert(id);
             }
-            Some(order) => report.problem(format!("user index lists order {} under '{user}', but it belongs to '{}'", order.id, order.user)),
+            Some(order) => report.problem(format!(
+                "user index lists order {} under '{user}', but it belongs to '{}'",
+                order.id, order.user
+            )),
             None => report.problem(format!("user index lists order {id:032x} for '{user}', which does not exist")),
         }
     }
@@ -85,7 +94,8 @@ pub fn check_state(txn: &ReadTransaction, capacity: Option<SlotCapacity>, now: T
     for order in orders.values() {
         match by_revision.get(&order.id.as_u128()) {
             Some(r) if *r == order.revision => {}
-            Some(r) => report.problem(format!("revision index has order {} at {r}, the order says {}", order.id, order.revision)),
+            Some(r) => report
+                .problem(format!("revision index has order {} at {r}, the order says {}", order.id, order.revision)),
             None => report.problem(format!("order {} is missing from the revision index", order.id)),
         }
     }
@@ -132,7 +142,8 @@ pub fn check_state(txn: &ReadTransaction, capacity: Option<SlotCapacity>, now: T
         stored_load.insert(start.value(), booked.value());
     }
     for slot in expected_load.keys().chain(stored_load.keys()).collect::<BTreeSet<_>>() {
-        let (stored, expected) = (stored_load.get(slot).copied().unwrap_or(0), expected_load.get(slot).copied().unwrap_or(0));
+        let (stored, expected) =
+            (stored_load.get(slot).copied().unwrap_or(0), expected_load.get(slot).copied().unwrap_or(0));
         let at = Timestamp::from_millis(*slot);
         if stored != expected {
             report.problem(format!("slot {at} load is {stored}, but {expected} placed orders are in it"));

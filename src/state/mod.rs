@@ -2,9 +2,9 @@
 //! the tables they write, and the reads the API serves. Nothing here knows about HTTP or Raft.
 
 mod apply;
+pub mod check;
 mod command;
 mod error;
-pub mod check;
 pub mod export;
 pub mod snapshot;
 mod store;

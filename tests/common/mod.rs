@@ -61,6 +61,15 @@ impl TestNode {
         Self { child, base, data_dir, config_file, extra, env, _dir: Some(dir) }
     }
 
+    /// Start a node on an existing data directory (for example a restored one).
+    pub fn start_on(data_dir: &Path, sets: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_file = write_config(dir.path());
+        let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(&config_file, data_dir, &extra, &[]);
+        Self { child, base, data_dir: data_dir.to_owned(), config_file, extra, env: Vec::new(), _dir: Some(dir) }
+    }
+
     /// `kill -9` the process: no shutdown code runs.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
