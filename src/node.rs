@@ -152,6 +152,7 @@ async fn run_batcher(submitter: Submitter, mut queue: mpsc::Receiver<Pending>, m
                 Err(_) => break,
             }
         }
+        metrics::histogram!("pizza_orders_raft_batch_size").record(batch.len() as f64);
         let submitter = submitter.clone();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();

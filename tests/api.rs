@@ -298,3 +298,27 @@ async fn every_bad_request_gets_its_own_problem_status() {
         c.get(node.url("/v1/orders")).bearer_auth(token("zed")).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["orders"], json!([]));
 }
+
+#[tokio::test]
+async fn metrics_move_with_traffic() {
+    let node = TestNode::start();
+    let scrape = || async { client().get(node.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let value = |text: &str, prefix: &str| -> f64 {
+        text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    };
+    let before = scrape().await;
+    assert_eq!(create(&node, "metered", &order_body(&slot(2, 30))).await.status(), StatusCode::CREATED);
+    assert_eq!(create(&node, "metered", &order_body(&slot(2, 31))).await.status(), StatusCode::CONFLICT);
+    let after = scrape().await;
+    let created = "pizza_orders_orders_total{outcome=\"created\"}";
+    assert_eq!(value(&after, created) - value(&before, created), 1.0, "{after}");
+    assert_eq!(value(&after, "pizza_orders_rejections_total{reason=\"order_exists\"}"), 1.0);
+    assert!(
+        value(&after, "pizza_orders_http_requests_total{method=\"POST\",route=\"/v1/orders\",status=\"201\"}") >= 1.0
+    );
+    assert_eq!(value(&after, "pizza_orders_orders_placed"), 1.0);
+    assert_eq!(value(&after, "pizza_orders_raft_is_leader"), 1.0);
+    assert!(value(&after, "pizza_orders_raft_applied_index") >= 2.0);
+    assert!(after.contains("pizza_orders_redb_commit_seconds_bucket"));
+    assert!(after.contains("pizza_orders_raft_batch_size_bucket"));
+}

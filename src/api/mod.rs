@@ -7,6 +7,7 @@ mod export;
 mod extract;
 mod health;
 mod menu;
+mod metrics;
 mod orders;
 mod problem;
 mod raft;
@@ -46,6 +47,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/admin/cluster", get(admin::status))
         .route("/admin/cluster/init", post(admin::init))
         .route("/admin/cluster/nodes", post(admin::add_node))
@@ -57,6 +59,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(raft::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(|_| {

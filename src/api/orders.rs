@@ -138,7 +138,9 @@ pub async fn create_order(
         cutoff_ms: node.config.grid.cutoff_ms(),
         idempotency,
     });
-    match node.propose(command).await?? {
+    let applied = node.propose(command).await?;
+    super::metrics::record(&applied);
+    match applied? {
         Outcome::Placed { order, replayed } => {
             let mut response = order_response(StatusCode::CREATED, &order, &node, now);
             response.headers_mut().insert(header::LOCATION, location(order.id));
@@ -235,7 +237,9 @@ pub async fn update_order(
         cutoff_ms: node.config.grid.cutoff_ms(),
         if_match,
     });
-    match node.propose(command).await?? {
+    let applied = node.propose(command).await?;
+    super::metrics::record(&applied);
+    match applied? {
         Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
         other => unexpected(other),
     }
@@ -257,7 +261,9 @@ pub async fn cancel_order(
         cutoff_ms: node.config.grid.cutoff_ms(),
         if_match,
     });
-    match node.propose(command).await?? {
+    let applied = node.propose(command).await?;
+    super::metrics::record(&applied);
+    match applied? {
         Outcome::Cancelled(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
         other => unexpected(other),
     }

@@ -172,7 +172,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         table.insert(*index, bytes.as_slice()).map_err(write_err)?;
                     }
                 }
-                txn.commit().map_err(write_err)
+                let started = std::time::Instant::now();
+                let committed = txn.commit().map_err(write_err);
+                metrics::histogram!("pizza_orders_redb_commit_seconds").record(started.elapsed().as_secs_f64());
+                committed
             })
             .await;
         match &result {

@@ -208,7 +208,10 @@ fn publish_in(dir: &Path, file: &Path, meta: &Meta) -> Result<()> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
-        let meta = self.blocking(|sm| sm.build()).await?;
+        let meta = self.blocking(|sm| sm.build()).await.inspect_err(|e| {
+            metrics::counter!("pizza_orders_raft_snapshot_failures_total").increment(1);
+            tracing::error!(error = %e, "building a snapshot failed");
+        })?;
         let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(snap_err)?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
     }

@@ -15,6 +15,13 @@ use super::StoreError;
 use crate::codec;
 use crate::domain::{Order, OrderId, Timestamp, UserId};
 
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SlotSummary {
+    pub placed: u64,
+    pub booked: u64,
+    pub full: u64,
+}
+
 /// Handle on the node's database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -117,6 +124,21 @@ impl Store {
             }
         }
         Ok(page)
+    }
+
+    /// Placed orders, booked slots and full slots, from the slot-load index.
+    pub fn slot_summary(&self, capacity: super::SlotCapacity) -> Result<SlotSummary, StoreError> {
+        let txn = self.db.begin_read()?;
+        let mut summary = SlotSummary::default();
+        for entry in txn.open_table(SLOT_LOAD)?.iter()? {
+            let (_, booked) = entry?;
+            summary.placed += u64::from(booked.value());
+            summary.booked += 1;
+            if booked.value() >= capacity.0 {
+                summary.full += 1;
+            }
+        }
+        Ok(summary)
     }
 
     /// Orders booked per slot start for slots starting in `[from, to)`; absent means zero.

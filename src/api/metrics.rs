@@ -1,0 +1,86 @@
+//! `GET /metrics` (Prometheus text) and the request middleware that feeds it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::node::Node;
+use crate::state::{Applied, Outcome, Rejection};
+
+/// Count and time every request by route template (never the raw path: bounded labels).
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("pizza_orders_http_requests_total", &labels).increment(1);
+    metrics::histogram!("pizza_orders_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Count what a write did.
+pub fn record(applied: &Applied) {
+    let outcome = match applied {
+        Ok(Outcome::Placed { replayed: true, .. }) => return,
+        Ok(Outcome::Placed { .. }) => "created",
+        Ok(Outcome::Changed(_)) => "updated",
+        Ok(Outcome::Cancelled(_)) => "cancelled",
+        Err(rejection) => {
+            let reason = match rejection {
+                Rejection::OrderExists(_) => "order_exists",
+                Rejection::SlotFull(_) => "slot_full",
+                Rejection::SlotTooSoon(..) => "slot_too_soon",
+                Rejection::NotFound => "not_found",
+                Rejection::PreconditionFailed(_) => "precondition_failed",
+                Rejection::CutoffPassed(_) => "cutoff_passed",
+                Rejection::NotActive => "cancelled",
+                Rejection::IdempotencyKeyReused => "idempotency_key_reused",
+                Rejection::DuplicateOrderId(_) => "duplicate_id",
+            };
+            metrics::counter!("pizza_orders_rejections_total", "reason" => reason).increment(1);
+            "rejected"
+        }
+    };
+    metrics::counter!("pizza_orders_orders_total", "outcome" => outcome).increment(1);
+}
+
+pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let Some(handle) = crate::telemetry::prometheus() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available in this process").into_response();
+    };
+    let m = node.metrics();
+    metrics::gauge!("pizza_orders_raft_term").set(m.current_term as f64);
+    metrics::gauge!("pizza_orders_raft_leader_id").set(m.current_leader.unwrap_or(0) as f64);
+    metrics::gauge!("pizza_orders_raft_is_leader").set(if m.current_leader == Some(node.id) { 1.0 } else { 0.0 });
+    metrics::gauge!("pizza_orders_raft_commit_index").set(node.committed_index() as f64);
+    metrics::gauge!("pizza_orders_raft_applied_index").set(m.last_applied.map_or(0, |l| l.index) as f64);
+    let last = m.last_log_index.unwrap_or(0);
+    metrics::gauge!("pizza_orders_raft_last_log_index").set(last as f64);
+    metrics::gauge!("pizza_orders_raft_snapshot_index").set(m.snapshot.map_or(0, |l| l.index) as f64);
+    metrics::gauge!("pizza_orders_raft_log_entries").set(last.saturating_sub(m.purged.map_or(0, |l| l.index)) as f64);
+    if let Some(replication) = &m.replication {
+        for (follower, matched) in replication.iter().filter(|(id, _)| **id != node.id) {
+            let lag = last.saturating_sub(matched.map_or(0, |l| l.index));
+            metrics::gauge!("pizza_orders_raft_replication_lag_entries", "follower" => follower.to_string())
+                .set(lag as f64);
+        }
+    }
+    let store = node.store.clone();
+    let capacity = node.config.capacity;
+    if let Ok(Ok(summary)) = tokio::task::spawn_blocking(move || store.slot_summary(capacity)).await {
+        metrics::gauge!("pizza_orders_orders_placed").set(summary.placed as f64);
+        metrics::gauge!("pizza_orders_slots_booked").set(summary.booked as f64);
+        metrics::gauge!("pizza_orders_slots_full").set(summary.full as f64);
+    }
+    if let Ok(meta) = std::fs::metadata(node.store.path()) {
+        metrics::gauge!("pizza_orders_db_size_bytes").set(meta.len() as f64);
+    }
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+}
