@@ -322,3 +322,49 @@ async fn metrics_move_with_traffic() {
     assert!(after.contains("pizza_orders_redb_commit_seconds_bucket"));
     assert!(after.contains("pizza_orders_raft_batch_size_bucket"));
 }
+
+/// Every route the service answers is in the OpenAPI document, and every documented route
+/// is answered (not "no such route" or "method not allowed").
+#[tokio::test]
+async fn the_openapi_document_lists_every_route() {
+    let node = TestNode::start();
+    let spec: Value = client().get(node.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"), "{}", spec["openapi"]);
+    let served = [
+        ("get", "/v1/menu"),
+        ("get", "/v1/slots"),
+        ("get", "/v1/orders"),
+        ("post", "/v1/orders"),
+        ("get", "/v1/orders/{id}"),
+        ("put", "/v1/orders/{id}"),
+        ("delete", "/v1/orders/{id}"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+        ("get", "/admin/cluster"),
+        ("post", "/admin/cluster/init"),
+        ("post", "/admin/cluster/nodes"),
+        ("delete", "/admin/cluster/nodes/{id}"),
+        ("get", "/admin/state"),
+        ("get", "/admin/backup"),
+        ("get", "/admin/check"),
+        ("get", "/admin/export"),
+    ];
+    let paths = spec["paths"].as_object().unwrap();
+    for (method, path) in served {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not documented");
+    }
+    for (path, methods) in paths {
+        for method in methods.as_object().unwrap().keys() {
+            let url = node.url(&path.replace("{id}", "0"));
+            let request = client().request(method.to_uppercase().parse().unwrap(), url);
+            let response = request.send().await.unwrap();
+            assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            if response.status() == StatusCode::NOT_FOUND {
+                let kind = problem_type(response).await;
+                assert_ne!(kind, "/problems/not-found", "{method} {path} is documented but not routed");
+            }
+        }
+    }
+}

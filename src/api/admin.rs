@@ -48,7 +48,7 @@ async fn on_leader(
     Ok(Some((status, [(header::CONTENT_TYPE, content_type)], bytes).into_response()))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitRequest {
     /// node id → `host:port`; empty means this node alone.
@@ -56,6 +56,7 @@ pub struct InitRequest {
     members: BTreeMap<NodeId, String>,
 }
 
+#[utoipa::path(post, path = "/admin/cluster/init", tag = "admin", request_body = InitRequest, responses((status = 200, body = StatusView), (status = 409, description = "Already initialised", body = super::openapi::Problem)), security(("bearer" = [])))]
 pub async fn init(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -74,7 +75,7 @@ pub async fn init(
     Ok((StatusCode::OK, Json(status_view(&node).await)).into_response())
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddNode {
     id: NodeId,
@@ -82,6 +83,7 @@ pub struct AddNode {
 }
 
 /// Add a node: it joins as a learner, catches up, then becomes a voter.
+#[utoipa::path(post, path = "/admin/cluster/nodes", tag = "admin", request_body = AddNode, responses((status = 200, description = "Added as learner, caught up, promoted", body = StatusView)), security(("bearer" = [])))]
 pub async fn add_node(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -102,6 +104,7 @@ pub async fn add_node(
     Ok(Json(status_view(&node).await).into_response())
 }
 
+#[utoipa::path(delete, path = "/admin/cluster/nodes/{id}", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = StatusView)), security(("bearer" = [])))]
 pub async fn remove_node(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -124,7 +127,7 @@ pub async fn remove_node(
     Ok(Json(status_view(&node).await).into_response())
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MemberView {
     id: NodeId,
     addr: String,
@@ -135,7 +138,7 @@ pub struct MemberView {
     lag: Option<u64>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusView {
     node_id: NodeId,
     state: String,
@@ -184,6 +187,7 @@ async fn status_view(node: &Node) -> StatusView {
 }
 
 /// This node's view, or the leader's (which knows every member's lag) when reachable.
+#[utoipa::path(get, path = "/admin/cluster", tag = "admin", responses((status = 200, description = "Leader, term, indexes, each member's lag", body = StatusView)), security(("bearer" = [])))]
 pub async fn status(State(node): State<Arc<Node>>, principal: Principal, headers: HeaderMap) -> ApiResult {
     require_admin(&principal)?;
     let leader = node.metrics().current_leader;
@@ -197,7 +201,7 @@ pub async fn status(State(node): State<Arc<Node>>, principal: Principal, headers
     Ok(Json(status_view(&node).await).into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StateView {
     node_id: NodeId,
     applied: Option<u64>,
@@ -207,6 +211,7 @@ pub struct StateView {
 
 /// The digest over every state table, with the log index it reflects, from one read
 /// transaction: two nodes with the same `applied` must show the same `digest`.
+#[utoipa::path(get, path = "/admin/state", tag = "admin", responses((status = 200, description = "Applied index and state digest", body = StateView)), security(("bearer" = [])))]
 pub async fn state(State(node): State<Arc<Node>>, principal: Principal) -> ApiResult<Json<StateView>> {
     require_admin(&principal)?;
     let (applied, summary) =

@@ -24,6 +24,7 @@ pub const CLUSTER_HEADER: &str = "x-pizza-cluster";
 
 /// The whole state from one read transaction, streamed. Everything acknowledged before the
 /// request is in it (read barrier first); the revision header says exactly where it stands.
+#[utoipa::path(get, path = "/admin/backup", tag = "admin", responses((status = 200, description = "The state stream; x-pizza-revision says where it stands", content_type = "application/octet-stream")), security(("bearer" = [])))]
 pub async fn backup(State(node): State<Arc<Node>>, principal: Principal) -> ApiResult {
     require_admin(&principal)?;
     node.read_barrier(Consistency::Linearizable).await?;
@@ -56,6 +57,7 @@ pub struct CheckView {
 }
 
 /// Check every invariant and index of this node's state.
+#[utoipa::path(get, path = "/admin/check", tag = "admin", responses((status = 200, description = "Every invariant checked; ok is false when problems were found")), security(("bearer" = [])))]
 pub async fn check(State(node): State<Arc<Node>>, principal: Principal) -> ApiResult<Response> {
     require_admin(&principal)?;
     let store = node.store.clone();

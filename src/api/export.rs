@@ -64,6 +64,10 @@ impl<'a> Row<'a> {
     }
 }
 
+#[utoipa::path(get, path = "/admin/export", tag = "billing",
+    params(("format" = Option<String>, Query, description = "csv (default) or ndjson"), ("since_revision" = Option<u64>, Query, description = "Only orders changed after this revision")),
+    responses((status = 200, description = "Orders as CSV or NDJSON; x-pizza-revision says as of which revision"),
+        (status = 422, description = "A revision in the future or a bad parameter", body = super::openapi::Problem)), security(("bearer" = [])))]
 pub async fn export(State(node): State<Arc<Node>>, principal: Principal, QueryParams(query): QueryParams) -> ApiResult {
     require_admin(&principal)?;
     let format = match query.get("format").map(String::as_str) {

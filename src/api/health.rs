@@ -10,12 +10,14 @@ use serde_json::{json, Value};
 use crate::node::Node;
 
 /// The process is up and answering.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// The node can serve: it knows a leader, has applied everything it knows to be committed,
 /// and its storage answers a read.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "No leader, catching up, or storage failing")))]
 pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) {
     let m = node.metrics();
     let applied = m.last_applied.map_or(0, |l| l.index);

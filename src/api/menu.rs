@@ -9,19 +9,20 @@ use serde::Serialize;
 use crate::domain::{Size, Topping};
 use crate::node::Node;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MenuView {
     currency: String,
     sizes: Vec<MenuItem>,
     toppings: Vec<MenuItem>,
 }
 
-#[derive(Serialize)]
-struct MenuItem {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MenuItem {
     id: &'static str,
     price_cents: u64,
 }
 
+#[utoipa::path(get, path = "/v1/menu", tag = "menu", responses((status = 200, description = "Sizes and toppings with prices in cents", body = MenuView)))]
 pub async fn get_menu(State(node): State<Arc<Node>>) -> Json<MenuView> {
     let menu = &node.config.menu;
     Json(MenuView {

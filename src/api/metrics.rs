@@ -50,6 +50,7 @@ pub fn record(applied: &Applied) {
     metrics::counter!("pizza_orders_orders_total", "outcome" => outcome).increment(1);
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let Some(handle) = crate::telemetry::prometheus() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available in this process").into_response();

@@ -8,6 +8,7 @@ mod extract;
 mod health;
 mod menu;
 mod metrics;
+mod openapi;
 mod orders;
 mod problem;
 mod raft;
@@ -48,6 +49,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/admin/cluster", get(admin::status))
         .route("/admin/cluster/init", post(admin::init))
         .route("/admin/cluster/nodes", post(admin::add_node))

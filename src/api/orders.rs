@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::extract::{consistency, idempotency_key, if_match, IdSegment, JsonBody, QueryParams};
+use super::openapi::Problem;
 use super::{etag, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::codec;
@@ -19,14 +20,19 @@ use crate::state::{CancelOrder, ChangeOrder, Command, IdempotencyClaim, Outcome,
 
 /// The body of `POST /v1/orders` and `PUT /v1/orders/{id}`: the whole order as the customer
 /// wants it. Field types parse themselves, so a value that gets past serde is valid.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    /// 1 to 300 characters, no line breaks; surrounding spaces are trimmed.
+    #[schema(value_type = String, min_length = 1, max_length = 300, example = "1 Main St, Springfield")]
     address: Address,
     size: Size,
+    /// Each at most once.
     #[serde(default)]
+    #[schema(value_type = Vec<Topping>)]
     toppings: Toppings,
-    /// The start of the delivery slot, RFC 3339.
+    /// The start of the delivery slot, RFC 3339, on the slot grid.
+    #[schema(example = "2030-01-07T12:00:00Z")]
     delivery_slot: String,
 }
 
@@ -42,7 +48,7 @@ impl OrderRequest {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     id: String,
     status: OrderStatus,
@@ -61,7 +67,7 @@ pub struct OrderView {
     editable_until: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SlotView {
     start: String,
     end: String,
@@ -111,6 +117,14 @@ fn fingerprint(spec: &OrderSpec) -> Result<[u8; 32], ApiError> {
     Ok(Sha256::digest(bytes).into())
 }
 
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original order")),
+    responses(
+        (status = 201, description = "Order placed; Location and ETag set", body = OrderView),
+        (status = 409, description = "order-exists or slot-full", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid-field, slot-too-soon or idempotency-key-reused", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, expired or invalid token", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn create_order(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -153,6 +167,11 @@ pub async fn create_order(
     }
 }
 
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "Order id"), ("consistency" = Option<String>, Query, description = "linearizable (default) or stale")),
+    responses((status = 200, description = "The order, with its ETag", body = OrderView),
+        (status = 404, description = "No such order of yours", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn get_order(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -169,8 +188,8 @@ pub async fn get_order(
     }
 }
 
-#[derive(Serialize)]
-struct OrderPage {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrderPage {
     orders: Vec<OrderView>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,6 +199,11 @@ struct OrderPage {
 const DEFAULT_PAGE: usize = 20;
 const MAX_PAGE: usize = 100;
 
+#[utoipa::path(get, path = "/v1/orders", tag = "orders",
+    params(("limit" = Option<u32>, Query, description = "1 to 100, default 20"), ("before" = Option<String>, Query, description = "The `next` cursor of the previous page"),
+        ("consistency" = Option<String>, Query, description = "linearizable (default) or stale")),
+    responses((status = 200, description = "Your orders, newest first", body = OrderPage)),
+    security(("bearer" = [])))]
 pub async fn list_orders(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -216,6 +240,12 @@ pub async fn list_orders(
     .into_response())
 }
 
+#[utoipa::path(put, path = "/v1/orders/{id}", tag = "orders", request_body = OrderRequest,
+    params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    responses((status = 200, description = "Changed and re-priced", body = OrderView),
+        (status = 409, description = "cutoff-passed, slot-full or order-cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn update_order(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -245,6 +275,12 @@ pub async fn update_order(
     }
 }
 
+#[utoipa::path(delete, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    responses((status = 200, description = "Cancelled (kept for billing)", body = OrderView),
+        (status = 409, description = "cutoff-passed or order-cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
 pub async fn cancel_order(
     State(node): State<Arc<Node>>,
     principal: Principal,

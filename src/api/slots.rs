@@ -15,20 +15,24 @@ use crate::node::Node;
 const MAX_RANGE_MS: i64 = 31 * 24 * 3_600_000;
 const DEFAULT_RANGE_MS: i64 = 24 * 3_600_000;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SlotList {
     slot_minutes: i64,
     slots: Vec<SlotAvailability>,
 }
 
-#[derive(Serialize)]
-struct SlotAvailability {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SlotAvailability {
     start: String,
     end: String,
     capacity: u32,
     remaining: u32,
 }
 
+#[utoipa::path(get, path = "/v1/slots", tag = "slots",
+    params(("from" = Option<String>, Query, description = "RFC 3339, default now"), ("to" = Option<String>, Query, description = "RFC 3339, default from + 24 h, at most 31 days after from")),
+    responses((status = 200, description = "Bookable slots with room left", body = SlotList),
+        (status = 422, description = "Bad range", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn list_slots(State(node): State<Arc<Node>>, QueryParams(query): QueryParams) -> ApiResult<Json<SlotList>> {
     let now = Timestamp::now();
     let param = |name: &str| -> Result<Option<Timestamp>, ApiError> {
