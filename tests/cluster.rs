@@ -249,3 +249,31 @@ async fn raft_endpoints_refuse_a_peer_without_the_cluster_secret() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_cut_off_from_its_peers_is_not_ready_until_they_return() {
+    let mut cluster = TestCluster::start(3, &[]).await;
+    let leader = cluster.leader().await;
+    let lonely = (leader + 1) % 3;
+    let readyz = cluster.url(lonely, "/readyz");
+    let ready = |_: usize| {
+        let url = readyz.clone();
+        async move { client().get(url).send().await.map(|r| r.status()).ok() }
+    };
+    assert_eq!(ready(lonely).await, Some(StatusCode::OK));
+    let others: Vec<usize> = (0..3).filter(|i| *i != lonely).collect();
+    for i in &others {
+        cluster.kill(*i);
+    }
+    eventually(Duration::from_secs(20), "the lonely node to report not ready", || async {
+        (ready(lonely).await == Some(StatusCode::SERVICE_UNAVAILABLE)).then_some(())
+    })
+    .await;
+    for i in &others {
+        cluster.restart(*i);
+    }
+    eventually(Duration::from_secs(30), "the node to be ready again", || async {
+        (ready(lonely).await == Some(StatusCode::OK)).then_some(())
+    })
+    .await;
+}

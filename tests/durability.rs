@@ -91,3 +91,49 @@ async fn sigterm_stops_cleanly_and_the_data_opens_again() {
     let stored: Value = client().get(&url).bearer_auth(token("tess")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stored, order);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_exits_0_and_loses_no_acknowledged_write() {
+    let mut node = TestNode::start_with(&["slots.capacity=1000"]);
+    let acknowledged: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let base = node.base.clone();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (acknowledged, base) = (acknowledged.clone(), base.clone());
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    let user = format!("term-{w}-{i}");
+                    let sent = client()
+                        .post(format!("{base}/v1/orders"))
+                        .bearer_auth(token(&user))
+                        .json(&order_body(&slot(2, 24 + (i % 8))))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == StatusCode::CREATED => {
+                            let body: Value = r.json().await.unwrap();
+                            acknowledged.lock().unwrap().push((user, body));
+                        }
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 50 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = tokio::task::block_in_place(|| node.terminate());
+    assert!(status.success(), "exit status after SIGTERM under load: {status:?}");
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    node.restart_with(&["slots.capacity=1000"]);
+    for (owner, order) in &acknowledged {
+        let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+        let stored: Value = client().get(&url).bearer_auth(token(owner)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(&stored, order, "an acknowledged order was lost across SIGTERM");
+    }
+}
