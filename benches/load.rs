@@ -3,11 +3,14 @@
 //!   cargo bench --bench load -- create   --nodes 3 --clients 64 --seconds 10
 //!   cargo bench --bench load -- failover --rounds 10
 //!   cargo bench --bench load -- catchup  --orders 100000
+//!   cargo bench --bench load -- backup   --orders 1000000
 //!
 //! `create`: every client places orders for new users through the nodes in turn; reports
 //! throughput and p50/p99/p99.9 latency (HDR histogram) and errors by problem type.
 //! `failover`: kill -9 the leader while writing; time until a write succeeds again (median).
 //! `catchup`: a follower misses `--orders` writes, restarts, and catches up by snapshot.
+//! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
+//! `restore` and a full `export` (peak RSS needs GNU time at /usr/bin/time).
 //! Every loop is bounded in count and time; every process started is stopped.
 //! Under `cargo test` (which runs benches with `--bench` absent) it does a tiny smoke run.
 
@@ -64,7 +67,8 @@ async fn main() {
         "create" => create(&args).await,
         "failover" => failover(&args).await,
         "catchup" => catchup(&args).await,
-        other => eprintln!("unknown scenario '{other}': use create, failover or catchup"),
+        "backup" => backup(&args).await,
+        other => eprintln!("unknown scenario '{other}': use create, failover, catchup or backup"),
     }
 }
 
@@ -256,4 +260,85 @@ async fn catchup(args: &Args) {
     );
     println!("| catchup | {} orders | {:?} from restart to caught up (incl. start-up) |", args.orders, took);
     let _ = TestNode::start; // the helper module is shared with the tests
+}
+
+/// Place `total` orders (new users) through `ports` with 64 clients.
+async fn write_orders(ports: &[u16], total: u64) {
+    let next = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..64)
+        .map(|c| {
+            let (next, ports) = (next.clone(), ports.to_vec());
+            tokio::spawn(async move {
+                let http = client();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    let port = ports[(c + n as usize) % ports.len()];
+                    let _ = http
+                        .post(format!("http://127.0.0.1:{port}/v1/orders"))
+                        .bearer_auth(token(&format!("bulk-{n}")))
+                        .json(&order_body(&slot_for(n)))
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+}
+
+/// Run the CLI under GNU time when available: (exit ok, seconds, peak RSS in KiB).
+fn timed_cli(args: &[&str]) -> (bool, f64, Option<u64>) {
+    let binary = env!("CARGO_BIN_EXE_pizza-orders");
+    let started = Instant::now();
+    let gnu_time = std::path::Path::new("/usr/bin/time").exists();
+    let output = if gnu_time {
+        std::process::Command::new("/usr/bin/time").arg("-f").arg("rss_kib=%M").arg(binary).args(args).output()
+    } else {
+        std::process::Command::new(binary).args(args).output()
+    }
+    .expect("run the CLI");
+    let secs = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let rss = stderr.lines().filter_map(|l| l.strip_prefix("rss_kib=")).find_map(|v| v.trim().parse().ok());
+    if !output.status.success() {
+        eprintln!("{stderr}");
+    }
+    (output.status.success(), secs, rss)
+}
+
+async fn backup(args: &Args) {
+    let cluster = TestCluster::start(1, &EXTRA).await;
+    let written = Instant::now();
+    write_orders(&cluster.ports, args.orders).await;
+    eprintln!("wrote {} orders in {:?}", args.orders, written.elapsed());
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let file = dir.path().join("orders.backup");
+    let config = cluster.node(0).config_file.to_str().expect("path").to_owned();
+    let node = cluster.url(0, "");
+    let (ok, backup_s, backup_rss) =
+        tokio::task::block_in_place(|| timed_cli(&["backup", "--node", &node, "--config", &config, "--out", file.to_str().unwrap(), "--quiet"]));
+    assert!(ok, "backup failed");
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let restored = dir.path().join("restored");
+    let (ok, restore_s, restore_rss) =
+        tokio::task::block_in_place(|| timed_cli(&["restore", "--in", file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap(), "--quiet"]));
+    assert!(ok, "restore failed");
+    let csv = dir.path().join("all.csv");
+    let (ok, export_s, export_rss) =
+        tokio::task::block_in_place(|| timed_cli(&["export", "--node", &node, "--config", &config, "--out", csv.to_str().unwrap(), "--quiet"]));
+    assert!(ok, "export failed");
+    let server_rss = rss_kib(&cluster);
+    let per_order = size as f64 / args.orders.max(1) as f64;
+    println!("{}", json!({"scenario": "backup", "orders": args.orders, "backup_s": backup_s, "backup_rss_kib": backup_rss,
+        "restore_s": restore_s, "restore_rss_kib": restore_rss, "export_s": export_s, "export_rss_kib": export_rss,
+        "backup_bytes": size, "bytes_per_order": per_order, "server_rss_kib": server_rss}));
+    println!(
+        "| backup {} orders | backup {:.1} s, {:?} KiB | restore {:.1} s, {:?} KiB | export {:.1} s, {:?} KiB | {:.0} B/order | server RSS {:?} KiB |",
+        args.orders, backup_s, backup_rss, restore_s, restore_rss, export_s, export_rss, per_order, server_rss
+    );
 }
