@@ -320,23 +320,29 @@ async fn backup(args: &Args) {
     let file = dir.path().join("orders.backup");
     let config = cluster.node(0).config_file.to_str().expect("path").to_owned();
     let node = cluster.url(0, "");
-    let (ok, backup_s, backup_rss) =
-        tokio::task::block_in_place(|| timed_cli(&["backup", "--node", &node, "--config", &config, "--out", file.to_str().unwrap(), "--quiet"]));
+    let (ok, backup_s, backup_rss) = tokio::task::block_in_place(|| {
+        timed_cli(&["backup", "--node", &node, "--config", &config, "--out", file.to_str().unwrap(), "--quiet"])
+    });
     assert!(ok, "backup failed");
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     let restored = dir.path().join("restored");
-    let (ok, restore_s, restore_rss) =
-        tokio::task::block_in_place(|| timed_cli(&["restore", "--in", file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap(), "--quiet"]));
+    let (ok, restore_s, restore_rss) = tokio::task::block_in_place(|| {
+        timed_cli(&["restore", "--in", file.to_str().unwrap(), "--data-dir", restored.to_str().unwrap(), "--quiet"])
+    });
     assert!(ok, "restore failed");
     let csv = dir.path().join("all.csv");
-    let (ok, export_s, export_rss) =
-        tokio::task::block_in_place(|| timed_cli(&["export", "--node", &node, "--config", &config, "--out", csv.to_str().unwrap(), "--quiet"]));
+    let (ok, export_s, export_rss) = tokio::task::block_in_place(|| {
+        timed_cli(&["export", "--node", &node, "--config", &config, "--out", csv.to_str().unwrap(), "--quiet"])
+    });
     assert!(ok, "export failed");
     let server_rss = rss_kib(&cluster);
     let per_order = size as f64 / args.orders.max(1) as f64;
-    println!("{}", json!({"scenario": "backup", "orders": args.orders, "backup_s": backup_s, "backup_rss_kib": backup_rss,
+    println!(
+        "{}",
+        json!({"scenario": "backup", "orders": args.orders, "backup_s": backup_s, "backup_rss_kib": backup_rss,
         "restore_s": restore_s, "restore_rss_kib": restore_rss, "export_s": export_s, "export_rss_kib": export_rss,
-        "backup_bytes": size, "bytes_per_order": per_order, "server_rss_kib": server_rss}));
+        "backup_bytes": size, "bytes_per_order": per_order, "server_rss_kib": server_rss})
+    );
     println!(
         "| backup {} orders | backup {:.1} s, {:?} KiB | restore {:.1} s, {:?} KiB | export {:.1} s, {:?} KiB | {:.0} B/order | server RSS {:?} KiB |",
         args.orders, backup_s, backup_rss, restore_s, restore_rss, export_s, export_rss, per_order, server_rss

@@ -58,3 +58,21 @@ async fn environment_variables_override_the_config_file() {
     assert_eq!(create(&node, "first", &order_body(&start)).await.status(), StatusCode::CREATED);
     assert_eq!(problem_type(create(&node, "second", &order_body(&start)).await).await, "/problems/slot-full");
 }
+
+#[test]
+fn a_damaged_data_file_is_refused_by_name_with_what_to_do() {
+    let mut node = TestNode::start();
+    let (config, data) = (node.config_file.clone(), node.data_dir.clone());
+    node.kill();
+    let file = data.join("orders.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.truncate(bytes.len() / 3);
+    for b in bytes.iter_mut().skip(64).take(4096) {
+        *b = 0xA5;
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let (code, _, stderr) =
+        run_cli(&["serve", "--config", config.to_str().unwrap(), "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("orders.redb") && stderr.contains("cluster add"), "{stderr}");
+}

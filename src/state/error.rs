@@ -12,6 +12,11 @@ pub enum StoreError {
     FormatVersion { path: String, found: u64, expected: u64 },
     #[error("cannot use the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error(
+        "cannot open the data file {path}: {reason}. If it is damaged, move it aside and start the node empty: \
+         it rejoins with 'cluster add' and catches up by snapshot (or restore a backup into an empty directory)"
+    )]
+    Unreadable { path: String, reason: String },
     #[error("the data file {path} is already open in another process (is a node already running on it?)")]
     AlreadyOpen { path: String },
     #[error("I/O error: {0}")]

@@ -40,7 +40,7 @@ impl Store {
         let path = data_dir.join(Self::FILE_NAME);
         let db = Database::create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen { path: path.display().to_string() },
-            other => StoreError::from(other),
+            other => StoreError::Unreadable { path: path.display().to_string(), reason: other.to_string() },
         })?;
         let store = Self { db: Arc::new(db), path };
         store.initialise()?;
