@@ -4,11 +4,17 @@
 //!   cargo bench --bench load -- failover --rounds 10
 //!   cargo bench --bench load -- catchup  --orders 100000
 //!   cargo bench --bench load -- backup   --orders 1000000
+//!   cargo bench --bench load -- mix      --nodes 3 --clients 100 --seconds 10
+//!   cargo bench --bench load -- hotslot  --nodes 3 --users 10000
 //!
 //! `create`: every client places orders for new users through the nodes in turn; reports
 //! throughput and p50/p99/p99.9 latency (HDR histogram) and errors by problem type.
 //! `failover`: kill -9 the leader while writing; time until a write succeeds again (median).
 //! `catchup`: a follower misses `--orders` writes, restarts, and catches up by snapshot.
+//! `mix`: the UI mix — each client is a user with an order: 80 % reads, 15 % changes
+//! (If-Match), 5 % cancel + re-order; latency by kind.
+//! `hotslot`: `--users` users race for one slot of capacity 50: exactly 50 win; the race's
+//! p99 is compared with an uncontended create run in the same process.
 //! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
 //! `restore` and a full `export` (peak RSS needs GNU time at /usr/bin/time).
 //! Every loop is bounded in count and time; every process started is stopped.
@@ -34,6 +40,7 @@ struct Args {
     seconds: u64,
     rounds: usize,
     orders: u64,
+    users: u64,
 }
 
 fn args() -> Args {
@@ -50,6 +57,7 @@ fn args() -> Args {
         seconds: value("--seconds", if smoke { 1 } else { 10 }),
         rounds: value("--rounds", if smoke { 1 } else { 10 }) as usize,
         orders: value("--orders", if smoke { 200 } else { 100_000 }),
+        users: value("--users", if smoke { 200 } else { 10_000 }),
     }
 }
 
@@ -68,7 +76,9 @@ async fn main() {
         "failover" => failover(&args).await,
         "catchup" => catchup(&args).await,
         "backup" => backup(&args).await,
-        other => eprintln!("unknown scenario '{other}': use create, failover, catchup or backup"),
+        "mix" => mix(&args).await,
+        "hotslot" => hotslot(&args).await,
+        other => eprintln!("unknown scenario '{other}': use create, failover, catchup, backup, mix or hotslot"),
     }
 }
 
@@ -347,4 +357,167 @@ async fn backup(args: &Args) {
         "| backup {} orders | backup {:.1} s, {:?} KiB | restore {:.1} s, {:?} KiB | export {:.1} s, {:?} KiB | {:.0} B/order | server RSS {:?} KiB |",
         args.orders, backup_s, backup_rss, restore_s, restore_rss, export_s, export_rss, per_order, server_rss
     );
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram")
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+async fn mix(args: &Args) {
+    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000"];
+    let cluster = TestCluster::start(args.nodes, &extra).await;
+    let ports = cluster.ports.clone();
+    let deadline = Instant::now() + Duration::from_secs(args.seconds + 1);
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|c| {
+            let ports = ports.clone();
+            tokio::spawn(async move {
+                let http = client();
+                let user = format!("mix-{c}");
+                let auth = token(&user);
+                let base = format!("http://127.0.0.1:{}", ports[c % ports.len()]);
+                let mut hist: BTreeMap<&'static str, Histogram<u64>> = BTreeMap::new();
+                let mut errors = 0u64;
+                let place = |n: u64| {
+                    let (http, base, auth) = (http.clone(), base.clone(), auth.clone());
+                    async move {
+                        let r = http.post(format!("{base}/v1/orders")).bearer_auth(auth).json(&order_body(&slot_for(n))).send().await.ok()?;
+                        let v: Value = r.json().await.ok()?;
+                        Some((v["id"].as_str()?.to_owned(), v["version"].as_u64()?))
+                    }
+                };
+                let Some((mut id, mut version)) = place(c as u64).await else { return (hist, 1) };
+                let mut n = 0u64;
+                let started = Instant::now();
+                while Instant::now() < deadline {
+                    n += 1;
+                    let roll = (n * 7919 + c as u64 * 104_729) % 100;
+                    let t = Instant::now();
+                    let (kind, ok) = if roll < 80 {
+                        let r = http.get(format!("{base}/v1/orders/{id}")).bearer_auth(&auth).send().await;
+                        ("read", r.map(|r| r.status() == 200).unwrap_or(false))
+                    } else if roll < 95 {
+                        let body = json!({"address": format!("{n} Mix Street"), "size": "large", "delivery_slot": slot_for(c as u64)});
+                        let r = http
+                            .put(format!("{base}/v1/orders/{id}"))
+                            .bearer_auth(&auth)
+                            .header("If-Match", format!("\"{version}\""))
+                            .json(&body)
+                            .send()
+                            .await;
+                        let ok = match r {
+                            Ok(r) if r.status() == 200 => {
+                                version += 1;
+                                true
+                            }
+                            _ => false,
+                        };
+                        ("update", ok)
+                    } else {
+                        let cancelled = http.delete(format!("{base}/v1/orders/{id}")).bearer_auth(&auth).send().await;
+                        let ok = cancelled.map(|r| r.status() == 200).unwrap_or(false);
+                        match place(c as u64 + n * 1000).await {
+                            Some((new_id, new_version)) if ok => {
+                                id = new_id;
+                                version = new_version;
+                                ("cancel+reorder", true)
+                            }
+                            _ => ("cancel+reorder", false),
+                        }
+                    };
+                    if started.elapsed() < Duration::from_secs(1) {
+                        continue; // warm-up second, not measured
+                    }
+                    if ok {
+                        let _ = hist.entry(kind).or_insert_with(new_histogram).record(t.elapsed().as_micros().max(1) as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (hist, errors)
+            })
+        })
+        .collect();
+    let mut merged: BTreeMap<&'static str, Histogram<u64>> = BTreeMap::new();
+    let mut all = new_histogram();
+    let mut errors = 0;
+    for task in tasks {
+        let (hist, e) = task.await.expect("client");
+        errors += e;
+        for (kind, h) in hist {
+            all.add(&h).expect("merge");
+            merged.entry(kind).or_insert_with(new_histogram).add(&h).expect("merge");
+        }
+    }
+    let secs = args.seconds as f64;
+    for (kind, h) in &merged {
+        println!("| mix {kind} | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms |", args.nodes, args.clients, h.len() as f64 / secs, ms(h, 0.5), ms(h, 0.99), ms(h, 0.999));
+    }
+    println!("| mix all | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms | errors {errors} |", args.nodes, args.clients, all.len() as f64 / secs, ms(&all, 0.5), ms(&all, 0.99), ms(&all, 0.999));
+}
+
+async fn hotslot(args: &Args) {
+    let extra = ["slots.capacity=50", EXTRA[1]];
+    let cluster = TestCluster::start(args.nodes, &extra).await;
+    let ports = cluster.ports.clone();
+    // Uncontended baseline in the same run: the same number of users over many slots.
+    let race = |hot: bool, offset: u64| {
+        let ports = ports.clone();
+        let total = args.users;
+        async move {
+            let next = Arc::new(AtomicU64::new(0));
+            let tasks: Vec<_> = (0..64)
+                .map(|c| {
+                    let (next, ports) = (next.clone(), ports.clone());
+                    tokio::spawn(async move {
+                        let http = client();
+                        let (mut h, mut won, mut full) = (new_histogram(), 0u64, 0u64);
+                        loop {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            if n >= total {
+                                break;
+                            }
+                            let slot = if hot { common::slot(2, 24) } else { slot_for(offset + n * 41 % 48 + (n / 48) * 48) };
+                            let t = Instant::now();
+                            let r = http
+                                .post(format!("http://127.0.0.1:{}/v1/orders", ports[(c + n as usize) % ports.len()]))
+                                .bearer_auth(token(&format!("hot-{}-{n}", hot as u8)))
+                                .json(&order_body(&slot))
+                                .send()
+                                .await;
+                            let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                            match r.map(|r| r.status().as_u16()) {
+                                Ok(201) => won += 1,
+                                Ok(409) => full += 1,
+                                _ => {}
+                            }
+                        }
+                        (h, won, full)
+                    })
+                })
+                .collect();
+            let (mut h, mut won, mut full) = (new_histogram(), 0, 0);
+            for task in tasks {
+                let (th, w, f) = task.await.expect("client");
+                h.add(&th).expect("merge");
+                won += w;
+                full += f;
+            }
+            (h, won, full)
+        }
+    };
+    let (base, _, _) = race(false, 1_000_000).await;
+    let (hot, won, full) = race(true, 0).await;
+    println!("{}", json!({"scenario": "hotslot", "nodes": args.nodes, "users": args.users, "winners": won, "slot_full": full,
+        "race_p50_ms": ms(&hot, 0.5), "race_p99_ms": ms(&hot, 0.99), "uncontended_p99_ms": ms(&base, 0.99),
+        "p99_ratio": ms(&hot, 0.99) / ms(&base, 0.99)}));
+    println!(
+        "| hotslot | {} nodes | {} users for 50 places | winners {won} | slot-full {full} | race p99 {:.2} ms vs uncontended p99 {:.2} ms ({:.2}×) |",
+        args.nodes, args.users, ms(&hot, 0.99), ms(&base, 0.99), ms(&hot, 0.99) / ms(&base, 0.99)
+    );
+    assert_eq!(won, 50.min(args.users), "a slot of capacity 50 took {won} orders");
 }
