@@ -455,9 +455,25 @@ async fn mix(args: &Args) {
     }
     let secs = args.seconds as f64;
     for (kind, h) in &merged {
-        println!("| mix {kind} | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms |", args.nodes, args.clients, h.len() as f64 / secs, ms(h, 0.5), ms(h, 0.99), ms(h, 0.999));
+        println!(
+            "| mix {kind} | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms |",
+            args.nodes,
+            args.clients,
+            h.len() as f64 / secs,
+            ms(h, 0.5),
+            ms(h, 0.99),
+            ms(h, 0.999)
+        );
     }
-    println!("| mix all | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms | errors {errors} |", args.nodes, args.clients, all.len() as f64 / secs, ms(&all, 0.5), ms(&all, 0.99), ms(&all, 0.999));
+    println!(
+        "| mix all | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms | errors {errors} |",
+        args.nodes,
+        args.clients,
+        all.len() as f64 / secs,
+        ms(&all, 0.5),
+        ms(&all, 0.99),
+        ms(&all, 0.999)
+    );
 }
 
 async fn hotslot(args: &Args) {
@@ -481,7 +497,8 @@ async fn hotslot(args: &Args) {
                             if n >= total {
                                 break;
                             }
-                            let slot = if hot { common::slot(2, 24) } else { slot_for(offset + n * 41 % 48 + (n / 48) * 48) };
+                            let slot =
+                                if hot { common::slot(2, 24) } else { slot_for(offset + n * 41 % 48 + (n / 48) * 48) };
                             let t = Instant::now();
                             let r = http
                                 .post(format!("http://127.0.0.1:{}/v1/orders", ports[(c + n as usize) % ports.len()]))
@@ -512,9 +529,12 @@ async fn hotslot(args: &Args) {
     };
     let (base, _, _) = race(false, 1_000_000).await;
     let (hot, won, full) = race(true, 0).await;
-    println!("{}", json!({"scenario": "hotslot", "nodes": args.nodes, "users": args.users, "winners": won, "slot_full": full,
+    println!(
+        "{}",
+        json!({"scenario": "hotslot", "nodes": args.nodes, "users": args.users, "winners": won, "slot_full": full,
         "race_p50_ms": ms(&hot, 0.5), "race_p99_ms": ms(&hot, 0.99), "uncontended_p99_ms": ms(&base, 0.99),
-        "p99_ratio": ms(&hot, 0.99) / ms(&base, 0.99)}));
+        "p99_ratio": ms(&hot, 0.99) / ms(&base, 0.99)})
+    );
     println!(
         "| hotslot | {} nodes | {} users for 50 places | winners {won} | slot-full {full} | race p99 {:.2} ms vs uncontended p99 {:.2} ms ({:.2}×) |",
         args.nodes, args.users, ms(&hot, 0.99), ms(&base, 0.99), ms(&hot, 0.99) / ms(&base, 0.99)

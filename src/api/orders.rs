@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::codec;
 use crate::domain::{Address, Order, OrderId, OrderSpec, OrderStatus, Size, Timestamp, Topping, Toppings};
 use crate::node::Node;
-use crate::state::{CancelOrder, ChangeOrder, Command, IdempotencyClaim, Outcome, PlaceOrder};
+use crate::state::{CancelOrder, ChangeOrder, Command, CommandId, IdempotencyClaim, Outcome, PlaceOrder};
 
 /// The body of `POST /v1/orders` and `PUT /v1/orders/{id}`: the whole order as the customer
 /// wants it. Field types parse themselves, so a value that gets past serde is valid.
@@ -258,6 +258,7 @@ pub async fn update_order(
     let now = Timestamp::now();
     let spec = body.into_spec(&node, now)?;
     let command = Command::ChangeOrder(ChangeOrder {
+        command_id: CommandId::new(),
         order_id: id,
         user: principal.user,
         at: now,
@@ -291,6 +292,7 @@ pub async fn cancel_order(
     let if_match = if_match(&headers)?;
     let now = Timestamp::now();
     let command = Command::CancelOrder(CancelOrder {
+        command_id: CommandId::new(),
         order_id: id,
         user: principal.user,
         at: now,

@@ -74,6 +74,9 @@ pub struct Order {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub revision: u64,
+    /// The id of the command that last changed it (the order id for its creation), so a
+    /// command proposed twice is applied once.
+    pub last_command: u128,
 }
 
 impl Order {

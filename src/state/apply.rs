@@ -8,7 +8,9 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::command::{CancelOrder, ChangeOrder, Command, Outcome, PlaceOrder, Precondition, Rejection, SlotCapacity};
+use super::command::{
+    CancelOrder, ChangeOrder, Command, CommandId, Outcome, PlaceOrder, Precondition, Rejection, SlotCapacity,
+};
 use super::tables::{ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
 use super::StoreError;
 use crate::codec;
@@ -81,12 +83,17 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
         }
     }
     let mut orders = txn.open_table(ORDERS)?;
+    // The same command proposed again after a leader change: answer as the first time.
+    if let Some(raw) = orders.get(c.order_id.as_u128())? {
+        let existing: Order = codec::decode(raw.value())?;
+        if existing.user == c.user && existing.created_at == c.at {
+            return Ok(Outcome::Placed { order: existing, replayed: false });
+        }
+        return Err(Rejection::DuplicateOrderId(c.order_id).into());
+    }
     let mut active = txn.open_table(ACTIVE)?;
     if let Some(current) = active_order(&orders, &active, &c.user, c.at)? {
         return Err(Rejection::OrderExists(current.id).into());
-    }
-    if orders.get(c.order_id.as_u128())?.is_some() {
-        return Err(Rejection::DuplicateOrderId(c.order_id).into());
     }
     check_bookable(c.spec.slot, c.at, c.cutoff_ms)?;
     let mut load = txn.open_table(SLOT_LOAD)?;
@@ -102,6 +109,7 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
         created_at: c.at,
         updated_at: c.at,
         revision,
+        last_command: c.order_id.as_u128(),
     };
     orders.insert(order.id.as_u128(), codec::encode(&order)?.as_slice())?;
     txn.open_table(USER_ORDERS)?.insert((c.user.as_str(), order.id.as_u128()), ())?;
@@ -123,6 +131,9 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
 
 fn change(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Order, Stop> {
     let mut orders = txn.open_table(ORDERS)?;
+    if let Some(order) = already_applied(&orders, c.order_id, &c.user, c.command_id)? {
+        return Ok(order);
+    }
     let current = editable_order(&orders, c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
     let current_revision = current.revision;
     let mut load = txn.open_table(SLOT_LOAD)?;
@@ -138,6 +149,7 @@ fn change(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Orde
         version: current.version.next(),
         updated_at: c.at,
         revision,
+        last_command: c.command_id.0,
         ..current
     };
     if moves {
@@ -150,6 +162,9 @@ fn change(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Orde
 
 fn cancel(txn: &WriteTransaction, revision: u64, c: &CancelOrder) -> Result<Order, Stop> {
     let mut orders = txn.open_table(ORDERS)?;
+    if let Some(order) = already_applied(&orders, c.order_id, &c.user, c.command_id)? {
+        return Ok(order);
+    }
     let current = editable_order(&orders, c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
     let current_revision = current.revision;
     let order = Order {
@@ -157,6 +172,7 @@ fn cancel(txn: &WriteTransaction, revision: u64, c: &CancelOrder) -> Result<Orde
         version: current.version.next(),
         updated_at: c.at,
         revision,
+        last_command: c.command_id.0,
         ..current
     };
     add_load(&mut txn.open_table(SLOT_LOAD)?, order.spec.slot, -1)?;
@@ -167,6 +183,18 @@ fn cancel(txn: &WriteTransaction, revision: u64, c: &CancelOrder) -> Result<Orde
     }
     write_changed(txn, &mut orders, &order, current_revision)?;
     Ok(order)
+}
+
+/// The order as it stands if `command` already changed it (a re-proposed command).
+fn already_applied(
+    orders: &Table<u128, &[u8]>,
+    id: OrderId,
+    user: &UserId,
+    command: CommandId,
+) -> Result<Option<Order>, Stop> {
+    let Some(raw) = orders.get(id.as_u128())? else { return Ok(None) };
+    let order: Order = codec::decode(raw.value())?;
+    Ok((order.user == *user && order.last_command == command.0).then_some(order))
 }
 
 /// Store a changed order and move its key in the revision index.

@@ -8,6 +8,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Order, OrderId, OrderSpec, OrderVersion, Price, Slot, Timestamp, UserId};
 
+/// Identifies one change or cancellation, stamped by the node that received it. If a leader
+/// change makes the node propose the same command again, `apply` recognises it by this id
+/// and answers with the original outcome instead of applying it twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandId(pub u128);
+
+impl CommandId {
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().as_u128())
+    }
+}
+
+impl Default for CommandId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Pizzas one delivery slot can take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotCapacity(pub u32);
@@ -81,6 +99,7 @@ pub struct PlaceOrder {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeOrder {
+    pub command_id: CommandId,
     pub order_id: OrderId,
     pub user: UserId,
     pub at: Timestamp,
@@ -93,6 +112,7 @@ pub struct ChangeOrder {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelOrder {
+    pub command_id: CommandId,
     pub order_id: OrderId,
     pub user: UserId,
     pub at: Timestamp,

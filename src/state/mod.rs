@@ -15,8 +15,8 @@ mod model_tests;
 
 pub use apply::{apply, Applied};
 pub use command::{
-    CancelOrder, ChangeOrder, Command, IdempotencyClaim, IdempotencyKey, Outcome, PlaceOrder, Precondition, Rejection,
-    SlotCapacity,
+    CancelOrder, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey, Outcome, PlaceOrder, Precondition,
+    Rejection, SlotCapacity,
 };
 pub use error::StoreError;
 pub use store::Store;

@@ -22,9 +22,25 @@ const SLOTS: usize = 4;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Place { user: usize, slot: usize, key: Option<u8>, size: usize },
-    Change { user: usize, order: usize, slot: usize, if_match: Option<u64> },
-    Cancel { user: usize, order: usize, if_match: Option<u64> },
+    Place {
+        user: usize,
+        slot: usize,
+        key: Option<u8>,
+        size: usize,
+    },
+    Change {
+        user: usize,
+        order: usize,
+        slot: usize,
+        if_match: Option<u64>,
+    },
+    Cancel {
+        user: usize,
+        order: usize,
+        if_match: Option<u64>,
+    },
+    /// Propose the previous command again, as after a leader change.
+    Repeat,
 }
 
 fn op() -> impl Strategy<Value = (Op, i64)> {
@@ -82,6 +98,9 @@ impl Model {
     fn apply(&mut self, revision: u64, command: &Command) -> Result<Outcome, Rejection> {
         match command {
             Command::PlaceOrder(c) => {
+                if let Some(existing) = self.orders.get(&c.order_id) {
+                    return Ok(Outcome::Placed { order: existing.clone(), replayed: false });
+                }
                 if let Some(claim) = &c.idempotency {
                     if let Some((fp, order)) = self.keys.get(&(c.user.clone(), claim.key.as_str().to_owned())) {
                         return if *fp == claim.fingerprint {
@@ -110,6 +129,7 @@ impl Model {
                     created_at: c.at,
                     updated_at: c.at,
                     revision,
+                    last_command: c.order_id.as_u128(),
                 };
                 self.orders.insert(order.id, order.clone());
                 if let Some(claim) = &c.idempotency {
@@ -119,6 +139,11 @@ impl Model {
                 Ok(Outcome::Placed { order, replayed: false })
             }
             Command::ChangeOrder(c) => {
+                if let Some(done) =
+                    self.orders.get(&c.order_id).filter(|o| o.user == c.user && o.last_command == c.command_id.0)
+                {
+                    return Ok(Outcome::Changed(done.clone()));
+                }
                 let current = self.editable(c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
                 if current.spec.slot != c.spec.slot {
                     if c.at.plus_millis(c.cutoff_ms) > c.spec.slot.start() {
@@ -134,18 +159,25 @@ impl Model {
                     version: current.version.next(),
                     updated_at: c.at,
                     revision,
+                    last_command: c.command_id.0,
                     ..current
                 };
                 self.orders.insert(order.id, order.clone());
                 Ok(Outcome::Changed(order))
             }
             Command::CancelOrder(c) => {
+                if let Some(done) =
+                    self.orders.get(&c.order_id).filter(|o| o.user == c.user && o.last_command == c.command_id.0)
+                {
+                    return Ok(Outcome::Cancelled(done.clone()));
+                }
                 let current = self.editable(c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
                 let order = Order {
                     status: OrderStatus::Cancelled,
                     version: current.version.next(),
                     updated_at: c.at,
                     revision,
+                    last_command: c.command_id.0,
                     ..current
                 };
                 self.orders.insert(order.id, order.clone());
@@ -231,10 +263,15 @@ proptest! {
         let mut model = Model::default();
         let mut ids: Vec<OrderId> = Vec::new();
         let mut at = T0;
+        let mut previous: Option<Command> = None;
         for (revision, (op, step)) in (1u64..).zip(ops) {
             at += step;
             let now = Timestamp::from_millis(at);
             let command = match op {
+                Op::Repeat => match previous.clone() {
+                    Some(command) => command,
+                    None => continue,
+                },
                 Op::Place { user: u, slot, key, size } => {
                     let id = OrderId::new_at(now);
                     ids.push(id);
@@ -255,6 +292,7 @@ proptest! {
                     })
                 }
                 Op::Change { user: u, order, slot, if_match } => Command::ChangeOrder(ChangeOrder {
+                    command_id: CommandId::new(),
                     order_id: ids.get(order).copied().unwrap_or(OrderId::from_u128(order as u128)),
                     user: user(u),
                     at: now,
@@ -265,6 +303,7 @@ proptest! {
                     if_match: if_match.map(|v| Precondition::OneOf(vec![OrderVersion(v)])),
                 }),
                 Op::Cancel { user: u, order, if_match } => Command::CancelOrder(CancelOrder {
+                    command_id: CommandId::new(),
                     order_id: ids.get(order).copied().unwrap_or(OrderId::from_u128(order as u128)),
                     user: user(u),
                     at: now,
@@ -277,6 +316,7 @@ proptest! {
             txn.commit().unwrap();
             let expected = model.apply(revision, &command);
             prop_assert_eq!(&real, &expected, "command {:?}", command);
+            previous = Some(command);
             check_invariants(&db, &model, &slots, now);
         }
     }

@@ -11,7 +11,7 @@
 use redb::{TableDefinition, TableError, WriteTransaction};
 
 /// Bumped whenever a table, key layout or value encoding changes incompatibly.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// `schema_version` → u64.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
