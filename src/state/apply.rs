@@ -67,6 +67,15 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
 }
 
 fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcome, Stop> {
+    let mut orders = txn.open_table(ORDERS)?;
+    // The same command proposed again after a leader change: answer as the first time.
+    if let Some(raw) = orders.get(c.order_id.as_u128())? {
+        let existing: Order = codec::decode(raw.value())?;
+        if existing.user == c.user && existing.created_at == c.at {
+            return Ok(Outcome::Placed { order: existing, replayed: false });
+        }
+        return Err(Rejection::DuplicateOrderId(c.order_id).into());
+    }
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
     // An expired record that has not been purged yet is replaced; its index entry goes too.
     let mut stale_expiry = None;
@@ -81,15 +90,6 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
             }
             stale_expiry = Some(record.expires_at);
         }
-    }
-    let mut orders = txn.open_table(ORDERS)?;
-    // The same command proposed again after a leader change: answer as the first time.
-    if let Some(raw) = orders.get(c.order_id.as_u128())? {
-        let existing: Order = codec::decode(raw.value())?;
-        if existing.user == c.user && existing.created_at == c.at {
-            return Ok(Outcome::Placed { order: existing, replayed: false });
-        }
-        return Err(Rejection::DuplicateOrderId(c.order_id).into());
     }
     let mut active = txn.open_table(ACTIVE)?;
     if let Some(current) = active_order(&orders, &active, &c.user, c.at)? {

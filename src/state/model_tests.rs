@@ -55,6 +55,7 @@ fn op() -> impl Strategy<Value = (Op, i64)> {
             order,
             if_match
         }),
+        Just(Op::Repeat),
     ];
     // Time moves forward 0–25 minutes per step, so slots pass their cutoff and their end.
     (op, 0i64..25 * 60_000)
