@@ -497,8 +497,13 @@ async fn hotslot(args: &Args) {
                             if n >= total {
                                 break;
                             }
-                            let slot =
-                                if hot { common::slot(2, 24) } else { slot_for(offset + n * 41 % 48 + (n / 48) * 48) };
+                            // The hot slot is on day 2; the uncontended run uses one slot per user from
+                            // day 100 on, so the two runs never share a slot.
+                            let slot = if hot {
+                                common::slot(2, 24)
+                            } else {
+                                common::slot(100 + ((offset + n) / 48) as i64, ((offset + n) % 48) as i64)
+                            };
                             let t = Instant::now();
                             let r = http
                                 .post(format!("http://127.0.0.1:{}/v1/orders", ports[(c + n as usize) % ports.len()]))
@@ -527,7 +532,7 @@ async fn hotslot(args: &Args) {
             (h, won, full)
         }
     };
-    let (base, _, _) = race(false, 1_000_000).await;
+    let (base, _, _) = race(false, 0).await;
     let (hot, won, full) = race(true, 0).await;
     println!(
         "{}",
