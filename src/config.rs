@@ -130,6 +130,9 @@ pub struct LogSettings {
 pub struct AuthSettings {
     pub jwt_secret: Option<String>,
     pub jwt_secret_file: Option<PathBuf>,
+    /// Development only: `POST /v1/dev/login` mints a token for any name (used by the web
+    /// UI's sign-in). Never enable it on a real deployment.
+    pub dev_login: bool,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -137,6 +140,7 @@ impl std::fmt::Debug for AuthSettings {
         f.debug_struct("AuthSettings")
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .field("jwt_secret_file", &self.jwt_secret_file)
+            .field("dev_login", &self.dev_login)
             .finish()
     }
 }
@@ -318,6 +322,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log: LogSettings,
     pub secret: TokenSecret,
+    pub dev_login: bool,
     pub menu: Menu,
     pub grid: SlotGrid,
     pub capacity: SlotCapacity,
@@ -429,6 +434,7 @@ impl Config {
             data_dir: s.data_dir,
             log: s.log,
             secret: token_secret,
+            dev_login: s.auth.dev_login,
             menu,
             grid,
             capacity: SlotCapacity(s.slots.capacity),

@@ -3,6 +3,7 @@
 
 mod admin;
 mod backup;
+mod dev_login;
 mod export;
 mod extract;
 mod health;
@@ -43,6 +44,7 @@ pub fn router(node: Arc<Node>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/v1/menu", get(menu::get_menu))
+        .route("/v1/dev/login", post(dev_login::login))
         .route("/v1/slots", get(slots::list_slots))
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
@@ -59,6 +61,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/check", get(backup::check))
         .route("/admin/export", get(export::export))
         .merge(raft::router())
+        .merge(crate::ui::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn(metrics::track))

@@ -38,6 +38,7 @@ impl Modify for BearerAuth {
     info(title = "pizza-orders", description = "Orders of a pizza delivery service. Errors are application/problem+json (RFC 9457)."),
     paths(
         super::menu::get_menu,
+        super::dev_login::login,
         super::slots::list_slots,
         super::orders::create_order,
         super::orders::list_orders,
