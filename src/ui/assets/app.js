@@ -251,9 +251,16 @@ async function submitOrder(event) {
       focus("current-title");
     } else if (e.status !== 401) {
       if (e.type.endsWith("order-exists") || e.type.endsWith("slot-full") || e.status === 422) state.idempotencyKey = null;
-      showError(e);
-      if (e.type.endsWith("slot-full")) offerAlternatives(body.delivery_slot);
-      if (e.type.endsWith("slot-full")) loadSlots();
+      if (e.type.endsWith("slot-full")) {
+        // Someone took the last place first: say so plainly and offer the nearest open slots.
+        state.slot = null;
+        showError(new Problem(409, { type: e.type, field: "delivery_slot",
+          detail: `${localTime(body.delivery_slot)} has just been fully booked. Please pick another time.` }));
+        loadSlots();
+        offerAlternatives(body.delivery_slot);
+      } else {
+        showError(e);
+      }
     }
   } finally {
     state.busy = false;

@@ -1,0 +1,238 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver (chromedriver).
+//! `.ci/test` installs Debian's `chromium` and `chromium-driver`; without them these tests
+//! fail with a message saying so.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::{eventually, free_port};
+use common::{client, order_body, slot, token_with, TestNode};
+use fantoccini::{Client, ClientBuilder, Locator};
+use pizza_orders::domain::Timestamp;
+use serde_json::{json, Value};
+
+/// chromedriver on a random loopback port, stopped when dropped.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("chromedriver is not installed: run `bash .ci/test` (it installs Debian's chromium and chromium-driver)");
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    async fn browser(&self, width: u32, height: u32) -> Client {
+        let profile = tempfile::tempdir().expect("profile dir").keep();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", format!("--window-size={width},{height}"),
+                         format!("--user-data-dir={}", profile.display())]
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("open a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn visible(b: &Client, css: &str) {
+    b.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css} did not appear: {e}"));
+}
+
+async fn text(b: &Client, css: &str) -> String {
+    b.find(Locator::Css(css)).await.unwrap().text().await.unwrap()
+}
+
+async fn wait_text(b: &Client, css: &str, wanted: &str) -> String {
+    eventually(WAIT, &format!("{css} to contain {wanted:?}"), || async {
+        let t = b.find(Locator::Css(css)).await.ok()?.text().await.ok()?;
+        t.contains(wanted).then_some(t)
+    })
+    .await
+}
+
+async fn screenshot(b: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), b.screenshot().await.unwrap()).unwrap();
+}
+
+async fn sign_in(b: &Client, base: &str, user: &str) {
+    b.goto(base).await.unwrap();
+    visible(b, "#sign-in:not([hidden]) #login-name").await;
+    b.find(Locator::Css("#login-name")).await.unwrap().send_keys(user).await.unwrap();
+    b.find(Locator::Css("#login-form button")).await.unwrap().click().await.unwrap();
+    visible(b, "#order:not([hidden])").await;
+}
+
+/// Pick a day (UTC date `days` ahead) and the slot starting at `start` (or the first open one).
+async fn choose_slot(b: &Client, days: i64, start: Option<&str>) -> String {
+    let day = Timestamp::from_millis(Timestamp::now().millis() + days * 86_400_000).to_rfc3339()[..10].to_owned();
+    b.execute(
+        "const d = document.getElementById('day'); d.value = arguments[0]; d.dispatchEvent(new Event('change'));",
+        vec![json!(day)],
+    )
+    .await
+    .unwrap();
+    let css = match start {
+        Some(s) => format!("#slots button[data-start='{s}']:not([disabled])"),
+        None => "#slots button:not([disabled])".to_owned(),
+    };
+    visible(b, &css).await;
+    let button = b.find(Locator::Css(&css)).await.unwrap();
+    let picked = button.attr("data-start").await.unwrap().unwrap();
+    button.click().await.unwrap();
+    picked
+}
+
+async fn fill(b: &Client, address: &str) {
+    let field = b.find(Locator::Css("#address")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(address).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_places_changes_cancels_and_orders_again() {
+    let node = TestNode::start_with(&["auth.dev_login=true"]);
+    let driver = Driver::start();
+    let b = driver.browser(1000, 1100).await;
+    sign_in(&b, &node.base, "alice").await;
+    screenshot(&b, "1-order-form").await;
+    choose_slot(&b, 2, None).await;
+    fill(&b, "1 Main St").await;
+    b.find(Locator::Css("input[value=large]")).await.unwrap().click().await.unwrap();
+    b.find(Locator::Css("input[value=mushroom]")).await.unwrap().click().await.unwrap();
+    assert!(text(&b, "#price").await.contains("14.20"), "live price: {}", text(&b, "#price").await);
+    screenshot(&b, "2-order-form-filled").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&b, "#current:not([hidden])").await;
+    wait_text(&b, "#current-details", "1 Main St").await;
+    assert!(text(&b, "#current-details").await.contains("14.20"));
+    screenshot(&b, "3-current-order").await;
+
+    b.find(Locator::Css("#edit-order")).await.unwrap().click().await.unwrap();
+    visible(&b, "#order:not([hidden])").await;
+    fill(&b, "2 Side St").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#current-details", "2 Side St").await;
+
+    b.find(Locator::Css("#cancel-order")).await.unwrap().click().await.unwrap();
+    b.accept_alert().await.unwrap();
+    visible(&b, "#history:not([hidden])").await;
+    wait_text(&b, "#history-list", "cancelled").await;
+    visible(&b, "#current[hidden]").await;
+
+    choose_slot(&b, 3, None).await;
+    fill(&b, "3 New Rd").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#current-details", "3 New Rd").await;
+    b.set_window_size(390, 844).await.unwrap();
+    screenshot(&b, "4-phone").await;
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_customers_race_for_the_last_place_and_the_loser_is_offered_alternatives() {
+    let node = TestNode::start_with(&["auth.dev_login=true", "slots.capacity=1"]);
+    let driver = Driver::start();
+    let (bob, carol) = (driver.browser(1000, 1100).await, driver.browser(1000, 1100).await);
+    sign_in(&bob, &node.base, "bob").await;
+    sign_in(&carol, &node.base, "carol").await;
+    let start = choose_slot(&bob, 2, None).await;
+    choose_slot(&carol, 2, Some(&start)).await;
+    fill(&bob, "Bob's House").await;
+    fill(&carol, "Carol's House").await;
+    let submit_bob = async { bob.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap() };
+    let submit_carol = async { carol.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap() };
+    tokio::join!(submit_bob, submit_carol);
+
+    let outcome = |b: Client| async move {
+        eventually(WAIT, "a visible outcome", || async {
+            if b.find(Locator::Css("#current:not([hidden])")).await.is_ok() {
+                return Some(("won", b.clone()));
+            }
+            let err = b.find(Locator::Css("#err-delivery_slot:not([hidden])")).await.ok()?;
+            err.text().await.ok()?.contains("full").then_some(("lost", b.clone()))
+        })
+        .await
+    };
+    let results = [outcome(bob.clone()).await, outcome(carol.clone()).await];
+    let winners = results.iter().filter(|(r, _)| *r == "won").count();
+    assert_eq!(winners, 1, "exactly one of two customers gets the last place");
+    let loser = &results.iter().find(|(r, _)| *r == "lost").expect("one loser").1;
+    visible(loser, "#alternatives:not([hidden]) #alternative-slots button").await;
+    screenshot(loser, "5-slot-full-alternatives").await;
+    // The alternative is bookable: picking it and submitting places the order.
+    loser.find(Locator::Css("#alternative-slots button")).await.unwrap().click().await.unwrap();
+    visible(loser, "#slots button[aria-pressed=true]").await;
+    loser.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(loser, "#current:not([hidden])").await;
+    bob.close().await.unwrap();
+    carol.close().await.unwrap();
+    // Both orders exist through the API as well.
+    let taken: Value = client()
+        .get(node.url("/v1/slots"))
+        .query(&[("from", start.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(taken["slots"][0]["remaining"], 0);
+    let _ = order_body(&slot(2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_leads_back_to_sign_in() {
+    let node = TestNode::start_with(&["auth.dev_login=true"]);
+    let driver = Driver::start();
+    let b = driver.browser(1000, 900).await;
+    b.goto(&node.base).await.unwrap();
+    visible(&b, "#sign-in:not([hidden])").await;
+    let expired = token_with("dave", false, 60, Timestamp::from_millis(Timestamp::now().millis() - 7_200_000));
+    b.execute("sessionStorage.setItem('token', arguments[0]);", vec![json!(expired)]).await.unwrap();
+    b.refresh().await.unwrap();
+    visible(&b, "#sign-in:not([hidden])").await;
+    wait_text(&b, "#alert", "expired").await;
+    screenshot(&b, "0-sign-in-expired").await;
+    b.close().await.unwrap();
+}
