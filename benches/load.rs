@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, TestCluster};
-use common::{client, order_body, token, TestNode};
+use common::{client, order_body, token};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
@@ -225,32 +225,8 @@ async fn catchup(args: &Args) {
     let follower = (leader + 1) % 3;
     cluster.kill(follower);
     let live: Vec<u16> = (0..3).filter(|i| *i != follower).map(|i| cluster.ports[i]).collect();
-    let next = Arc::new(AtomicU64::new(0));
     let written = Instant::now();
-    let tasks: Vec<_> = (0..64)
-        .map(|c| {
-            let (next, live, total) = (next.clone(), live.clone(), args.orders);
-            tokio::spawn(async move {
-                let http = client();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= total {
-                        break;
-                    }
-                    let port = live[(c + n as usize) % live.len()];
-                    let _ = http
-                        .post(format!("http://127.0.0.1:{port}/v1/orders"))
-                        .bearer_auth(token(&format!("catchup-{n}")))
-                        .json(&order_body(&slot_for(n)))
-                        .send()
-                        .await;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("writer");
-    }
+    write_orders(&live, args.orders).await;
     eprintln!("wrote {} orders in {:?}", args.orders, written.elapsed());
     let target = cluster.admin_get(leader, "/admin/state").await.expect("leader state");
     let restarted = Instant::now();
@@ -269,7 +245,6 @@ async fn catchup(args: &Args) {
         "records": state["records"], "follower_snapshot_index": status["snapshot"]})
     );
     println!("| catchup | {} orders | {:?} from restart to caught up (incl. start-up) |", args.orders, took);
-    let _ = TestNode::start; // the helper module is shared with the tests
 }
 
 /// Place `total` orders (new users) through `ports` with 64 clients.

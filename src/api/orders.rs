@@ -152,9 +152,7 @@ pub async fn create_order(
         cutoff_ms: node.config.grid.cutoff_ms(),
         idempotency,
     });
-    let applied = node.propose(command).await?;
-    super::metrics::record(&applied);
-    match applied? {
+    match propose(&node, command).await? {
         Outcome::Placed { order, replayed } => {
             let mut response = order_response(StatusCode::CREATED, &order, &node, now);
             response.headers_mut().insert(header::LOCATION, location(order.id));
@@ -268,9 +266,7 @@ pub async fn update_order(
         cutoff_ms: node.config.grid.cutoff_ms(),
         if_match,
     });
-    let applied = node.propose(command).await?;
-    super::metrics::record(&applied);
-    match applied? {
+    match propose(&node, command).await? {
         Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
         other => unexpected(other),
     }
@@ -299,12 +295,17 @@ pub async fn cancel_order(
         cutoff_ms: node.config.grid.cutoff_ms(),
         if_match,
     });
-    let applied = node.propose(command).await?;
-    super::metrics::record(&applied);
-    match applied? {
+    match propose(&node, command).await? {
         Outcome::Cancelled(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
         other => unexpected(other),
     }
+}
+
+/// Replicate `command`, count what it did, and turn a rejection into its problem.
+async fn propose(node: &Node, command: Command) -> Result<Outcome, ApiError> {
+    let applied = node.propose(command).await?;
+    super::metrics::record(&applied);
+    Ok(applied?)
 }
 
 /// Each command has one kind of outcome; anything else is a bug worth a loud log, not a panic.
