@@ -64,6 +64,22 @@ pub struct Settings {
     pub orders: OrderSettings,
     pub cluster: ClusterSettings,
     pub raft: RaftSettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// A client must send its request headers within this time (slow-loris protection).
+    pub header_read_timeout_ms: u64,
+    /// On shutdown, connections still busy after this long are closed.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { header_read_timeout_ms: 10_000, drain_timeout_ms: 20_000 }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -202,6 +218,7 @@ impl Default for Settings {
             orders: OrderSettings::default(),
             cluster: ClusterSettings::default(),
             raft: RaftSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -329,6 +346,7 @@ pub struct Config {
     pub idempotency_ttl_ms: i64,
     pub cluster: ClusterConfig,
     pub raft: RaftSettings,
+    pub http: HttpSettings,
 }
 
 /// This node's place in the cluster.
@@ -400,6 +418,9 @@ impl Config {
         if s.orders.idempotency_ttl_hours < 1 {
             return Err(ConfigError::Zero("orders.idempotency_ttl_hours"));
         }
+        if s.http.header_read_timeout_ms == 0 {
+            return Err(ConfigError::Zero("http.header_read_timeout_ms"));
+        }
         if s.cluster.node_id == 0 {
             return Err(ConfigError::Zero("cluster.node_id"));
         }
@@ -447,6 +468,7 @@ impl Config {
                 secret: cluster_secret,
             },
             raft: s.raft,
+            http: s.http,
         })
     }
 }

@@ -4,6 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -18,6 +24,9 @@ pub enum StartupError {
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
+
+/// Request line and headers may take at most this much buffer; larger gets 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// A node whose listener is bound and whose Raft is running.
 pub struct Server {
@@ -44,16 +53,60 @@ impl Server {
         self.node.clone()
     }
 
-    /// Serve until `shutdown` resolves, let in-flight requests finish, then stop Raft.
+    /// Serve until `shutdown` resolves, let in-flight requests finish (at most
+    /// `http.drain_timeout_ms`), then stop Raft.
+    ///
+    /// hyper directly rather than `axum::serve`, for the header-read timeout: a client that
+    /// trickles its headers (slow loris) is disconnected instead of holding a connection.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
+        crate::telemetry::prometheus();
         let app = crate::api::router(self.node.clone());
-        let served =
-            axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.map_err(StartupError::Serve);
+        let http = &self.node.config.http;
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(http.header_read_timeout_ms))
+            .max_buf_size(MAX_HEADER_BYTES);
+        let graceful = GracefulShutdown::new();
+        // Tell systemd (Type=notify) we are serving; a no-op when not run by systemd.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let service = TowerToHyperService::new(app.clone());
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection.into_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        drop(self.listener);
+        let drain = Duration::from_millis(http.drain_timeout_ms);
+        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+            tracing::warn!(?drain, "connections still busy after the drain timeout were closed");
+        }
         self.node.shutdown().await;
-        served
+        Ok(())
     }
 }
 

@@ -368,3 +368,21 @@ async fn the_openapi_document_lists_every_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_disconnected_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = TestNode::start_with(&["http.header_read_timeout_ms=500"]);
+    let addr = node.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    // Meanwhile a normal client is served.
+    assert_eq!(client().get(node.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the server kept a connection whose headers never finished");
+
+    let huge = "x".repeat(100 * 1024);
+    let response = client().get(node.url("/healthz")).header("x-huge", huge).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
