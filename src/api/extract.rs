@@ -194,4 +194,27 @@ mod tests {
         }
         assert!(matches!(parse_json::<Body>(br#"{"size":"small","extra":1}"#), Err(ApiError::InvalidField { .. })));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_and_headers_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256), text in ".{0,120}") {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            #[allow(dead_code)]
+            struct Body {
+                address: crate::domain::Address,
+                size: crate::domain::Size,
+                toppings: crate::domain::Toppings,
+            }
+            let _ = parse_json::<Body>(&bytes);
+            let _ = parse_json::<Body>(text.as_bytes());
+            if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+                let mut h = HeaderMap::new();
+                h.insert(header::IF_MATCH, value.clone());
+                h.insert("idempotency-key", value);
+                let _ = if_match(&h);
+                let _ = idempotency_key(&h);
+            }
+        }
+    }
 }
