@@ -118,10 +118,12 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
     let bad = |detail: &str| ApiError::InvalidHeader { header: "If-Match", detail: detail.into() };
     let mut versions = Vec::new();
     let mut present = false;
+    let mut tags = 0;
     for value in headers.get_all(header::IF_MATCH) {
         present = true;
         let value = value.to_str().map_err(|_| bad("it is not ASCII"))?;
         for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            tags += 1;
             if tag == "*" {
                 return Ok(Some(Precondition::Any));
             }
@@ -137,6 +139,9 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<Precondition>, ApiError> {
                 _ => {}
             }
         }
+    }
+    if present && tags == 0 {
+        return Err(bad("it is empty; send the ETag you read, such as \"3\", or *"));
     }
     Ok(present.then_some(Precondition::OneOf(versions)))
 }
@@ -173,6 +178,7 @@ mod tests {
         );
         assert_eq!(if_match(&headers("if-match", "W/\"2\"")).unwrap(), Some(Precondition::OneOf(vec![])));
         assert!(if_match(&headers("if-match", "2")).is_err());
+        assert!(if_match(&headers("if-match", "")).is_err());
     }
 
     #[test]

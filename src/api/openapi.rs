@@ -22,6 +22,60 @@ pub struct Problem {
 
 struct BearerAuth;
 
+/// Every operation can answer with these problems (from the extractors and layers shared by
+/// all routes); the document lists them all, each as `application/problem+json`.
+struct CommonProblems;
+
+impl Modify for CommonProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                // Problems documented on the handler keep their description; their content is
+                // always problem+json.
+                for (status, response) in responses.iter_mut() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        if let utoipa::openapi::RefOr::T(r) = response {
+                            *response = problem(&r.description.clone()).into();
+                        }
+                    }
+                }
+                let secured = operation.security.is_some();
+                let has_body = operation.request_body.is_some();
+                let mut add = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| problem(description).into());
+                };
+                add("400", "Malformed request, header or query string");
+                add("404", "Not found");
+                add("408", "The request took too long");
+                add("413", "The request body is larger than 16 KiB");
+                add("422", "A field or parameter is invalid");
+                add("431", "The request headers are too large");
+                add("500", "Internal error");
+                add("503", "No leader, outcome unknown, or shutting down");
+                if secured {
+                    add("401", "Missing, expired or invalid token");
+                    add("403", "This needs an admin token");
+                }
+                if has_body {
+                    add("415", "The body must be application/json");
+                }
+            }
+        }
+    }
+}
+
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         if let Some(components) = openapi.components.as_mut() {
@@ -59,7 +113,7 @@ impl Modify for BearerAuth {
         openapi_json,
     ),
     components(schemas(Problem)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonProblems)
 )]
 pub struct ApiDoc;
 

@@ -32,7 +32,7 @@ pub struct OrderRequest {
     #[schema(value_type = Vec<Topping>)]
     toppings: Toppings,
     /// The start of the delivery slot, RFC 3339, on the slot grid.
-    #[schema(example = "2030-01-07T12:00:00Z")]
+    #[schema(format = DateTime, example = "2030-01-07T12:00:00Z")]
     delivery_slot: String,
 }
 
@@ -118,7 +118,7 @@ fn fingerprint(spec: &OrderSpec) -> Result<[u8; 32], ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original order")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original order", pattern = "^[!-~]{1,128}$")),
     responses(
         (status = 201, description = "Order placed; Location and ETag set", body = OrderView),
         (status = 409, description = "order-exists or slot-full", body = Problem, content_type = "application/problem+json"),
@@ -239,7 +239,7 @@ pub async fn list_orders(
 }
 
 #[utoipa::path(put, path = "/v1/orders/{id}", tag = "orders", request_body = OrderRequest,
-    params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read", pattern = "^(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)$")),
     responses((status = 200, description = "Changed and re-priced", body = OrderView),
         (status = 409, description = "cutoff-passed, slot-full or order-cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
@@ -273,7 +273,7 @@ pub async fn update_order(
 }
 
 #[utoipa::path(delete, path = "/v1/orders/{id}", tag = "orders",
-    params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read", pattern = "^(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)$")),
     responses((status = 200, description = "Cancelled (kept for billing)", body = OrderView),
         (status = 409, description = "cutoff-passed or order-cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
