@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{client, create, order_body, problem_type, slot, token, token_with, TestNode};
+use common::{client, create, get_json, order_body, problem_type, slot, token, token_with, TestNode};
 use pizza_orders::domain::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -58,15 +58,7 @@ async fn slots_report_the_room_left_and_a_full_slot_is_refused() {
     assert_eq!(full.status(), StatusCode::CONFLICT);
     assert_eq!(problem_type(full).await, "/problems/slot-full");
 
-    let list: Value = client()
-        .get(node.url("/v1/slots"))
-        .query(&[("from", start.as_str()), ("to", slot(4, 22).as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&node.url("/v1/slots"), &[("from", start.as_str()), ("to", slot(4, 22).as_str())]).await;
     let slots = list["slots"].as_array().unwrap();
     assert_eq!(slots.len(), 2);
     assert_eq!((slots[0]["start"].as_str().unwrap(), slots[0]["remaining"].as_u64()), (start.as_str(), Some(0)));

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{admin_token, eventually, TestCluster};
-use common::{client, order_body, run_cli, slot, token, TestNode};
+use common::{client, get_json, order_body, run_cli, slot, token, TestNode};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -128,15 +128,8 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_order() {
     assert_eq!(&retry.json::<Value>().await.unwrap(), order);
 
     // No slot over capacity, one order per user: every slot's count is within capacity.
-    let slots: Value = client()
-        .get(cluster.url(0, "/v1/slots"))
-        .query(&[("from", slot(3, 20).as_str()), ("to", slot(3, 32).as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let slots: Value =
+        get_json(&cluster.url(0, "/v1/slots"), &[("from", slot(3, 20).as_str()), ("to", slot(3, 32).as_str())]).await;
     let mut per_slot: HashMap<String, u64> = HashMap::new();
     for (_, order) in &acked {
         *per_slot.entry(order["delivery_slot"]["start"].as_str().unwrap().to_owned()).or_default() += 1;

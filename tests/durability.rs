@@ -10,18 +10,18 @@ use pizza_orders::domain::Timestamp;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_acknowledged_order_survives_kill_9() {
-    let mut node = TestNode::start_with(&["slots.capacity=1000"]);
-    let acknowledged: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-    let base = node.base.clone();
-    // 8 writers, each creating orders for its own users, until the node dies or 400 are sent.
-    let writers: Vec<_> = (0..8)
+type Acknowledged = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// 8 writers creating orders for their own users (`{prefix}-{w}-{i}`, at most `per_writer`
+/// each) until a request fails; every 201 is recorded with its user.
+fn start_writers(base: &str, prefix: &str, per_writer: i64) -> (Acknowledged, Vec<tokio::task::JoinHandle<()>>) {
+    let acknowledged: Acknowledged = Arc::default();
+    let writers = (0..8)
         .map(|w| {
-            let (acknowledged, base) = (acknowledged.clone(), base.clone());
+            let (acknowledged, base, prefix) = (acknowledged.clone(), base.to_owned(), prefix.to_owned());
             tokio::spawn(async move {
-                for i in 0..50 {
-                    let user = format!("w{w}-u{i}");
+                for i in 0..per_writer {
+                    let user = format!("{prefix}-{w}-{i}");
                     let sent = client()
                         .post(format!("{base}/v1/orders"))
                         .bearer_auth(token(&user))
@@ -29,21 +29,32 @@ async fn every_acknowledged_order_survives_kill_9() {
                         .send()
                         .await;
                     match sent {
-                        Ok(r) if r.status() == StatusCode::CREATED => {
-                            if let Ok(body) = r.json::<Value>().await {
-                                acknowledged.lock().unwrap().push((user.clone(), body));
-                            }
-                        }
+                        Ok(r) if r.status() == StatusCode::CREATED => match r.json::<Value>().await {
+                            Ok(body) => acknowledged.lock().unwrap().push((user, body)),
+                            Err(_) => break,
+                        },
                         _ => break,
                     }
                 }
             })
         })
         .collect();
+    (acknowledged, writers)
+}
+
+/// Wait until `n` writes were acknowledged (at most 30 s).
+async fn wait_for(acknowledged: &Acknowledged, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while acknowledged.lock().unwrap().len() < 60 && Instant::now() < deadline {
+    while acknowledged.lock().unwrap().len() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_order_survives_kill_9() {
+    let mut node = TestNode::start_with(&["slots.capacity=1000"]);
+    let (acknowledged, writers) = start_writers(&node.base, "w", 50);
+    wait_for(&acknowledged, 60).await;
     node.kill();
     for writer in writers {
         let _ = writer.await;
@@ -95,41 +106,15 @@ async fn sigterm_stops_cleanly_and_the_data_opens_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_exits_0_and_loses_no_acknowledged_write() {
     let mut node = TestNode::start_with(&["slots.capacity=1000"]);
-    let acknowledged: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-    let base = node.base.clone();
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let (acknowledged, base) = (acknowledged.clone(), base.clone());
-            tokio::spawn(async move {
-                for i in 0..100 {
-                    let user = format!("term-{w}-{i}");
-                    let sent = client()
-                        .post(format!("{base}/v1/orders"))
-                        .bearer_auth(token(&user))
-                        .json(&order_body(&slot(2, 24 + (i % 8))))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(r) if r.status() == StatusCode::CREATED => {
-                            let body: Value = r.json().await.unwrap();
-                            acknowledged.lock().unwrap().push((user, body));
-                        }
-                        _ => break,
-                    }
-                }
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while acknowledged.lock().unwrap().len() < 50 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (acknowledged, writers) = start_writers(&node.base, "term", 100);
+    wait_for(&acknowledged, 50).await;
     let status = tokio::task::block_in_place(|| node.terminate());
     assert!(status.success(), "exit status after SIGTERM under load: {status:?}");
     for writer in writers {
         let _ = writer.await;
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 50, "only {} orders acknowledged before SIGTERM", acknowledged.len());
     node.restart_with(&["slots.capacity=1000"]);
     for (owner, order) in &acknowledged {
         let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));

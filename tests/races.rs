@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use futures::future::join_all;
 
-use common::{client, create, order_body, problem_type, slot, token, TestNode};
+use common::{client, create, get_json, order_body, problem_type, slot, token, TestNode};
 use serde_json::{json, Value};
 
 /// Count responses by status and, for errors, problem type.
@@ -52,15 +52,7 @@ async fn two_hundred_users_racing_for_ten_places_ten_win() {
     let counts = tally(join_all(attempts).await).await;
     assert_eq!(counts.get("201"), Some(&10), "{counts:?}");
     assert_eq!(counts.get("/problems/slot-full"), Some(&190), "{counts:?}");
-    let list: Value = client()
-        .get(node.url("/v1/slots"))
-        .query(&[("from", start.as_str()), ("to", slot(3, 41).as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&node.url("/v1/slots"), &[("from", start.as_str()), ("to", slot(3, 41).as_str())]).await;
     assert_eq!(list["slots"][0]["remaining"], 0);
 }
 

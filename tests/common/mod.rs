@@ -197,6 +197,11 @@ pub async fn create(node: &TestNode, user: &str, body: &Value) -> reqwest::Respo
     client().post(node.url("/v1/orders")).bearer_auth(token(user)).json(body).send().await.expect("request")
 }
 
+/// GET a JSON document without authentication (for example `/v1/slots`).
+pub async fn get_json(url: &str, query: &[(&str, &str)]) -> Value {
+    client().get(url).query(query).send().await.expect("request").json().await.expect("JSON body")
+}
+
 /// Read a problem+json response and return its `type`.
 pub async fn problem_type(response: reqwest::Response) -> String {
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
