@@ -211,9 +211,12 @@ async fn bad_tokens_get_401_with_a_challenge() {
     let node = TestNode::start();
     let expired = token_with("alice", false, 60, Timestamp::from_millis(Timestamp::now().millis() - 7_200_000));
     let none_alg = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
-    let mut forged = token("alice");
-    forged.pop();
-    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    // Change the first character of the signature (the last one may only carry padding bits).
+    let genuine = token("alice");
+    let signature_at = genuine.rfind('.').unwrap() + 1;
+    let replacement = if genuine[signature_at..].starts_with('A') { "B" } else { "A" };
+    let forged = format!("{}{}{}", &genuine[..signature_at], replacement, &genuine[signature_at + 1..]);
+    assert_ne!(forged, genuine);
     for auth in [
         None,
         Some("Basic YWxpY2U6cHc=".to_owned()),
