@@ -119,7 +119,8 @@ impl Submitter {
                     self.peers.call(&addr, "/raft/propose", &commands, FORWARD_TIMEOUT).await;
                 match forwarded {
                     Ok(Ok(outcomes)) if outcomes.len() == commands.len() => return Ok(outcomes),
-                    // No longer the leader there: nothing was appended, look again.
+                    // Not the leader there (any more): look again. Should the old leader have
+                    // appended the batch after all, `apply` recognises the re-proposed commands.
                     Ok(Err(_)) => {}
                     // The request never left this node: nothing was appended either.
                     Err(PeerError::Unreachable { connect: true, .. }) => {}
