@@ -94,6 +94,9 @@ pub struct ClusterSettings {
     pub advertise: Option<String>,
     /// Initialise a one-node cluster on first start. Off for nodes that join a cluster.
     pub bootstrap: bool,
+    /// Local IP that connections to peers start from, on hosts with several addresses;
+    /// default: chosen by the operating system.
+    pub source_ip: Option<std::net::IpAddr>,
     /// Shared secret that Raft RPCs between nodes must carry (at least 32 bytes).
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
@@ -106,6 +109,7 @@ impl std::fmt::Debug for ClusterSettings {
             .field("node_id", &self.node_id)
             .field("advertise", &self.advertise)
             .field("bootstrap", &self.bootstrap)
+            .field("source_ip", &self.source_ip)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("secret_file", &self.secret_file)
             .finish()
@@ -265,6 +269,7 @@ impl Default for ClusterSettings {
             node_id: 1,
             advertise: None,
             bootstrap: true,
+            source_ip: None,
             secret: None,
             secret_file: None,
         }
@@ -356,6 +361,7 @@ pub struct ClusterConfig {
     pub node_id: u64,
     pub advertise: Option<String>,
     pub bootstrap: bool,
+    pub source_ip: Option<std::net::IpAddr>,
     pub secret: TokenSecret,
 }
 
@@ -465,6 +471,7 @@ impl Config {
                 node_id: s.cluster.node_id,
                 advertise: s.cluster.advertise,
                 bootstrap: s.cluster.bootstrap,
+                source_ip: s.cluster.source_ip,
                 secret: cluster_secret,
             },
             raft: s.raft,

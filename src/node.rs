@@ -183,7 +183,7 @@ impl Node {
         let log_store = LogStore::new(db.clone());
         let committed = log_store.committed_index();
         let state_machine = StateMachine::new(db, &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
-        let peers = PeerClient::new(&String::from_utf8_lossy(config.cluster.secret.bytes()));
+        let peers = PeerClient::new(&String::from_utf8_lossy(config.cluster.secret.bytes()), config.cluster.source_ip);
         let r = &config.raft;
         let raft_config = openraft::Config {
             cluster_name: "pizza-orders".into(),

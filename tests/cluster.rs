@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{admin_token, eventually, TestCluster};
 use common::{client, get_json, order_body, run_cli, slot, token, TestNode};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 async fn create_via(cluster: &TestCluster, i: usize, user: &str, body: &Value) -> reqwest::Response {
     client().post(cluster.url(i, "/v1/orders")).bearer_auth(token(user)).json(body).send().await.expect("request")
@@ -269,4 +269,86 @@ async fn a_node_cut_off_from_its_peers_is_not_ready_until_they_return() {
         (ready(lonely).await == Some(StatusCode::OK)).then_some(())
     })
     .await;
+}
+
+/// A flipped byte in a follower's data file: the follower refuses to start, naming the file and
+/// the way back; following that message (remove, start empty, add) brings it back identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_with_a_damaged_data_file_refuses_to_start_and_rejoins_empty() {
+    let extra = ["raft.snapshot_after_entries=10", "raft.entries_kept_after_snapshot=2"];
+    let mut cluster = TestCluster::start(3, &extra).await;
+    let leader = cluster.leader().await;
+    let marked = json!({ "address": "7 Damage Detection Lane", "size": "large", "delivery_slot": slot(2, 40) });
+    assert_eq!(create_via(&cluster, leader, "marked", &marked).await.status(), StatusCode::CREATED);
+    for i in 0..30 {
+        let response = create_via(&cluster, leader, &format!("d{i}"), &order_body(&slot(2, 20 + i % 10))).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    cluster.converged().await;
+    let follower = (leader + 1) % 3;
+    // A clean stop: redb verifies checksums by itself only when it recovers from a crash.
+    assert!(cluster.nodes[follower].as_mut().unwrap().terminate().success());
+    cluster.kill(follower);
+
+    // Flip one bit of the marked address wherever the file holds it: a silent change of data.
+    let data_dir = cluster.node(follower).data_dir.clone();
+    let file = data_dir.join("orders.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let needle = b"Damage Detection";
+    let hits: Vec<usize> =
+        bytes.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect();
+    assert!(!hits.is_empty(), "the address is stored verbatim");
+    for at in hits {
+        bytes[at] ^= 0x01;
+    }
+    std::fs::write(&file, bytes).unwrap();
+
+    let config = cluster.node(follower).config_file.to_str().unwrap().to_owned();
+    let dir = data_dir.to_str().unwrap().to_owned();
+    let (code, _, stderr) =
+        tokio::task::spawn_blocking(move || run_cli(&["serve", "--config", &config, "--data-dir", &dir]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("orders.redb") && stderr.contains("damaged"), "{stderr}");
+    assert!(stderr.contains("cluster remove") && stderr.contains("cluster add"), "{stderr}");
+
+    // The procedure the message gives.
+    let id = (follower + 1).to_string();
+    let addr = format!("127.0.0.1:{}", cluster.ports[follower]);
+    let healthy = cluster.url(leader, "");
+    let admin_config = cluster.node(leader).config_file.to_str().unwrap().to_owned();
+    let cli = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+            .await
+            .unwrap()
+    };
+    let base = |verb: &str| {
+        vec!["cluster".into(), verb.into(), "--id".into(), id.clone(), "--node".into(), healthy.clone()]
+            .into_iter()
+            .chain(["--config".to_owned(), admin_config.clone()])
+            .collect::<Vec<String>>()
+    };
+    let (code, out, err) = cli(base("remove")).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    std::fs::rename(&data_dir, data_dir.with_extension("damaged")).unwrap();
+    cluster.restart(follower);
+    let mut add = base("add");
+    add.extend(["--addr".to_owned(), addr]);
+    let (code, out, err) = cli(add).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    cluster.converged().await;
+    let status = cluster.admin_get(follower, "/admin/cluster").await.unwrap();
+    assert!(status["snapshot"].as_u64().unwrap_or(0) > 0, "caught up by snapshot: {status}");
+    let mine: Value = client()
+        .get(cluster.url(follower, "/v1/orders?consistency=stale"))
+        .bearer_auth(token("marked"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(mine.to_string().contains("7 Damage Detection Lane"), "{mine}");
 }

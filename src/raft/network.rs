@@ -41,9 +41,11 @@ pub enum PeerError {
 }
 
 impl PeerClient {
-    pub fn new(secret: &str) -> Self {
+    /// `source_ip`: the local address connections start from (`None`: the OS chooses).
+    pub fn new(secret: &str, source_ip: Option<std::net::IpAddr>) -> Self {
         let http = reqwest::Client::builder()
             .no_proxy()
+            .local_address(source_ip)
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(32)
             .build()

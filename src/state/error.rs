@@ -13,8 +13,10 @@ pub enum StoreError {
     #[error("cannot use the data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error(
-        "cannot open the data file {path}: {reason}. If it is damaged, move it aside and start the node empty: \
-         it rejoins with 'cluster add' and catches up by snapshot (or restore a backup into an empty directory)"
+        "cannot open the data file {path}: {reason}. If it is damaged, do not edit it: move it aside, remove this \
+         node from the cluster ('pizza-orders cluster remove --id <this node id>' against a healthy node), start it on an \
+         empty data directory and add it again ('pizza-orders cluster add --id <id> --addr <host:port>'); it catches up by snapshot. A \
+         one-node installation restores its last backup instead (docs/operations.md, \"Damaged data file\")"
     )]
     Unreadable { path: String, reason: String },
     #[error("the data file {path} is already open in another process (is a node already running on it?)")]

@@ -1,0 +1,161 @@
+//! Jepsen-style fault test: three real nodes, concurrent clients recording a history, and a
+//! nemesis that kills, pauses and partitions nodes (also one way) while they work. Afterwards
+//! the history and every node's final state are checked: acknowledged writes present, failed
+//! ones absent, per-order linearizability, one active order per user, no slot over capacity,
+//! identical replicas.
+//!
+//! Short mode (CI): `cargo test --test faults` runs seed 1 for 40 s. Long mode:
+//! `PIZZA_FAULTS_SECONDS=600 PIZZA_FAULTS_SEEDS=1,2,3 cargo test --release --test faults -- --nocapture`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod checker;
+mod history;
+mod nemesis;
+mod proxy;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use history::{History, Kind, Outcome};
+use nemesis::{Cluster, ALL_FAULTS, NODES};
+use workload::Workload;
+
+const CLIENTS: usize = 6;
+const MAX_OPS_PER_CLIENT: usize = 200_000;
+
+fn setting(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_kills_pauses_and_partitions_no_acknowledged_write_is_lost_and_reads_stay_linearizable() {
+    let seconds: u64 = setting("PIZZA_FAULTS_SECONDS", "40").parse().expect("PIZZA_FAULTS_SECONDS: seconds");
+    let seeds: Vec<u64> = setting("PIZZA_FAULTS_SEEDS", "1")
+        .split(',')
+        .map(|s| s.trim().parse().expect("PIZZA_FAULTS_SEEDS: comma-separated numbers"))
+        .collect();
+    let mut failures = Vec::new();
+    for seed in seeds {
+        if let Err(e) = run(seed, Duration::from_secs(seconds)).await {
+            failures.push(format!("seed {seed}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+async fn run(seed: u64, duration: Duration) -> Result<(), String> {
+    let capacity = format!("slots.capacity={}", workload::CAPACITY);
+    let extra = [
+        capacity.as_str(),
+        "raft.snapshot_after_entries=64",
+        "raft.entries_kept_after_snapshot=8",
+        "log.filter=error,tower_http=off,openraft=off",
+    ];
+    let mut cluster = Cluster::start(&extra).await;
+    let history = History::new();
+    let workload = Workload::new(history.clone(), cluster.urls.clone());
+    let deadline = Instant::now() + duration;
+    let clients: Vec<_> =
+        (0..CLIENTS).map(|c| tokio::spawn(workload.clone().run(c, seed, deadline, MAX_OPS_PER_CLIENT))).collect();
+
+    // Every kind of fault in turn, from a seeded starting point, with seeded pauses between.
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut round = rng.usize(..ALL_FAULTS.len());
+    while Instant::now() + Duration::from_millis(3000) < deadline {
+        tokio::time::sleep(Duration::from_millis(rng.u64(300..1200))).await;
+        let kind = ALL_FAULTS[round % ALL_FAULTS.len()];
+        round += 1;
+        cluster.inject(kind, Duration::from_millis(rng.u64(800..2500)), &mut rng, &history).await;
+    }
+    cluster.heal_all();
+    for client in clients {
+        client.await.map_err(|e| format!("a client panicked: {e}"))?;
+    }
+
+    // Healed, the cluster serves again and every replica holds the same state.
+    let state = cluster.converged().await;
+    let finals: Vec<_> = futures_join(&workload).await;
+    for (i, f) in finals.iter().enumerate().skip(1) {
+        if *f != finals[0] {
+            return Err(format!("node {} and node 1 list different orders after converging", i + 1));
+        }
+    }
+    for i in 0..NODES {
+        let check = cluster.self_check(i).await;
+        if check["ok"] != serde_json::Value::Bool(true) {
+            return Err(format!("node {} fails its own invariant check: {check}", i + 1));
+        }
+    }
+
+    let ops = history.ops();
+    let report = checker::check(&ops, &finals[0]);
+    summarise(seed, duration, &ops, &history, &state, finals[0].len());
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-history-seed-{seed}.json"));
+    let dump = serde_json::json!({ "seed": seed, "ops": ops, "faults": history.faults() });
+    let _ = std::fs::write(&file, serde_json::to_vec_pretty(&dump).unwrap_or_default());
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} anomalies (history in {}):\n{}",
+            report.problems.len(),
+            file.display(),
+            report.problems.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+        ))
+    }
+}
+
+async fn futures_join(workload: &Workload) -> Vec<BTreeMap<String, (String, history::Seen)>> {
+    let mut all = Vec::new();
+    for node in 0..NODES {
+        all.push(workload.final_state(node).await);
+    }
+    all
+}
+
+fn summarise(
+    seed: u64,
+    duration: Duration,
+    ops: &[history::Op],
+    history: &History,
+    state: &serde_json::Value,
+    orders: usize,
+) {
+    let mut table: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for op in ops {
+        let kind = match op.kind {
+            Kind::Create { .. } => "create",
+            Kind::Update { .. } => "update",
+            Kind::Cancel { .. } => "cancel",
+            Kind::Read => "read",
+        };
+        let outcome = match op.outcome {
+            Outcome::Written { .. } | Outcome::Listed { .. } => "ok",
+            Outcome::Failed(_) => "fail",
+            Outcome::Unknown(_) => "unknown",
+        };
+        *table.entry((kind, outcome)).or_default() += 1;
+    }
+    let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
+    for fault in history.faults() {
+        *faults.entry(fault.kind).or_default() += 1;
+    }
+    println!(
+        "faults seed {seed}: {} s, {} operations, {orders} orders, applied index {}",
+        duration.as_secs(),
+        ops.len(),
+        state["applied"]
+    );
+    println!("| operation | ok | fail | unknown |\n|---|---|---|---|");
+    for kind in ["create", "update", "cancel", "read"] {
+        let n = |o| table.get(&(kind, o)).copied().unwrap_or(0);
+        println!("| {kind} | {} | {} | {} |", n("ok"), n("fail"), n("unknown"));
+    }
+    println!("| fault | injected |\n|---|---|");
+    for (kind, n) in faults {
+        println!("| {kind} | {n} |");
+    }
+}
