@@ -6,13 +6,18 @@
 //!   cargo bench --bench load -- backup   --orders 1000000
 //!   cargo bench --bench load -- mix      --nodes 3 --clients 100 --seconds 10
 //!   cargo bench --bench load -- hotslot  --nodes 3 --users 10000
+//!   cargo bench --bench load -- reads    --nodes 1 --clients 64 --seconds 5 --rounds 3
 //!
 //! `create`: every client places orders for new users through the nodes in turn; reports
 //! throughput and p50/p99/p99.9 latency (HDR histogram) and errors by problem type.
 //! `failover`: kill -9 the leader while writing; time until a write succeeds again (median).
 //! `catchup`: a follower misses `--orders` writes, restarts, and catches up by snapshot.
 //! `mix`: the UI mix — each client is a user with an order: 80 % reads, 15 % changes
-//! (If-Match), 5 % cancel + re-order; latency by kind.
+//! (If-Match), 5 % cancel + re-order; latency by kind. `--think-ms N`: each user pauses a
+//! random 0..2N ms (mean N) between actions, as a person at a UI does; `--stale` reads stale.
+//! `reads`: GET of one order per client, against a hello-world axum server (same client, same
+//! machine), stale reads and linearizable reads, interleaved `--rounds` times; medians and
+//! ratios to the hello-world ceiling.
 //! `hotslot`: `--users` users race for one slot of capacity 50: exactly 50 win; the race's
 //! p99 is compared with an uncontended create run in the same process.
 //! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
@@ -41,6 +46,8 @@ struct Args {
     rounds: usize,
     orders: u64,
     users: u64,
+    think_ms: u64,
+    stale: bool,
 }
 
 fn args() -> Args {
@@ -58,6 +65,8 @@ fn args() -> Args {
         rounds: value("--rounds", if smoke { 1 } else { 10 }) as usize,
         orders: value("--orders", if smoke { 200 } else { 100_000 }),
         users: value("--users", if smoke { 200 } else { 10_000 }),
+        think_ms: value("--think-ms", 0),
+        stale: raw.iter().any(|a| a == "--stale"),
     }
 }
 
@@ -78,7 +87,8 @@ async fn main() {
         "backup" => backup(&args).await,
         "mix" => mix(&args).await,
         "hotslot" => hotslot(&args).await,
-        other => eprintln!("unknown scenario '{other}': use create, failover, catchup, backup, mix or hotslot"),
+        "reads" => reads(&args).await,
+        other => eprintln!("unknown scenario '{other}': use create, failover, catchup, backup, mix, hotslot or reads"),
     }
 }
 
@@ -347,6 +357,7 @@ async fn mix(args: &Args) {
     let cluster = TestCluster::start(args.nodes, &extra).await;
     let ports = cluster.ports.clone();
     let deadline = Instant::now() + Duration::from_secs(args.seconds + 1);
+    let (think_ms, query) = (args.think_ms, if args.stale { "?consistency=stale" } else { "" });
     let tasks: Vec<_> = (0..args.clients)
         .map(|c| {
             let ports = ports.clone();
@@ -371,9 +382,13 @@ async fn mix(args: &Args) {
                 while Instant::now() < deadline {
                     n += 1;
                     let roll = (n * 7919 + c as u64 * 104_729) % 100;
+                    if think_ms > 0 {
+                        let pause = (n * 2_654_435_761 + c as u64 * 40_503) % (2 * think_ms + 1);
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
                     let t = Instant::now();
                     let (kind, ok) = if roll < 80 {
-                        let r = http.get(format!("{base}/v1/orders/{id}")).bearer_auth(&auth).send().await;
+                        let r = http.get(format!("{base}/v1/orders/{id}{query}")).bearer_auth(&auth).send().await;
                         ("read", r.map(|r| r.status() == 200).unwrap_or(false))
                     } else if roll < 95 {
                         let body = json!({"address": format!("{n} Mix Street"), "size": "large", "delivery_slot": slot_for(c as u64)});
@@ -431,9 +446,11 @@ async fn mix(args: &Args) {
     let secs = args.seconds as f64;
     for (kind, h) in &merged {
         println!(
-            "| mix {kind} | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms |",
+            "| mix {kind} | {} nodes | {} users, think {} ms{} | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms |",
             args.nodes,
             args.clients,
+            args.think_ms,
+            if args.stale { ", stale reads" } else { "" },
             h.len() as f64 / secs,
             ms(h, 0.5),
             ms(h, 0.99),
@@ -441,9 +458,11 @@ async fn mix(args: &Args) {
         );
     }
     println!(
-        "| mix all | {} nodes | {} users | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms | errors {errors} |",
+        "| mix all | {} nodes | {} users, think {} ms{} | {:.0}/s | p50 {:.2} ms | p99 {:.2} ms | p99.9 {:.2} ms | errors {errors} |",
         args.nodes,
         args.clients,
+        args.think_ms,
+        if args.stale { ", stale reads" } else { "" },
         all.len() as f64 / secs,
         ms(&all, 0.5),
         ms(&all, 0.99),
@@ -520,4 +539,115 @@ async fn hotslot(args: &Args) {
         args.nodes, args.users, ms(&hot, 0.99), ms(&base, 0.99), ms(&hot, 0.99) / ms(&base, 0.99)
     );
     assert_eq!(won, 50.min(args.users), "a slot of capacity 50 took {won} orders");
+}
+
+/// A hello-world axum server on its own runtime (2 workers, as a node has on this machine).
+fn hello_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind hello");
+    let port = listener.local_addr().expect("hello address").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    port
+}
+
+/// `clients` concurrent GETs of `urls[c]` (with `auth[c]`) for `seconds`: requests per second.
+async fn get_rate(urls: &[String], auth: &[String], seconds: u64) -> (f64, Histogram<u64>, u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = urls
+        .iter()
+        .zip(auth)
+        .map(|(url, auth)| {
+            let (url, auth) = (url.clone(), auth.clone());
+            tokio::spawn(async move {
+                let http = client();
+                let (mut h, mut errors) = (new_histogram(), 0u64);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    match http.get(&url).bearer_auth(&auth).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            let _ = r.bytes().await;
+                            let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (h, errors)
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let (mut all, mut errors) = (new_histogram(), 0);
+    for task in tasks {
+        let (h, e) = task.await.expect("client");
+        all.add(&h).expect("merge");
+        errors += e;
+    }
+    (all.len() as f64 / started.elapsed().as_secs_f64(), all, errors)
+}
+
+async fn reads(args: &Args) {
+    let cluster = TestCluster::start(args.nodes, &EXTRA).await;
+    let hello = hello_server();
+    let mut ids = Vec::new();
+    for c in 0..args.clients {
+        let r = client()
+            .post(cluster.url(c % args.nodes, "/v1/orders"))
+            .bearer_auth(token(&format!("reader-{c}")))
+            .json(&order_body(&slot_for(c as u64)))
+            .send()
+            .await
+            .expect("create");
+        let v: Value = r.json().await.expect("order");
+        ids.push(v["id"].as_str().expect("id").to_owned());
+    }
+    let auth: Vec<String> = (0..args.clients).map(|c| token(&format!("reader-{c}"))).collect();
+    let order = |c: usize, q: &str| cluster.url(c % args.nodes, &format!("/v1/orders/{}{q}", ids[c]));
+    let targets: [(&str, Vec<String>); 3] = [
+        ("hello-world axum", (0..args.clients).map(|_| format!("http://127.0.0.1:{hello}/hello")).collect()),
+        ("stale read", (0..args.clients).map(|c| order(c, "?consistency=stale")).collect()),
+        ("linearizable read", (0..args.clients).map(|c| order(c, "")).collect()),
+    ];
+    let _ = get_rate(&targets[2].1, &auth, 1).await; // warm-up
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for _ in 0..args.rounds {
+        for (i, (_, urls)) in targets.iter().enumerate() {
+            let (rate, h, errors) = get_rate(urls, &auth, args.seconds).await;
+            assert_eq!(errors, 0, "{} had {errors} errors", targets[i].0);
+            rates[i].push(rate);
+            p99s[i].push(ms(&h, 0.99));
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let ceiling = median(&rates[0]);
+    for (i, (name, _)) in targets.iter().enumerate() {
+        let rate = median(&rates[i]);
+        println!(
+            "{}",
+            json!({"scenario": "reads", "target": name, "nodes": args.nodes, "clients": args.clients,
+            "rounds": args.rounds, "median_per_second": rate.round(), "median_p99_ms": median(&p99s[i]),
+            "ratio_to_hello": rate / ceiling, "runs": rates[i]})
+        );
+        println!(
+            "| reads | {name} | {} nodes | {} clients | median {:.0}/s of {} runs | p99 {:.2} ms | {:.2}× hello-world |",
+            args.nodes,
+            args.clients,
+            rate,
+            args.rounds,
+            median(&p99s[i]),
+            rate / ceiling
+        );
+    }
 }

@@ -31,7 +31,10 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
             let batch = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("seconds".into()), &latency)
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("pizza_orders_raft_batch_size".into()), &batch));
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full("pizza_orders_raft_batch_size".into()), &batch))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full("pizza_orders_read_index_round_size".into()), &batch)
+                });
             match builder.and_then(|b| b.install_recorder()) {
                 Ok(handle) => Some(handle),
                 Err(e) => {

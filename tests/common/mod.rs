@@ -108,8 +108,10 @@ impl TestNode {
 }
 
 /// The binary with no inherited `PIZZA_ORDERS_*` variables, so tests are hermetic.
+/// `PIZZA_BENCH_BINARY` runs another build instead (benchmarks compare two builds side by side).
 pub fn binary() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pizza-orders"));
+    let path = std::env::var_os("PIZZA_BENCH_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_pizza-orders").into());
+    let mut cmd = Command::new(path);
     for (key, _) in std::env::vars() {
         if key.starts_with("PIZZA_ORDERS_") {
             cmd.env_remove(key);

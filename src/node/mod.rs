@@ -24,6 +24,9 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
 use crate::state::{Applied, Command, Store, StoreError};
 
+mod read_index;
+use read_index::ReadIndex;
+
 /// How long a request waits for a leader (an election) before giving up with 503.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
 /// How long a forwarded write may take on the leader.
@@ -63,6 +66,10 @@ pub struct Node {
     committed: Arc<AtomicU64>,
     proposals: mpsc::Sender<Pending>,
     submitter: Submitter,
+    /// Read indexes confirmed on this node as leader (shared by its reads and its followers').
+    read_index_here: ReadIndex,
+    /// Read indexes for reads on this node, wherever the leader is.
+    read_index: ReadIndex,
 }
 
 type Pending = (Command, oneshot::Sender<Result<Applied, NodeError>>);
@@ -72,7 +79,7 @@ const PROPOSAL_QUEUE: usize = 8192;
 
 impl NodeError {
     /// The same error for every command of a failed batch.
-    fn for_each_command(&self) -> Self {
+    pub(crate) fn for_each_command(&self) -> Self {
         match self {
             NodeError::NoLeader => NodeError::NoLeader,
             NodeError::OutcomeUnknown => NodeError::OutcomeUnknown,
@@ -208,6 +215,14 @@ impl Node {
             tracing::info!(node = id, "initialised a one-node cluster");
         }
         let submitter = Submitter { raft: raft.clone(), peers: peers.clone(), id };
+        let read_index_here = ReadIndex::spawn({
+            let raft = raft.clone();
+            move || confirm_leadership(raft.clone())
+        });
+        let read_index = ReadIndex::spawn({
+            let (raft, peers, here) = (raft.clone(), peers.clone(), read_index_here.clone());
+            move || find_read_index(raft.clone(), peers.clone(), here.clone(), id)
+        });
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
         let max_batch = if config.raft.group_commit { config.raft.max_batch } else { 1 };
         tokio::spawn(run_batcher(submitter.clone(), queue, max_batch, config.raft.batches_in_flight));
@@ -222,6 +237,8 @@ impl Node {
             committed,
             proposals,
             submitter,
+            read_index_here,
+            read_index,
         }))
     }
 
@@ -241,25 +258,7 @@ impl Node {
 
     /// The address of the current leader, waiting up to [`LEADER_WAIT`] for an election.
     async fn leader(&self) -> Result<(NodeId, String), NodeError> {
-        let deadline = Instant::now() + LEADER_WAIT;
-        let mut metrics = self.raft.metrics();
-        loop {
-            {
-                let m = metrics.borrow_and_update();
-                if let Some(leader) = m.current_leader {
-                    if let Some(node) = m.membership_config.membership().get_node(&leader) {
-                        return Ok((leader, node.addr.clone()));
-                    }
-                }
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(NodeError::NoLeader);
-            }
-            if matches!(tokio::time::timeout(remaining, metrics.changed()).await, Ok(Err(_))) {
-                return Err(NodeError::ShuttingDown);
-            }
-        }
+        wait_for_leader(&self.raft).await
     }
 
     /// Replicate `command` and return its outcome once it is committed and applied.
@@ -283,49 +282,19 @@ impl Node {
         if consistency == Consistency::Stale {
             return Ok(());
         }
-        let deadline = Instant::now() + LEADER_WAIT;
-        loop {
-            let index = match self.read_index_here().await {
-                Ok(index) => index,
-                Err(NodeError::NoLeader) => {
-                    let (leader, addr) = self.leader().await?;
-                    if leader == self.id {
-                        continue;
-                    }
-                    match self
-                        .peers
-                        .call::<(), Result<u64, String>>(&addr, "/raft/read-index", &(), FORWARD_TIMEOUT)
-                        .await
-                    {
-                        Ok(Ok(index)) => index,
-                        Ok(Err(_)) | Err(_) if Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                        _ => return Err(NodeError::NoLeader),
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-            return self
-                .raft
-                .wait(Some(remaining))
-                .applied_index_at_least(Some(index), "read barrier")
-                .await
-                .map(|_| ())
-                .map_err(|_| NodeError::NoLeader);
-        }
+        let index = self.read_index.get().await?;
+        self.raft
+            .wait(Some(LEADER_WAIT))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::NoLeader)
     }
 
     /// On the leader: confirm leadership with a quorum and return the index a linearizable
-    /// read must see applied.
+    /// read must see applied. Concurrent callers share one confirmation round.
     pub async fn read_index_here(&self) -> Result<u64, NodeError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(read) => Ok(read.map_or(0, |l| l.index)),
-            Err(RaftError::APIError(_)) => Err(NodeError::NoLeader),
-            Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
-        }
+        self.read_index_here.get().await
     }
 
     /// Stop Raft; storage closes when the last handle is dropped.
@@ -333,5 +302,59 @@ impl Node {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
         }
+    }
+}
+
+/// The current leader's id and address, waiting up to [`LEADER_WAIT`] for an election.
+async fn wait_for_leader(raft: &Raft) -> Result<(NodeId, String), NodeError> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    let mut metrics = raft.metrics();
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if let Some(leader) = m.current_leader {
+                if let Some(node) = m.membership_config.membership().get_node(&leader) {
+                    return Ok((leader, node.addr.clone()));
+                }
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(NodeError::NoLeader);
+        }
+        if matches!(tokio::time::timeout(remaining, metrics.changed()).await, Ok(Err(_))) {
+            return Err(NodeError::ShuttingDown);
+        }
+    }
+}
+
+/// One leadership confirmation on this node: a heartbeat round to a quorum.
+async fn confirm_leadership(raft: Raft) -> Result<u64, NodeError> {
+    match raft.ensure_linearizable().await {
+        Ok(read) => Ok(read.map_or(0, |l| l.index)),
+        Err(RaftError::APIError(_)) => Err(NodeError::NoLeader),
+        Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
+    }
+}
+
+/// A read index from whichever node leads: confirmed here, or asked of the leader.
+async fn find_read_index(raft: Raft, peers: PeerClient, here: ReadIndex, id: NodeId) -> Result<u64, NodeError> {
+    let deadline = Instant::now() + LEADER_WAIT;
+    loop {
+        match here.get().await {
+            Err(NodeError::NoLeader) => {}
+            other => return other,
+        }
+        let (leader, addr) = wait_for_leader(&raft).await?;
+        if leader != id {
+            let answer = peers.call::<(), Result<u64, String>>(&addr, "/raft/read-index", &(), FORWARD_TIMEOUT).await;
+            if let Ok(Ok(index)) = answer {
+                return Ok(index);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(NodeError::NoLeader);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
