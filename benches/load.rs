@@ -15,6 +15,8 @@
 //! `mix`: the UI mix — each client is a user with an order: 80 % reads, 15 % changes
 //! (If-Match), 5 % cancel + re-order; latency by kind. `--think-ms N`: each user pauses a
 //! random 0..2N ms (mean N) between actions, as a person at a UI does; `--stale` reads stale.
+//! `--preload N` first loads N orders (N users over 144 000 slots), runs the mix at that size,
+//! then reports RSS and the time for a `kill -9`ed node to restart and be ready.
 //! `reads`: GET of one order per client, against a hello-world axum server (same client, same
 //! machine), stale reads and linearizable reads, interleaved `--rounds` times; medians and
 //! ratios to the hello-world ceiling.
@@ -48,6 +50,7 @@ struct Args {
     users: u64,
     think_ms: u64,
     stale: bool,
+    preload: u64,
 }
 
 fn args() -> Args {
@@ -67,6 +70,7 @@ fn args() -> Args {
         users: value("--users", if smoke { 200 } else { 10_000 }),
         think_ms: value("--think-ms", 0),
         stale: raw.iter().any(|a| a == "--stale"),
+        preload: value("--preload", 0),
     }
 }
 
@@ -229,7 +233,9 @@ async fn failover(args: &Args) {
 }
 
 async fn catchup(args: &Args) {
-    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=200", "raft.entries_kept_after_snapshot=50"];
+    // About ten snapshots while the follower is away, whatever the size (one entry ≈ ten orders).
+    let every = format!("raft.snapshot_after_entries={}", (args.orders / 100).max(200));
+    let extra = [EXTRA[0], EXTRA[1], every.as_str(), "raft.entries_kept_after_snapshot=50"];
     let mut cluster = TestCluster::start(3, &extra).await;
     let leader = cluster.leader().await;
     let follower = (leader + 1) % 3;
@@ -249,12 +255,36 @@ async fn catchup(args: &Args) {
     let took = restarted.elapsed();
     let state = cluster.converged().await;
     let status = cluster.admin_get(follower, "/admin/cluster").await.unwrap_or_default();
+    let (builds, build_s) = snapshot_builds(&cluster.url(leader, "/metrics")).await;
     println!(
         "{}",
         json!({"scenario": "catchup", "orders": args.orders, "catchup_ms": took.as_millis(),
-        "records": state["records"], "follower_snapshot_index": status["snapshot"]})
+        "records": state["records"], "follower_snapshot_index": status["snapshot"],
+        "leader_snapshot_builds": builds, "leader_snapshot_build_s_total": build_s})
     );
-    println!("| catchup | {} orders | {:?} from restart to caught up (incl. start-up) |", args.orders, took);
+    println!(
+        "| catchup | {} orders | {:?} from restart to caught up (incl. start-up) | leader built {builds} snapshots, {:.2} s on average |",
+        args.orders,
+        took,
+        build_s / builds.max(1.0)
+    );
+}
+
+/// (count, total seconds) of snapshot builds, from a node's `/metrics`.
+async fn snapshot_builds(url: &str) -> (f64, f64) {
+    let text = client().get(url).send().await.ok().map(|r| r.text());
+    let text = match text {
+        Some(t) => t.await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (value("pizza_orders_raft_snapshot_build_seconds_count"), value("pizza_orders_raft_snapshot_build_seconds_sum"))
 }
 
 /// Place `total` orders (new users) through `ports` with 64 clients.
@@ -354,7 +384,12 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 
 async fn mix(args: &Args) {
     let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000"];
-    let cluster = TestCluster::start(args.nodes, &extra).await;
+    let mut cluster = TestCluster::start(args.nodes, &extra).await;
+    if args.preload > 0 {
+        let loading = Instant::now();
+        write_orders(&cluster.ports, args.preload).await;
+        eprintln!("loaded {} orders in {:?}", args.preload, loading.elapsed());
+    }
     let ports = cluster.ports.clone();
     let deadline = Instant::now() + Duration::from_secs(args.seconds + 1);
     let (think_ms, query) = (args.think_ms, if args.stale { "?consistency=stale" } else { "" });
@@ -455,6 +490,22 @@ async fn mix(args: &Args) {
             ms(h, 0.5),
             ms(h, 0.99),
             ms(h, 0.999)
+        );
+    }
+    if args.preload > 0 {
+        let rss = rss_kib(&cluster);
+        let disk = std::fs::metadata(cluster.node(0).data_dir.join("orders.redb")).map(|m| m.len()).unwrap_or(0);
+        cluster.kill(0);
+        let restarting = Instant::now();
+        cluster.restart(0);
+        cluster.wait_ready().await;
+        let restart = restarting.elapsed();
+        println!(
+            "| mix at {} orders | node 1 RSS {:?} KiB | orders.redb {} MB | kill -9 → ready again in {:.2} s |",
+            args.preload,
+            rss,
+            disk / 1_000_000,
+            restart.as_secs_f64()
         );
     }
     println!(

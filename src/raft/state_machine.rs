@@ -144,6 +144,7 @@ impl StateMachine {
             };
             (applied, membership)
         };
+        let started = std::time::Instant::now();
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let tmp = self.snapshot_dir.join(format!("building-{nonce}.tmp"));
         let file = std::fs::File::create(&tmp).map_err(snap_err)?;
@@ -162,7 +163,9 @@ impl StateMachine {
             ),
         };
         self.publish(&tmp, &meta)?;
-        tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot built");
+        let took = started.elapsed();
+        metrics::histogram!("pizza_orders_raft_snapshot_build_seconds").record(took.as_secs_f64());
+        tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, ms = took.as_millis() as u64, "snapshot built");
         Ok(meta)
     }
 
