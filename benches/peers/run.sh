@@ -69,7 +69,9 @@ for i in 0 1 2; do
 done
 sleep 3
 perf=$(ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:52370,http://127.0.0.1:52371,http://127.0.0.1:52372 check perf --load=l 2>&1 || true)
-result[etcd]=$(echo "$perf" | awk '/Throughput is/ {print $(NF-1); exit}')
+echo "$perf" | grep -E "PASS|FAIL" >&2 || true
+# "PASS: Throughput is 150 writes/s" or "FAIL: Throughput too low: 3000 writes/s"
+result[etcd]=$(echo "$perf" | awk '/Throughput/ {for (i = 2; i <= NF; i++) if ($i == "writes/s") {print int($(i - 1)); exit}}')
 
 for c in 1 16 64; do
   po=()
@@ -80,9 +82,9 @@ done
 echo "== reads vs a hello-world axum server (same client, interleaved rounds)" >&2
 for n in 1 3; do
   reads=$("$bin" --bench reads --nodes "$n" --clients 64 --seconds 3 --rounds "$rounds" 2>/dev/null)
-  result[hello_$n]=$(echo "$reads" | awk -F'|' '/hello-world axum/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
-  result[stale_$n]=$(echo "$reads" | awk -F'|' '/stale read/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
-  result[lin_$n]=$(echo "$reads" | awk -F'|' '/linearizable read/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
+  result[hello_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /hello-world axum/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
+  result[stale_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /stale read/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
+  result[lin_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /linearizable read/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }'; }

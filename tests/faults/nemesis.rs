@@ -25,7 +25,7 @@ pub enum FaultKind {
     LeaderCannotSend,
     /// The others' messages to the leader are lost; its messages arrive.
     LeaderCannotHear,
-    /// Two followers... or any two nodes cannot talk; the third sees both.
+    /// Two nodes cannot talk to each other; the third sees both.
     Bridge,
     /// The leader is isolated and another node is killed: no quorum until it heals.
     IsolateLeaderAndKillOther,
