@@ -22,6 +22,17 @@ pub fn admin_token() -> String {
     token_with("admin", true, 3600, Timestamp::now())
 }
 
+/// GET an admin document as the answering node sees it (`x-pizza-local`: not forwarded), or
+/// `None` unless it answers 2xx within `timeout`.
+pub async fn admin_json(url: &str, timeout: Duration) -> Option<Value> {
+    let response =
+        client().get(url).bearer_auth(admin_token()).header("x-pizza-local", "1").timeout(timeout).send().await.ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json().await.ok()
+}
+
 /// Poll `check` until it returns `Some`, or panic with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where
@@ -113,18 +124,7 @@ impl TestCluster {
     }
 
     pub async fn admin_get(&self, i: usize, path: &str) -> Option<Value> {
-        let response = client()
-            .get(self.url(i, path))
-            .bearer_auth(admin_token())
-            .header("x-pizza-local", "1")
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
+        admin_json(&self.url(i, path), Duration::from_secs(2)).await
     }
 
     /// The index of the node every running node agrees is the leader.

@@ -75,12 +75,40 @@ async fn run(seed: u64, duration: Duration) -> Result<(), String> {
         client.await.map_err(|e| format!("a client panicked: {e}"))?;
     }
 
-    // Healed, the cluster serves again and every replica holds the same state.
-    let state = cluster.converged().await;
-    let finals: Vec<_> = futures_join(&workload).await;
+    // Healed, the cluster serves again and every replica holds the same state. A node may still
+    // be retrying a write whose client gave up (for up to the forward timeout), so the final
+    // state is read between two convergences at the same applied index.
+    let mut settled = None;
+    for _ in 0..20 {
+        let before = cluster.converged().await;
+        let finals = read_finals(&workload).await;
+        let after = cluster.converged().await;
+        if before["applied"] == after["applied"] {
+            settled = Some((after, finals));
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (state, finals) = settled.ok_or("the cluster kept applying writes long after the clients stopped")?;
     for (i, f) in finals.iter().enumerate().skip(1) {
         if *f != finals[0] {
-            return Err(format!("node {} and node 1 list different orders after converging", i + 1));
+            let differ: Vec<String> = finals[0]
+                .iter()
+                .filter(|(id, v)| f.get(*id) != Some(*v))
+                .map(|(id, v)| format!("{id}: node 1 {v:?}, node {} {:?}", i + 1, f.get(id)))
+                .chain(
+                    f.keys()
+                        .filter(|id| !finals[0].contains_key(*id))
+                        .map(|id| format!("{id}: only on node {}", i + 1)),
+                )
+                .take(10)
+                .collect();
+            return Err(format!(
+                "node {} and node 1 list different orders at the same applied index {} and digest:\n{}",
+                i + 1,
+                state["applied"],
+                differ.join("\n")
+            ));
         }
     }
     for i in 0..NODES {
@@ -108,7 +136,7 @@ async fn run(seed: u64, duration: Duration) -> Result<(), String> {
     }
 }
 
-async fn futures_join(workload: &Workload) -> Vec<BTreeMap<String, (String, history::Seen)>> {
+async fn read_finals(workload: &Workload) -> Vec<BTreeMap<String, (String, history::Seen)>> {
     let mut all = Vec::new();
     for node in 0..NODES {
         all.push(workload.final_state(node).await);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::cluster::{admin_token, eventually, free_port};
+use crate::common::cluster::{admin_json, admin_token, eventually, free_port};
 use crate::common::{client, TestNode};
 use crate::history::{Fault, History};
 use crate::proxy::{self, node_ip, Links};
@@ -117,18 +117,7 @@ impl Cluster {
     }
 
     async fn admin_get(&self, i: usize, path: &str) -> Option<Value> {
-        let response = client()
-            .get(format!("{}{path}", self.urls[i]))
-            .bearer_auth(admin_token())
-            .header("x-pizza-local", "1")
-            .timeout(Duration::from_millis(500))
-            .send()
-            .await
-            .ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        response.json().await.ok()
+        admin_json(&format!("{}{path}", self.urls[i]), Duration::from_millis(500)).await
     }
 
     /// The leader the live, unpaused nodes agree on, if they agree within a few seconds.
