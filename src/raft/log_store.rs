@@ -2,7 +2,9 @@
 //!
 //! Invariants: an entry or vote is on disk (its redb transaction committed with fsync) before
 //! openraft hears that it is; entries are keyed by index, so `truncate` and `purge` are key
-//! ranges. `committed` is saved without fsync: openraft only uses it to re-apply faster.
+//! ranges. `committed` is kept in memory and written with the next append: openraft calls
+//! `save_committed` on its critical path before every apply, and only uses the saved value
+//! to re-apply faster after a restart, where any earlier committed id is as correct.
 //!
 //! Group commit happens one level up: openraft 0.9 waits for each `append` to be flushed
 //! before it takes the next, so batching fsyncs here would gain nothing. Instead the node
@@ -15,11 +17,11 @@
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{storage_error, NodeId, TypeConfig};
@@ -35,18 +37,32 @@ type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
-    /// The last committed index openraft told us, for `/readyz` (0 = none yet).
+    /// The last committed index openraft told us, for `/readyz` and lease reads (0 = none yet).
     committed: Arc<AtomicU64>,
+    /// The same as a log id, saved by the next append.
+    committed_id: Arc<Mutex<Option<LogId<NodeId>>>>,
+    /// How many times the vote changed since start (a leader's read lease is for one vote).
+    vote_changes: Arc<AtomicU64>,
 }
 
 impl LogStore {
     pub fn new(db: Arc<Database>) -> Self {
-        Self { db, committed: Arc::default() }
+        Self { db, committed: Arc::default(), committed_id: Arc::default(), vote_changes: Arc::default() }
     }
 
     /// The commit index last reported by openraft on this node.
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()
+    }
+
+    /// A counter bumped before every vote change is saved, that is before this node grants a
+    /// vote or accepts a new leader.
+    pub fn vote_changes(&self) -> Arc<AtomicU64> {
+        self.vote_changes.clone()
+    }
+
+    fn latest_committed(&self) -> Option<LogId<NodeId>> {
+        *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Run blocking redb work off the async reactor.
@@ -69,14 +85,11 @@ impl LogStore {
         raw.map(|g| codec::decode(g.value())).transpose().map_err(|e| read(&e))
     }
 
-    fn write_meta<T: Serialize>(db: &Database, key: &str, value: &T, durable: bool) -> Result<()> {
+    fn write_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<()> {
         let write =
             |e: &dyn std::fmt::Display| storage_error(StorageIOError::write, &std::io::Error::other(e.to_string()));
         let bytes = codec::encode(value).map_err(|e| write(&e))?;
-        let mut txn = db.begin_write().map_err(|e| write(&e))?;
-        if !durable {
-            txn.set_durability(Durability::None).map_err(|e| write(&e))?;
-        }
+        let txn = db.begin_write().map_err(|e| write(&e))?;
         txn.open_table(RAFT_META).map_err(|e| write(&e))?.insert(key, bytes.as_slice()).map_err(|e| write(&e))?;
         txn.commit().map_err(|e| write(&e))
     }
@@ -133,7 +146,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<()> {
         let vote = *vote;
-        self.blocking(move |db| Self::write_meta(db, VOTE, &vote, true)).await
+        self.vote_changes.fetch_add(1, Ordering::SeqCst);
+        self.blocking(move |db| Self::write_meta(db, VOTE, &vote)).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>> {
@@ -141,17 +155,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
-        self.committed.store(committed.map_or(0, |c| c.index), Ordering::Relaxed);
-        self.blocking(move |db| Self::write_meta(db, COMMITTED, &committed, false)).await
+        *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = committed;
+        self.committed.store(committed.map_or(0, |c| c.index), Ordering::SeqCst);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>> {
+        if let Some(latest) = self.latest_committed() {
+            return Ok(Some(latest));
+        }
         let committed: Option<LogId<NodeId>> = self.blocking(|db| Self::read_meta(db, COMMITTED)).await?.flatten();
-        self.committed.store(committed.map_or(0, |c| c.index), Ordering::Relaxed);
+        *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = committed;
+        self.committed.store(committed.map_or(0, |c| c.index), Ordering::SeqCst);
         Ok(committed)
     }
 
-    /// One durable transaction for the whole batch; openraft is told only after the fsync.
+    /// One durable transaction for the whole batch (and the latest committed id); openraft is
+    /// told only after the fsync.
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
@@ -162,6 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| codec::encode(&e).map(|bytes| (e.log_id.index, bytes)))
             .collect::<std::result::Result<_, _>>()
             .map_err(write_err)?;
+        let committed = codec::encode(&self.latest_committed()).map_err(write_err)?;
         let result = self
             .blocking(move |db| {
                 // Default durability: the commit returns after the fsync.
@@ -171,6 +192,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     for (index, bytes) in &encoded {
                         table.insert(*index, bytes.as_slice()).map_err(write_err)?;
                     }
+                    txn.open_table(RAFT_META)
+                        .map_err(write_err)?
+                        .insert(COMMITTED, committed.as_slice())
+                        .map_err(write_err)?;
                 }
                 let started = std::time::Instant::now();
                 let committed = txn.commit().map_err(write_err);
