@@ -64,7 +64,12 @@ async fn append(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<AppendEnt
     reply(&node.raft.append_entries(rpc).await)
 }
 
+/// No votes just after a start: a restarted voter has forgotten which leader it heard from,
+/// and must not help elect another while that leader's read lease may hold (`node::lease`).
 async fn vote(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<VoteRequest<u64>>) -> Response {
+    if !node.may_vote() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "just started: not voting yet").into_response();
+    }
     reply(&node.raft.vote(rpc).await)
 }
 

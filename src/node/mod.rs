@@ -24,7 +24,9 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
 use crate::state::{Applied, Command, Store, StoreError};
 
+mod lease;
 mod read_index;
+use lease::Lease;
 use read_index::ReadIndex;
 
 /// How long a request waits for a leader (an election) before giving up with 503.
@@ -70,6 +72,10 @@ pub struct Node {
     read_index_here: ReadIndex,
     /// Read indexes for reads on this node, wherever the leader is.
     read_index: ReadIndex,
+    /// The leader's read lease: read indexes without a round while one is recent.
+    lease: Arc<Lease>,
+    /// The last log index applied to this node's state (its redb transaction committed).
+    applied: Arc<AtomicU64>,
 }
 
 type Pending = (Command, oneshot::Sender<Result<Applied, NodeError>>);
@@ -190,8 +196,15 @@ impl Node {
         let log_store = LogStore::new(db.clone());
         let committed = log_store.committed_index();
         let state_machine = StateMachine::new(db, &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
-        let peers = PeerClient::new(&String::from_utf8_lossy(config.cluster.secret.bytes()), config.cluster.source_ip);
+        let applied = state_machine.applied_index();
         let r = &config.raft;
+        let lease = Arc::new(Lease::new(
+            r.lease_reads.then(|| Duration::from_millis(r.election_timeout_min_ms / 2)),
+            Duration::from_millis(r.election_timeout_min_ms),
+            log_store.vote_changes(),
+            committed.clone(),
+        ));
+        let peers = PeerClient::new(&String::from_utf8_lossy(config.cluster.secret.bytes()), config.cluster.source_ip);
         let raft_config = openraft::Config {
             cluster_name: "pizza-orders".into(),
             heartbeat_interval: r.heartbeat_ms,
@@ -216,8 +229,8 @@ impl Node {
         }
         let submitter = Submitter { raft: raft.clone(), peers: peers.clone(), id };
         let read_index_here = ReadIndex::spawn({
-            let raft = raft.clone();
-            move || confirm_leadership(raft.clone())
+            let (raft, lease) = (raft.clone(), lease.clone());
+            move || confirm_leadership(raft.clone(), lease.clone())
         });
         let read_index = ReadIndex::spawn({
             let (raft, peers, here) = (raft.clone(), peers.clone(), read_index_here.clone());
@@ -239,6 +252,8 @@ impl Node {
             submitter,
             read_index_here,
             read_index,
+            lease,
+            applied,
         }))
     }
 
@@ -282,7 +297,13 @@ impl Node {
         if consistency == Consistency::Stale {
             return Ok(());
         }
-        let index = self.read_index.get().await?;
+        let index = match self.lease_read_index() {
+            Some(index) => index,
+            None => self.read_index.get().await?,
+        };
+        if self.applied.load(Ordering::SeqCst) >= index {
+            return Ok(());
+        }
         self.raft
             .wait(Some(LEADER_WAIT))
             .applied_index_at_least(Some(index), "read barrier")
@@ -294,7 +315,29 @@ impl Node {
     /// On the leader: confirm leadership with a quorum and return the index a linearizable
     /// read must see applied. Concurrent callers share one confirmation round.
     pub async fn read_index_here(&self) -> Result<u64, NodeError> {
-        self.read_index_here.get().await
+        match self.lease_read_index() {
+            Some(index) => Ok(index),
+            None => self.read_index_here.get().await,
+        }
+    }
+
+    /// A read index from the leader's lease, if this node leads and its lease holds; renews
+    /// the lease in the background once it is half used, so steady reads never wait a round.
+    fn lease_read_index(&self) -> Option<u64> {
+        let read = self.lease.read_index()?;
+        if read.renew && self.lease.start_renewal() {
+            let (here, lease) = (self.read_index_here.clone(), self.lease.clone());
+            tokio::spawn(async move {
+                let _ = here.get().await;
+                lease.renewal_done();
+            });
+        }
+        Some(read.index)
+    }
+
+    /// Whether this node may grant votes yet (see `lease`: not just after it started).
+    pub fn may_vote(&self) -> bool {
+        self.lease.may_vote()
     }
 
     /// Stop Raft; storage closes when the last handle is dropped.
@@ -328,10 +371,15 @@ async fn wait_for_leader(raft: &Raft) -> Result<(NodeId, String), NodeError> {
     }
 }
 
-/// One leadership confirmation on this node: a heartbeat round to a quorum.
-async fn confirm_leadership(raft: Raft) -> Result<u64, NodeError> {
+/// One leadership confirmation on this node: a heartbeat round to a quorum, which also
+/// starts or extends the read lease.
+async fn confirm_leadership(raft: Raft, lease: Arc<Lease>) -> Result<u64, NodeError> {
+    let round = lease.begin();
     match raft.ensure_linearizable().await {
-        Ok(read) => Ok(read.map_or(0, |l| l.index)),
+        Ok(read) => {
+            lease.confirmed(round);
+            Ok(read.map_or(0, |l| l.index))
+        }
         Err(RaftError::APIError(_)) => Err(NodeError::NoLeader),
         Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
     }
@@ -341,12 +389,13 @@ async fn confirm_leadership(raft: Raft) -> Result<u64, NodeError> {
 async fn find_read_index(raft: Raft, peers: PeerClient, here: ReadIndex, id: NodeId) -> Result<u64, NodeError> {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
-        match here.get().await {
-            Err(NodeError::NoLeader) => {}
-            other => return other,
-        }
         let (leader, addr) = wait_for_leader(&raft).await?;
-        if leader != id {
+        if leader == id {
+            match here.get().await {
+                Err(NodeError::NoLeader) => {}
+                other => return other,
+            }
+        } else {
             let answer = peers.call::<(), Result<u64, String>>(&addr, "/raft/read-index", &(), FORWARD_TIMEOUT).await;
             if let Ok(Ok(index)) = answer {
                 return Ok(index);

@@ -15,6 +15,7 @@
 
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -45,6 +46,9 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
     /// The file a snapshot from the leader is being received into, removed once installed.
     receiving: Arc<Mutex<Option<PathBuf>>>,
+    /// The last applied log index, set once its transaction committed (reads check it before
+    /// waiting on openraft's metrics).
+    applied: Arc<AtomicU64>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -65,9 +69,18 @@ impl StateMachine {
     pub fn new(db: Arc<Database>, data_dir: &Path) -> std::io::Result<Self> {
         let snapshot_dir = data_dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)?;
-        let machine = Self { db, snapshot_dir, receiving: Arc::default() };
+        let applied = match Self::read_applied(&db) {
+            Ok((applied, _)) => applied.map_or(0, |l| l.index),
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        };
+        let machine = Self { db, snapshot_dir, receiving: Arc::default(), applied: Arc::new(AtomicU64::new(applied)) };
         machine.remove_stale_files();
         Ok(machine)
+    }
+
+    /// The last log index whose effects reads can see.
+    pub fn applied_index(&self) -> Arc<AtomicU64> {
+        self.applied.clone()
     }
 
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Self) -> Result<T> + Send + 'static) -> Result<T> {
@@ -122,6 +135,9 @@ impl StateMachine {
             Self::write_applied(&txn, last, &membership)?;
         }
         txn.commit().map_err(sm_err)?;
+        if let Some(last) = last {
+            self.applied.store(last.index, Ordering::SeqCst);
+        }
         Ok(responses)
     }
 
@@ -191,6 +207,7 @@ impl StateMachine {
         let summary = snapshot::install_state(&txn, &mut BufReader::new(file)).map_err(snap_err)?;
         Self::write_applied(&txn, meta.last_log_id, &meta.last_membership)?;
         txn.commit().map_err(snap_err)?;
+        self.applied.store(meta.last_log_id.map_or(0, |l| l.index), Ordering::SeqCst);
         self.publish(path, meta)?;
         tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot installed");
         Ok(())

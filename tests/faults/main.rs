@@ -12,6 +12,7 @@ mod common;
 
 mod checker;
 mod history;
+mod lease;
 mod nemesis;
 mod proxy;
 mod workload;

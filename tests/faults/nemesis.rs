@@ -116,7 +116,7 @@ impl Cluster {
         cluster
     }
 
-    async fn admin_get(&self, i: usize, path: &str) -> Option<Value> {
+    pub async fn admin_get(&self, i: usize, path: &str) -> Option<Value> {
         admin_json(&format!("{}{path}", self.urls[i]), Duration::from_millis(500)).await
     }
 
