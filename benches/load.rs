@@ -19,7 +19,8 @@
 //! then reports RSS and the time for a `kill -9`ed node to restart and be ready.
 //! `reads`: GET of one order per client, against a hello-world axum server (same client, same
 //! machine), stale reads and linearizable reads, interleaved `--rounds` times; medians and
-//! ratios to the hello-world ceiling.
+//! ratios to the hello-world ceiling, and to hello-world run as separate processes, one per
+//! node (the same process layout on the same cores).
 //! `hotslot`: `--users` users race for one slot of capacity 50: exactly 50 win; the race's
 //! p99 is compared with an uncontended create run in the same process.
 //! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
@@ -85,6 +86,7 @@ const EXTRA: [&str; 2] = ["slots.capacity=1000000", "log.filter=error"];
 async fn main() {
     let args = args();
     match args.scenario.as_str() {
+        "hello-serve" => serve_hello_until_stdin_closes().await,
         "create" => create(&args).await,
         "failover" => failover(&args).await,
         "catchup" => catchup(&args).await,
@@ -609,6 +611,50 @@ fn hello_server() -> u16 {
     port
 }
 
+/// One hello-world server process per node (this bench binary re-run as `hello-serve`), so a
+/// 3-node figure also has a ceiling with the same process layout on the same cores. Each
+/// process exits when its stdin closes, that is with this one at the latest.
+struct HelloProcesses(Vec<std::process::Child>);
+
+impl HelloProcesses {
+    fn start(n: usize) -> (Self, Vec<u16>) {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().expect("bench executable");
+        let mut children = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..n {
+            let mut child = std::process::Command::new(&exe)
+                .arg("hello-serve")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("start a hello-world process");
+            let mut line = String::new();
+            let stdout = child.stdout.take().expect("hello stdout");
+            std::io::BufReader::new(stdout).read_line(&mut line).expect("hello port");
+            ports.push(line.trim().parse().expect("hello port number"));
+            children.push(child);
+        }
+        (Self(children), ports)
+    }
+}
+
+impl Drop for HelloProcesses {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The `hello-serve` mode: print the port, serve hello-world until stdin closes.
+async fn serve_hello_until_stdin_closes() {
+    let port = hello_server();
+    println!("{port}");
+    let _ = tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
+}
+
 /// `clients` concurrent GETs of `urls[c]` (with `auth[c]`) for `seconds`: requests per second.
 async fn get_rate(urls: &[String], auth: &[String], seconds: u64) -> (f64, Histogram<u64>, u64) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -661,11 +707,14 @@ async fn reads(args: &Args) {
     }
     let auth: Vec<String> = (0..args.clients).map(|c| token(&format!("reader-{c}"))).collect();
     let order = |c: usize, q: &str| cluster.url(c % args.nodes, &format!("/v1/orders/{}{q}", ids[c]));
-    let targets: [(&str, Vec<String>); 3] = [
+    let (_processes, ports) = HelloProcesses::start(args.nodes);
+    let mut targets: Vec<(&str, Vec<String>)> = vec![
         ("hello-world axum", (0..args.clients).map(|_| format!("http://127.0.0.1:{hello}/hello")).collect()),
         ("stale read", (0..args.clients).map(|c| order(c, "?consistency=stale")).collect()),
         ("linearizable read", (0..args.clients).map(|c| order(c, "")).collect()),
     ];
+    let urls = (0..args.clients).map(|c| format!("http://127.0.0.1:{}/hello", ports[c % ports.len()])).collect();
+    targets.push(("hello-world axum, one process per node", urls));
     let _ = get_rate(&targets[2].1, &auth, 1).await; // warm-up
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
@@ -683,22 +732,26 @@ async fn reads(args: &Args) {
         v[v.len() / 2]
     };
     let ceiling = median(&rates[0]);
+    // Also against hello-world in its own processes, as many as there are nodes: the same
+    // process layout on the same cores (the in-process server shares the client's process).
+    let spread = median(&rates[3]);
     for (i, (name, _)) in targets.iter().enumerate() {
         let rate = median(&rates[i]);
         println!(
             "{}",
             json!({"scenario": "reads", "target": name, "nodes": args.nodes, "clients": args.clients,
             "rounds": args.rounds, "median_per_second": rate.round(), "median_p99_ms": median(&p99s[i]),
-            "ratio_to_hello": rate / ceiling, "runs": rates[i]})
+            "ratio_to_hello": rate / ceiling, "ratio_to_hello_per_node": rate / spread, "runs": rates[i]})
         );
         println!(
-            "| reads | {name} | {} nodes | {} clients | median {:.0}/s of {} runs | p99 {:.2} ms | {:.2}× hello-world |",
+            "| reads | {name} | {} nodes | {} clients | median {:.0}/s of {} runs | p99 {:.2} ms | {:.2}× hello-world | {:.2}× hello-world per node |",
             args.nodes,
             args.clients,
             rate,
             args.rounds,
             median(&p99s[i]),
-            rate / ceiling
+            rate / ceiling,
+            rate / spread
         );
     }
 }

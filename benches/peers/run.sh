@@ -82,7 +82,8 @@ done
 echo "== reads vs a hello-world axum server (same client, interleaved rounds)" >&2
 for n in 1 3; do
   reads=$("$bin" --bench reads --nodes "$n" --clients 64 --seconds 3 --rounds "$rounds" 2>/dev/null)
-  result[hello_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /hello-world axum/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
+  result[hello_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /\| hello-world axum \|/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
+  result[hellopn_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /one process per node/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
   result[stale_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /stale read/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
   result[lin_$n]=$(echo "$reads" | awk -F'|' '/^\| reads/ && /linearizable read/ {split($6, w, " "); sub("/s", "", w[2]); print w[2]}')
 done
@@ -98,6 +99,10 @@ echo "| 3 nodes (64 clients) vs etcd 3.4 3-node puts/s (check perf l, 500 client
 for n in 1 3; do
   echo "| $n node(s): stale reads vs hello-world axum (64 clients) | ${result[stale_$n]} | ${result[hello_$n]} | $(ratio "${result[stale_$n]}" "${result[hello_$n]}") |"
   echo "| $n node(s): linearizable reads vs hello-world axum (64 clients) | ${result[lin_$n]} | ${result[hello_$n]} | $(ratio "${result[lin_$n]}" "${result[hello_$n]}") |"
+done
+for n in 1 3; do
+  echo "| $n node(s): stale reads vs hello-world axum, one process per node | ${result[stale_$n]} | ${result[hellopn_$n]} | $(ratio "${result[stale_$n]}" "${result[hellopn_$n]}") |"
+  echo "| $n node(s): linearizable reads vs hello-world axum, one process per node | ${result[lin_$n]} | ${result[hellopn_$n]} | $(ratio "${result[lin_$n]}" "${result[hellopn_$n]}") |"
 done
 echo "| disk fdatasync ops/s (reference) | | ${result[fsync]} | |"
 echo "3 nodes, 1 / 16 clients: ${result[po3_1]} / ${result[po3_16]} creates/s; medians of $rounds runs of $secs s"
