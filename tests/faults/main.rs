@@ -122,9 +122,13 @@ async fn run(seed: u64, duration: Duration) -> Result<(), String> {
     let ops = history.ops();
     let report = checker::check(&ops, &finals[0]);
     summarise(seed, duration, &ops, &history, &state, finals[0].len());
+    // The whole history (hundreds of MB for a long release run) is kept when a check fails, or
+    // always with PIZZA_FAULTS_HISTORY=always.
     let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-history-seed-{seed}.json"));
-    let dump = serde_json::json!({ "seed": seed, "ops": ops, "faults": history.faults() });
-    let _ = std::fs::write(&file, serde_json::to_vec_pretty(&dump).unwrap_or_default());
+    if !report.problems.is_empty() || setting("PIZZA_FAULTS_HISTORY", "on-failure") == "always" {
+        let dump = serde_json::json!({ "seed": seed, "ops": ops, "faults": history.faults() });
+        let _ = std::fs::write(&file, serde_json::to_vec(&dump).unwrap_or_default());
+    }
     if report.problems.is_empty() {
         Ok(())
     } else {
