@@ -9,7 +9,8 @@
 //!   answers, and `LogStore` counts the changes, so a lease is only good for the vote it was
 //!   confirmed under;
 //! - a voter restarts and forgets whom it heard from: a node does not vote for anyone during
-//!   its first [`Lease::quarantine`] after starting (`/raft/vote` answers 503).
+//!   its first `quarantine` (the minimum election timeout) after starting (`/raft/vote`
+//!   answers 503).
 //!
 //! While the lease holds, no write can have been acknowledged that this node has not committed,
 //! so its commit index, read *before* the lease is checked, is a valid read index. The lease
@@ -28,7 +29,6 @@ use std::time::{Duration, Instant};
 struct Held {
     votes: u64,
     until: Instant,
-    renew_after: Instant,
 }
 
 /// Taken just before a leadership confirmation round: what the lease will be for if it succeeds.
@@ -96,17 +96,13 @@ impl Lease {
         let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let fresher = held.is_none_or(|h| h.votes != round.votes || h.until < round.sent_after + duration);
         if fresher {
-            *held = Some(Held {
-                votes: round.votes,
-                until: round.sent_after + duration,
-                renew_after: round.sent_after + duration / 2,
-            });
+            *held = Some(Held { votes: round.votes, until: round.sent_after + duration });
         }
     }
 
     /// The read index for a read starting now, if the lease holds.
     pub fn read_index(&self) -> Option<LeaseRead> {
-        self.duration?;
+        let duration = self.duration?;
         // The order matters: the index is read first, then the lease is checked at a later
         // instant, so the index was covered by the lease when it was read.
         let index = self.committed.load(Ordering::SeqCst);
@@ -114,7 +110,9 @@ impl Lease {
         let now = Instant::now();
         let held = *self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match held {
-            Some(h) if h.votes == votes && now < h.until => Some(LeaseRead { index, renew: now >= h.renew_after }),
+            Some(h) if h.votes == votes && now < h.until => {
+                Some(LeaseRead { index, renew: now + duration / 2 >= h.until })
+            }
             _ => None,
         }
     }

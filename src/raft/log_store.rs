@@ -65,6 +65,12 @@ impl LogStore {
         *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Keep `committed` as the id the next append saves and as the index readers see.
+    fn remember_committed(&self, committed: Option<LogId<NodeId>>) {
+        *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = committed;
+        self.committed.store(committed.map_or(0, |c| c.index), Ordering::SeqCst);
+    }
+
     /// Run blocking redb work off the async reactor.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -155,8 +161,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
-        *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = committed;
-        self.committed.store(committed.map_or(0, |c| c.index), Ordering::SeqCst);
+        self.remember_committed(committed);
         Ok(())
     }
 
@@ -165,8 +170,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(Some(latest));
         }
         let committed: Option<LogId<NodeId>> = self.blocking(|db| Self::read_meta(db, COMMITTED)).await?.flatten();
-        *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = committed;
-        self.committed.store(committed.map_or(0, |c| c.index), Ordering::SeqCst);
+        self.remember_committed(committed);
         Ok(committed)
     }
 

@@ -69,11 +69,9 @@ impl StateMachine {
     pub fn new(db: Arc<Database>, data_dir: &Path) -> std::io::Result<Self> {
         let snapshot_dir = data_dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)?;
-        let applied = match Self::read_applied(&db) {
-            Ok((applied, _)) => applied.map_or(0, |l| l.index),
-            Err(e) => return Err(std::io::Error::other(e.to_string())),
-        };
-        let machine = Self { db, snapshot_dir, receiving: Arc::default(), applied: Arc::new(AtomicU64::new(applied)) };
+        let (applied, _) = Self::read_applied(&db).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let applied = Arc::new(AtomicU64::new(applied.map_or(0, |l| l.index)));
+        let machine = Self { db, snapshot_dir, receiving: Arc::default(), applied };
         machine.remove_stale_files();
         Ok(machine)
     }
