@@ -496,14 +496,18 @@ async fn mix(args: &Args) {
     }
     if args.preload > 0 {
         let rss = rss_kib(&cluster);
-        let disk = std::fs::metadata(cluster.node(0).data_dir.join("orders.redb")).map(|m| m.len()).unwrap_or(0);
+        let data_dir = &cluster.node(0).data_dir;
+        let disk: u64 = ["orders.redb", "raft-log.redb"]
+            .iter()
+            .map(|file| std::fs::metadata(data_dir.join(file)).map_or(0, |m| m.len()))
+            .sum();
         cluster.kill(0);
         let restarting = Instant::now();
         cluster.restart(0);
         cluster.wait_ready().await;
         let restart = restarting.elapsed();
         println!(
-            "| mix at {} orders | node 1 RSS {:?} KiB | orders.redb {} MB | kill -9 → ready again in {:.2} s |",
+            "| mix at {} orders | node 1 RSS {:?} KiB | data files {} MB | kill -9 → ready again in {:.2} s |",
             args.preload,
             rss,
             disk / 1_000_000,

@@ -13,9 +13,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
-        let db = store.shared_database();
-        let state_machine = StateMachine::new(db.clone(), dir.path()).expect("state machine");
-        Ok((dir, LogStore::new(db), state_machine))
+        let state_machine = StateMachine::new(store.shared_database(), dir.path()).expect("state machine");
+        let log_store = LogStore::open(dir.path(), store).expect("open log");
+        Ok((dir, log_store, state_machine))
     }
 }
 

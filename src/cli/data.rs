@@ -18,6 +18,7 @@ use super::{usage_error, AdminArgs, ConfigArgs};
 use crate::backup::{self, BackupError};
 use crate::config::{Overrides, Settings};
 use crate::domain::Timestamp;
+use crate::raft::log_store::LogStore;
 use crate::state::check::check_state;
 use crate::state::snapshot::install_state;
 use crate::state::{SlotCapacity, Store, StoreError};
@@ -255,6 +256,7 @@ pub fn restore(args: RestoreArgs) -> ExitCode {
     }
     if args.force {
         let _ = std::fs::remove_file(args.data_dir.join(Store::FILE_NAME));
+        let _ = std::fs::remove_file(args.data_dir.join(LogStore::FILE_NAME));
         let _ = std::fs::remove_dir_all(args.data_dir.join("snapshots"));
     }
     bar.set_message("restoring");
@@ -273,6 +275,11 @@ pub fn restore(args: RestoreArgs) -> ExitCode {
         let meta = crate::raft::state_machine::mark_restored(&txn, args.node_id, &args.advertise, header.revision)
             .map_err(|e| e.to_string())?;
         txn.commit().map_err(|e| e.to_string())?;
+        if let Some(last) = meta.last_log_id {
+            LogStore::open(&args.data_dir, store)
+                .and_then(|log| log.record_restored(last))
+                .map_err(|e| e.to_string())?;
+        }
         crate::raft::state_machine::adopt_snapshot(&args.data_dir, &body_copy, &meta).map_err(|e| e.to_string())
     })();
     bar.finish_and_clear();

@@ -24,6 +24,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
 use crate::state::{Applied, Command, Store, StoreError};
 
+mod checkpoint;
 mod lease;
 mod read_index;
 use lease::Lease;
@@ -192,11 +193,12 @@ impl Node {
     /// `cluster.bootstrap` is set. `advertise` is how peers reach this node.
     pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
         let store = Store::open(&config.data_dir)?;
-        let db = store.shared_database();
-        let log_store = LogStore::new(db.clone());
+        let log_store = LogStore::open(&config.data_dir, store.clone())?;
         let committed = log_store.committed_index();
-        let state_machine = StateMachine::new(db, &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let state_machine =
+            StateMachine::new(store.shared_database(), &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
         let applied = state_machine.applied_index();
+        checkpoint::spawn(store.weak_database(), applied.clone());
         let r = &config.raft;
         let lease = Arc::new(Lease::new(
             r.lease_reads.then(|| Duration::from_millis(r.election_timeout_min_ms / 2)),
@@ -340,10 +342,19 @@ impl Node {
         self.lease.may_vote()
     }
 
-    /// Stop Raft; storage closes when the last handle is dropped.
+    /// Stop Raft and make the state durable (a restart then re-applies nothing); storage
+    /// closes when the last handle is dropped.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.make_durable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the state was not made durable at shutdown; the next start re-applies the log")
+            }
+            Err(e) => tracing::warn!(error = %e, "the shutdown checkpoint did not run"),
         }
     }
 }

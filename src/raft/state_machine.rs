@@ -1,11 +1,11 @@
 //! The Raft state machine: committed entries go through the deterministic `state::apply`.
 //!
 //! Choice: apply commits *lazily* (`Durability::None`). The last applied log id and the
-//! membership are written in the same transaction as the state they cover, and every log
-//! append, vote and purge on the same redb file commits with fsync, which makes all earlier
-//! commits durable too. After a crash the state is therefore some consistent earlier point
-//! and openraft re-applies the log from the durable `applied` id; entries are never purged
-//! before a snapshot (written with fsync) covers them. This saves one fsync per batch.
+//! membership are written in the same transaction as the state they cover, and the state file
+//! is made durable once a second (`checkpoint`), before the log store purges entries, and on
+//! shutdown. After a crash the state is therefore some consistent earlier point and openraft
+//! re-applies the log (its own file, every append fsynced) from the durable `applied` id.
+//! This saves one fsync per batch.
 //!
 //! Snapshots are streamed from a redb read transaction to a file (`state::snapshot`), never
 //! built in memory; installing one replaces every state table in one write transaction.
@@ -334,8 +334,8 @@ pub fn applied_index(txn: &redb::ReadTransaction) -> std::result::Result<Option<
 }
 
 /// Make a database restored from a backup at `revision` a one-node cluster of `node_id`
-/// reachable at `advertise`: the log counts as purged up to `revision` (the state covers it).
-/// Returns the snapshot metadata for [`adopt_snapshot`].
+/// reachable at `advertise`. Returns the snapshot metadata for [`adopt_snapshot`]; its last log
+/// id is where the log starts (`LogStore::record_restored`).
 pub fn mark_restored(
     txn: &WriteTransaction,
     node_id: NodeId,
@@ -348,8 +348,6 @@ pub fn mark_restored(
     let membership = Membership::new(Some(log_id), openraft::Membership::new(voters, members));
     StateMachine::write_applied(txn, Some(log_id), &membership)
         .map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
-    let bytes = codec::encode(&log_id)?;
-    txn.open_table(crate::state::tables::RAFT_META)?.insert("last_purged", bytes.as_slice())?;
     Ok(Meta { last_log_id: Some(log_id), last_membership: membership, snapshot_id: format!("restored-{revision}") })
 }
 

@@ -20,3 +20,4 @@ pub use command::{
 };
 pub use error::StoreError;
 pub use store::Store;
+pub(crate) use store::{make_durable, open_database};

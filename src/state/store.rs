@@ -38,20 +38,7 @@ impl Store {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
-        let unreadable = |reason: String| StoreError::Unreadable { path: path.display().to_string(), reason };
-        let mut db = Database::create(&path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen { path: path.display().to_string() },
-            other => unreadable(other.to_string()),
-        })?;
-        // redb checks page checksums only when it recovers from a crash; a page damaged on a
-        // cleanly closed file would be read as if it were data. Verify every page once per start
-        // (about a second per GB from the page cache). `Ok(false)` means redb rolled back to an
-        // older commit to repair it, which may drop acknowledged Raft entries: refuse that too.
-        match db.check_integrity() {
-            Ok(true) => {}
-            Ok(false) => return Err(unreadable("page checksums did not match (the file is damaged)".into())),
-            Err(e) => return Err(unreadable(e.to_string())),
-        }
+        let db = open_database(&path)?;
         let store = Self { db: Arc::new(db), path };
         store.initialise()?;
         Ok(store)
@@ -86,9 +73,20 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
-    /// The database handle, for the Raft log store and state machine on the same file.
+    /// The database handle, for the Raft state machine.
     pub fn shared_database(&self) -> Arc<Database> {
         self.db.clone()
+    }
+
+    /// Make every commit so far durable. Apply commits without fsync (the Raft log is the
+    /// durable record); this is called once a second, before the log is purged and on shutdown.
+    pub fn make_durable(&self) -> Result<(), StoreError> {
+        make_durable(&self.db)
+    }
+
+    /// A handle that does not keep the file open (for background tasks).
+    pub fn weak_database(&self) -> std::sync::Weak<Database> {
+        Arc::downgrade(&self.db)
     }
 
     /// A cheap storage check: a read transaction opens and the schema version is readable.
@@ -161,6 +159,32 @@ impl Store {
             loads.insert(start.value(), booked.value());
         }
         Ok(loads)
+    }
+}
+
+/// Commit an empty transaction with fsync: redb then makes every earlier commit durable too.
+pub fn make_durable(db: &Database) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    db.begin_write()?.commit()?;
+    metrics::histogram!("pizza_orders_state_checkpoint_seconds").record(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Open (or create) the redb file at `path`, verifying every page checksum first.
+pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let unreadable = |reason: String| StoreError::Unreadable { path: path.display().to_string(), reason };
+    let mut db = Database::create(path).map_err(|e| match e {
+        DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen { path: path.display().to_string() },
+        other => unreadable(other.to_string()),
+    })?;
+    // redb checks page checksums only when it recovers from a crash; a page damaged on a
+    // cleanly closed file would be read as if it were data. Verify every page once per start
+    // (about a second per GB from the page cache). `Ok(false)` means redb rolled back to an
+    // older commit to repair it, which may drop acknowledged Raft entries: refuse that too.
+    match db.check_integrity() {
+        Ok(true) => Ok(db),
+        Ok(false) => Err(unreadable("page checksums did not match (the file is damaged)".into())),
+        Err(e) => Err(unreadable(e.to_string())),
     }
 }
 

@@ -44,7 +44,8 @@ pub const IDEMPOTENCY_EXPIRY: TableDefinition<(i64, &str, &str), ()> = TableDefi
 /// commands they cover, so "what was applied" and "the state" never disagree after a crash.
 pub const REPLICATION: TableDefinition<&str, &[u8]> = TableDefinition::new("replication");
 
-/// The Raft log: index → encoded entry. Owned by `raft/log_store.rs`.
+/// The Raft log: index → encoded entry. Owned by `raft/log_store.rs`, in its own file
+/// (`raft-log.redb`); data directories written before that kept both tables in `orders.redb`.
 pub const RAFT_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Raft's durable variables: `vote`, `committed`, `last_purged` → encoded values.
 pub const RAFT_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -60,7 +61,5 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
     txn.open_table(REPLICATION)?;
-    txn.open_table(RAFT_LOG)?;
-    txn.open_table(RAFT_META)?;
     Ok(())
 }
