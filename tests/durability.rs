@@ -70,6 +70,34 @@ async fn every_acknowledged_order_survives_kill_9() {
     }
 }
 
+/// Apply commits without fsync and the log is purged behind snapshots: a crash must never
+/// leave the durable state behind the purged log (the entries to re-apply would be gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_order_survives_kill_9_after_the_log_was_purged() {
+    let extra = [
+        "slots.capacity=1000",
+        "raft.max_batch=1",
+        "raft.snapshot_after_entries=10",
+        "raft.entries_kept_after_snapshot=0",
+    ];
+    let mut node = TestNode::start_with(&extra);
+    let (acknowledged, writers) = start_writers(&node.base, "p", 20);
+    wait_for(&acknowledged, 100).await;
+    node.kill();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 100, "only {} orders acknowledged before the kill", acknowledged.len());
+
+    node.restart_with(&extra);
+    for (owner, order) in &acknowledged {
+        let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+        let stored: Value = client().get(&url).bearer_auth(token(owner)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(&stored, order, "acknowledged order changed or lost across kill -9");
+    }
+}
+
 #[tokio::test]
 async fn an_order_inside_its_cutoff_can_no_longer_change_or_be_cancelled() {
     let mut node = TestNode::start_with(&["slots.cutoff_minutes=0"]);
