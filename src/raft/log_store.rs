@@ -113,9 +113,9 @@ impl LogStore {
         work: impl FnOnce(&Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || work(&db))
+        super::run_blocking(move || work(&db))
             .await
-            .map_err(|e| storage_error(StorageIOError::write_logs, &e))?
+            .map_err(|e| storage_error(StorageIOError::write_logs, &std::io::Error::other(e)))?
     }
 
     fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>> {

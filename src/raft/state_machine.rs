@@ -83,7 +83,7 @@ impl StateMachine {
 
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Self) -> Result<T> + Send + 'static) -> Result<T> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || work(&this)).await.map_err(sm_err)?
+        super::run_blocking(move || work(&this)).await.map_err(sm_err)?
     }
 
     fn read_applied(db: &Database) -> Result<(Option<LogId<NodeId>>, Membership)> {
