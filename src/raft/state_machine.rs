@@ -100,15 +100,24 @@ impl StateMachine {
         Ok((applied, membership))
     }
 
-    fn write_applied(txn: &WriteTransaction, applied: Option<LogId<NodeId>>, membership: &Membership) -> Result<()> {
+    /// Record the last applied log id and, when given, the membership it brought.
+    fn write_applied(
+        txn: &WriteTransaction,
+        applied: Option<LogId<NodeId>>,
+        membership: Option<&Membership>,
+    ) -> Result<()> {
         let mut table = txn.open_table(REPLICATION).map_err(sm_err)?;
         table.insert(APPLIED, codec::encode(&applied).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
-        table.insert(MEMBERSHIP, codec::encode(membership).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
+        if let Some(membership) = membership {
+            table.insert(MEMBERSHIP, codec::encode(membership).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
+        }
         Ok(())
     }
 
+    /// One write transaction for the batch; the membership is rewritten only by a batch that
+    /// changes it.
     fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
-        let (_, mut membership) = Self::read_applied(&self.db)?;
+        let mut membership = None;
         let mut txn = self.db.begin_write().map_err(sm_err)?;
         txn.set_durability(Durability::None).map_err(sm_err)?;
         let mut responses = Vec::with_capacity(entries.len());
@@ -124,13 +133,13 @@ impl StateMachine {
                     .collect::<std::result::Result<_, _>>()
                     .map_err(sm_err)?,
                 EntryPayload::Membership(m) => {
-                    membership = Membership::new(Some(entry.log_id), m);
+                    membership = Some(Membership::new(Some(entry.log_id), m));
                     Vec::new()
                 }
             });
         }
         if last.is_some() {
-            Self::write_applied(&txn, last, &membership)?;
+            Self::write_applied(&txn, last, membership.as_ref())?;
         }
         txn.commit().map_err(sm_err)?;
         if let Some(last) = last {
@@ -203,7 +212,7 @@ impl StateMachine {
         file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
         let txn = self.db.begin_write().map_err(snap_err)?;
         let summary = snapshot::install_state(&txn, &mut BufReader::new(file)).map_err(snap_err)?;
-        Self::write_applied(&txn, meta.last_log_id, &meta.last_membership)?;
+        Self::write_applied(&txn, meta.last_log_id, Some(&meta.last_membership))?;
         txn.commit().map_err(snap_err)?;
         self.applied.store(meta.last_log_id.map_or(0, |l| l.index), Ordering::SeqCst);
         self.publish(path, meta)?;
@@ -346,7 +355,7 @@ pub fn mark_restored(
     let members = std::collections::BTreeMap::from([(node_id, BasicNode::new(advertise))]);
     let voters = vec![members.keys().copied().collect()];
     let membership = Membership::new(Some(log_id), openraft::Membership::new(voters, members));
-    StateMachine::write_applied(txn, Some(log_id), &membership)
+    StateMachine::write_applied(txn, Some(log_id), Some(&membership))
         .map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
     Ok(Meta { last_log_id: Some(log_id), last_membership: membership, snapshot_id: format!("restored-{revision}") })
 }
