@@ -277,14 +277,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Move the log and Raft variables that versions before 0.2 kept in `orders.redb` into the
-/// log's own file. The copy is one durable transaction, and the old tables are dropped only
-/// after it: a crash in between leaves both, and the next start just drops the old ones.
+/// Move the log and Raft variables that data format 2 kept in `orders.redb` into the log's
+/// own file. The copy is one durable transaction; the old tables are dropped and the format
+/// set to 3 only after it: a crash in between leaves both, and the next start just drops the
+/// old ones.
 fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), StoreError> {
+    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
     use redb::TableHandle;
-    let legacy: Vec<String> = state.begin_read()?.list_tables()?.map(|t| t.name().to_string()).collect();
+    let (legacy, format) = {
+        let txn = state.begin_read()?;
+        let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_string()).collect();
+        (tables, txn.open_table(META)?.get(META_SCHEMA_VERSION)?.map(|v| v.value()))
+    };
     let has = |name: &str| legacy.iter().any(|t| t == name);
-    if !has(RAFT_LOG.name()) && !has(RAFT_META.name()) {
+    if format != Some(DATA_FORMAT_SHARED_LOG) && !has(RAFT_LOG.name()) && !has(RAFT_META.name()) {
         return Ok(());
     }
     let log_is_empty = {
@@ -315,6 +321,7 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
     let txn = state.begin_write()?;
     txn.delete_table(RAFT_LOG)?;
     txn.delete_table(RAFT_META)?;
+    txn.open_table(META)?.insert(META_SCHEMA_VERSION, DATA_FORMAT)?;
     txn.commit()?;
     Ok(())
 }
@@ -322,7 +329,15 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
     use openraft::CommittedLeaderId;
+
+    fn data_format(store: &Store) -> Option<u64> {
+        let txn = store.shared_database().begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        let format = meta.get(META_SCHEMA_VERSION).unwrap().map(|v| v.value());
+        format
+    }
 
     fn legacy_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -330,6 +345,7 @@ mod tests {
         let db = store.shared_database();
         let txn = db.begin_write().unwrap();
         {
+            txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION, DATA_FORMAT_SHARED_LOG).unwrap();
             let mut log = txn.open_table(RAFT_LOG).unwrap();
             for index in 1..=3u64 {
                 let entry = Entry::<TypeConfig> {
@@ -363,6 +379,9 @@ mod tests {
         assert_eq!(entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(block_on(log.read_vote()).unwrap(), Some(Vote::new_committed(1, 1)));
         assert!(!state_tables(&store).iter().any(|t| t.starts_with("raft_")), "{:?}", state_tables(&store));
+        // Builds that read format 2 refuse the converted directory instead of starting on an
+        // empty log.
+        assert_eq!(data_format(&store), Some(DATA_FORMAT));
         drop(log);
         // Opening again is a no-op.
         let mut log = LogStore::open(dir.path(), store).unwrap();

@@ -46,8 +46,8 @@ pub fn check_state(
 ) -> Result<CheckReport, StoreError> {
     let mut report = CheckReport::default();
     match txn.open_table(META)?.get(tables::META_SCHEMA_VERSION)?.map(|g| g.value()) {
-        Some(v) if v == tables::SCHEMA_VERSION => {}
-        other => report.problem(format!("schema version is {other:?}; this build reads {}", tables::SCHEMA_VERSION)),
+        Some(tables::DATA_FORMAT | tables::DATA_FORMAT_SHARED_LOG) => {}
+        other => report.problem(format!("data format is {other:?}; this build reads {}", tables::DATA_FORMAT)),
     }
 
     let mut orders: BTreeMap<u128, Order> = BTreeMap::new();

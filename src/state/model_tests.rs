@@ -258,7 +258,7 @@ proptest! {
         let db = Database::builder().create_with_backend(InMemoryBackend::new()).unwrap();
         let txn = db.begin_write().unwrap();
         super::tables::create_all(&txn).unwrap();
-        txn.open_table(super::tables::META).unwrap().insert(super::tables::META_SCHEMA_VERSION, super::tables::SCHEMA_VERSION).unwrap();
+        txn.open_table(super::tables::META).unwrap().insert(super::tables::META_SCHEMA_VERSION, super::tables::DATA_FORMAT).unwrap();
         txn.commit().unwrap();
         let slots = slots();
         let mut model = Model::default();

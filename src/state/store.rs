@@ -51,14 +51,15 @@ impl Store {
             let found = meta.get(tables::META_SCHEMA_VERSION)?.map(|g| g.value());
             match found {
                 None => {
-                    meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
+                    meta.insert(tables::META_SCHEMA_VERSION, tables::DATA_FORMAT)?;
                 }
-                Some(v) if v == tables::SCHEMA_VERSION => {}
+                // The older format is converted by `LogStore::open`.
+                Some(tables::DATA_FORMAT | tables::DATA_FORMAT_SHARED_LOG) => {}
                 Some(found) => {
                     return Err(StoreError::FormatVersion {
                         path: self.path.display().to_string(),
                         found,
-                        expected: tables::SCHEMA_VERSION,
+                        expected: tables::DATA_FORMAT,
                     })
                 }
             }

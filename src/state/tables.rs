@@ -10,10 +10,18 @@
 
 use redb::{TableDefinition, TableError, WriteTransaction};
 
-/// Bumped whenever a table, key layout or value encoding changes incompatibly.
+/// Bumped whenever a state table, key layout or value encoding changes incompatibly; snapshots
+/// and backups carry it.
 pub const SCHEMA_VERSION: u64 = 2;
 
-/// `schema_version` → u64.
+/// The data directory's format, stored under `schema_version` in `meta` (builds before 3 check
+/// it against their `SCHEMA_VERSION`, so they refuse a directory they cannot read): 3 keeps the
+/// Raft log in `raft-log.redb`.
+pub const DATA_FORMAT: u64 = 3;
+/// The format before it, with the Raft log inside `orders.redb`; converted at start.
+pub const DATA_FORMAT_SHARED_LOG: u64 = 2;
+
+/// `schema_version` → u64 (the data format above).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 
