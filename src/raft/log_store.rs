@@ -8,7 +8,9 @@
 //! Why a file of its own: a redb commit writes every page dirtied since the last durable
 //! commit. Sharing the state's file, each append's fsync also carried the pages of the
 //! previous apply (21 page writes per one-order append instead of about 10), and log appends
-//! and applies took turns at the one writer lock. `committed` is kept in memory and written with the next append: openraft calls
+//! and applies took turns at the one writer lock.
+//!
+//! `committed` is kept in memory and written with the next append: openraft calls
 //! `save_committed` on its critical path before every apply, and only uses the saved value
 //! to re-apply faster after a restart, where any earlier committed id is as correct.
 //!
@@ -36,6 +38,11 @@ use crate::codec;
 use crate::state::tables::{RAFT_LOG, RAFT_META};
 use crate::state::{Store, StoreError};
 
+/// The log's page cache: replication reads the newest entries, which this holds many times
+/// over; without a bound a long log behind a snapshot could take redb's default 1 GiB next to
+/// the state's.
+const LOG_CACHE_BYTES: usize = 64 << 20;
+
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
@@ -61,7 +68,7 @@ impl LogStore {
     /// Open (or create) the log in `data_dir`, verifying its pages, and move the log out of the
     /// state's file if an older version kept it there.
     pub fn open(data_dir: &Path, state: Store) -> std::result::Result<Self, StoreError> {
-        let db = crate::state::open_database(&data_dir.join(Self::FILE_NAME))?;
+        let db = crate::state::open_database(&data_dir.join(Self::FILE_NAME), Some(LOG_CACHE_BYTES))?;
         let txn = db.begin_write()?;
         txn.open_table(RAFT_LOG)?;
         txn.open_table(RAFT_META)?;

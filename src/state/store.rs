@@ -38,7 +38,7 @@ impl Store {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
-        let db = open_database(&path)?;
+        let db = open_database(&path, None)?;
         let store = Self { db: Arc::new(db), path };
         store.initialise()?;
         Ok(store)
@@ -171,10 +171,15 @@ pub fn make_durable(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Open (or create) the redb file at `path`, verifying every page checksum first.
-pub(crate) fn open_database(path: &Path) -> Result<Database, StoreError> {
+/// Open (or create) the redb file at `path`, verifying every page checksum first. `cache_bytes`
+/// bounds redb's page cache (default: redb's own, 1 GiB).
+pub(crate) fn open_database(path: &Path, cache_bytes: Option<usize>) -> Result<Database, StoreError> {
     let unreadable = |reason: String| StoreError::Unreadable { path: path.display().to_string(), reason };
-    let mut db = Database::create(path).map_err(|e| match e {
+    let mut builder = Database::builder();
+    if let Some(bytes) = cache_bytes {
+        builder.set_cache_size(bytes);
+    }
+    let mut db = builder.create(path).map_err(|e| match e {
         DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen { path: path.display().to_string() },
         other => unreadable(other.to_string()),
     })?;
