@@ -31,6 +31,10 @@ use crate::codec;
 use crate::state::tables::REPLICATION;
 use crate::state::{apply, snapshot};
 
+/// Batches up to this many commands are applied on the state-machine task itself (tens of µs
+/// without fsync, less than a thread hand-off costs); larger ones through `run_blocking`.
+const INLINE_APPLY_COMMANDS: usize = 8;
+
 const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 const CURRENT_SNAPSHOT: &str = "current.snapshot";
@@ -257,6 +261,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        let commands: usize = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(p) => p.commands.len(),
+                _ => 1,
+            })
+            .sum();
+        if commands <= INLINE_APPLY_COMMANDS {
+            return self.apply_entries(entries);
+        }
         self.blocking(move |sm| sm.apply_entries(entries)).await
     }
 
