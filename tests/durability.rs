@@ -50,24 +50,34 @@ async fn wait_for(acknowledged: &Acknowledged, n: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_acknowledged_order_survives_kill_9() {
-    let mut node = TestNode::start_with(&["slots.capacity=1000"]);
-    let (acknowledged, writers) = start_writers(&node.base, "w", 50);
-    wait_for(&acknowledged, 60).await;
+/// Every acknowledged order reads back unchanged from `node`.
+async fn assert_all_stored(node: &TestNode, acknowledged: &[(String, Value)], across: &str) {
+    for (owner, order) in acknowledged {
+        let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
+        let stored: Value = client().get(&url).bearer_auth(token(owner)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(&stored, order, "acknowledged order changed or lost across {across}");
+    }
+}
+
+/// Writers on a node started with `extra`; `kill -9` once `at_least` orders were
+/// acknowledged; restart; every acknowledged order must be there.
+async fn kill_9_under_load_then_restart(extra: &[&str], per_writer: i64, at_least: usize) {
+    let mut node = TestNode::start_with(extra);
+    let (acknowledged, writers) = start_writers(&node.base, "w", per_writer);
+    wait_for(&acknowledged, at_least).await;
     node.kill();
     for writer in writers {
         let _ = writer.await;
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 60, "only {} orders acknowledged before the kill", acknowledged.len());
+    assert!(acknowledged.len() >= at_least, "only {} orders acknowledged before the kill", acknowledged.len());
+    node.restart_with(extra);
+    assert_all_stored(&node, &acknowledged, "kill -9").await;
+}
 
-    node.restart_with(&["slots.capacity=1000"]);
-    for (owner, order) in &acknowledged {
-        let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
-        let stored: Value = client().get(&url).bearer_auth(token(owner)).send().await.unwrap().json().await.unwrap();
-        assert_eq!(&stored, order, "acknowledged order changed or lost across kill -9");
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_order_survives_kill_9() {
+    kill_9_under_load_then_restart(&["slots.capacity=1000"], 50, 60).await;
 }
 
 /// Apply commits without fsync and the log is purged behind snapshots: a crash must never
@@ -80,22 +90,7 @@ async fn every_acknowledged_order_survives_kill_9_after_the_log_was_purged() {
         "raft.snapshot_after_entries=10",
         "raft.entries_kept_after_snapshot=0",
     ];
-    let mut node = TestNode::start_with(&extra);
-    let (acknowledged, writers) = start_writers(&node.base, "p", 20);
-    wait_for(&acknowledged, 100).await;
-    node.kill();
-    for writer in writers {
-        let _ = writer.await;
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 100, "only {} orders acknowledged before the kill", acknowledged.len());
-
-    node.restart_with(&extra);
-    for (owner, order) in &acknowledged {
-        let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
-        let stored: Value = client().get(&url).bearer_auth(token(owner)).send().await.unwrap().json().await.unwrap();
-        assert_eq!(&stored, order, "acknowledged order changed or lost across kill -9");
-    }
+    kill_9_under_load_then_restart(&extra, 20, 100).await;
 }
 
 #[tokio::test]
@@ -144,9 +139,5 @@ async fn sigterm_under_load_exits_0_and_loses_no_acknowledged_write() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() >= 50, "only {} orders acknowledged before SIGTERM", acknowledged.len());
     node.restart_with(&["slots.capacity=1000"]);
-    for (owner, order) in &acknowledged {
-        let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
-        let stored: Value = client().get(&url).bearer_auth(token(owner)).send().await.unwrap().json().await.unwrap();
-        assert_eq!(&stored, order, "an acknowledged order was lost across SIGTERM");
-    }
+    assert_all_stored(&node, &acknowledged, "SIGTERM").await;
 }
