@@ -22,14 +22,11 @@ pub fn spawn(state: Weak<Database>, applied: Arc<AtomicU64>) {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            let Some(db) = state.upgrade() else { return };
             let now = applied.load(Ordering::SeqCst);
             if now == durable {
-                if state.strong_count() == 0 {
-                    return;
-                }
                 continue;
             }
-            let Some(db) = state.upgrade() else { return };
             match tokio::task::spawn_blocking(move || crate::state::make_durable(&db)).await {
                 Ok(Ok(())) => durable = now,
                 Ok(Err(e)) => tracing::error!(error = %e, "making the state durable failed; retrying in a second"),

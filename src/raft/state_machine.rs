@@ -91,17 +91,7 @@ impl StateMachine {
     }
 
     fn read_applied(db: &Database) -> Result<(Option<LogId<NodeId>>, Membership)> {
-        let txn = db.begin_read().map_err(sm_err)?;
-        let table = txn.open_table(REPLICATION).map_err(sm_err)?;
-        let applied = match table.get(APPLIED).map_err(sm_err)? {
-            Some(raw) => codec::decode(raw.value()).map_err(sm_err)?,
-            None => None,
-        };
-        let membership = match table.get(MEMBERSHIP).map_err(sm_err)? {
-            Some(raw) => codec::decode(raw.value()).map_err(sm_err)?,
-            None => Membership::default(),
-        };
-        Ok((applied, membership))
+        replication_record(&db.begin_read().map_err(sm_err)?).map_err(sm_err)
     }
 
     /// Record the last applied log id and, when given, the membership it brought.
@@ -159,18 +149,7 @@ impl StateMachine {
     /// Stream the state to a new file, fsync it, then make it the current snapshot.
     fn build(&self) -> Result<Meta> {
         let txn = self.db.begin_read().map_err(snap_err)?;
-        let (applied, membership) = {
-            let table = txn.open_table(REPLICATION).map_err(snap_err)?;
-            let applied: Option<LogId<NodeId>> = match table.get(APPLIED).map_err(snap_err)? {
-                Some(raw) => codec::decode(raw.value()).map_err(snap_err)?,
-                None => None,
-            };
-            let membership: Membership = match table.get(MEMBERSHIP).map_err(snap_err)? {
-                Some(raw) => codec::decode(raw.value()).map_err(snap_err)?,
-                None => Membership::default(),
-            };
-            (applied, membership)
-        };
+        let (applied, membership) = replication_record(&txn).map_err(snap_err)?;
         let started = std::time::Instant::now();
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let tmp = self.snapshot_dir.join(format!("building-{nonce}.tmp"));
@@ -349,11 +328,23 @@ pub fn digest(db: &Database) -> std::result::Result<(Option<u64>, snapshot::Stat
 
 /// The log index of the last entry applied to the state `txn` sees: its revision.
 pub fn applied_index(txn: &redb::ReadTransaction) -> std::result::Result<Option<u64>, crate::state::StoreError> {
-    let applied: Option<LogId<NodeId>> = match txn.open_table(REPLICATION)?.get(APPLIED)? {
+    Ok(replication_record(txn)?.0.map(|l| l.index))
+}
+
+/// The last applied log id and the membership, as the state `txn` sees them.
+fn replication_record(
+    txn: &redb::ReadTransaction,
+) -> std::result::Result<(Option<LogId<NodeId>>, Membership), crate::state::StoreError> {
+    let table = txn.open_table(REPLICATION)?;
+    let applied = match table.get(APPLIED)? {
         Some(raw) => codec::decode(raw.value())?,
         None => None,
     };
-    Ok(applied.map(|l| l.index))
+    let membership = match table.get(MEMBERSHIP)? {
+        Some(raw) => codec::decode(raw.value())?,
+        None => Membership::default(),
+    };
+    Ok((applied, membership))
 }
 
 /// Make a database restored from a backup at `revision` a one-node cluster of `node_id`
