@@ -1,4 +1,5 @@
-//! openraft's own storage conformance suite against our redb log store and state machine.
+//! openraft's own storage conformance suite against our log store (segment files) and state
+//! machine (redb).
 
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
@@ -7,9 +8,9 @@ use pizza_orders::raft::state_machine::StateMachine;
 use pizza_orders::raft::TypeConfig;
 use pizza_orders::state::Store;
 
-struct RedbBuilder;
+struct DiskBuilder;
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RedbBuilder {
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for DiskBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
@@ -20,6 +21,6 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Red
 }
 
 #[test]
-fn the_redb_storage_passes_openraft_conformance_suite() {
-    Suite::test_all(RedbBuilder).expect("openraft storage suite");
+fn the_raft_storage_passes_openraft_conformance_suite() {
+    Suite::test_all(DiskBuilder).expect("openraft storage suite");
 }

@@ -82,10 +82,8 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
     if let Ok(meta) = std::fs::metadata(node.store.path()) {
         metrics::gauge!("pizza_orders_db_size_bytes").set(meta.len() as f64);
     }
-    let log = node.config.data_dir.join(crate::raft::log_store::LogStore::FILE_NAME);
-    if let Ok(meta) = std::fs::metadata(log) {
-        metrics::gauge!("pizza_orders_raft_log_size_bytes").set(meta.len() as f64);
-    }
+    let log_bytes = crate::raft::log_store::LogStore::disk_bytes(&node.config.data_dir);
+    metrics::gauge!("pizza_orders_raft_log_size_bytes").set(log_bytes as f64);
     let snapshot = node.config.data_dir.join("snapshots").join("current.snapshot");
     metrics::gauge!("pizza_orders_snapshot_size_bytes").set(std::fs::metadata(snapshot).map_or(0, |m| m.len()) as f64);
     handle.run_upkeep();

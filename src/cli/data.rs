@@ -256,7 +256,7 @@ pub fn restore(args: RestoreArgs) -> ExitCode {
     }
     if args.force {
         let _ = std::fs::remove_file(args.data_dir.join(Store::FILE_NAME));
-        let _ = std::fs::remove_file(args.data_dir.join(LogStore::FILE_NAME));
+        LogStore::remove_files(&args.data_dir);
         let _ = std::fs::remove_dir_all(args.data_dir.join("snapshots"));
     }
     bar.set_message("restoring");

@@ -1,23 +1,23 @@
-//! The Raft log and vote, kept in their own redb file (`raft-log.redb`) beside the state's.
+//! The Raft log and vote. Entries live in append-only segment files (`raft-log/`, see
+//! `log_segments`); the vote, the last purged id and a committed id live in a small redb file
+//! (`raft-log.redb`) beside them, written only when they change (elections, purges).
 //!
-//! Invariants: an entry or vote is on disk (its redb transaction committed with fsync) before
-//! openraft hears that it is; entries are keyed by index, so `truncate` and `purge` are key
-//! ranges; entries are purged only after the state that covers them is durable (apply commits
-//! without fsync, see `state_machine`).
+//! Invariants: an entry or vote is on disk (fsync) before openraft hears that it is; entries
+//! are purged only after the state that covers them is durable (apply commits without fsync,
+//! see `state_machine`), and only after the purge point itself is durable.
 //!
-//! Why a file of its own: a redb commit writes every page dirtied since the last durable
-//! commit. Sharing the state's file, each append's fsync also carried the pages of the
-//! previous apply (21 page writes per one-order append instead of about 10), and log appends
-//! and applies took turns at the one writer lock.
+//! Why files of their own: the state's redb commits do not wait for the log's fsync nor the
+//! log's for theirs, and a segment append is one contiguous write instead of a B-tree's
+//! copy-on-write pages.
 //!
-//! `committed` is kept in memory and written with the next append: openraft calls
-//! `save_committed` on its critical path before every apply, and only uses the saved value
-//! to re-apply faster after a restart, where any earlier committed id is as correct.
+//! `committed` is kept in memory and saved with each purge: openraft calls `save_committed`
+//! on its critical path before every apply, and only uses the saved value to re-apply faster
+//! after a restart, where any earlier committed id is as correct.
 //!
 //! Group commit happens one level up: openraft 0.9 waits for each `append` to be flushed
 //! before it takes the next, so batching fsyncs here would gain nothing. Instead the node
 //! packs concurrent writes into one log entry (`node::Batcher`), and every `append` is one
-//! transaction with one fsync for however many entries openraft hands over.
+//! write and one fsync for however many entries openraft hands over.
 
 // The error type is openraft's `StorageError`, fixed by the storage traits.
 #![allow(clippy::result_large_err)]
@@ -33,15 +33,15 @@ use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageI
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::log_segments::{SegmentError, SegmentLog};
 use super::{storage_error, NodeId, TypeConfig};
 use crate::codec;
 use crate::state::tables::{RAFT_LOG, RAFT_META};
 use crate::state::{Store, StoreError};
 
-/// The log's page cache: replication reads the newest entries, which this holds many times
-/// over; without a bound a long log behind a snapshot could take redb's default 1 GiB next to
-/// the state's.
-const LOG_CACHE_BYTES: usize = 64 << 20;
+/// The redb file now holds a few small values (and, while an older directory is converted,
+/// its log).
+const META_CACHE_BYTES: usize = 16 << 20;
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -51,7 +51,9 @@ type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 
 #[derive(Clone)]
 pub struct LogStore {
+    /// Vote, last purged id, committed id.
     db: Arc<Database>,
+    entries: Arc<SegmentLog>,
     /// The state's database, made durable before entries it covers are purged.
     state: Store,
     /// The last committed index openraft told us, for `/readyz` and lease reads (0 = none yet).
@@ -63,19 +65,27 @@ pub struct LogStore {
 }
 
 impl LogStore {
+    /// The vote and purge point.
     pub const FILE_NAME: &'static str = "raft-log.redb";
+    /// The entries' segment files.
+    pub const SEGMENTS_DIR: &'static str = "raft-log";
 
-    /// Open (or create) the log in `data_dir`, verifying its pages, and move the log out of the
-    /// state's file if an older version kept it there.
+    /// Open (or create) the log in `data_dir`, verifying its pages and records, and convert
+    /// the layouts older versions wrote (the log inside the state's file, then in redb).
     pub fn open(data_dir: &Path, state: Store) -> std::result::Result<Self, StoreError> {
-        let db = crate::state::open_database(&data_dir.join(Self::FILE_NAME), Some(LOG_CACHE_BYTES))?;
+        let db = crate::state::open_database(&data_dir.join(Self::FILE_NAME), Some(META_CACHE_BYTES))?;
         let txn = db.begin_write()?;
-        txn.open_table(RAFT_LOG)?;
         txn.open_table(RAFT_META)?;
         txn.commit()?;
         move_legacy_log(&db, &state.shared_database())?;
+        let purged: Option<LogId<NodeId>> =
+            Self::read_meta(&db, LAST_PURGED).map_err(|e| StoreError::Io(e.to_string()))?;
+        let entries = SegmentLog::open(&data_dir.join(Self::SEGMENTS_DIR), purged.map(|p| p.index))
+            .map_err(segment_store_error)?;
+        move_redb_log(&db, &entries, &state.shared_database())?;
         Ok(Self {
             db: Arc::new(db),
+            entries: Arc::new(entries),
             state,
             committed: Arc::default(),
             committed_id: Arc::default(),
@@ -91,6 +101,21 @@ impl LogStore {
         txn.open_table(RAFT_META)?.insert(LAST_PURGED, bytes.as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Delete the log's files from `data_dir` (an offline restore replaces them).
+    pub fn remove_files(data_dir: &Path) {
+        let _ = std::fs::remove_file(data_dir.join(Self::FILE_NAME));
+        let _ = std::fs::remove_dir_all(data_dir.join(Self::SEGMENTS_DIR));
+    }
+
+    /// Bytes the log's files in `data_dir` take on disk.
+    pub fn disk_bytes(data_dir: &Path) -> u64 {
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let segments = std::fs::read_dir(data_dir.join(Self::SEGMENTS_DIR))
+            .map(|dir| dir.filter_map(|e| e.ok()).map(|e| len(&e.path())).sum())
+            .unwrap_or(0);
+        len(&data_dir.join(Self::FILE_NAME)) + segments
     }
 
     /// The commit index last reported by openraft on this node.
@@ -153,22 +178,31 @@ fn write_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
+    /// Straight from the segment files: the entries openraft asks for are the newest ones,
+    /// in the page cache.
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>> {
-        let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(read_err)?;
-            let table = txn.open_table(RAFT_LOG).map_err(read_err)?;
-            let mut entries = Vec::new();
-            for item in table.range::<u64>((start, end)).map_err(read_err)? {
-                let (_, value) = item.map_err(read_err)?;
-                entries.push(codec::decode(value.value()).map_err(read_err)?);
-            }
-            Ok(entries)
-        })
-        .await
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.entries
+            .read(range)
+            .map_err(read_err)?
+            .iter()
+            .map(|(_, payload)| codec::decode(payload).map_err(read_err))
+            .collect()
+    }
+}
+
+impl LogStore {
+    fn last_log_id(&self) -> Result<Option<LogId<NodeId>>> {
+        let Some(last) = self.entries.last_index() else { return Ok(None) };
+        let entries =
+            self.entries.read((std::ops::Bound::Included(last), std::ops::Bound::Included(last))).map_err(read_err)?;
+        match entries.first() {
+            Some((_, payload)) => Ok(Some(codec::decode::<Entry<TypeConfig>>(payload).map_err(read_err)?.log_id)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -176,17 +210,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
-        self.blocking(|db| {
-            let last_purged_log_id: Option<LogId<NodeId>> = Self::read_meta(db, LAST_PURGED)?;
-            let txn = db.begin_read().map_err(read_err)?;
-            let table = txn.open_table(RAFT_LOG).map_err(read_err)?;
-            let last = match table.last().map_err(read_err)? {
-                Some((_, value)) => Some(codec::decode::<Entry<TypeConfig>>(value.value()).map_err(read_err)?.log_id),
-                None => None,
-            };
-            Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
-        })
-        .await
+        let last_purged_log_id: Option<LogId<NodeId>> = self.blocking(|db| Self::read_meta(db, LAST_PURGED)).await?;
+        let last = self.last_log_id()?;
+        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -217,8 +243,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(committed)
     }
 
-    /// One durable transaction for the whole batch (and the latest committed id); openraft is
-    /// told only after the fsync.
+    /// One write and one fsync for the whole batch; openraft is told only after the fsync.
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
@@ -229,27 +254,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|e| codec::encode(&e).map(|bytes| (e.log_id.index, bytes)))
             .collect::<std::result::Result<_, _>>()
             .map_err(write_err)?;
-        let committed = codec::encode(&self.latest_committed()).map_err(write_err)?;
-        let result = self
-            .blocking(move |db| {
-                // Default durability: the commit returns after the fsync.
-                let txn = db.begin_write().map_err(write_err)?;
-                {
-                    let mut table = txn.open_table(RAFT_LOG).map_err(write_err)?;
-                    for (index, bytes) in &encoded {
-                        table.insert(*index, bytes.as_slice()).map_err(write_err)?;
-                    }
-                    txn.open_table(RAFT_META)
-                        .map_err(write_err)?
-                        .insert(COMMITTED, committed.as_slice())
-                        .map_err(write_err)?;
-                }
-                let started = std::time::Instant::now();
-                let committed = txn.commit().map_err(write_err);
-                metrics::histogram!("pizza_orders_redb_commit_seconds").record(started.elapsed().as_secs_f64());
-                committed
-            })
-            .await;
+        let log = self.entries.clone();
+        let result = super::run_blocking(move || {
+            let started = std::time::Instant::now();
+            let appended = log.append(&encoded).map_err(write_err);
+            metrics::histogram!("pizza_orders_raft_append_seconds").record(started.elapsed().as_secs_f64());
+            appended
+        })
+        .await
+        .map_err(write_err)
+        .and_then(|r| r);
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
@@ -259,29 +273,87 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Delete entries at and after `log_id` (a new leader overwrote them).
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(write_err)?;
-            txn.open_table(RAFT_LOG).map_err(write_err)?.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
-            txn.commit().map_err(write_err)
-        })
-        .await
+        let log = self.entries.clone();
+        super::run_blocking(move || log.truncate(log_id.index).map_err(write_err)).await.map_err(write_err)?
     }
 
     /// Delete entries up to and including `log_id` (a snapshot covers them), once the state
     /// that applied them is durable: after a crash openraft re-applies from the durable state,
-    /// so the entries after it must still be here.
+    /// so the entries after it must still be here. The purge point (and the latest committed
+    /// id) are saved before any file goes.
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<()> {
         let state = self.state.clone();
+        let log = self.entries.clone();
+        let committed = codec::encode(&self.latest_committed()).map_err(write_err)?;
         self.blocking(move |db| {
             state.make_durable().map_err(write_err)?;
             let bytes = codec::encode(&log_id).map_err(write_err)?;
             let txn = db.begin_write().map_err(write_err)?;
-            txn.open_table(RAFT_META).map_err(write_err)?.insert(LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
-            txn.open_table(RAFT_LOG).map_err(write_err)?.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
-            txn.commit().map_err(write_err)
+            {
+                let mut meta = txn.open_table(RAFT_META).map_err(write_err)?;
+                meta.insert(LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
+                meta.insert(COMMITTED, committed.as_slice()).map_err(write_err)?;
+            }
+            txn.commit().map_err(write_err)?;
+            log.purge(log_id.index).map_err(write_err)
         })
         .await
     }
+}
+
+fn segment_store_error(e: SegmentError) -> StoreError {
+    match e {
+        SegmentError::Io { path, source } => StoreError::DataDir { path, source },
+        SegmentError::Corrupt { path, detail } => StoreError::Unreadable { path, reason: detail },
+        other => StoreError::Io(other.to_string()),
+    }
+}
+
+/// Move a log that data format 3 kept in `raft-log.redb` into segment files, then set the
+/// format to 4. Resumable: entries already in the segments are not copied again, and the
+/// table is dropped only after the copy is on disk.
+fn move_redb_log(meta: &Database, log: &SegmentLog, state: &Database) -> std::result::Result<(), StoreError> {
+    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_REDB_LOG, META, META_SCHEMA_VERSION};
+    use redb::TableHandle;
+    let format = state.begin_read()?.open_table(META)?.get(META_SCHEMA_VERSION)?.map(|v| v.value());
+    let has_table = meta.begin_read()?.list_tables()?.any(|t| t.name() == RAFT_LOG.name());
+    if format != Some(DATA_FORMAT_REDB_LOG) && !has_table {
+        return Ok(());
+    }
+    if has_table {
+        let txn = meta.begin_read()?;
+        let table = txn.open_table(RAFT_LOG)?;
+        let after = log.last_index();
+        let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut moved = 0u64;
+        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        for item in table.range::<u64>((start, std::ops::Bound::Unbounded))? {
+            let (index, entry) = item?;
+            batch.push((index.value(), entry.value().to_vec()));
+            if batch.len() == 1024 {
+                log.append(&batch).map_err(segment_store_error)?;
+                moved += batch.len() as u64;
+                batch.clear();
+            }
+        }
+        moved += batch.len() as u64;
+        log.append(&batch).map_err(segment_store_error)?;
+        drop(table);
+        drop(txn);
+        let txn = meta.begin_write()?;
+        txn.delete_table(RAFT_LOG)?;
+        txn.commit()?;
+        tracing::info!(
+            entries = moved,
+            "moved the Raft log out of {} into {}/",
+            LogStore::FILE_NAME,
+            LogStore::SEGMENTS_DIR
+        );
+    }
+    let txn = state.begin_write()?;
+    txn.open_table(META)?.insert(META_SCHEMA_VERSION, DATA_FORMAT)?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// Move the log and Raft variables that data format 2 kept in `orders.redb` into the log's
@@ -289,7 +361,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// set to 3 only after it: a crash in between leaves both, and the next start just drops the
 /// old ones.
 fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), StoreError> {
-    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
+    use crate::state::tables::{DATA_FORMAT_REDB_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
     use redb::TableHandle;
     let (legacy, format) = {
         let txn = state.begin_read()?;
@@ -302,7 +374,9 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
     }
     let log_is_empty = {
         let txn = log.begin_read()?;
-        txn.open_table(RAFT_LOG)?.is_empty()? && txn.open_table(RAFT_META)?.is_empty()?
+        let no_entries =
+            !txn.list_tables()?.any(|t| t.name() == RAFT_LOG.name()) || txn.open_table(RAFT_LOG)?.is_empty()?;
+        no_entries && txn.open_table(RAFT_META)?.is_empty()?
     };
     if log_is_empty {
         let (from, to) = (state.begin_read()?, log.begin_write()?);
@@ -328,7 +402,7 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
     let txn = state.begin_write()?;
     txn.delete_table(RAFT_LOG)?;
     txn.delete_table(RAFT_META)?;
-    txn.open_table(META)?.insert(META_SCHEMA_VERSION, DATA_FORMAT)?;
+    txn.open_table(META)?.insert(META_SCHEMA_VERSION, DATA_FORMAT_REDB_LOG)?;
     txn.commit()?;
     Ok(())
 }
@@ -336,7 +410,7 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
+    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_REDB_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
     use openraft::CommittedLeaderId;
 
     fn data_format(store: &Store) -> Option<u64> {
@@ -393,6 +467,58 @@ mod tests {
         // Opening again is a no-op.
         let mut log = LogStore::open(dir.path(), store).unwrap();
         assert_eq!(block_on(log.try_get_log_entries(..)).unwrap().len(), 3);
+    }
+
+    /// A data directory as format 3 left it: entries 1..=5 in `raft-log.redb`, and, as if
+    /// the move to segment files had stopped half-way, entries 1..=2 already in a segment.
+    fn redb_log_dir(half_moved: bool) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let state = store.shared_database();
+        let txn = state.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION, DATA_FORMAT_REDB_LOG).unwrap();
+        txn.commit().unwrap();
+        let db = crate::state::open_database(&dir.path().join(LogStore::FILE_NAME), None).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut log = txn.open_table(RAFT_LOG).unwrap();
+            for index in 1..=5u64 {
+                log.insert(index, codec::encode(&blank(index)).unwrap().as_slice()).unwrap();
+            }
+            let vote = Vote::<NodeId>::new_committed(2, 1);
+            txn.open_table(RAFT_META).unwrap().insert(VOTE, codec::encode(&vote).unwrap().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        if half_moved {
+            let segments = SegmentLog::open(&dir.path().join(LogStore::SEGMENTS_DIR), None).unwrap();
+            let first_two: Vec<_> = (1..=2).map(|i| (i, codec::encode(&blank(i)).unwrap())).collect();
+            segments.append(&first_two).unwrap();
+        }
+        dir
+    }
+
+    fn blank(index: u64) -> Entry<TypeConfig> {
+        Entry::<TypeConfig> {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    #[test]
+    fn a_log_kept_in_redb_by_an_older_version_moves_to_segment_files_even_after_a_crash_half_way() {
+        for half_moved in [false, true] {
+            let dir = redb_log_dir(half_moved);
+            let store = Store::open(dir.path()).unwrap();
+            let mut log = LogStore::open(dir.path(), store.clone()).unwrap();
+            let entries = block_on(log.try_get_log_entries(..)).unwrap();
+            assert_eq!(entries, (1..=5).map(blank).collect::<Vec<_>>(), "half moved: {half_moved}");
+            assert_eq!(block_on(log.read_vote()).unwrap(), Some(Vote::new_committed(2, 1)));
+            assert_eq!(data_format(&store), Some(DATA_FORMAT));
+            use redb::TableHandle;
+            let tables: Vec<String> =
+                { log.db.begin_read().unwrap().list_tables().unwrap().map(|t| t.name().to_string()).collect() };
+            assert!(!tables.iter().any(|t| t == RAFT_LOG.name()), "{tables:?}");
+        }
     }
 
     #[test]

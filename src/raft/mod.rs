@@ -6,6 +6,7 @@
 //!   streamed snapshots from a read transaction and installs them atomically.
 //! - `network`: Raft RPCs to peers over HTTP (`/raft/*`, codec bodies, cluster secret).
 
+pub mod log_segments;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

@@ -53,8 +53,8 @@ impl Store {
                 None => {
                     meta.insert(tables::META_SCHEMA_VERSION, tables::DATA_FORMAT)?;
                 }
-                // The older format is converted by `LogStore::open`.
-                Some(tables::DATA_FORMAT | tables::DATA_FORMAT_SHARED_LOG) => {}
+                // The older formats are converted by `LogStore::open`.
+                Some(tables::DATA_FORMAT | tables::DATA_FORMAT_REDB_LOG | tables::DATA_FORMAT_SHARED_LOG) => {}
                 Some(found) => {
                     return Err(StoreError::FormatVersion {
                         path: self.path.display().to_string(),

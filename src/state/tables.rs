@@ -15,10 +15,12 @@ use redb::{TableDefinition, TableError, WriteTransaction};
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// The data directory's format, stored under `schema_version` in `meta` (builds before 3 check
-/// it against their `SCHEMA_VERSION`, so they refuse a directory they cannot read): 3 keeps the
-/// Raft log in `raft-log.redb`.
-pub const DATA_FORMAT: u64 = 3;
-/// The format before it, with the Raft log inside `orders.redb`; converted at start.
+/// it against their `SCHEMA_VERSION`, so they refuse a directory they cannot read): 4 keeps the
+/// Raft log's entries in segment files (`raft-log/`) and its vote in `raft-log.redb`.
+pub const DATA_FORMAT: u64 = 4;
+/// The Raft log in `raft-log.redb`; converted at start.
+pub const DATA_FORMAT_REDB_LOG: u64 = 3;
+/// The Raft log inside `orders.redb`; converted at start (to 3, then 4).
 pub const DATA_FORMAT_SHARED_LOG: u64 = 2;
 
 /// `schema_version` → u64 (the data format above).
