@@ -46,6 +46,10 @@ const META_CACHE_BYTES: usize = 16 << 20;
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// The last entry index known to be on disk (see `DurableEnd`).
+const DURABLE_END: &str = "durable_end";
+/// How often `DurableEnd` is saved while appends happen.
+const DURABLE_END_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 
@@ -62,6 +66,41 @@ pub struct LogStore {
     committed_id: Arc<Mutex<Option<LogId<NodeId>>>>,
     /// How many times the vote changed since start (a leader's read lease is for one vote).
     vote_changes: Arc<AtomicU64>,
+    durable_end: Arc<DurableEnd>,
+}
+
+/// A lower bound of the log's end, saved in `raft-log.redb` about once a second while appends
+/// happen and lowered (durably, first) before a truncation. At start, a log that ends before it
+/// lost entries that were on disk: a damaged segment, not a torn last write (a torn write can
+/// only hit entries appended after the bound was saved). The node refuses to start rather than
+/// serve a log with acknowledged entries missing.
+#[derive(Default)]
+struct DurableEnd {
+    /// The last index appended and synced (0 = none).
+    latest: AtomicU64,
+    /// Held while saving, so a truncation's lower value is never overwritten by an older one.
+    saving: Mutex<Option<std::time::Instant>>,
+    in_flight: std::sync::atomic::AtomicBool,
+}
+
+impl DurableEnd {
+    fn save(&self, db: &Database) -> Result<()> {
+        let mut saved = self.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        LogStore::write_meta(db, DURABLE_END, &self.latest.load(Ordering::SeqCst))?;
+        *saved = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// Whether to start a save now; never waits (it is asked on the append path).
+    fn due(&self) -> bool {
+        if self.in_flight.load(Ordering::SeqCst) {
+            return false;
+        }
+        let Ok(saved) = self.saving.try_lock() else { return false };
+        let due = saved.is_none_or(|at| at.elapsed() >= DURABLE_END_EVERY);
+        drop(saved);
+        due && !self.in_flight.swap(true, Ordering::SeqCst)
+    }
 }
 
 impl LogStore {
@@ -83,6 +122,16 @@ impl LogStore {
         let entries = SegmentLog::open(&data_dir.join(Self::SEGMENTS_DIR), purged.map(|p| p.index))
             .map_err(segment_store_error)?;
         move_redb_log(&db, &entries, &state.shared_database())?;
+        let durable_end: Option<u64> = Self::read_meta(&db, DURABLE_END).map_err(|e| StoreError::Io(e.to_string()))?;
+        let end = entries.last_index().or(purged.map(|p| p.index)).unwrap_or(0);
+        if let Some(durable) = durable_end.filter(|&d| d > end) {
+            return Err(StoreError::Unreadable {
+                path: data_dir.join(Self::SEGMENTS_DIR).display().to_string(),
+                reason: format!(
+                    "the Raft log ends at entry {end}, but entries up to {durable} were on disk: a segment file is damaged"
+                ),
+            });
+        }
         Ok(Self {
             db: Arc::new(db),
             entries: Arc::new(entries),
@@ -90,6 +139,7 @@ impl LogStore {
             committed: Arc::default(),
             committed_id: Arc::default(),
             vote_changes: Arc::default(),
+            durable_end: Arc::new(DurableEnd { latest: AtomicU64::new(end), ..DurableEnd::default() }),
         })
     }
 
@@ -255,6 +305,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<std::result::Result<_, _>>()
             .map_err(write_err)?;
         let log = self.entries.clone();
+        let last = encoded.last().map(|(i, _)| *i);
         let result = super::run_blocking(move || {
             let started = std::time::Instant::now();
             let appended = log.append(&encoded).map_err(write_err);
@@ -268,13 +319,36 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
         }
+        if result.is_ok() {
+            if let Some(last) = last {
+                self.durable_end.latest.fetch_max(last, Ordering::SeqCst);
+            }
+            if self.durable_end.due() {
+                let (end, db) = (self.durable_end.clone(), self.db.clone());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = end.save(&db) {
+                        tracing::warn!(error = %e, "could not save the Raft log's durable end");
+                    }
+                    end.in_flight.store(false, Ordering::SeqCst);
+                });
+            }
+        }
         result
     }
 
-    /// Delete entries at and after `log_id` (a new leader overwrote them).
+    /// Delete entries at and after `log_id` (a new leader overwrote them). The durable end is
+    /// lowered first, so the next start does not take the shorter log for a damaged one.
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
-        let log = self.entries.clone();
-        super::run_blocking(move || log.truncate(log_id.index).map_err(write_err)).await.map_err(write_err)?
+        let (log, end) = (self.entries.clone(), self.durable_end.clone());
+        self.blocking(move |db| {
+            let saving = end.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let lowered = end.latest.load(Ordering::SeqCst).min(log_id.index.saturating_sub(1));
+            end.latest.store(lowered, Ordering::SeqCst);
+            Self::write_meta(db, DURABLE_END, &lowered)?;
+            drop(saving);
+            log.truncate(log_id.index).map_err(write_err)
+        })
+        .await
     }
 
     /// Delete entries up to and including `log_id` (a snapshot covers them), once the state
@@ -519,6 +593,32 @@ mod tests {
                 { log.db.begin_read().unwrap().list_tables().unwrap().map(|t| t.name().to_string()).collect() };
             assert!(!tables.iter().any(|t| t == RAFT_LOG.name()), "{tables:?}");
         }
+    }
+
+    #[test]
+    fn a_log_shorter_than_its_saved_durable_end_is_refused_but_a_truncated_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let put = |log: &LogStore, range: std::ops::RangeInclusive<u64>| {
+            let entries: Vec<_> = range.map(|i| (i, codec::encode(&blank(i)).unwrap())).collect();
+            log.entries.append(&entries).unwrap();
+            log.durable_end.latest.store(entries.last().unwrap().0, Ordering::SeqCst);
+            log.durable_end.save(&log.db).unwrap();
+        };
+        let mut log = LogStore::open(dir.path(), store.clone()).unwrap();
+        put(&log, 1..=5);
+        block_on(log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 4))).unwrap();
+        drop(log);
+        let log = LogStore::open(dir.path(), store.clone()).expect("a truncated log opens");
+        put(&log, 4..=6);
+        drop(log);
+        // Damage entry 5's payload: the chain ends the log at 4, before the saved end 6.
+        let record = 16 + codec::encode(&blank(1)).unwrap().len() as u64;
+        let segment = dir.path().join(LogStore::SEGMENTS_DIR).join(format!("{:020}.seg", 1));
+        let file = std::fs::OpenOptions::new().write(true).open(segment).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, &[0xFF], 32 + 4 * record + 17).unwrap();
+        let err = LogStore::open(dir.path(), store).err().expect("refused").to_string();
+        assert!(err.contains("ends at entry 4, but entries up to 6 were on disk"), "{err}");
     }
 
     #[test]
