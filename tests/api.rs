@@ -314,7 +314,7 @@ async fn metrics_move_with_traffic() {
     assert_eq!(value(&after, "pizza_orders_orders_placed"), 1.0);
     assert_eq!(value(&after, "pizza_orders_raft_is_leader"), 1.0);
     assert!(value(&after, "pizza_orders_raft_applied_index") >= 2.0);
-    assert!(after.contains("pizza_orders_redb_commit_seconds_bucket"));
+    assert!(after.contains("pizza_orders_raft_append_seconds_bucket"));
     assert!(after.contains("pizza_orders_raft_batch_size_bucket"));
 }
 
