@@ -136,12 +136,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SegmentLog {
     /// Open the segments in `dir` (created if missing), reading every record to find where
     /// the log ends. `purged`: the last purged index recorded beside the log; segments that
-    /// hold only purged entries are deleted.
-    pub fn open(dir: &Path, purged: Option<u64>) -> Result<Self> {
-        Self::open_with(dir, purged, SEGMENT_BYTES)
+    /// hold only purged entries are deleted. `durable_end`: an index known to have been on
+    /// disk; a log that ends before it is damaged, and nothing is deleted then.
+    pub fn open(dir: &Path, purged: Option<u64>, durable_end: Option<u64>) -> Result<Self> {
+        Self::open_with(dir, purged, durable_end, SEGMENT_BYTES)
     }
 
-    fn open_with(dir: &Path, purged: Option<u64>, segment_bytes: u64) -> Result<Self> {
+    fn open_with(dir: &Path, purged: Option<u64>, durable_end: Option<u64>, segment_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut found = Vec::new();
         for item in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -157,13 +158,14 @@ impl SegmentLog {
         found.sort();
         let mut index = Index { purged, ..Index::default() };
         let mut writer = Writer::default();
+        // Deleted only once the whole log has been checked, so a refusal leaves every file.
+        let mut doomed = Vec::new();
         for (first, path) in found {
             let ReadSegment { segment, records, end } = read_segment(&path, first)?;
             let last = records.len().checked_sub(1).map(|k| first + k as u64);
             if last.is_none_or(|last| purged.is_some_and(|p| last <= p)) {
                 // Empty (a roll whose first append never landed) or wholly purged.
-                drop(segment);
-                std::fs::remove_file(&path).map_err(io(&path))?;
+                doomed.push(path);
                 continue;
             }
             let segment = Arc::new(segment);
@@ -196,6 +198,16 @@ impl SegmentLog {
                     detail: format!("the log starts at entry {}, but only entries up to {p} were purged", index.first),
                 });
             }
+        }
+        let end = index.last().max(purged).unwrap_or(0);
+        if let Some(durable) = durable_end.filter(|&d| d > end) {
+            return Err(SegmentError::Corrupt {
+                path: dir.display().to_string(),
+                detail: format!("the Raft log ends at entry {end}, but entries up to {durable} were on disk: a segment file is damaged"),
+            });
+        }
+        for path in doomed {
+            std::fs::remove_file(&path).map_err(io(&path))?;
         }
         Ok(Self { dir: dir.to_owned(), segment_bytes, writer: Mutex::new(writer), index: RwLock::new(index) })
     }
@@ -246,20 +258,31 @@ impl SegmentLog {
             }
             wanted
         };
-        wanted
-            .into_iter()
-            .map(|(i, slot, segment, prev)| {
-                let mut record = vec![0; (RECORD_HEADER_BYTES + u64::from(slot.len)) as usize];
-                segment.file.read_exact_at(&mut record, slot.offset).map_err(io(&segment.path))?;
-                match parse_record(&record, prev) {
-                    Some((index, crc, payload)) if index == i && crc == slot.crc => Ok((i, payload.to_vec())),
-                    _ => Err(SegmentError::Corrupt {
-                        path: segment.path.display().to_string(),
-                        detail: format!("entry {i} at offset {} no longer matches its checksum", slot.offset),
-                    }),
+        // One read per run of records in the same segment (replication catch-up asks for up
+        // to `max_payload_entries` at once).
+        let mut out = Vec::with_capacity(wanted.len());
+        let mut k = 0;
+        while k < wanted.len() {
+            let (_, first_slot, segment, _) = &wanted[k];
+            let run = wanted[k..].iter().take_while(|w| Arc::ptr_eq(&w.2, segment)).count();
+            let end = wanted[k + run - 1].1.end();
+            let mut bytes = vec![0; (end - first_slot.offset) as usize];
+            segment.file.read_exact_at(&mut bytes, first_slot.offset).map_err(io(&segment.path))?;
+            for (i, slot, segment, prev) in &wanted[k..k + run] {
+                let at = (slot.offset - first_slot.offset) as usize;
+                match bytes.get(at..).and_then(|rest| parse_record(rest, *prev)) {
+                    Some((index, crc, payload)) if index == *i && crc == slot.crc => out.push((*i, payload.to_vec())),
+                    _ => {
+                        return Err(SegmentError::Corrupt {
+                            path: segment.path.display().to_string(),
+                            detail: format!("entry {i} at offset {} no longer matches its checksum", slot.offset),
+                        })
+                    }
                 }
-            })
-            .collect()
+            }
+            k += run;
+        }
+        Ok(out)
     }
 
     /// Append entries (consecutive indexes, following the last one) and sync them.
@@ -298,7 +321,7 @@ impl SegmentLog {
                 index.segments.insert(first, segment.clone());
                 stale
             };
-            for old in stale {
+            for old in stale.iter().filter(|old| old.path != segment.path) {
                 std::fs::remove_file(&old.path).map_err(io(&old.path))?;
             }
             *writer = Writer {
@@ -572,11 +595,11 @@ mod tests {
     #[test]
     fn appended_entries_read_back_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         append(&log, 1..=3, 1);
         append(&log, 4..=4, 1);
         drop(log);
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         assert_eq!(all(&log), (1..=4).map(|i| (i, payload(i, 1))).collect::<Vec<_>>());
         assert_eq!(log.read((Bound::Included(2), Bound::Excluded(4))).unwrap().len(), 2);
         assert_eq!(log.last_index(), Some(4));
@@ -586,7 +609,7 @@ mod tests {
     #[test]
     fn a_torn_last_record_ends_the_log_and_is_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         append(&log, 1..=5, 1);
         let slot = *log.read_index().slot(5).unwrap();
         let path = log.segment_path(1);
@@ -594,18 +617,18 @@ mod tests {
         // Half of record 5 reached the disk.
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(&[0xAB; 8], slot.offset + 20).unwrap();
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         assert_eq!(log.last_index(), Some(4));
         append(&log, 5..=6, 2);
         drop(log);
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         assert_eq!(all(&log).last(), Some(&(6, payload(6, 2))));
     }
 
     #[test]
     fn truncated_entries_stay_gone_even_behind_a_rewrite_of_the_same_length() {
         let dir = tempfile::tempdir().unwrap();
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         append(&log, 1..=6, 1);
         let (from, to) = (log.read_index().slot(5).unwrap().offset, log.read_index().slot(6).unwrap().end());
         let path = log.segment_path(1);
@@ -614,7 +637,7 @@ mod tests {
         log.truncate(4).unwrap();
         assert_eq!(log.last_index(), Some(3));
         drop(log);
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         assert_eq!(log.last_index(), Some(3), "truncation is durable");
         // The new 4 has the old one's length (the term digit has the same width). Put the old
         // 5 and 6 back behind it, as a zeroing lost in a crash would leave them: the chain
@@ -622,14 +645,14 @@ mod tests {
         append(&log, 4..=4, 2);
         drop(log);
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&old, from).unwrap();
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         assert_eq!(all(&log).last(), Some(&(4, payload(4, 2))));
     }
 
     #[test]
     fn segments_roll_and_whole_purged_segments_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let log = SegmentLog::open_with(dir.path(), None, 4096).unwrap();
+        let log = SegmentLog::open_with(dir.path(), None, None, 4096).unwrap();
         for i in 1..=200 {
             append(&log, i..=i, 1);
         }
@@ -639,13 +662,13 @@ mod tests {
         assert!(segment_files(dir.path()) < files);
         assert_eq!(all(&log).first().map(|e| e.0), Some(151));
         drop(log);
-        let log = SegmentLog::open_with(dir.path(), Some(150), 4096).unwrap();
+        let log = SegmentLog::open_with(dir.path(), Some(150), None, 4096).unwrap();
         assert_eq!(all(&log).iter().map(|e| e.0).collect::<Vec<_>>(), (151..=200).collect::<Vec<_>>());
         // Truncation across segments.
         log.truncate(160).unwrap();
         append(&log, 160..=170, 2);
         drop(log);
-        let log = SegmentLog::open_with(dir.path(), Some(150), 4096).unwrap();
+        let log = SegmentLog::open_with(dir.path(), Some(150), None, 4096).unwrap();
         let read = all(&log);
         assert_eq!(read.len(), 20);
         assert_eq!(read.last(), Some(&(170, payload(170, 2))));
@@ -654,29 +677,49 @@ mod tests {
     #[test]
     fn a_purge_past_the_end_starts_the_log_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let log = SegmentLog::open(dir.path(), None).unwrap();
+        let log = SegmentLog::open(dir.path(), None, None).unwrap();
         append(&log, 1..=5, 1);
         log.purge(100).unwrap();
         assert_eq!(log.last_index(), None);
         append(&log, 101..=102, 3);
         assert_eq!(segment_files(dir.path()), 1);
         drop(log);
-        let log = SegmentLog::open(dir.path(), Some(100)).unwrap();
+        let log = SegmentLog::open(dir.path(), Some(100), None).unwrap();
         assert_eq!(all(&log).iter().map(|e| e.0).collect::<Vec<_>>(), vec![101, 102]);
     }
 
     #[test]
     fn a_gap_between_segments_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
-        let log = SegmentLog::open_with(dir.path(), None, 1024).unwrap();
+        let log = SegmentLog::open_with(dir.path(), None, None, 1024).unwrap();
         for i in 1..=60 {
             append(&log, i..=i, 1);
         }
         let keys: Vec<u64> = log.read_index().segments.keys().copied().collect();
         drop(log);
         std::fs::remove_file(dir.path().join(format!("{:020}.seg", keys[1]))).unwrap();
-        let err = SegmentLog::open_with(dir.path(), None, 1024).err().unwrap().to_string();
+        let err = SegmentLog::open_with(dir.path(), None, None, 1024).err().unwrap().to_string();
         assert!(err.contains("but the segment before it ends at"), "{err}");
+    }
+
+    #[test]
+    fn a_log_shorter_than_its_durable_end_is_refused_and_keeps_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SegmentLog::open_with(dir.path(), None, None, 1024).unwrap();
+        for i in 1..=60 {
+            append(&log, i..=i, 1);
+        }
+        let last_key = *log.read_index().segments.keys().last().unwrap();
+        drop(log);
+        // The first record of the last segment is damaged: that segment reads as empty.
+        let path = dir.path().join(format!("{last_key:020}.seg"));
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&[0xFF], HEADER_BYTES + 17).unwrap();
+        let err = SegmentLog::open_with(dir.path(), None, Some(60), 1024).err().unwrap().to_string();
+        assert!(err.contains(&format!("ends at entry {}, but entries up to 60 were on disk", last_key - 1)), "{err}");
+        assert!(path.exists(), "a refused open deletes nothing");
+        // Without the durable end the damage is indistinguishable from a torn last write.
+        let log = SegmentLog::open_with(dir.path(), None, None, 1024).unwrap();
+        assert_eq!(log.last_index(), Some(last_key - 1));
     }
 
     #[derive(Debug, Clone)]
@@ -685,6 +728,8 @@ mod tests {
         Truncate(u8),
         Purge(u8),
         Reopen,
+        /// A crash in the middle of an append: these bytes landed after the log's end.
+        TornAppend(Vec<u8>),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -693,11 +738,12 @@ mod tests {
             1 => any::<u8>().prop_map(Op::Truncate),
             1 => any::<u8>().prop_map(Op::Purge),
             1 => Just(Op::Reopen),
+            1 => proptest::collection::vec(any::<u8>(), 1..64).prop_map(Op::TornAppend),
         ]
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
         /// Whatever mix of appends, truncations, purges and restarts, the log reads back as
         /// a model Vec would.
@@ -705,7 +751,7 @@ mod tests {
         fn the_log_behaves_like_a_vector(ops in proptest::collection::vec(op(), 1..40)) {
             let dir = tempfile::tempdir().unwrap();
             let mut purged: Option<u64> = None;
-            let mut log = SegmentLog::open_with(dir.path(), None, 2048).unwrap();
+            let mut log = SegmentLog::open_with(dir.path(), None, None, 2048).unwrap();
             let mut model: Vec<(u64, Vec<u8>)> = Vec::new();
             let mut term = 1;
             for op in ops {
@@ -730,7 +776,18 @@ mod tests {
                     }
                     Op::Reopen => {
                         drop(log);
-                        log = SegmentLog::open_with(dir.path(), purged, 2048).unwrap();
+                        log = SegmentLog::open_with(dir.path(), purged, None, 2048).unwrap();
+                    }
+                    Op::TornAppend(bytes) => {
+                        let (active, position) = {
+                            let writer = lock(&log.writer);
+                            (writer.active.clone(), writer.position)
+                        };
+                        if let Some(active) = active {
+                            active.file.write_all_at(&bytes, position).unwrap();
+                        }
+                        drop(log);
+                        log = SegmentLog::open_with(dir.path(), purged, None, 2048).unwrap();
                     }
                 }
                 prop_assert_eq!(all(&log), model.clone());

@@ -119,19 +119,11 @@ impl LogStore {
         move_legacy_log(&db, &state.shared_database())?;
         let purged: Option<LogId<NodeId>> =
             Self::read_meta(&db, LAST_PURGED).map_err(|e| StoreError::Io(e.to_string()))?;
-        let entries = SegmentLog::open(&data_dir.join(Self::SEGMENTS_DIR), purged.map(|p| p.index))
+        let durable_end: Option<u64> = Self::read_meta(&db, DURABLE_END).map_err(|e| StoreError::Io(e.to_string()))?;
+        let entries = SegmentLog::open(&data_dir.join(Self::SEGMENTS_DIR), purged.map(|p| p.index), durable_end)
             .map_err(segment_store_error)?;
         move_redb_log(&db, &entries, &state.shared_database())?;
-        let durable_end: Option<u64> = Self::read_meta(&db, DURABLE_END).map_err(|e| StoreError::Io(e.to_string()))?;
         let end = entries.last_index().or(purged.map(|p| p.index)).unwrap_or(0);
-        if let Some(durable) = durable_end.filter(|&d| d > end) {
-            return Err(StoreError::Unreadable {
-                path: data_dir.join(Self::SEGMENTS_DIR).display().to_string(),
-                reason: format!(
-                    "the Raft log ends at entry {end}, but entries up to {durable} were on disk: a segment file is damaged"
-                ),
-            });
-        }
         Ok(Self {
             db: Arc::new(db),
             entries: Arc::new(entries),
@@ -339,6 +331,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// Delete entries at and after `log_id` (a new leader overwrote them). The durable end is
     /// lowered first, so the next start does not take the shorter log for a damaged one.
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
+        tracing::info!(
+            from = log_id.index,
+            "truncating the Raft log: a new leader replaced entries this node had not committed"
+        );
         let (log, end) = (self.entries.clone(), self.durable_end.clone());
         self.blocking(move |db| {
             let saving = end.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -564,7 +560,7 @@ mod tests {
         }
         txn.commit().unwrap();
         if half_moved {
-            let segments = SegmentLog::open(&dir.path().join(LogStore::SEGMENTS_DIR), None).unwrap();
+            let segments = SegmentLog::open(&dir.path().join(LogStore::SEGMENTS_DIR), None, None).unwrap();
             let first_two: Vec<_> = (1..=2).map(|i| (i, codec::encode(&blank(i)).unwrap())).collect();
             segments.append(&first_two).unwrap();
         }
