@@ -77,7 +77,23 @@ impl StateMachine {
         let applied = Arc::new(AtomicU64::new(applied.map_or(0, |l| l.index)));
         let machine = Self { db, snapshot_dir, receiving: Arc::default(), applied };
         machine.remove_stale_files();
+        machine.forget_snapshot_ahead_of_state()?;
         Ok(machine)
+    }
+
+    /// Earlier builds published a snapshot before the state it was read from was durable;
+    /// after a crash in between, the snapshot is ahead of the state and of every committed id
+    /// on disk, and openraft would refuse to start (it panics). Its entries are still in the log (purging
+    /// makes the state durable first), so the snapshot is dropped and openraft re-applies them.
+    fn forget_snapshot_ahead_of_state(&self) -> std::io::Result<()> {
+        let meta = self.current_meta().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let snapshot = meta.and_then(|m| m.last_log_id).map_or(0, |l| l.index);
+        let applied = self.applied.load(Ordering::SeqCst);
+        if snapshot > applied {
+            tracing::warn!(snapshot, applied, "the current snapshot is ahead of the durable state; dropping it");
+            std::fs::remove_file(self.snapshot_dir.join(CURRENT_META))?;
+        }
+        Ok(())
     }
 
     /// The last log index whose effects reads can see.
@@ -158,6 +174,10 @@ impl StateMachine {
         let summary = snapshot::write_state(&txn, &mut out).map_err(snap_err)?;
         let file = out.into_inner().map_err(snap_err)?;
         file.sync_all().map_err(snap_err)?;
+        // Apply commits lazily: the state this snapshot was read from may not be on disk yet.
+        // A snapshot ahead of the durable state would be ahead of the committed id openraft
+        // finds after a crash, which it refuses to start with.
+        crate::state::make_durable(&self.db).map_err(snap_err)?;
         let meta = Meta {
             last_log_id: applied,
             last_membership: membership,
@@ -370,4 +390,75 @@ pub fn adopt_snapshot(data_dir: &Path, file: &Path, meta: &Meta) -> std::result:
     let dir = data_dir.join("snapshots");
     std::fs::create_dir_all(&dir).map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
     publish_in(&dir, file, meta).map_err(|e| crate::state::StoreError::Io(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Store;
+
+    fn blanks(range: std::ops::RangeInclusive<u64>) -> Vec<Entry<TypeConfig>> {
+        range
+            .map(|index| Entry {
+                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Blank,
+            })
+            .collect()
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    fn open(dir: &Path) -> StateMachine {
+        let store = Store::open(dir).expect("open store");
+        StateMachine::new(store.shared_database(), dir).expect("state machine")
+    }
+
+    #[test]
+    fn a_published_snapshot_is_never_ahead_of_the_state_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let crashed = tempfile::tempdir().unwrap();
+        let machine = open(dir.path());
+        machine.apply_entries(blanks(1..=5)).unwrap();
+        // Lazily applied and never made durable: only the snapshot build can save it.
+        let meta = machine.build().unwrap();
+        // What a crash now leaves: the files as they are, without the clean close.
+        copy_dir(dir.path(), crashed.path());
+        drop(machine);
+        let machine = open(crashed.path());
+        let applied = machine.applied.load(Ordering::SeqCst);
+        assert_eq!(meta.last_log_id.map(|l| l.index), Some(5));
+        assert!(applied >= 5, "the state is at {applied}, behind the snapshot at 5");
+        assert_eq!(machine.current_meta().unwrap().map(|m| m.snapshot_id), Some(meta.snapshot_id));
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_the_durable_state_is_dropped_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = open(dir.path());
+        machine.apply_entries(blanks(1..=3)).unwrap();
+        machine.db.begin_write().unwrap().commit().unwrap();
+        let file = dir.path().join("snapshots").join("ahead.tmp");
+        std::fs::write(&file, b"").unwrap();
+        let ahead = Meta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 9)),
+            last_membership: Membership::default(),
+            snapshot_id: "ahead".into(),
+        };
+        machine.publish(&file, &ahead).unwrap();
+        drop(machine);
+
+        let machine = open(dir.path());
+        assert_eq!(machine.applied.load(Ordering::SeqCst), 3);
+        assert!(machine.current_meta().unwrap().is_none(), "a snapshot at 9 over a state at 3 was kept");
+    }
 }
