@@ -41,6 +41,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 type AppState = Arc<Node>;
 
 pub fn router(node: Arc<Node>) -> Router {
+    // The recorder first: `metrics::track` keeps the handles it registers.
+    crate::telemetry::prometheus();
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/v1/menu", get(menu::get_menu))

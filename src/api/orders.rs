@@ -48,57 +48,87 @@ impl OrderRequest {
     }
 }
 
+// Borrowed from the stored order and written straight into the response body: no
+// intermediate strings.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct OrderView {
-    id: String,
+pub struct OrderView<'a> {
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "as_text")]
+    id: OrderId,
     status: OrderStatus,
     /// Placed and its delivery window not over: blocks a new order.
     active: bool,
-    address: String,
+    #[schema(value_type = String)]
+    address: &'a str,
     size: Size,
-    toppings: Vec<Topping>,
+    #[schema(value_type = Vec<Topping>)]
+    #[serde(serialize_with = "topping_list")]
+    toppings: Toppings,
     delivery_slot: SlotView,
     price_cents: u64,
-    currency: String,
+    #[schema(value_type = String)]
+    currency: &'a str,
     version: u64,
-    created_at: String,
-    updated_at: String,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "as_text")]
+    created_at: Timestamp,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "as_text")]
+    updated_at: Timestamp,
     /// Changes and cancellation are accepted until this time.
-    editable_until: String,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "as_text")]
+    editable_until: Timestamp,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SlotView {
-    start: String,
-    end: String,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "as_text")]
+    start: Timestamp,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "as_text")]
+    end: Timestamp,
 }
 
-impl OrderView {
-    fn new(order: &Order, cutoff_ms: i64, now: Timestamp) -> Self {
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+fn topping_list<S: serde::Serializer>(toppings: &Toppings, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(toppings.iter())
+}
+
+impl<'a> OrderView<'a> {
+    fn new(order: &'a Order, cutoff_ms: i64, now: Timestamp) -> Self {
         Self {
-            id: order.id.to_string(),
+            id: order.id,
             status: order.status,
             active: order.is_active(now),
-            address: order.spec.address.as_str().to_owned(),
+            address: order.spec.address.as_str(),
             size: order.spec.size,
-            toppings: order.spec.toppings.iter().collect(),
-            delivery_slot: SlotView {
-                start: order.spec.slot.start().to_rfc3339(),
-                end: order.spec.slot.end().to_rfc3339(),
-            },
+            toppings: order.spec.toppings,
+            delivery_slot: SlotView { start: order.spec.slot.start(), end: order.spec.slot.end() },
             price_cents: order.price.amount.0,
-            currency: order.price.currency.as_str().to_owned(),
+            currency: order.price.currency.as_str(),
             version: order.version.0,
-            created_at: order.created_at.to_rfc3339(),
-            updated_at: order.updated_at.to_rfc3339(),
-            editable_until: order.spec.slot.start().plus_millis(-cutoff_ms).to_rfc3339(),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            editable_until: order.spec.slot.start().plus_millis(-cutoff_ms),
         }
     }
 }
 
 fn order_response(status: StatusCode, order: &Order, node: &Node, now: Timestamp) -> Response {
     let view = OrderView::new(order, node.config.grid.cutoff_ms(), now);
-    (status, [(header::ETAG, etag(order.version))], Json(view)).into_response()
+    // Serialised into a Vec sized for an order: axum's `Json` writes through a 128-byte
+    // `BytesMut` writer, one `io::Write` call per JSON token, and regrows it twice.
+    let mut body = Vec::with_capacity(512);
+    if serde_json::to_writer(&mut body, &view).is_err() {
+        return ApiError::Internal.into_response();
+    }
+    let json = HeaderValue::from_static("application/json");
+    (status, [(header::CONTENT_TYPE, json), (header::ETAG, etag(order.version))], body).into_response()
 }
 
 fn location(id: OrderId) -> HeaderValue {
@@ -187,8 +217,8 @@ pub async fn get_order(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct OrderPage {
-    orders: Vec<OrderView>,
+pub struct OrderPage<'a> {
+    orders: Vec<OrderView<'a>>,
     /// Pass as `before` to get the next (older) page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
