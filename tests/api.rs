@@ -316,6 +316,16 @@ async fn metrics_move_with_traffic() {
     assert!(value(&after, "pizza_orders_raft_applied_index") >= 2.0);
     assert!(after.contains("pizza_orders_raft_append_seconds_bucket"));
     assert!(after.contains("pizza_orders_raft_batch_size_bucket"));
+
+    // A method the client makes up is counted, but never becomes a label value of its own.
+    let invented = axum::http::Method::from_bytes(b"BREWCOFFEE").unwrap();
+    let answer = client().request(invented, node.url("/v1/orders")).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let last = scrape().await;
+    assert!(!last.contains("BREWCOFFEE"), "{last}");
+    assert!(
+        value(&last, "pizza_orders_http_requests_total{method=\"other\",route=\"/v1/orders\",status=\"405\"}") >= 1.0
+    );
 }
 
 /// Every route the service answers is in the OpenAPI document, and every documented route

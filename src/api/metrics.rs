@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -19,7 +19,7 @@ pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
     let key = RouteKeyRef {
-        method: method.as_str(),
+        method: method_label(&method),
         route: route.as_ref().map_or("unmatched", MatchedPath::as_str),
         status: response.status().as_u16(),
     };
@@ -27,6 +27,23 @@ pub async fn track(request: Request, next: Next) -> Response {
     requests.increment(1);
     duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The method as a label: the standard ones by name, any extension method a client makes up
+/// as `other`, so a client cannot create series without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// The request counter and histogram of one (method, route, status), registered once: looking
