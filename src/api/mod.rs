@@ -82,13 +82,20 @@ pub fn router(node: Arc<Node>) -> Router {
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
                     tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 })
-                // Server errors are still logged at error, with the request id the client got.
+                // Server errors are still logged, with the request id the client got: a 503
+                // (no leader yet, outcome unknown) at warn, as it is expected around elections;
+                // any other 5xx at error.
                 .on_failure(())
                 .on_response(|response: &Response, latency: Duration, _: &tracing::Span| {
-                    if response.status().is_server_error() {
+                    let status = response.status();
+                    if status.is_server_error() {
                         let id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
                         let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-                        tracing::error!(status = response.status().as_u16(), request_id = %id, ms, "request failed");
+                        if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                            tracing::warn!(status = status.as_u16(), request_id = %id, ms, "request failed");
+                        } else {
+                            tracing::error!(status = status.as_u16(), request_id = %id, ms, "request failed");
+                        }
                     }
                 }),
         )
