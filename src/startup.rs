@@ -62,7 +62,6 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        crate::telemetry::prometheus();
         let app = crate::api::router(self.node.clone());
         let http = &self.node.config.http;
         let mut builder = Builder::new(TokioExecutor::new());

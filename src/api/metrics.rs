@@ -63,27 +63,27 @@ fn request_metrics(key: &RouteKeyRef<'_>) -> (metrics::Counter, metrics::Histogr
         metrics::counter!("pizza_orders_http_requests_total", &labels),
         metrics::histogram!("pizza_orders_http_request_duration_seconds", &labels),
     );
-    handles.insert(RouteKey { method: key.method.into(), route: key.route.into(), status: key.status }, pair.clone());
+    handles.insert(RouteKey { method: key.method, route: key.route.into(), status: key.status }, pair.clone());
     pair
 }
 
 #[derive(PartialEq, Eq)]
 struct RouteKey {
-    method: Box<str>,
+    method: &'static str,
     route: Box<str>,
     status: u16,
 }
 
 /// A [`RouteKey`] borrowed from the request, so a lookup allocates nothing.
 struct RouteKeyRef<'a> {
-    method: &'a str,
+    method: &'static str,
     route: &'a str,
     status: u16,
 }
 
 impl Hash for RouteKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        RouteKeyRef { method: &self.method, route: &self.route, status: self.status }.hash(state);
+        RouteKeyRef { method: self.method, route: &self.route, status: self.status }.hash(state);
     }
 }
 
@@ -97,7 +97,7 @@ impl Hash for RouteKeyRef<'_> {
 
 impl quick_cache::Equivalent<RouteKey> for RouteKeyRef<'_> {
     fn equivalent(&self, key: &RouteKey) -> bool {
-        *self.method == *key.method && *self.route == *key.route && self.status == key.status
+        self.method == key.method && *self.route == *key.route && self.status == key.status
     }
 }
 

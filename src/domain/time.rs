@@ -54,12 +54,10 @@ impl Timestamp {
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let t = self.to_datetime();
-        let Ok(year) = u32::try_from(t.year()) else {
-            return f.write_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        let year = match u32::try_from(t.year()) {
+            Ok(year) if year <= 9999 => year,
+            _ => return f.write_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true)),
         };
-        if year > 9999 {
-            return f.write_str(&t.to_rfc3339_opts(SecondsFormat::Secs, true));
-        }
         let mut text = *b"0000-00-00T00:00:00Z";
         let fields = [
             (0, 4, year),

@@ -83,8 +83,9 @@ impl StateMachine {
 
     /// Earlier builds published a snapshot before the state it was read from was durable;
     /// after a crash in between, the snapshot is ahead of the state and of every committed id
-    /// on disk, and openraft would refuse to start (it panics). Its entries are still in the log (purging
-    /// makes the state durable first), so the snapshot is dropped and openraft re-applies them.
+    /// on disk, and openraft would refuse to start (it panics). Its entries are still in the
+    /// log (purging makes the state durable first), so the snapshot is dropped and openraft
+    /// re-applies them.
     fn forget_snapshot_ahead_of_state(&self) -> std::io::Result<()> {
         let meta = self.current_meta().map_err(|e| std::io::Error::other(e.to_string()))?;
         let snapshot = meta.and_then(|m| m.last_log_id).map_or(0, |l| l.index);
@@ -446,7 +447,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let machine = open(dir.path());
         machine.apply_entries(blanks(1..=3)).unwrap();
-        machine.db.begin_write().unwrap().commit().unwrap();
+        crate::state::make_durable(&machine.db).unwrap();
         let file = dir.path().join("snapshots").join("ahead.tmp");
         std::fs::write(&file, b"").unwrap();
         let ahead = Meta {
