@@ -53,7 +53,7 @@ impl OrderRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OrderView<'a> {
     #[schema(value_type = String)]
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "order_id_text")]
     id: OrderId,
     status: OrderStatus,
     /// Placed and its delivery window not over: blocks a new order.
@@ -70,29 +70,38 @@ pub struct OrderView<'a> {
     currency: &'a str,
     version: u64,
     #[schema(value_type = String)]
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "timestamp_text")]
     created_at: Timestamp,
     #[schema(value_type = String)]
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "timestamp_text")]
     updated_at: Timestamp,
     /// Changes and cancellation are accepted until this time.
     #[schema(value_type = String)]
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "timestamp_text")]
     editable_until: Timestamp,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SlotView {
     #[schema(value_type = String)]
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "timestamp_text")]
     start: Timestamp,
     #[schema(value_type = String)]
-    #[serde(serialize_with = "as_text")]
+    #[serde(serialize_with = "timestamp_text")]
     end: Timestamp,
 }
 
-fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
+/// A timestamp as one JSON string from a stack buffer: `collect_str` goes through
+/// `fmt::Write` and escapes every piece it is handed.
+fn timestamp_text<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+    match value.rfc3339_text() {
+        Some(text) => serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?),
+        None => serializer.collect_str(value),
+    }
+}
+
+fn order_id_text<S: serde::Serializer>(id: &OrderId, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(id.encode(&mut [0; 36]))
 }
 
 fn topping_list<S: serde::Serializer>(toppings: &Toppings, serializer: S) -> Result<S::Ok, S::Error> {

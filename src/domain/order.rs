@@ -26,6 +26,11 @@ impl OrderId {
     pub fn from_u128(raw: u128) -> Self {
         Self(Uuid::from_u128(raw))
     }
+
+    /// The hyphenated lower-case text of the id, written into `buffer`.
+    pub fn encode(self, buffer: &mut [u8; 36]) -> &str {
+        self.0.hyphenated().encode_lower(buffer)
+    }
 }
 
 impl std::fmt::Display for OrderId {
