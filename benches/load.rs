@@ -652,6 +652,21 @@ impl Drop for HelloProcesses {
     }
 }
 
+/// User plus system CPU seconds the processes have used so far (children not included).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    // /proc counts in USER_HZ, which Linux fixes at 100 on every architecture this runs on.
+    let ticks_per_second = 100.0;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / ticks_per_second
+}
+
 /// The `hello-serve` mode: print the port, serve hello-world until stdin closes.
 async fn serve_hello_until_stdin_closes() {
     let port = hello_server();
@@ -711,21 +726,32 @@ async fn reads(args: &Args) {
     }
     let auth: Vec<String> = (0..args.clients).map(|c| token(&format!("reader-{c}"))).collect();
     let order = |c: usize, q: &str| cluster.url(c % args.nodes, &format!("/v1/orders/{}{q}", ids[c]));
-    let (_processes, ports) = HelloProcesses::start(args.nodes);
-    let mut targets: Vec<(&str, Vec<String>)> = vec![
-        ("hello-world axum", (0..args.clients).map(|_| format!("http://127.0.0.1:{hello}/hello")).collect()),
-        ("stale read", (0..args.clients).map(|c| order(c, "?consistency=stale")).collect()),
-        ("linearizable read", (0..args.clients).map(|c| order(c, "")).collect()),
+    let (hello_processes, ports) = HelloProcesses::start(args.nodes);
+    let node_pids: Vec<u32> = (0..args.nodes).map(|i| cluster.node(i).pid()).collect();
+    let hello_pids: Vec<u32> = hello_processes.0.iter().map(std::process::Child::id).collect();
+    // (name, URLs, the server processes whose CPU is counted: none for the in-process server)
+    let mut targets: Vec<(&str, Vec<String>, &[u32])> = vec![
+        ("hello-world axum", (0..args.clients).map(|_| format!("http://127.0.0.1:{hello}/hello")).collect(), &[]),
+        ("stale read", (0..args.clients).map(|c| order(c, "?consistency=stale")).collect(), &node_pids),
+        ("linearizable read", (0..args.clients).map(|c| order(c, "")).collect(), &node_pids),
     ];
     let urls = (0..args.clients).map(|c| format!("http://127.0.0.1:{}/hello", ports[c % ports.len()])).collect();
-    targets.push(("hello-world axum, one process per node", urls));
+    targets.push(("hello-world axum, one process per node", urls, &hello_pids));
     let _ = get_rate(&targets[2].1, &auth, 1).await; // warm-up
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    // CPU time per request, user + system, of the servers and of this (client) process: on a
+    // shared 2-core machine this moves far less between runs than a throughput does.
+    let mut server_us: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let mut client_us: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for _ in 0..args.rounds {
-        for (i, (_, urls)) in targets.iter().enumerate() {
+        for (i, (_, urls, pids)) in targets.iter().enumerate() {
+            let (server_before, client_before) = (cpu_seconds(pids), cpu_seconds(&[std::process::id()]));
             let (rate, h, errors) = get_rate(urls, &auth, args.seconds).await;
             assert_eq!(errors, 0, "{} had {errors} errors", targets[i].0);
+            let requests = h.len() as f64;
+            server_us[i].push((cpu_seconds(pids) - server_before) / requests * 1e6);
+            client_us[i].push((cpu_seconds(&[std::process::id()]) - client_before) / requests * 1e6);
             rates[i].push(rate);
             p99s[i].push(ms(&h, 0.99));
         }
@@ -739,23 +765,27 @@ async fn reads(args: &Args) {
     // Also against hello-world in its own processes, as many as there are nodes: the same
     // process layout on the same cores (the in-process server shares the client's process).
     let spread = median(&rates[3]);
-    for (i, (name, _)) in targets.iter().enumerate() {
+    for (i, (name, _, pids)) in targets.iter().enumerate() {
         let rate = median(&rates[i]);
+        let server = (!pids.is_empty()).then(|| median(&server_us[i]));
         println!(
             "{}",
             json!({"scenario": "reads", "target": name, "nodes": args.nodes, "clients": args.clients,
             "rounds": args.rounds, "median_per_second": rate.round(), "median_p99_ms": median(&p99s[i]),
-            "ratio_to_hello": rate / ceiling, "ratio_to_hello_per_node": rate / spread, "runs": rates[i]})
+            "ratio_to_hello": rate / ceiling, "ratio_to_hello_per_node": rate / spread, "runs": rates[i],
+            "server_cpu_us_per_request": server, "client_cpu_us_per_request": median(&client_us[i])})
         );
         println!(
-            "| reads | {name} | {} nodes | {} clients | median {:.0}/s of {} runs | p99 {:.2} ms | {:.2}× hello-world | {:.2}× hello-world per node |",
+            "| reads | {name} | {} nodes | {} clients | median {:.0}/s of {} runs | p99 {:.2} ms | {:.2}× hello-world | {:.2}× hello-world per node | server CPU {} | client CPU {:.1} µs/request |",
             args.nodes,
             args.clients,
             rate,
             args.rounds,
             median(&p99s[i]),
             rate / ceiling,
-            rate / spread
+            rate / spread,
+            server.map_or("in the client process".to_owned(), |us| format!("{us:.1} µs/request")),
+            median(&client_us[i])
         );
     }
 }

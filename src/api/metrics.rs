@@ -1,32 +1,91 @@
 //! `GET /metrics` (Prometheus text) and the request middleware that feeds it.
 
+use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, State};
+use axum::http::{header, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
 
 use crate::node::Node;
 use crate::state::{Applied, Outcome, Rejection};
 
-/// Count and time every request by route template (never the raw path: bounded labels).
-pub async fn track(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let key = RouteKeyRef {
-        method: method_label(&method),
-        route: route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        status: response.status().as_u16(),
-    };
-    let (requests, duration) = request_metrics(&key);
-    requests.increment(1);
-    duration.record(started.elapsed().as_secs_f64());
-    response
+/// Counts and times every request by route template (never the raw path: bounded labels).
+///
+/// A tower layer rather than `axum::middleware::from_fn`: that one boxes the rest of the stack
+/// and its future on every request. Applied with `Router::layer`, so it runs after routing and
+/// sees the route's `MatchedPath`.
+#[derive(Clone, Copy)]
+pub struct TrackLayer;
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for Track<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = method_label(request.method());
+        TrackFuture { inner: self.inner.call(request), route, method, started: Instant::now() }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct TrackFuture<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        method: &'static str,
+        started: Instant,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            let key = RouteKeyRef {
+                method: this.method,
+                route: this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                status: response.status().as_u16(),
+            };
+            let (requests, duration) = request_metrics(&key);
+            requests.increment(1);
+            duration.record(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// The method as a label: the standard ones by name, any extension method a client makes up

@@ -47,6 +47,8 @@ pub enum ApiError {
     OutcomeUnknown(String),
     #[error("{0}")]
     Cluster(String),
+    #[error("the request was not answered within {} s and was abandoned; a change it asked for may still be made, so read the order before retrying", .0.as_secs())]
+    Timeout(std::time::Duration),
     #[error("an internal error occurred; it has been logged")]
     Internal,
 }
@@ -111,6 +113,7 @@ impl ApiError {
             ApiError::RouteNotFound => (S::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            ApiError::Timeout(_) => (S::REQUEST_TIMEOUT, "request-timeout", "Request timed out"),
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             ApiError::Rejected(r) => match r {
                 Rejection::OrderExists(_) => (S::CONFLICT, "order-exists", "You already have an active order"),
