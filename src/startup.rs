@@ -63,6 +63,7 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
         let app = crate::api::app(self.node.clone());
+        crate::telemetry::spawn_metrics_upkeep();
         let http = &self.node.config.http;
         let mut builder = Builder::new(TokioExecutor::new());
         builder

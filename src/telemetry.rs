@@ -45,3 +45,24 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// How often histogram samples are folded into their buckets when nobody scrapes `/metrics`.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Histogram samples wait in the recorder until upkeep folds them into buckets. A scrape of
+/// `/metrics` runs it, but on a node nobody scrapes every sample was kept: the node grew by
+/// ~17 bytes a request (12 MB over 720k reads). Runs it every 5 s on the current runtime, as
+/// the crate's own `install()` does (which would also start an HTTP listener of its own).
+pub fn spawn_metrics_upkeep() {
+    if let Some(handle) = prometheus() {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(METRICS_UPKEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+}
