@@ -97,8 +97,9 @@ impl StateMachine {
         Ok(())
     }
 
-    /// The last log index whose effects reads can see.
-    pub fn applied_index(&self) -> Arc<AtomicU64> {
+    /// The counter of the last log index whose effects reads can see, shared with the node
+    /// (not to be confused with `applied_index(txn)`, the index stored in the state).
+    pub fn applied_counter(&self) -> Arc<AtomicU64> {
         self.applied.clone()
     }
 
