@@ -20,7 +20,9 @@
 //! `reads`: GET of one order per client, against a hello-world axum server (same client, same
 //! machine), stale reads and linearizable reads, interleaved `--rounds` times; medians and
 //! ratios to the hello-world ceiling, and to hello-world run as separate processes, one per
-//! node (the same process layout on the same cores).
+//! node (the same process layout on the same cores); the servers' and the client's CPU time
+//! per request. `--workers N`: N worker threads in each node and each hello-world server
+//! (default: nodes one per core, hello-world 2).
 //! `hotslot`: `--users` users race for one slot of capacity 50: exactly 50 win; the race's
 //! p99 is compared with an uncontended create run in the same process.
 //! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
@@ -52,6 +54,8 @@ struct Args {
     think_ms: u64,
     stale: bool,
     preload: u64,
+    /// `reads --workers N`: worker threads of each node and each hello-world server.
+    workers: Option<usize>,
 }
 
 fn args() -> Args {
@@ -72,6 +76,7 @@ fn args() -> Args {
         think_ms: value("--think-ms", 0),
         stale: raw.iter().any(|a| a == "--stale"),
         preload: value("--preload", 0),
+        workers: raw.iter().any(|a| a == "--workers").then(|| value("--workers", 2) as usize),
     }
 }
 
@@ -86,7 +91,7 @@ const EXTRA: [&str; 2] = ["slots.capacity=1000000", "log.filter=error"];
 async fn main() {
     let args = args();
     match args.scenario.as_str() {
-        "hello-serve" => serve_hello_until_stdin_closes().await,
+        "hello-serve" => serve_hello_until_stdin_closes(args.workers.unwrap_or(2)).await,
         "create" => create(&args).await,
         "failover" => failover(&args).await,
         "catchup" => catchup(&args).await,
@@ -598,14 +603,15 @@ async fn hotslot(args: &Args) {
     assert_eq!(won, 50.min(args.users), "a slot of capacity 50 took {won} orders");
 }
 
-/// A hello-world axum server on its own runtime (2 workers, as a node has on this machine).
-fn hello_server() -> u16 {
+/// A hello-world axum server on its own runtime of `workers` threads (2 unless `--workers`: as
+/// many as a node has on this machine).
+fn hello_server(workers: usize) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind hello");
     let port = listener.local_addr().expect("hello address").port();
     listener.set_nonblocking(true).expect("nonblocking");
     std::thread::spawn(move || {
         let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("runtime");
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" }));
@@ -621,14 +627,14 @@ fn hello_server() -> u16 {
 struct HelloProcesses(Vec<std::process::Child>);
 
 impl HelloProcesses {
-    fn start(n: usize) -> (Self, Vec<u16>) {
+    fn start(n: usize, workers: usize) -> (Self, Vec<u16>) {
         use std::io::BufRead;
         let exe = std::env::current_exe().expect("bench executable");
         let mut children = Vec::new();
         let mut ports = Vec::new();
         for _ in 0..n {
             let mut child = std::process::Command::new(&exe)
-                .arg("hello-serve")
+                .args(["hello-serve", "--workers", &workers.to_string()])
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -668,8 +674,8 @@ fn cpu_seconds(pids: &[u32]) -> f64 {
 }
 
 /// The `hello-serve` mode: print the port, serve hello-world until stdin closes.
-async fn serve_hello_until_stdin_closes() {
-    let port = hello_server();
+async fn serve_hello_until_stdin_closes(workers: usize) {
+    let port = hello_server(workers);
     println!("{port}");
     let _ = tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
 }
@@ -710,8 +716,10 @@ async fn get_rate(urls: &[String], auth: &[String], seconds: u64) -> (f64, Histo
 }
 
 async fn reads(args: &Args) {
-    let cluster = TestCluster::start(args.nodes, &EXTRA).await;
-    let hello = hello_server();
+    let workers = args.workers.map(|n| format!("runtime.worker_threads={n}"));
+    let settings: Vec<&str> = EXTRA.iter().copied().chain(workers.as_deref()).collect();
+    let cluster = TestCluster::start(args.nodes, &settings).await;
+    let hello = hello_server(args.workers.unwrap_or(2));
     let mut ids = Vec::new();
     for c in 0..args.clients {
         let r = client()
@@ -726,7 +734,7 @@ async fn reads(args: &Args) {
     }
     let auth: Vec<String> = (0..args.clients).map(|c| token(&format!("reader-{c}"))).collect();
     let order = |c: usize, q: &str| cluster.url(c % args.nodes, &format!("/v1/orders/{}{q}", ids[c]));
-    let (hello_processes, ports) = HelloProcesses::start(args.nodes);
+    let (hello_processes, ports) = HelloProcesses::start(args.nodes, args.workers.unwrap_or(2));
     let node_pids: Vec<u32> = (0..args.nodes).map(|i| cluster.node(i).pid()).collect();
     let hello_pids: Vec<u32> = hello_processes.0.iter().map(std::process::Child::id).collect();
     // (name, URLs, the server processes whose CPU is counted: none for the in-process server)
@@ -773,7 +781,8 @@ async fn reads(args: &Args) {
             json!({"scenario": "reads", "target": name, "nodes": args.nodes, "clients": args.clients,
             "rounds": args.rounds, "median_per_second": rate.round(), "median_p99_ms": median(&p99s[i]),
             "ratio_to_hello": rate / ceiling, "ratio_to_hello_per_node": rate / spread, "runs": rates[i],
-            "server_cpu_us_per_request": server, "client_cpu_us_per_request": median(&client_us[i])})
+            "server_cpu_us_per_request": server, "client_cpu_us_per_request": median(&client_us[i]),
+            "workers_per_server": args.workers.unwrap_or(2)})
         );
         println!(
             "| reads | {name} | {} nodes | {} clients | median {:.0}/s of {} runs | p99 {:.2} ms | {:.2}× hello-world | {:.2}× hello-world per node | server CPU {} | client CPU {:.1} µs/request |",

@@ -7,6 +7,7 @@
 //! Flags: `--listen`, `--data-dir`, `--log-format`, and `--set section.key=value` for any other.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -65,7 +66,19 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub raft: RaftSettings,
     pub http: HttpSettings,
+    pub runtime: RuntimeSettings,
 }
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSettings {
+    /// Threads running requests and replication; unset: one per core. Several nodes sharing a
+    /// small host each do better with their share of its cores.
+    pub worker_threads: Option<NonZeroUsize>,
+}
+
+/// Most worker threads a node accepts: more is a typo, not a machine.
+const MAX_WORKER_THREADS: usize = 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,6 +240,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             raft: RaftSettings::default(),
             http: HttpSettings::default(),
+            runtime: RuntimeSettings::default(),
         }
     }
 }
@@ -357,6 +371,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub raft: RaftSettings,
     pub http: HttpSettings,
+    /// Worker threads of the node's async runtime, resolved (unset: one per core).
+    pub worker_threads: usize,
 }
 
 /// This node's place in the cluster.
@@ -435,6 +451,15 @@ impl Config {
         if s.cluster.node_id == 0 {
             return Err(ConfigError::Zero("cluster.node_id"));
         }
+        let worker_threads = match s.runtime.worker_threads {
+            Some(n) if n.get() > MAX_WORKER_THREADS => {
+                return Err(ConfigError::Invalid(format!(
+                    "runtime.worker_threads is {n}; at most {MAX_WORKER_THREADS} (leave it unset for one per core)"
+                )))
+            }
+            Some(n) => n.get(),
+            None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        };
         let r = &s.raft;
         if r.heartbeat_ms == 0
             || r.election_timeout_min_ms <= r.heartbeat_ms * 2
@@ -481,6 +506,7 @@ impl Config {
             },
             raft: s.raft,
             http: s.http,
+            worker_threads,
         })
     }
 }
@@ -512,6 +538,24 @@ mod tests {
         let mut s = with_secret();
         s.slots.capacity = 0;
         assert!(matches!(Config::from_settings(s), Err(ConfigError::Zero("slots.capacity"))));
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_core_and_zero_or_absurd_counts_are_refused() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(Config::from_settings(with_secret()).unwrap().worker_threads, cores);
+        let set = |value: &str| {
+            let overrides = Overrides { set: vec![format!("runtime.worker_threads={value}")], ..Overrides::default() };
+            let mut s = Settings::load(None, &overrides)?;
+            s.auth = with_secret().auth;
+            s.cluster = with_secret().cluster;
+            Config::from_settings(s)
+        };
+        assert_eq!(set("1").unwrap().worker_threads, 1);
+        let zero = set("0").unwrap_err().to_string();
+        assert!(zero.contains("worker_threads"), "{zero}");
+        let absurd = set("100000").unwrap_err().to_string();
+        assert!(absurd.contains("at most 1024"), "{absurd}");
     }
 
     #[test]

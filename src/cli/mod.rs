@@ -218,13 +218,15 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return usage_error(e),
     };
     crate::telemetry::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Always set: tokio would otherwise read TOKIO_WORKER_THREADS and panic on a bad value.
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(config.worker_threads).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let result = runtime.block_on(async {
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
