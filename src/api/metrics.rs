@@ -36,11 +36,11 @@ pub struct Track<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for Track<S>
+impl<S, B, ResBody> Service<Request<B>> for Track<S>
 where
-    S: Service<Request<B>, Response = Response>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
-    type Response = Response;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = TrackFuture<S::Future>;
 
@@ -65,24 +65,36 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, E> Future for TrackFuture<F>
+impl<F, E, ResBody> Future for TrackFuture<F>
 where
-    F: Future<Output = Result<Response, E>>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
 {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
+        let count = |status: StatusCode| {
             let key = RouteKeyRef {
                 method: this.method,
                 route: this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
-                status: response.status().as_u16(),
+                status: status.as_u16(),
             };
             let (requests, duration) = request_metrics(&key);
             requests.increment(1);
             duration.record(this.started.elapsed().as_secs_f64());
+        };
+        // A handler that panics is answered 500 by the catch-panic layer outside the router,
+        // where the route is no longer known: count it here, then let the panic go on.
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.inner.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(result)) => result,
+            Err(panic) => {
+                count(StatusCode::INTERNAL_SERVER_ERROR);
+                std::panic::resume_unwind(panic)
+            }
+        };
+        if let Ok(response) = &result {
+            count(response.status());
         }
         Poll::Ready(result)
     }

@@ -47,10 +47,10 @@ type AppState = Arc<Node>;
 
 /// The whole HTTP application: the routes, and around them the layers every request passes.
 ///
-/// The layers wrap the router once instead of being added with `Router::layer`, which wraps
+/// Most layers wrap the router once instead of being added with `Router::layer`, which wraps
 /// every route in all of them and clones that stack into a new box on every request (a fifth
-/// of a stale read's instructions went to layers, callgrind). Only the metrics layer needs the
-/// matched route, so only it runs after routing.
+/// of a stale read's instructions went to layers, callgrind). Only the ones whose outcome the
+/// metrics must see under the matched route run after routing (`per_route`).
 pub fn app(
     node: Arc<Node>,
 ) -> impl Service<
@@ -63,7 +63,14 @@ pub fn app(
        + 'static {
     // The recorder first: the metrics layer keeps the handles it registers.
     crate::telemetry::prometheus();
-    around(routes().layer(metrics::TrackLayer).with_state(node))
+    around(per_route(routes()).with_state(node))
+}
+
+/// The layers each route runs in: the deadline, inside the metrics, so a timeout (408) is
+/// counted under its route like any answer (the metrics layer counts a panic as a 500 itself
+/// and lets it on to the catch-panic layer outside). Both are cheap to clone per request.
+fn per_route<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT)).layer(metrics::TrackLayer)
 }
 
 /// The layers around the router, outermost first.
@@ -115,7 +122,6 @@ where
             tracing::error!("a request handler panicked");
             ApiError::Internal.into_response()
         }))
-        .layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .service(router)
 }
@@ -159,7 +165,17 @@ mod tests {
     use tower::ServiceExt;
 
     async fn send(router: Router, request: Request<Body>) -> Response {
-        around(router).oneshot(request).await.unwrap()
+        crate::telemetry::prometheus();
+        around(per_route(router)).oneshot(request).await.unwrap()
+    }
+
+    /// The request counter's sample for one route and status, from the process's recorder.
+    fn requests_counted(route: &str, status: u16) -> Option<String> {
+        let text = crate::telemetry::prometheus().expect("recorder").render();
+        let labels = format!("route=\"{route}\",status=\"{status}\"");
+        text.lines()
+            .find(|l| l.starts_with("pizza_orders_http_requests_total") && l.contains(&labels))
+            .map(str::to_owned)
     }
 
     #[tokio::test]
@@ -176,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn a_handler_that_panics_is_answered_internal_as_a_problem() {
         let router = Router::new().route(
-            "/",
+            "/boom",
             get(|| async {
                 if Duration::ZERO.is_zero() {
                     panic!("a bug in a handler");
@@ -184,10 +200,27 @@ mod tests {
                 "unreachable"
             }),
         );
-        let response = send(router, Request::get("/").body(Body::empty()).unwrap()).await;
+        let response = send(router, Request::get("/boom").body(Body::empty()).unwrap()).await;
         assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let counted = requests_counted("/boom", 500);
+        assert!(counted.is_some_and(|line| line.ends_with(" 1")), "the panic is counted as a 500 of its route");
         assert_eq!(response.headers().get("content-type").unwrap(), "application/problem+json");
         let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         assert!(String::from_utf8_lossy(&body).contains("/problems/internal"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_deadline_is_answered_and_counted_408_under_its_route() {
+        let router = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+                "late"
+            }),
+        );
+        let response = send(router, Request::get("/slow").body(Body::empty()).unwrap()).await;
+        assert_eq!(response.status(), axum::http::StatusCode::REQUEST_TIMEOUT);
+        let counted = requests_counted("/slow", 408);
+        assert!(counted.is_some_and(|line| line.ends_with(" 1")), "the timeout is counted as a 408 of its route");
     }
 }
