@@ -68,9 +68,9 @@ impl<'a> Row<'a> {
     params(("format" = Option<String>, Query, description = "csv (default) or ndjson"), ("since_revision" = Option<u64>, Query, description = "Only orders changed after this revision")),
     responses((status = 200, description = "Orders as CSV or NDJSON; x-pizza-revision says as of which revision"),
         (status = 422, description = "A revision in the future or a bad parameter", body = super::openapi::Problem)), security(("bearer" = [])))]
-pub async fn export(State(node): State<Arc<Node>>, principal: Principal, QueryParams(query): QueryParams) -> ApiResult {
+pub async fn export(State(node): State<Arc<Node>>, principal: Principal, query: QueryParams) -> ApiResult {
     require_admin(&principal)?;
-    let format = match query.get("format").map(String::as_str) {
+    let format = match query.get("format") {
         None | Some("csv") => Format::Csv,
         Some("ndjson") => Format::Ndjson,
         Some(_) => return Err(invalid("format", "must be 'csv' or 'ndjson'")),

@@ -213,7 +213,7 @@ pub async fn get_order(
     State(node): State<Arc<Node>>,
     principal: Principal,
     IdSegment(id): IdSegment,
-    QueryParams(query): QueryParams,
+    query: QueryParams,
 ) -> ApiResult {
     let id = parse_id(&id)?;
     node.read_barrier(consistency(&query)?).await?;
@@ -241,11 +241,7 @@ const MAX_PAGE: usize = 100;
         ("consistency" = Option<String>, Query, description = "linearizable (default) or stale")),
     responses((status = 200, description = "Your orders, newest first", body = OrderPage)),
     security(("bearer" = [])))]
-pub async fn list_orders(
-    State(node): State<Arc<Node>>,
-    principal: Principal,
-    QueryParams(query): QueryParams,
-) -> ApiResult {
+pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, query: QueryParams) -> ApiResult {
     let invalid = |field: &str, detail: &str| ApiError::InvalidField {
         field: field.into(),
         detail: format!("{field}: {detail}"),

@@ -25,8 +25,6 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("the {header} header is invalid: {detail}")]
     InvalidHeader { header: &'static str, detail: String },
-    #[error("the query string cannot be decoded: {0}")]
-    InvalidQuery(String),
     #[error("{0}")]
     Unauthorized(#[from] AuthError),
     #[error("this needs an admin token")]
@@ -103,7 +101,6 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large"),
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid-header", "Invalid header"),
-            ApiError::InvalidQuery(_) => (S::BAD_REQUEST, "invalid-query", "Invalid query string"),
             ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
             ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Admin token required"),
             ApiError::NoLeader(_) => (S::SERVICE_UNAVAILABLE, "no-leader", "No leader"),

@@ -33,7 +33,7 @@ pub struct SlotAvailability {
     params(("from" = Option<String>, Query, description = "RFC 3339, default now"), ("to" = Option<String>, Query, description = "RFC 3339, default from + 24 h, at most 31 days after from")),
     responses((status = 200, description = "Bookable slots with room left", body = SlotList),
         (status = 422, description = "Bad range", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn list_slots(State(node): State<Arc<Node>>, QueryParams(query): QueryParams) -> ApiResult<Json<SlotList>> {
+pub async fn list_slots(State(node): State<Arc<Node>>, query: QueryParams) -> ApiResult<Json<SlotList>> {
     let now = Timestamp::now();
     let param = |name: &str| -> Result<Option<Timestamp>, ApiError> {
         query
