@@ -48,8 +48,8 @@ type AppState = Arc<Node>;
 /// The whole HTTP application: the routes, and around them the layers every request passes.
 ///
 /// Most layers wrap the router once instead of being added with `Router::layer`, which wraps
-/// every route in all of them and clones that stack into a new box on every request (a fifth
-/// of a stale read's instructions went to layers, callgrind). Only the ones whose outcome the
+/// every route in all of them and clones that stack into a new box on every request (8.4k of
+/// a stale read's 57k instructions, callgrind). Only the ones whose outcome the
 /// metrics must see under the matched route run after routing (`per_route`).
 pub fn app(
     node: Arc<Node>,
