@@ -719,7 +719,8 @@ async fn reads(args: &Args) {
     let workers = args.workers.map(|n| format!("runtime.worker_threads={n}"));
     let settings: Vec<&str> = EXTRA.iter().copied().chain(workers.as_deref()).collect();
     let cluster = TestCluster::start(args.nodes, &settings).await;
-    let hello = hello_server(args.workers.unwrap_or(2));
+    let hello_workers = args.workers.unwrap_or(2);
+    let hello = hello_server(hello_workers);
     let mut ids = Vec::new();
     for c in 0..args.clients {
         let r = client()
@@ -734,7 +735,7 @@ async fn reads(args: &Args) {
     }
     let auth: Vec<String> = (0..args.clients).map(|c| token(&format!("reader-{c}"))).collect();
     let order = |c: usize, q: &str| cluster.url(c % args.nodes, &format!("/v1/orders/{}{q}", ids[c]));
-    let (hello_processes, ports) = HelloProcesses::start(args.nodes, args.workers.unwrap_or(2));
+    let (hello_processes, ports) = HelloProcesses::start(args.nodes, hello_workers);
     let node_pids: Vec<u32> = (0..args.nodes).map(|i| cluster.node(i).pid()).collect();
     let hello_pids: Vec<u32> = hello_processes.0.iter().map(std::process::Child::id).collect();
     // (name, URLs, the server processes whose CPU is counted: none for the in-process server)
@@ -782,7 +783,7 @@ async fn reads(args: &Args) {
             "rounds": args.rounds, "median_per_second": rate.round(), "median_p99_ms": median(&p99s[i]),
             "ratio_to_hello": rate / ceiling, "ratio_to_hello_per_node": rate / spread, "runs": rates[i],
             "server_cpu_us_per_request": server, "client_cpu_us_per_request": median(&client_us[i]),
-            "workers_per_server": args.workers.unwrap_or(2)})
+            "workers_per_server": hello_workers})
         );
         println!(
             "| reads | {name} | {} nodes | {} clients | median {:.0}/s of {} runs | p99 {:.2} ms | {:.2}× hello-world | {:.2}× hello-world per node | server CPU {} | client CPU {:.1} µs/request |",

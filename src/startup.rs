@@ -62,7 +62,7 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let app = crate::api::app(self.node.clone());
+        let app = crate::api::around(crate::api::router(self.node.clone()));
         crate::telemetry::spawn_metrics_upkeep();
         let http = &self.node.config.http;
         let mut builder = Builder::new(TokioExecutor::new());

@@ -28,7 +28,6 @@ use axum::http::{HeaderName, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
-use hyper::body::Incoming;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -45,25 +44,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 type AppState = Arc<Node>;
 
-/// The whole HTTP application: the routes, and around them the layers every request passes.
+/// The routes, each in the layers that must see its outcome (`per_route`); serve them as
+/// `around(router(node))`.
 ///
-/// Most layers wrap the router once instead of being added with `Router::layer`, which wraps
-/// every route in all of them and clones that stack into a new box on every request (8.4k of
-/// a stale read's 57k instructions, callgrind). Only the ones whose outcome the
-/// metrics must see under the matched route run after routing (`per_route`).
-pub fn app(
-    node: Arc<Node>,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response, Infallible>> + Send + 'static,
-> + Clone
-       + Send
-       + 'static {
+/// Most layers wrap the router once (`around`) instead of being added with `Router::layer`,
+/// which wraps every route in all of them and clones that stack into a new box on every
+/// request (8.4k of a stale read's 57k instructions, callgrind).
+pub fn router(node: Arc<Node>) -> Router {
     // The recorder first: the metrics layer keeps the handles it registers.
     crate::telemetry::prometheus();
-    around(per_route(routes()).with_state(node))
+    per_route(routes()).with_state(node)
 }
 
 /// The layers each route runs in: the deadline, inside the metrics, so a timeout (408) is
@@ -74,7 +64,7 @@ fn per_route<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
 }
 
 /// The layers around the router, outermost first.
-fn around<B>(
+pub fn around<B>(
     router: Router,
 ) -> impl Service<
     Request<B>,

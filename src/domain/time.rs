@@ -46,9 +46,7 @@ impl Timestamp {
     pub fn to_rfc3339(self) -> String {
         self.to_string()
     }
-}
 
-impl Timestamp {
     /// `YYYY-MM-DDTHH:MM:SSZ` for years 0 to 9999, computed without chrono (days to civil date
     /// after Howard Hinnant's algorithm); `None` for other years. Every order in a response
     /// carries five timestamps: through chrono each cost ~800 instructions of a ~50k read.
