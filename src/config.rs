@@ -14,8 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Cents, Currency, Menu, MenuError, SlotGrid, SlotGridError};
-use crate::state::SlotCapacity;
+use crate::domain::{CatalogDoc, DeliveryDoc, MenuDoc, SizePrices, StoreDoc, ToppingPrices, WeekHours};
 
 /// Where `serve` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/local.toml";
@@ -37,10 +36,10 @@ pub enum ConfigError {
     ShortSecret(usize),
     #[error("cannot read auth.jwt_secret_file {path}: {source}")]
     SecretFile { path: PathBuf, source: std::io::Error },
-    #[error("menu: {0}")]
-    Menu(#[from] MenuError),
-    #[error("slots: {0}")]
-    Slots(#[from] SlotGridError),
+    #[error("cannot read the catalog file {path}: {source}")]
+    CatalogFile { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Catalog(String),
     #[error("{0} must be at least 1")]
     Zero(&'static str),
 }
@@ -58,6 +57,9 @@ pub enum LogFormat {
 pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// A catalog file (TOML: menu and stores) that seeds the replicated catalog the first time
+    /// a leader finds none. Unset: one store, "main", made of `[menu]` and `[slots]`.
+    pub catalog_file: Option<PathBuf>,
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub menu: MenuSettings,
@@ -182,35 +184,16 @@ impl std::fmt::Debug for AuthSettings {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MenuSettings {
-    pub currency: String,
-    pub sizes: SizePrices,
-    pub toppings: ToppingPrices,
-}
+/// `[menu]`: the seed catalog's prices when no catalog file is named.
+pub type MenuSettings = MenuDoc;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SizePrices {
-    pub small: u64,
-    pub medium: u64,
-    pub large: u64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToppingPrices {
-    pub extra_cheese: u64,
-    pub pepperoni: u64,
-    pub mushroom: u64,
-}
-
+/// `[slots]`: the seed catalog's one store when no catalog file is named. Only ever a seed:
+/// once the catalog is replicated, these settings are not read again.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SlotSettings {
     pub length_minutes: i64,
-    /// Opening hours in UTC, `HH:MM`, on the slot grid; `closes` may be `24:00`.
+    /// Opening hours in `time_zone`, `HH:MM`, on the slot grid; `closes` may be `24:00`.
     pub opens: String,
     pub closes: String,
     /// Pizzas the kitchen can deliver in one slot.
@@ -218,6 +201,8 @@ pub struct SlotSettings {
     pub horizon_days: i64,
     /// Orders close (create, change, cancel) this long before their slot starts.
     pub cutoff_minutes: i64,
+    /// IANA time zone of the opening hours.
+    pub time_zone: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -232,6 +217,7 @@ impl Default for Settings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
+            catalog_file: None,
             log: LogSettings::default(),
             auth: AuthSettings::default(),
             menu: MenuSettings::default(),
@@ -251,7 +237,7 @@ impl Default for LogSettings {
     }
 }
 
-impl Default for MenuSettings {
+impl Default for MenuDoc {
     fn default() -> Self {
         Self {
             currency: "EUR".into(),
@@ -270,6 +256,7 @@ impl Default for SlotSettings {
             capacity: 20,
             horizon_days: 3650,
             cutoff_minutes: 30,
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -364,9 +351,10 @@ pub struct Config {
     pub log: LogSettings,
     pub secret: TokenSecret,
     pub dev_login: bool,
-    pub menu: Menu,
-    pub grid: SlotGrid,
-    pub capacity: SlotCapacity,
+    /// The catalog a leader proposes when the replicated state has none yet (a new cluster,
+    /// or a data directory from before catalogs). Checked at load; never read on the request
+    /// or apply path.
+    pub seed_catalog: CatalogDoc,
     pub idempotency_ttl_ms: i64,
     pub cluster: ClusterConfig,
     pub raft: RaftSettings,
@@ -427,21 +415,7 @@ impl std::fmt::Debug for TokenSecret {
 impl Config {
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
         let token_secret = TokenSecret::from_auth(&s.auth)?;
-        let menu = Menu::new(
-            Currency::parse(&s.menu.currency)?,
-            [s.menu.sizes.small, s.menu.sizes.medium, s.menu.sizes.large].map(Cents),
-            [s.menu.toppings.extra_cheese, s.menu.toppings.pepperoni, s.menu.toppings.mushroom].map(Cents),
-        )?;
-        let grid = SlotGrid::new(
-            s.slots.length_minutes,
-            &s.slots.opens,
-            &s.slots.closes,
-            s.slots.horizon_days,
-            s.slots.cutoff_minutes,
-        )?;
-        if s.slots.capacity == 0 {
-            return Err(ConfigError::Zero("slots.capacity"));
-        }
+        let seed_catalog = seed_catalog(&s)?;
         if s.orders.idempotency_ttl_hours < 1 {
             return Err(ConfigError::Zero("orders.idempotency_ttl_hours"));
         }
@@ -492,9 +466,7 @@ impl Config {
             log: s.log,
             secret: token_secret,
             dev_login: s.auth.dev_login,
-            menu,
-            grid,
-            capacity: SlotCapacity(s.slots.capacity),
+            seed_catalog,
             idempotency_ttl_ms: s.orders.idempotency_ttl_hours.saturating_mul(3_600_000),
             cluster: ClusterConfig {
                 name: s.cluster.name,
@@ -508,6 +480,54 @@ impl Config {
             http: s.http,
             worker_threads,
         })
+    }
+}
+
+/// The id of the one store a catalog made of `[menu]` and `[slots]` has (and that data
+/// directories from before catalogs are converted into).
+pub const SEED_STORE_ID: &str = "main";
+
+/// The catalog named by `catalog_file`, or the one-store catalog of `[menu]` and `[slots]`;
+/// checked here so that a bad seed stops the node at start, naming the problem.
+fn seed_catalog(s: &Settings) -> Result<CatalogDoc, ConfigError> {
+    let doc = match &s.catalog_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::CatalogFile { path: path.clone(), source })?;
+            CatalogDoc::from_toml(&text).map_err(|e| ConfigError::Catalog(format!("{}: {e}", path.display())))?
+        }
+        None => legacy_catalog(s),
+    };
+    if s.catalog_file.is_none() && s.slots.capacity == 0 {
+        return Err(ConfigError::Zero("slots.capacity"));
+    }
+    doc.clone().check().map_err(|e| match &s.catalog_file {
+        Some(path) => ConfigError::Catalog(format!("{}: {e}", path.display())),
+        None => ConfigError::Catalog(format!("[menu] and [slots]: {e}")),
+    })?;
+    Ok(doc)
+}
+
+fn legacy_catalog(s: &Settings) -> CatalogDoc {
+    let slots = &s.slots;
+    CatalogDoc {
+        menu: s.menu.clone(),
+        stores: vec![StoreDoc {
+            id: SEED_STORE_ID.into(),
+            name: s.cluster.name.clone(),
+            address: String::new(),
+            latitude: None,
+            longitude: None,
+            time_zone: slots.time_zone.clone(),
+            slot_minutes: slots.length_minutes,
+            capacity: slots.capacity,
+            cutoff_minutes: slots.cutoff_minutes,
+            horizon_days: slots.horizon_days,
+            hours: WeekHours::every_day(vec![format!("{}-{}", slots.opens, slots.closes)]),
+            closed_dates: Vec::new(),
+            capacity_overrides: Vec::new(),
+            delivery: DeliveryDoc { everywhere: true, ..DeliveryDoc::default() },
+        }],
     }
 }
 
@@ -526,8 +546,9 @@ mod tests {
     fn defaults_validate_once_a_secret_is_set() {
         assert!(matches!(Config::from_settings(Settings::default()), Err(ConfigError::NoSecret)));
         let config = Config::from_settings(with_secret()).unwrap();
-        assert_eq!(config.capacity, SlotCapacity(20));
-        assert_eq!(config.grid.length_minutes(), 30);
+        let seed = config.seed_catalog.check().unwrap();
+        assert_eq!(seed.stores().len(), 1);
+        assert_eq!(seed.stores()[0].calendar.slot_minutes(), 30);
     }
 
     #[test]

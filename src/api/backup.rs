@@ -61,11 +61,10 @@ pub struct CheckView {
 pub async fn check(State(node): State<Arc<Node>>, principal: Principal) -> ApiResult<Response> {
     require_admin(&principal)?;
     let store = node.store.clone();
-    let capacity = node.config.capacity;
     let (revision, report) = tokio::task::spawn_blocking(move || {
         let txn = store.begin_read()?;
         let revision = applied_index(&txn)?.unwrap_or(0);
-        Ok::<_, crate::state::StoreError>((revision, check_state(&txn, Some(capacity), Timestamp::now())?))
+        Ok::<_, crate::state::StoreError>((revision, check_state(&txn, Timestamp::now())?))
     })
     .await
     .map_err(|_| ApiError::Internal)??;

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
+use super::ApiResult;
 use crate::domain::{Size, Topping};
 use crate::node::Node;
 
@@ -22,15 +23,16 @@ pub struct MenuItem {
     price_cents: u64,
 }
 
-#[utoipa::path(get, path = "/v1/menu", tag = "menu", responses((status = 200, description = "Sizes and toppings with prices in cents", body = MenuView)))]
-pub async fn get_menu(State(node): State<Arc<Node>>) -> Json<MenuView> {
-    let menu = &node.config.menu;
-    Json(MenuView {
+#[utoipa::path(get, path = "/v1/menu", tag = "menu", responses((status = 200, description = "Sizes and toppings with prices in cents, from the catalog in force", body = MenuView)))]
+pub async fn get_menu(State(node): State<Arc<Node>>) -> ApiResult<Json<MenuView>> {
+    let current = node.catalog()?;
+    let menu = current.catalog.menu();
+    Ok(Json(MenuView {
         currency: menu.currency().as_str().to_owned(),
         sizes: Size::ALL.iter().map(|s| MenuItem { id: s.as_str(), price_cents: menu.size_price(*s).0 }).collect(),
         toppings: Topping::ALL
             .iter()
             .map(|t| MenuItem { id: t.as_str(), price_cents: menu.topping_price(*t).0 })
             .collect(),
-    })
+    }))
 }

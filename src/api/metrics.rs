@@ -179,6 +179,7 @@ pub fn record(applied: &Applied) {
         Ok(Outcome::Placed { .. }) => "created",
         Ok(Outcome::Changed(_)) => "updated",
         Ok(Outcome::Cancelled(_)) => "cancelled",
+        Ok(Outcome::Catalog { .. }) => return,
         Err(rejection) => {
             let reason = match rejection {
                 Rejection::OrderExists(_) => "order_exists",
@@ -190,6 +191,13 @@ pub fn record(applied: &Applied) {
                 Rejection::NotActive => "cancelled",
                 Rejection::IdempotencyKeyReused => "idempotency_key_reused",
                 Rejection::DuplicateOrderId(_) => "duplicate_id",
+                Rejection::CatalogChanged(_) => "catalog_changed",
+                Rejection::NoCatalog => "no_catalog",
+                Rejection::UnknownStore(_) => "unknown_store",
+                Rejection::SlotNotBookable(_) => "slot_not_bookable",
+                Rejection::CatalogVersionConflict(_) => "catalog_version_conflict",
+                Rejection::InvalidCatalog(_) => "invalid_catalog",
+                Rejection::StoreInUse(_) => "store_in_use",
             };
             metrics::counter!("pizza_orders_rejections_total", "reason" => reason).increment(1);
             "rejected"
@@ -221,8 +229,7 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
         }
     }
     let store = node.store.clone();
-    let capacity = node.config.capacity;
-    if let Ok(Ok(summary)) = tokio::task::spawn_blocking(move || store.slot_summary(capacity)).await {
+    if let Ok(Ok(summary)) = tokio::task::spawn_blocking(move || store.slot_summary()).await {
         metrics::gauge!("pizza_orders_orders_placed").set(summary.placed as f64);
         metrics::gauge!("pizza_orders_slots_booked").set(summary.booked as f64);
         metrics::gauge!("pizza_orders_slots_full").set(summary.full as f64);

@@ -15,6 +15,7 @@ mod orders;
 mod problem;
 mod raft;
 mod slots;
+mod stores;
 mod stream;
 
 use std::convert::Infallible;
@@ -121,6 +122,9 @@ fn routes() -> Router<AppState> {
         .route("/v1/menu", get(menu::get_menu))
         .route("/v1/dev/login", post(dev_login::login))
         .route("/v1/slots", get(slots::list_slots))
+        .route("/v1/stores", get(stores::list_stores))
+        .route("/v1/stores/locate", get(stores::locate_store))
+        .route("/v1/stores/{id}/slots", get(stores::store_slots))
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/healthz", get(health::healthz))

@@ -11,12 +11,17 @@ use sha2::{Digest, Sha256};
 
 use super::extract::{consistency, idempotency_key, if_match, IdSegment, JsonBody, QueryParams};
 use super::openapi::Problem;
+use super::stores::{delivery_point, locate};
 use super::{etag, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::codec;
-use crate::domain::{Address, Order, OrderId, OrderSpec, OrderStatus, Size, Timestamp, Topping, Toppings};
-use crate::node::Node;
-use crate::state::{CancelOrder, ChangeOrder, Command, CommandId, IdempotencyClaim, Outcome, PlaceOrder};
+use crate::domain::{
+    Address, DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, Size, StoreId, Timestamp, Topping, Toppings,
+};
+use crate::node::{Consistency, Node};
+use crate::state::{
+    CancelOrder, ChangeOrder, Command, CommandId, CurrentCatalog, IdempotencyClaim, Outcome, PlaceOrder, Rejection,
+};
 
 /// The body of `POST /v1/orders` and `PUT /v1/orders/{id}`: the whole order as the customer
 /// wants it. Field types parse themselves, so a value that gets past serde is valid.
@@ -31,22 +36,52 @@ pub struct OrderRequest {
     #[serde(default)]
     #[schema(value_type = Vec<Topping>)]
     toppings: Toppings,
-    /// The start of the delivery slot, RFC 3339, on the slot grid.
+    /// The start of the delivery slot, RFC 3339, on the store's slot grid.
     #[schema(format = DateTime, example = "2030-01-07T12:00:00Z")]
     delivery_slot: String,
+    /// The delivery postcode; decides the store when no location is given (or it is outside
+    /// every drawn area).
+    #[serde(default)]
+    #[schema(example = "10115")]
+    postcode: Option<String>,
+    /// The delivery location (WGS 84), when the client knows it; decides the store.
+    #[serde(default)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    longitude: Option<f64>,
+    /// Ask for this store; it must deliver to the address.
+    #[serde(default)]
+    store_id: Option<String>,
+}
+
+/// An order request checked against one catalog: the spec, and the store that bakes it.
+struct Resolved {
+    spec: OrderSpec,
+    store: StoreId,
+    delivery: DeliveryPoint,
+    catalog_version: u64,
 }
 
 impl OrderRequest {
-    fn into_spec(self, node: &Node, now: Timestamp) -> Result<OrderSpec, ApiError> {
+    /// Find the store for the address and check the slot against its calendar, in the
+    /// catalog in force on this node.
+    fn resolve(&self, current: &CurrentCatalog, now: Timestamp) -> Result<Resolved, ApiError> {
         let invalid = |detail: String| ApiError::InvalidField {
             field: "delivery_slot".into(),
             detail: format!("delivery_slot: {detail}"),
         };
+        let delivery = delivery_point(self.postcode.as_deref(), self.latitude, self.longitude)?;
+        let store = locate(&current.catalog, &delivery, self.store_id.as_deref())?;
         let start = Timestamp::parse_rfc3339(&self.delivery_slot).map_err(|e| invalid(e.to_string()))?;
-        let slot = node.config.grid.bookable(start, now).map_err(|e| invalid(e.to_string()))?;
-        Ok(OrderSpec { address: self.address, size: self.size, toppings: self.toppings, slot })
+        let slot = store.calendar.bookable(start, now).map_err(|e| invalid(e.to_string()))?;
+        let spec = OrderSpec { address: self.address.clone(), size: self.size, toppings: self.toppings, slot };
+        Ok(Resolved { spec, store: store.id.clone(), delivery, catalog_version: current.version })
     }
 }
+
+/// How often a write is tried again when the catalog changed between reading it and applying
+/// the command; each try first catches up with the leader.
+const CATALOG_TRIES: usize = 3;
 
 // Borrowed from the stored order and written straight into the response body: no
 // intermediate strings.
@@ -79,6 +114,15 @@ pub struct OrderView<'a> {
     #[schema(value_type = String)]
     #[serde(serialize_with = "timestamp_text")]
     editable_until: Timestamp,
+    /// The store that bakes it.
+    #[schema(value_type = String)]
+    store_id: &'a str,
+    #[schema(value_type = Option<String>)]
+    postcode: Option<&'a str>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    /// The catalog version the order was last placed or changed under (0: before catalogs).
+    catalog_version: u64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -109,7 +153,7 @@ fn topping_list<S: serde::Serializer>(toppings: &Toppings, serializer: S) -> Res
 }
 
 impl<'a> OrderView<'a> {
-    fn new(order: &'a Order, cutoff_ms: i64, now: Timestamp) -> Self {
+    fn new(order: &'a Order, now: Timestamp) -> Self {
         Self {
             id: order.id,
             status: order.status,
@@ -123,13 +167,18 @@ impl<'a> OrderView<'a> {
             version: order.version.0,
             created_at: order.created_at,
             updated_at: order.updated_at,
-            editable_until: order.spec.slot.start().plus_millis(-cutoff_ms),
+            editable_until: order.editable_until(),
+            store_id: order.store.as_str(),
+            postcode: order.delivery.postcode.as_ref().map(|p| p.as_str()),
+            latitude: order.delivery.location.map(|l| l.lat()),
+            longitude: order.delivery.location.map(|l| l.lon()),
+            catalog_version: order.catalog_version,
         }
     }
 }
 
-fn order_response(status: StatusCode, order: &Order, node: &Node, now: Timestamp) -> Response {
-    let view = OrderView::new(order, node.config.grid.cutoff_ms(), now);
+fn order_response(status: StatusCode, order: &Order, now: Timestamp) -> Response {
+    let view = OrderView::new(order, now);
     // Serialised into a Vec sized for an order: axum's `Json` writes through a 128-byte
     // `BytesMut` writer, one `io::Write` call per JSON token, and regrows it twice.
     let mut body = Vec::with_capacity(512);
@@ -151,9 +200,31 @@ fn parse_id(raw: &str) -> Result<OrderId, ApiError> {
 
 /// Identifies a create request for `Idempotency-Key`: the same key with the same order is a
 /// retry; with a different order it is a client bug.
-fn fingerprint(spec: &OrderSpec) -> Result<[u8; 32], ApiError> {
-    let bytes = codec::encode(spec).map_err(|_| ApiError::Internal)?;
+fn fingerprint(order: &Resolved) -> Result<[u8; 32], ApiError> {
+    let bytes = codec::encode(&(&order.spec, &order.store, &order.delivery)).map_err(|_| ApiError::Internal)?;
     Ok(Sha256::digest(bytes).into())
+}
+
+/// Resolve the request against the catalog in force and propose the command `make` builds;
+/// if the catalog changed before it applied, catch up with the leader and try again.
+async fn propose_resolved(
+    node: &Node,
+    body: &OrderRequest,
+    now: Timestamp,
+    make: impl Fn(Resolved) -> Result<Command, ApiError>,
+) -> Result<Outcome, ApiError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let current = node.catalog()?;
+        let command = make(body.resolve(&current, now)?)?;
+        match propose(node, command).await {
+            Err(ApiError::Rejected(Rejection::CatalogChanged(_))) if tries < CATALOG_TRIES => {
+                node.read_barrier(Consistency::Linearizable).await?;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
@@ -172,28 +243,31 @@ pub async fn create_order(
 ) -> ApiResult {
     let key = idempotency_key(&headers)?;
     let now = Timestamp::now();
-    let spec = body.into_spec(&node, now)?;
-    let idempotency = match key {
-        Some(key) => Some(IdempotencyClaim {
-            key,
-            fingerprint: fingerprint(&spec)?,
-            expires_at: now.plus_millis(node.config.idempotency_ttl_ms),
-        }),
-        None => None,
-    };
-    let command = Command::PlaceOrder(PlaceOrder {
-        order_id: OrderId::new_at(now),
-        user: principal.user,
-        at: now,
-        price: node.config.menu.price(spec.size, spec.toppings),
-        spec,
-        capacity: node.config.capacity,
-        cutoff_ms: node.config.grid.cutoff_ms(),
-        idempotency,
-    });
-    match propose(&node, command).await? {
+    let order_id = OrderId::new_at(now);
+    let outcome = propose_resolved(&node, &body, now, |resolved| {
+        let idempotency = match &key {
+            Some(key) => Some(IdempotencyClaim {
+                key: key.clone(),
+                fingerprint: fingerprint(&resolved)?,
+                expires_at: now.plus_millis(node.config.idempotency_ttl_ms),
+            }),
+            None => None,
+        };
+        Ok(Command::PlaceOrder(PlaceOrder {
+            order_id,
+            user: principal.user.clone(),
+            at: now,
+            spec: resolved.spec,
+            store: resolved.store,
+            delivery: resolved.delivery,
+            catalog_version: resolved.catalog_version,
+            idempotency,
+        }))
+    })
+    .await?;
+    match outcome {
         Outcome::Placed { order, replayed } => {
-            let mut response = order_response(StatusCode::CREATED, &order, &node, now);
+            let mut response = order_response(StatusCode::CREATED, &order, now);
             response.headers_mut().insert(header::LOCATION, location(order.id));
             if replayed {
                 response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -219,7 +293,7 @@ pub async fn get_order(
     node.read_barrier(consistency(&query)?).await?;
     match node.store.order(id)? {
         Some(order) if order.user == principal.user => {
-            Ok(order_response(StatusCode::OK, &order, &node, Timestamp::now()))
+            Ok(order_response(StatusCode::OK, &order, Timestamp::now()))
         }
         _ => Err(ApiError::OrderNotFound),
     }
@@ -265,9 +339,8 @@ pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, qu
         orders.last().map(|o| o.id.to_string())
     });
     let now = Timestamp::now();
-    let cutoff = node.config.grid.cutoff_ms();
     Ok(Json(OrderPage {
-        orders: orders.iter().map(|o| OrderView::new(o, cutoff, now)).collect(),
+        orders: orders.iter().map(|o| OrderView::new(o, now)).collect(),
         next: next.flatten(),
     })
     .into_response())
@@ -289,20 +362,23 @@ pub async fn update_order(
     let id = parse_id(&id)?;
     let if_match = if_match(&headers)?;
     let now = Timestamp::now();
-    let spec = body.into_spec(&node, now)?;
-    let command = Command::ChangeOrder(ChangeOrder {
-        command_id: CommandId::new(),
-        order_id: id,
-        user: principal.user,
-        at: now,
-        price: node.config.menu.price(spec.size, spec.toppings),
-        spec,
-        capacity: node.config.capacity,
-        cutoff_ms: node.config.grid.cutoff_ms(),
-        if_match,
-    });
-    match propose(&node, command).await? {
-        Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
+    let command_id = CommandId::new();
+    let outcome = propose_resolved(&node, &body, now, |resolved| {
+        Ok(Command::ChangeOrder(ChangeOrder {
+            command_id,
+            order_id: id,
+            user: principal.user.clone(),
+            at: now,
+            spec: resolved.spec,
+            store: resolved.store,
+            delivery: resolved.delivery,
+            catalog_version: resolved.catalog_version,
+            if_match: if_match.clone(),
+        }))
+    })
+    .await?;
+    match outcome {
+        Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, now)),
         other => unexpected(other),
     }
 }
@@ -327,11 +403,10 @@ pub async fn cancel_order(
         order_id: id,
         user: principal.user,
         at: now,
-        cutoff_ms: node.config.grid.cutoff_ms(),
         if_match,
     });
     match propose(&node, command).await? {
-        Outcome::Cancelled(order) => Ok(order_response(StatusCode::OK, &order, &node, now)),
+        Outcome::Cancelled(order) => Ok(order_response(StatusCode::OK, &order, now)),
         other => unexpected(other),
     }
 }

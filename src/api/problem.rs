@@ -31,6 +31,14 @@ pub enum ApiError {
     Forbidden,
     #[error("no such order")]
     OrderNotFound,
+    #[error("no store with this id")]
+    StoreNotFound,
+    #[error("{}", outside_text(.nearest))]
+    OutsideDeliveryArea { nearest: Option<(String, String, f64)> },
+    #[error("no catalog is in force yet (a new cluster's leader seeds one within seconds); retry shortly")]
+    NoCatalog,
+    #[error("{0}")]
+    InvalidCatalog(String, Vec<String>),
     #[error("no resource at this path")]
     RouteNotFound,
     #[error("this method is not allowed on this resource")]
@@ -51,12 +59,23 @@ pub enum ApiError {
     Internal,
 }
 
+fn outside_text(nearest: &Option<(String, String, f64)>) -> String {
+    match nearest {
+        Some((_, name, metres)) => format!(
+            "no store delivers to this address; the nearest is {name}, {:.1} km away",
+            metres / 1000.0
+        ),
+        None => "no store delivers to this address".into(),
+    }
+}
+
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         match e {
             NodeError::NoLeader => ApiError::NoLeader(e.to_string()),
             NodeError::OutcomeUnknown => ApiError::OutcomeUnknown(e.to_string()),
             NodeError::ShuttingDown => ApiError::Unavailable,
+            NodeError::NoCatalog => ApiError::NoCatalog,
             NodeError::Store(e) => e.into(),
             NodeError::Raft(message) => {
                 tracing::error!(error = %message, "replication error while serving a request");
@@ -107,6 +126,12 @@ impl ApiError {
             ApiError::OutcomeUnknown(_) => (S::SERVICE_UNAVAILABLE, "outcome-unknown", "Outcome unknown"),
             ApiError::Cluster(_) => (S::CONFLICT, "cluster-change-refused", "Cluster change refused"),
             ApiError::OrderNotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
+            ApiError::StoreNotFound => (S::NOT_FOUND, "store-not-found", "Store not found"),
+            ApiError::OutsideDeliveryArea { .. } => {
+                (S::UNPROCESSABLE_ENTITY, "outside-delivery-area", "Outside every delivery area")
+            }
+            ApiError::NoCatalog => (S::SERVICE_UNAVAILABLE, "no-catalog", "No catalog yet"),
+            ApiError::InvalidCatalog(..) => (S::UNPROCESSABLE_ENTITY, "invalid-catalog", "Invalid catalog"),
             ApiError::RouteNotFound => (S::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
@@ -126,6 +151,15 @@ impl ApiError {
                     (S::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused")
                 }
                 Rejection::DuplicateOrderId(_) => (S::CONFLICT, "order-id-conflict", "Order id conflict; retry"),
+                Rejection::CatalogChanged(_) => (S::CONFLICT, "catalog-changed", "The catalog changed; retry"),
+                Rejection::NoCatalog => (S::SERVICE_UNAVAILABLE, "no-catalog", "No catalog yet"),
+                Rejection::UnknownStore(_) => (S::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field"),
+                Rejection::SlotNotBookable(_) => (S::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field"),
+                Rejection::CatalogVersionConflict(_) => {
+                    (S::CONFLICT, "catalog-version-conflict", "The catalog changed since you read it")
+                }
+                Rejection::InvalidCatalog(_) => (S::UNPROCESSABLE_ENTITY, "invalid-catalog", "Invalid catalog"),
+                Rejection::StoreInUse(_) => (S::CONFLICT, "store-in-use", "Store still has orders to deliver"),
             },
         }
     }
@@ -147,6 +181,25 @@ impl ApiError {
             }
             ApiError::Rejected(Rejection::PreconditionFailed(version)) => {
                 ext.insert("current_version".into(), version.0.into());
+            }
+            ApiError::Rejected(Rejection::UnknownStore(_)) => {
+                ext.insert("field".into(), "store_id".into());
+            }
+            ApiError::Rejected(Rejection::SlotNotBookable(_)) => {
+                ext.insert("field".into(), "delivery_slot".into());
+            }
+            ApiError::Rejected(Rejection::CatalogVersionConflict(version) | Rejection::CatalogChanged(version)) => {
+                ext.insert("current_catalog_version".into(), (*version).into());
+            }
+            ApiError::Rejected(Rejection::InvalidCatalog(problems)) | ApiError::InvalidCatalog(_, problems) => {
+                ext.insert("errors".into(), problems.clone().into());
+            }
+            ApiError::Rejected(Rejection::StoreInUse(id)) => {
+                ext.insert("store_id".into(), id.to_string().into());
+            }
+            ApiError::OutsideDeliveryArea { nearest: Some((id, name, metres)) } => {
+                let nearest = serde_json::json!({ "id": id, "name": name, "distance_m": metres });
+                ext.insert("nearest_store".into(), nearest);
             }
             _ => {}
         }

@@ -16,12 +16,11 @@ use serde_json::json;
 use super::admin_client::{self, CallError};
 use super::{usage_error, AdminArgs, ConfigArgs};
 use crate::backup::{self, BackupError};
-use crate::config::{Overrides, Settings};
 use crate::domain::Timestamp;
 use crate::raft::log_store::LogStore;
 use crate::state::check::check_state;
 use crate::state::snapshot::install_state;
-use crate::state::{SlotCapacity, Store, StoreError};
+use crate::state::{Store, StoreError};
 
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -309,14 +308,11 @@ pub fn check(args: CheckArgs) -> ExitCode {
     if !path.exists() {
         return usage_error(format!("no database at {}", path.display()));
     }
-    let overrides = Overrides { set: args.config.set.clone(), ..Overrides::default() };
-    let capacity =
-        Settings::load(args.config.config.as_deref(), &overrides).ok().map(|s| SlotCapacity(s.slots.capacity));
     let report = (|| -> Result<_, StoreError> {
         let store = Store::open(&args.data_dir)?;
         let txn = store.begin_read()?;
         let revision = crate::raft::state_machine::applied_index(&txn)?.unwrap_or(0);
-        Ok((revision, check_state(&txn, capacity, Timestamp::now())?))
+        Ok((revision, check_state(&txn, Timestamp::now())?))
     })();
     let (revision, report) = match report {
         Ok(r) => r,

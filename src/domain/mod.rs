@@ -2,17 +2,28 @@
 //! so code that receives one never checks it again.
 
 mod address;
+mod calendar;
+mod catalog;
 mod order;
 mod pizza;
 mod price;
 mod slot;
+mod store;
 mod time;
 mod user;
+mod zone;
 
 pub use address::{Address, AddressError};
 pub use order::{Order, OrderId, OrderSpec, OrderStatus, OrderVersion};
 pub use pizza::{Size, Topping, Toppings};
 pub use price::{Cents, Currency, Menu, MenuError, Price};
-pub use slot::{Slot, SlotError, SlotGrid, SlotGridError};
+pub use calendar::{CalendarError, StoreCalendar};
+pub use catalog::{
+    Catalog, CatalogDoc, CatalogError, DeliveryDoc, MenuDoc, SizePrices, Store, StoreDoc, ToppingPrices, Unplaceable,
+    WeekHours,
+};
+pub use slot::{Slot, SlotError};
+pub use store::{DeliveryPoint, GeoPoint, GeoPointError, Postcode, PostcodeError, StoreId, StoreIdError};
 pub use time::{Timestamp, TimestampError};
 pub use user::{UserId, UserIdError};
+pub use zone::zone_kind;

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Address, Price, Size, Slot, Timestamp, Toppings, UserId};
+use super::{Address, DeliveryPoint, Price, Size, Slot, StoreId, Timestamp, Toppings, UserId};
 
 /// An order id: a UUID v7, so ids sort by creation time and "newest first" is a key range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,6 +82,15 @@ pub struct Order {
     /// The id of the command that last changed it (the order id for its creation), so a
     /// command proposed twice is applied once.
     pub last_command: u128,
+    /// The store that bakes it, and where it goes beyond the address text.
+    pub store: StoreId,
+    pub delivery: DeliveryPoint,
+    /// Changes and cancellation close this long before the slot: the store's cutoff when the
+    /// order was last placed or changed, kept so a later catalog change does not move it.
+    pub cutoff_ms: i64,
+    /// The catalog version in force when the order was last placed or changed (0: before
+    /// catalogs were replicated).
+    pub catalog_version: u64,
 }
 
 impl Order {
@@ -89,6 +98,11 @@ impl Order {
     /// window has not ended.
     pub fn is_active(&self, at: Timestamp) -> bool {
         self.status == OrderStatus::Placed && at < self.spec.slot.end()
+    }
+
+    /// Changes and cancellation are accepted until this time.
+    pub fn editable_until(&self) -> Timestamp {
+        self.spec.slot.start().plus_millis(-self.cutoff_ms)
     }
 }
 

@@ -22,7 +22,8 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, PeerClient, PeerError};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
-use crate::state::{Applied, Command, Store, StoreError};
+use crate::domain::Timestamp;
+use crate::state::{Applied, Command, CurrentCatalog, Outcome, SetCatalog, Store, StoreError};
 
 mod checkpoint;
 mod lease;
@@ -47,6 +48,8 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error("cannot start replication: {0}")]
     Raft(String),
+    #[error("no catalog is in force yet: the cluster's first leader proposes its configured one; retry shortly")]
+    NoCatalog,
 }
 
 /// How fresh a read must be.
@@ -91,6 +94,7 @@ impl NodeError {
             NodeError::NoLeader => NodeError::NoLeader,
             NodeError::OutcomeUnknown => NodeError::OutcomeUnknown,
             NodeError::ShuttingDown => NodeError::ShuttingDown,
+            NodeError::NoCatalog => NodeError::NoCatalog,
             other => NodeError::Raft(other.to_string()),
         }
     }
@@ -194,6 +198,7 @@ impl Node {
     pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
         let store = Store::open(&config.data_dir)?;
         let log_store = LogStore::open(&config.data_dir, store.clone())?;
+        convert_to_stores(&config, &store)?;
         let committed = log_store.committed_index();
         let state_machine =
             StateMachine::new(store.shared_database(), &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
@@ -241,7 +246,7 @@ impl Node {
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
         let max_batch = if config.raft.group_commit { config.raft.max_batch } else { 1 };
         tokio::spawn(run_batcher(submitter.clone(), queue, max_batch, config.raft.batches_in_flight));
-        Ok(Arc::new(Self {
+        let node = Arc::new(Self {
             keys: TokenKeys::new(&config.secret),
             config,
             store,
@@ -256,7 +261,14 @@ impl Node {
             read_index,
             lease,
             applied,
-        }))
+        });
+        tokio::spawn(seed_catalog(Arc::downgrade(&node)));
+        Ok(node)
+    }
+
+    /// The catalog in force on this node (as fresh as its state).
+    pub fn catalog(&self) -> Result<Arc<CurrentCatalog>, NodeError> {
+        self.store.catalog()?.ok_or(NodeError::NoCatalog)
     }
 
     pub fn metrics(&self) -> RaftMetrics {
@@ -356,6 +368,68 @@ impl Node {
             }
             Err(e) => tracing::warn!(error = %e, "the shutdown checkpoint did not run"),
         }
+    }
+}
+
+/// Convert a data directory of format 4 (one kitchen) to stores. Its old snapshot is of the
+/// old format, so it is dropped; the next one is built from the converted state.
+fn convert_to_stores(config: &Config, store: &Store) -> Result<(), NodeError> {
+    use crate::state::migrate;
+    let seed_store = config.seed_catalog.stores.iter().find(|s| s.id == migrate::LEGACY_STORE_ID);
+    let cutoff_ms = seed_store.map_or(30, |s| s.cutoff_minutes).saturating_mul(60_000);
+    if let Some(done) = migrate::convert_to_stores(&store.shared_database(), cutoff_ms)? {
+        let snapshots = config.data_dir.join("snapshots");
+        if snapshots.exists() {
+            std::fs::remove_dir_all(&snapshots).map_err(|source| {
+                NodeError::Store(StoreError::DataDir { path: snapshots.display().to_string(), source })
+            })?;
+        }
+        tracing::info!(
+            orders = done.orders,
+            slots = done.slots,
+            store = migrate::LEGACY_STORE_ID,
+            "converted the data directory to stores (data format {})",
+            crate::state::tables::DATA_FORMAT
+        );
+    }
+    Ok(())
+}
+
+/// While the state holds no catalog, the leader proposes the one from its configuration. The
+/// seed applies only if no catalog exists when it commits, so whichever leader's seed commits
+/// first is the catalog of every replica; after that only `catalog apply` changes it.
+async fn seed_catalog(node: std::sync::Weak<Node>) {
+    let Some(mut metrics) = node.upgrade().map(|n| n.raft.metrics()) else { return };
+    loop {
+        {
+            let Some(node) = node.upgrade() else { return };
+            match node.store.catalog() {
+                Ok(Some(_)) => return,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the catalog"),
+            }
+            let leads = metrics.borrow_and_update().current_leader == Some(node.id);
+            if leads {
+                let command = Command::SetCatalog(SetCatalog {
+                    at: Timestamp::now(),
+                    author: format!("seed from node {}'s configuration", node.id),
+                    expected_version: None,
+                    seed: true,
+                    catalog: node.config.seed_catalog.clone(),
+                });
+                match node.propose(command).await {
+                    Ok(Ok(Outcome::Catalog { version, changed: true })) => {
+                        tracing::info!(version, stores = node.config.seed_catalog.stores.len(), "seeded the catalog");
+                        return;
+                    }
+                    Ok(Ok(_)) => return,
+                    Ok(Err(rejection)) => tracing::error!(%rejection, "the seed catalog was refused"),
+                    Err(e) => tracing::debug!(error = %e, "the seed catalog is not replicated yet; trying again"),
+                }
+            }
+        }
+        // A leader change, or a second later (a proposal that failed).
+        let _ = tokio::time::timeout(Duration::from_secs(1), metrics.changed()).await;
     }
 }
 

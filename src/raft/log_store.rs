@@ -383,7 +383,7 @@ fn segment_store_error(e: SegmentError) -> StoreError {
 /// format to 4. Resumable: entries already in the segments are not copied again, and the
 /// table is dropped only after the copy is on disk.
 fn move_redb_log(meta: &Database, log: &SegmentLog, state: &Database) -> std::result::Result<(), StoreError> {
-    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_REDB_LOG, META, META_SCHEMA_VERSION};
+    use crate::state::tables::{DATA_FORMAT_REDB_LOG, DATA_FORMAT_SEGMENT_LOG, META, META_SCHEMA_VERSION};
     use redb::TableHandle;
     let format = state.begin_read()?.open_table(META)?.get(META_SCHEMA_VERSION)?.map(|v| v.value());
     let has_table = meta.begin_read()?.list_tables()?.any(|t| t.name() == RAFT_LOG.name());
@@ -421,7 +421,7 @@ fn move_redb_log(meta: &Database, log: &SegmentLog, state: &Database) -> std::re
         );
     }
     let txn = state.begin_write()?;
-    txn.open_table(META)?.insert(META_SCHEMA_VERSION, DATA_FORMAT)?;
+    txn.open_table(META)?.insert(META_SCHEMA_VERSION, DATA_FORMAT_SEGMENT_LOG)?;
     txn.commit()?;
     Ok(())
 }
@@ -480,7 +480,7 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tables::{DATA_FORMAT, DATA_FORMAT_REDB_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
+    use crate::state::tables::{DATA_FORMAT_SEGMENT_LOG, DATA_FORMAT_REDB_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
     use openraft::CommittedLeaderId;
 
     fn data_format(store: &Store) -> Option<u64> {
@@ -532,7 +532,7 @@ mod tests {
         assert!(!state_tables(&store).iter().any(|t| t.starts_with("raft_")), "{:?}", state_tables(&store));
         // Builds that read format 2 refuse the converted directory instead of starting on an
         // empty log.
-        assert_eq!(data_format(&store), Some(DATA_FORMAT));
+        assert_eq!(data_format(&store), Some(DATA_FORMAT_SEGMENT_LOG));
         drop(log);
         // Opening again is a no-op.
         let mut log = LogStore::open(dir.path(), store).unwrap();
@@ -583,7 +583,7 @@ mod tests {
             let entries = block_on(log.try_get_log_entries(..)).unwrap();
             assert_eq!(entries, (1..=5).map(blank).collect::<Vec<_>>(), "half moved: {half_moved}");
             assert_eq!(block_on(log.read_vote()).unwrap(), Some(Vote::new_committed(2, 1)));
-            assert_eq!(data_format(&store), Some(DATA_FORMAT));
+            assert_eq!(data_format(&store), Some(DATA_FORMAT_SEGMENT_LOG));
             use redb::TableHandle;
             let tables: Vec<String> =
                 { log.db.begin_read().unwrap().list_tables().unwrap().map(|t| t.name().to_string()).collect() };

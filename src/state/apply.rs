@@ -9,12 +9,16 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    CancelOrder, ChangeOrder, Command, CommandId, Outcome, PlaceOrder, Precondition, Rejection, SlotCapacity,
+    ChangeOrder, Command, CommandId, IdempotencyClaim, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder,
+    Precondition, Rejection, SlotCapacity,
 };
-use super::tables::{ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS};
-use super::StoreError;
+use super::tables::{ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, STORE_SLOT_LOAD, USER_ORDERS};
+use super::{catalog, migrate, StoreError};
 use crate::codec;
-use crate::domain::{Order, OrderId, OrderStatus, OrderVersion, Slot, Timestamp, UserId};
+use crate::domain::{
+    DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Price, Slot, SlotError, StoreId, Timestamp,
+    UserId,
+};
 
 /// At most this many expired idempotency keys are dropped per command: bounded work per
 /// apply, and still far faster than keys can be created (one per create).
@@ -31,7 +35,7 @@ pub(super) struct IdempotencyRecord {
 pub type Applied = Result<Outcome, Rejection>;
 
 /// Why a command stopped early: refused (nothing written), or the storage failed.
-enum Stop {
+pub(super) enum Stop {
     Rejected(Rejection),
     Store(StoreError),
 }
@@ -55,9 +59,19 @@ impl<E: Into<StoreError>> From<E> for Stop {
 pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result<Applied, StoreError> {
     expire_idempotency_keys(txn, command.at())?;
     let result = match command {
-        Command::PlaceOrder(c) => place(txn, revision, c),
-        Command::ChangeOrder(c) => change(txn, revision, c).map(Outcome::Changed),
-        Command::CancelOrder(c) => cancel(txn, revision, c).map(Outcome::Cancelled),
+        Command::PlaceOrder(c) => place_in_store(txn, revision, c),
+        Command::ChangeOrder(c) => change_in_store(txn, revision, c).map(Outcome::Changed),
+        Command::CancelOrder(c) => {
+            let cancel = Cancel { command_id: c.command_id, order_id: c.order_id, user: &c.user, at: c.at };
+            cancel_order(txn, revision, &cancel, c.if_match.as_ref(), None).map(Outcome::Cancelled)
+        }
+        Command::SetCatalog(c) => catalog::set_catalog(txn, c),
+        Command::LegacyPlaceOrder(c) => legacy_place(txn, revision, c),
+        Command::LegacyChangeOrder(c) => legacy_change(txn, revision, c).map(Outcome::Changed),
+        Command::LegacyCancelOrder(c) => {
+            let cancel = Cancel { command_id: c.command_id, order_id: c.order_id, user: &c.user, at: c.at };
+            cancel_order(txn, revision, &cancel, c.if_match.as_ref(), Some(c.cutoff_ms)).map(Outcome::Cancelled)
+        }
     };
     match result {
         Ok(outcome) => Ok(Ok(outcome)),
@@ -66,12 +80,104 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
     }
 }
 
-fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcome, Stop> {
+/// The rules an order is booked under, resolved before anything is written.
+struct Booking {
+    store: StoreId,
+    delivery: DeliveryPoint,
+    capacity: SlotCapacity,
+    cutoff_ms: i64,
+    price: Price,
+    catalog_version: u64,
+}
+
+/// The booking for `spec` at `store` under the catalog in the state, which must be the one the
+/// proposer read. Checks the slot against the store's calendar at `at`.
+fn booking_in_store(
+    txn: &WriteTransaction,
+    at: Timestamp,
+    spec: &OrderSpec,
+    store: &StoreId,
+    delivery: &DeliveryPoint,
+    read_version: u64,
+    before: Option<&Order>,
+) -> Result<Booking, Stop> {
+    let current = catalog::version(txn)?;
+    if current == 0 {
+        return Err(Rejection::NoCatalog.into());
+    }
+    if current != read_version {
+        return Err(Rejection::CatalogChanged(current).into());
+    }
+    let (calendar, menu) = catalog::store_rules(txn, store)?;
+    let price = menu.price(spec.size, spec.toppings);
+    // A change that keeps its store and slot keeps its booking: a later catalog may have
+    // closed that time, and the order still stands there.
+    if let Some(order) = before.filter(|o| o.store == *store && o.spec.slot == spec.slot) {
+        let capacity = SlotCapacity(u32::MAX);
+        let (delivery, catalog_version) = (delivery.clone(), current);
+        return Ok(Booking { store: store.clone(), delivery, capacity, cutoff_ms: order.cutoff_ms, price, catalog_version });
+    }
+    let slot = calendar.bookable(spec.slot.start(), at).map_err(|e| match e {
+        SlotError::TooSoon(..) => Rejection::SlotTooSoon(spec.slot, calendar.cutoff_ms() / 60_000),
+        other => Rejection::SlotNotBookable(other.to_string()),
+    })?;
+    if slot != spec.slot {
+        return Err(Rejection::SlotNotBookable(format!("the slot at {} is not {} minutes long", slot.start(), calendar.slot_minutes())).into());
+    }
+    Ok(Booking {
+        store: store.clone(),
+        delivery: delivery.clone(),
+        capacity: SlotCapacity(calendar.capacity_at(slot.start())),
+        cutoff_ms: calendar.cutoff_ms(),
+        price,
+        catalog_version: current,
+    })
+}
+
+fn place_in_store(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcome, Stop> {
+    let new = NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
+    place(txn, revision, &new, |txn| booking_in_store(txn, c.at, &c.spec, &c.store, &c.delivery, c.catalog_version, None))
+}
+
+fn legacy_place(txn: &WriteTransaction, revision: u64, c: &LegacyPlaceOrder) -> Result<Outcome, Stop> {
+    let new = NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
+    place(txn, revision, &new, |_| {
+        check_bookable(c.spec.slot, c.at, c.cutoff_ms)?;
+        Ok(legacy_booking(c.capacity, c.cutoff_ms, &c.price))
+    })
+}
+
+/// Data format 4's rules, as its commands carried them, for its one kitchen.
+fn legacy_booking(capacity: SlotCapacity, cutoff_ms: i64, price: &Price) -> Booking {
+    Booking {
+        store: migrate::legacy_store(),
+        delivery: DeliveryPoint::default(),
+        capacity,
+        cutoff_ms,
+        price: price.clone(),
+        catalog_version: 0,
+    }
+}
+
+struct NewOrder<'a> {
+    order_id: OrderId,
+    user: &'a UserId,
+    at: Timestamp,
+    spec: &'a OrderSpec,
+    idempotency: Option<&'a IdempotencyClaim>,
+}
+
+fn place(
+    txn: &WriteTransaction,
+    revision: u64,
+    c: &NewOrder,
+    booking: impl FnOnce(&WriteTransaction) -> Result<Booking, Stop>,
+) -> Result<Outcome, Stop> {
     let mut orders = txn.open_table(ORDERS)?;
     // The same command proposed again after a leader change: answer as the first time.
     if let Some(raw) = orders.get(c.order_id.as_u128())? {
         let existing: Order = codec::decode(raw.value())?;
-        if existing.user == c.user && existing.created_at == c.at {
+        if existing.user == *c.user && existing.created_at == c.at {
             return Ok(Outcome::Placed { order: existing, replayed: false });
         }
         return Err(Rejection::DuplicateOrderId(c.order_id).into());
@@ -79,7 +185,7 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
     // An expired record that has not been purged yet is replaced; its index entry goes too.
     let mut stale_expiry = None;
-    if let Some(claim) = &c.idempotency {
+    if let Some(claim) = c.idempotency {
         if let Some(raw) = idempotency.get((c.user.as_str(), claim.key.as_str()))? {
             let record: IdempotencyRecord = codec::decode(raw.value())?;
             if record.expires_at > c.at {
@@ -92,31 +198,35 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
         }
     }
     let mut active = txn.open_table(ACTIVE)?;
-    if let Some(current) = active_order(&orders, &active, &c.user, c.at)? {
+    if let Some(current) = active_order(&orders, &active, c.user, c.at)? {
         return Err(Rejection::OrderExists(current.id).into());
     }
-    check_bookable(c.spec.slot, c.at, c.cutoff_ms)?;
-    let mut load = txn.open_table(SLOT_LOAD)?;
-    check_room(&load, c.spec.slot, c.capacity)?;
+    let booking = booking(txn)?;
+    let mut load = txn.open_table(STORE_SLOT_LOAD)?;
+    check_room(&load, &booking.store, c.spec.slot, booking.capacity)?;
 
     let order = Order {
         id: c.order_id,
         user: c.user.clone(),
         spec: c.spec.clone(),
-        price: c.price.clone(),
+        price: booking.price,
         status: OrderStatus::Placed,
         version: OrderVersion::FIRST,
         created_at: c.at,
         updated_at: c.at,
         revision,
         last_command: c.order_id.as_u128(),
+        store: booking.store,
+        delivery: booking.delivery,
+        cutoff_ms: booking.cutoff_ms,
+        catalog_version: booking.catalog_version,
     };
     orders.insert(order.id.as_u128(), codec::encode(&order)?.as_slice())?;
     txn.open_table(USER_ORDERS)?.insert((c.user.as_str(), order.id.as_u128()), ())?;
     txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
     active.insert(c.user.as_str(), order.id.as_u128())?;
-    add_load(&mut load, c.spec.slot, 1)?;
-    if let Some(claim) = &c.idempotency {
+    add_load(&mut load, &order.store, c.spec.slot, 1)?;
+    if let Some(claim) = c.idempotency {
         let record =
             IdempotencyRecord { fingerprint: claim.fingerprint, expires_at: claim.expires_at, order: order.clone() };
         idempotency.insert((c.user.as_str(), claim.key.as_str()), codec::encode(&record)?.as_slice())?;
@@ -129,43 +239,107 @@ fn place(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcom
     Ok(Outcome::Placed { order, replayed: false })
 }
 
-fn change(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Order, Stop> {
+struct Edit<'a> {
+    command_id: CommandId,
+    order_id: OrderId,
+    user: &'a UserId,
+    at: Timestamp,
+    spec: &'a OrderSpec,
+    if_match: Option<&'a Precondition>,
+    /// Data format 4's commands carried the cutoff; newer orders keep their own.
+    legacy_cutoff_ms: Option<i64>,
+}
+
+fn change_in_store(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Order, Stop> {
+    let edit = Edit {
+        command_id: c.command_id,
+        order_id: c.order_id,
+        user: &c.user,
+        at: c.at,
+        spec: &c.spec,
+        if_match: c.if_match.as_ref(),
+        legacy_cutoff_ms: None,
+    };
+    change(txn, revision, &edit, |txn, before| {
+        booking_in_store(txn, c.at, &c.spec, &c.store, &c.delivery, c.catalog_version, Some(before))
+    })
+}
+
+fn legacy_change(txn: &WriteTransaction, revision: u64, c: &LegacyChangeOrder) -> Result<Order, Stop> {
+    let edit = Edit {
+        command_id: c.command_id,
+        order_id: c.order_id,
+        user: &c.user,
+        at: c.at,
+        spec: &c.spec,
+        if_match: c.if_match.as_ref(),
+        legacy_cutoff_ms: Some(c.cutoff_ms),
+    };
+    change(txn, revision, &edit, |_, _| Ok(legacy_booking(c.capacity, c.cutoff_ms, &c.price)))
+}
+
+fn change(
+    txn: &WriteTransaction,
+    revision: u64,
+    c: &Edit,
+    booking: impl FnOnce(&WriteTransaction, &Order) -> Result<Booking, Stop>,
+) -> Result<Order, Stop> {
     let mut orders = txn.open_table(ORDERS)?;
-    if let Some(order) = already_applied(&orders, c.order_id, &c.user, c.command_id)? {
+    if let Some(order) = already_applied(&orders, c.order_id, c.user, c.command_id)? {
         return Ok(order);
     }
-    let current = editable_order(&orders, c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
+    let current = editable_order(&orders, c.order_id, c.user, c.if_match, c.at, c.legacy_cutoff_ms)?;
     let current_revision = current.revision;
-    let mut load = txn.open_table(SLOT_LOAD)?;
-    let moves = current.spec.slot != c.spec.slot;
+    let booking = booking(txn, &current)?;
+    let mut load = txn.open_table(STORE_SLOT_LOAD)?;
+    let moves = current.spec.slot != c.spec.slot || current.store != booking.store;
     if moves {
-        check_bookable(c.spec.slot, c.at, c.cutoff_ms)?;
-        check_room(&load, c.spec.slot, c.capacity)?;
+        if c.legacy_cutoff_ms.is_some() {
+            check_bookable(c.spec.slot, c.at, booking.cutoff_ms)?;
+        }
+        check_room(&load, &booking.store, c.spec.slot, booking.capacity)?;
     }
-
+    let (old_store, old_slot) = (current.store.clone(), current.spec.slot);
     let order = Order {
         spec: c.spec.clone(),
-        price: c.price.clone(),
+        price: booking.price,
         version: current.version.next(),
         updated_at: c.at,
         revision,
         last_command: c.command_id.0,
+        store: booking.store,
+        delivery: booking.delivery,
+        cutoff_ms: booking.cutoff_ms,
+        catalog_version: booking.catalog_version,
         ..current
     };
     if moves {
-        add_load(&mut load, current.spec.slot, -1)?;
-        add_load(&mut load, c.spec.slot, 1)?;
+        add_load(&mut load, &old_store, old_slot, -1)?;
+        add_load(&mut load, &order.store, c.spec.slot, 1)?;
     }
     write_changed(txn, &mut orders, &order, current_revision)?;
     Ok(order)
 }
 
-fn cancel(txn: &WriteTransaction, revision: u64, c: &CancelOrder) -> Result<Order, Stop> {
+struct Cancel<'a> {
+    command_id: CommandId,
+    order_id: OrderId,
+    user: &'a UserId,
+    at: Timestamp,
+}
+
+fn cancel_order(
+    txn: &WriteTransaction,
+    revision: u64,
+    c: &Cancel,
+    if_match: Option<&Precondition>,
+    legacy_cutoff_ms: Option<i64>,
+) -> Result<Order, Stop> {
     let mut orders = txn.open_table(ORDERS)?;
-    if let Some(order) = already_applied(&orders, c.order_id, &c.user, c.command_id)? {
+    if let Some(order) = already_applied(&orders, c.order_id, c.user, c.command_id)? {
         return Ok(order);
     }
-    let current = editable_order(&orders, c.order_id, &c.user, c.if_match.as_ref(), c.at, c.cutoff_ms)?;
+    let current = editable_order(&orders, c.order_id, c.user, if_match, c.at, legacy_cutoff_ms)?;
     let current_revision = current.revision;
     let order = Order {
         status: OrderStatus::Cancelled,
@@ -175,7 +349,7 @@ fn cancel(txn: &WriteTransaction, revision: u64, c: &CancelOrder) -> Result<Orde
         last_command: c.command_id.0,
         ..current
     };
-    add_load(&mut txn.open_table(SLOT_LOAD)?, order.spec.slot, -1)?;
+    add_load(&mut txn.open_table(STORE_SLOT_LOAD)?, &order.store, order.spec.slot, -1)?;
     let mut active = txn.open_table(ACTIVE)?;
     let points_here = active.get(c.user.as_str())?.map(|g| g.value()) == Some(order.id.as_u128());
     if points_here {
@@ -236,7 +410,7 @@ fn editable_order(
     user: &UserId,
     if_match: Option<&Precondition>,
     at: Timestamp,
-    cutoff_ms: i64,
+    legacy_cutoff_ms: Option<i64>,
 ) -> Result<Order, Stop> {
     let Some(raw) = orders.get(id.as_u128())? else {
         return Err(Rejection::NotFound.into());
@@ -253,6 +427,7 @@ fn editable_order(
     if order.status == OrderStatus::Cancelled {
         return Err(Rejection::NotActive.into());
     }
+    let cutoff_ms = legacy_cutoff_ms.unwrap_or(order.cutoff_ms);
     if at.plus_millis(cutoff_ms) > order.spec.slot.start() {
         return Err(Rejection::CutoffPassed(cutoff_ms / 60_000).into());
     }
@@ -266,16 +441,16 @@ fn check_bookable(slot: Slot, at: Timestamp, cutoff_ms: i64) -> Result<(), Rejec
     Ok(())
 }
 
-fn check_room(load: &Table<i64, u32>, slot: Slot, capacity: SlotCapacity) -> Result<(), Stop> {
-    let booked = load.get(slot.start().millis())?.map_or(0, |g| g.value());
+fn check_room(load: &Table<(&str, i64), u32>, store: &StoreId, slot: Slot, capacity: SlotCapacity) -> Result<(), Stop> {
+    let booked = load.get((store.as_str(), slot.start().millis()))?.map_or(0, |g| g.value());
     if booked >= capacity.0 {
         return Err(Rejection::SlotFull(slot).into());
     }
     Ok(())
 }
 
-fn add_load(load: &mut Table<i64, u32>, slot: Slot, delta: i32) -> Result<(), StoreError> {
-    let key = slot.start().millis();
+fn add_load(load: &mut Table<(&str, i64), u32>, store: &StoreId, slot: Slot, delta: i32) -> Result<(), StoreError> {
+    let key = (store.as_str(), slot.start().millis());
     let booked = load.get(key)?.map_or(0, |g| g.value());
     let next = booked.saturating_add_signed(delta);
     if next == 0 {

@@ -7,11 +7,12 @@ use redb::{ReadTransaction, ReadableTable};
 use serde::Serialize;
 
 use super::tables::{
-    self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS,
+    self, ACTIVE, CATALOG, CATALOG_HISTORY, CATALOG_MENU, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS,
+    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS,
 };
-use super::{SlotCapacity, StoreError};
+use super::{CatalogRecord, StoreError};
 use crate::codec;
-use crate::domain::{Order, OrderStatus, Timestamp};
+use crate::domain::{Catalog, MenuDoc, Order, OrderStatus, StoreDoc, Timestamp};
 
 /// At most this many problems are listed; the count is always exact.
 const MAX_LISTED: usize = 100;
@@ -20,6 +21,11 @@ const MAX_LISTED: usize = 100;
 pub struct CheckReport {
     pub orders: u64,
     pub placed: u64,
+    /// The catalog version in force (0: none yet).
+    pub catalog_version: u64,
+    /// Slots holding more orders than the capacity in force: closed by a catalog change that
+    /// lowered their capacity after they were booked. Not damage; listed for the kitchen.
+    pub slots_over_current_capacity: u64,
     pub problem_count: u64,
     pub problems: Vec<String>,
 }
@@ -37,16 +43,12 @@ impl CheckReport {
     }
 }
 
-/// Check the state seen by `txn`. `capacity`, when known, bounds every slot; `now` decides
-/// which orders are active.
-pub fn check_state(
-    txn: &ReadTransaction,
-    capacity: Option<SlotCapacity>,
-    now: Timestamp,
-) -> Result<CheckReport, StoreError> {
+/// Check the state seen by `txn`; `now` decides which orders are active. Capacities come from
+/// the catalog in the state, never from a node's config.
+pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport, StoreError> {
     let mut report = CheckReport::default();
     match txn.open_table(META)?.get(tables::META_SCHEMA_VERSION)?.map(|g| g.value()) {
-        Some(tables::DATA_FORMAT | tables::DATA_FORMAT_SHARED_LOG) => {}
+        Some(tables::DATA_FORMAT) => {}
         other => report.problem(format!("data format is {other:?}; this build reads {}", tables::DATA_FORMAT)),
     }
 
@@ -132,26 +134,28 @@ pub fn check_state(
         }
     }
 
-    let mut expected_load: BTreeMap<i64, u32> = BTreeMap::new();
+    let catalog = check_catalog(txn, &mut report)?;
+    let mut expected_load: BTreeMap<(String, i64), u32> = BTreeMap::new();
     for order in orders.values().filter(|o| o.status == OrderStatus::Placed) {
-        *expected_load.entry(order.spec.slot.start().millis()).or_default() += 1;
+        let key = (order.store.as_str().to_owned(), order.spec.slot.start().millis());
+        *expected_load.entry(key).or_default() += 1;
     }
-    let mut stored_load: BTreeMap<i64, u32> = BTreeMap::new();
-    for entry in txn.open_table(SLOT_LOAD)?.iter()? {
-        let (start, booked) = entry?;
-        stored_load.insert(start.value(), booked.value());
+    let mut stored_load: BTreeMap<(String, i64), u32> = BTreeMap::new();
+    for entry in txn.open_table(STORE_SLOT_LOAD)?.iter()? {
+        let (key, booked) = entry?;
+        let (store, start) = key.value();
+        stored_load.insert((store.to_owned(), start), booked.value());
     }
-    for slot in expected_load.keys().chain(stored_load.keys()).collect::<BTreeSet<_>>() {
+    for key in expected_load.keys().chain(stored_load.keys()).collect::<BTreeSet<_>>() {
         let (stored, expected) =
-            (stored_load.get(slot).copied().unwrap_or(0), expected_load.get(slot).copied().unwrap_or(0));
-        let at = Timestamp::from_millis(*slot);
+            (stored_load.get(key).copied().unwrap_or(0), expected_load.get(key).copied().unwrap_or(0));
+        let (store, at) = (&key.0, Timestamp::from_millis(key.1));
         if stored != expected {
-            report.problem(format!("slot {at} load is {stored}, but {expected} placed orders are in it"));
+            report.problem(format!("store '{store}' slot {at} load is {stored}, but {expected} placed orders are in it"));
         }
-        if let Some(capacity) = capacity {
-            if expected > capacity.0 {
-                report.problem(format!("slot {at} holds {expected} orders, over its capacity of {}", capacity.0));
-            }
+        let capacity = catalog.as_ref().and_then(|c| c.store(store)).map(|s| s.calendar.capacity_at(at));
+        if capacity.is_some_and(|c| expected > c) {
+            report.slots_over_current_capacity += 1;
         }
     }
 
@@ -181,6 +185,49 @@ pub fn check_state(
     Ok(report)
 }
 
+/// The catalog tables agree with the record of the version in force; returns that catalog.
+fn check_catalog(txn: &ReadTransaction, report: &mut CheckReport) -> Result<Option<Catalog>, StoreError> {
+    let version = super::catalog::read_version(txn)?;
+    report.catalog_version = version;
+    let history: Vec<u64> =
+        txn.open_table(CATALOG_HISTORY)?.iter()?.map(|e| e.map(|(k, _)| k.value())).collect::<Result<_, _>>()?;
+    if history != (1..=version).collect::<Vec<_>>() {
+        report.problem(format!("catalog history holds versions {history:?}, but version {version} is in force"));
+    }
+    if version == 0 {
+        return Ok(None);
+    }
+    let Some(record): Option<CatalogRecord> = super::catalog::record(txn, version)? else {
+        return Ok(None);
+    };
+    let mut stores: BTreeMap<String, StoreDoc> = BTreeMap::new();
+    for entry in txn.open_table(STORES)?.iter()? {
+        let (id, raw) = entry?;
+        match codec::decode::<StoreDoc>(raw.value()) {
+            Ok(doc) => {
+                stores.insert(id.value().to_owned(), doc);
+            }
+            Err(e) => report.problem(format!("store row '{}' is unreadable: {e}", id.value())),
+        }
+    }
+    let recorded: BTreeMap<String, StoreDoc> =
+        record.catalog.stores.iter().map(|s| (s.id.clone(), s.clone())).collect();
+    if stores != recorded {
+        report.problem(format!("the store rows differ from catalog version {version}"));
+    }
+    let menu = txn.open_table(CATALOG)?.get(CATALOG_MENU)?.map(|g| codec::decode::<MenuDoc>(g.value()));
+    if !matches!(&menu, Some(Ok(m)) if *m == record.catalog.menu) {
+        report.problem(format!("the menu row differs from catalog version {version}"));
+    }
+    match record.catalog.check() {
+        Ok(catalog) => Ok(Some(catalog)),
+        Err(e) => {
+            report.problem(format!("catalog version {version} is invalid: {e}"));
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,10 +240,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let db = store.shared_database();
         let txn = db.begin_write().unwrap();
-        txn.open_table(SLOT_LOAD).unwrap().insert(1_800_000_000_000, 3).unwrap();
+        txn.open_table(STORE_SLOT_LOAD).unwrap().insert(("main", 1_800_000_000_000), 3).unwrap();
         txn.open_table(ACTIVE).unwrap().insert("ghost", 7u128).unwrap();
         txn.commit().unwrap();
-        let report = check_state(&db.begin_read().unwrap(), Some(SlotCapacity(2)), Timestamp::now()).unwrap();
+        let report = check_state(&db.begin_read().unwrap(), Timestamp::now()).unwrap();
         assert_eq!(report.problem_count, 2, "{:?}", report.problems);
         assert!(report.problems.iter().any(|p| p.contains("load is 3, but 0")));
         assert!(report.problems.iter().any(|p| p.contains("'ghost'")));

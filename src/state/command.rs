@@ -1,12 +1,20 @@
 //! Commands: what a client asked for, stamped by the node that proposed it.
 //!
-//! A command carries everything `apply` needs to decide — the time, the new order id, the
-//! price and the capacity rules in force at the proposer — so applying it is a pure function
-//! of the command and the current state, identical on every replica.
+//! A command carries what only the proposer can know — the time, the new order id, the store
+//! the address maps to and the catalog version it read — and `apply` takes every business
+//! rule (hours, capacity, cutoff, prices) from the replicated catalog in the state, so applying
+//! it is a pure function of the command and the state, identical on every replica whatever
+//! each node's config file says.
+//!
+//! The first three variants are the commands of data format 4, which carried the rules of the
+//! proposer's config; they stay so that log entries written before the upgrade still apply
+//! exactly as they did. Nothing proposes them any more.
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Order, OrderId, OrderSpec, OrderVersion, Price, Slot, Timestamp, UserId};
+use crate::domain::{
+    CatalogDoc, DeliveryPoint, Order, OrderId, OrderSpec, OrderVersion, Price, Slot, StoreId, Timestamp, UserId,
+};
 
 /// Identifies one change or cancellation, stamped by the node that received it. If a leader
 /// change makes the node propose the same command again, `apply` recognises it by this id
@@ -85,8 +93,9 @@ impl Precondition {
     }
 }
 
+/// Data format 4's create: rules from the proposer's config. Applied only from old log entries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlaceOrder {
+pub struct LegacyPlaceOrder {
     pub order_id: OrderId,
     pub user: UserId,
     pub at: Timestamp,
@@ -97,8 +106,9 @@ pub struct PlaceOrder {
     pub idempotency: Option<IdempotencyClaim>,
 }
 
+/// Data format 4's change. Applied only from old log entries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeOrder {
+pub struct LegacyChangeOrder {
     pub command_id: CommandId,
     pub order_id: OrderId,
     pub user: UserId,
@@ -110,8 +120,9 @@ pub struct ChangeOrder {
     pub if_match: Option<Precondition>,
 }
 
+/// Data format 4's cancel. Applied only from old log entries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CancelOrder {
+pub struct LegacyCancelOrder {
     pub command_id: CommandId,
     pub order_id: OrderId,
     pub user: UserId,
@@ -120,21 +131,93 @@ pub struct CancelOrder {
     pub if_match: Option<Precondition>,
 }
 
+/// Place an order with `store`, as the proposer found it for the delivery point in catalog
+/// `catalog_version`. `apply` refuses it if the catalog changed since (the proposer looks again),
+/// and takes the slot's hours, capacity and the price from the catalog in the state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub at: Timestamp,
+    pub spec: OrderSpec,
+    pub store: StoreId,
+    pub delivery: DeliveryPoint,
+    pub catalog_version: u64,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// Replace an order's choices (possibly moving it to another store), re-priced by the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeOrder {
+    pub command_id: CommandId,
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub at: Timestamp,
+    pub spec: OrderSpec,
+    pub store: StoreId,
+    pub delivery: DeliveryPoint,
+    pub catalog_version: u64,
+    pub if_match: Option<Precondition>,
+}
+
+/// Cancel an order; its own recorded cutoff decides whether it still may be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelOrder {
+    pub command_id: CommandId,
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub at: Timestamp,
+    pub if_match: Option<Precondition>,
+}
+
+/// Replace the catalog. With `expected_version`, only if that is still the version in force
+/// (two admins never overwrite each other unseen). A `seed` is applied only while there is no
+/// catalog at all: the first leader of a new cluster proposes its config's catalog, and
+/// whichever seed commits first is the one every replica keeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetCatalog {
+    pub at: Timestamp,
+    pub author: String,
+    pub expected_version: Option<u64>,
+    pub seed: bool,
+    pub catalog: CatalogDoc,
+}
+
+// `CatalogDoc` holds coordinates (finite floats): equality is an equivalence for it too.
+impl Eq for SetCatalog {}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
+    LegacyPlaceOrder(LegacyPlaceOrder),
+    LegacyChangeOrder(LegacyChangeOrder),
+    LegacyCancelOrder(LegacyCancelOrder),
     PlaceOrder(PlaceOrder),
     ChangeOrder(ChangeOrder),
     CancelOrder(CancelOrder),
+    SetCatalog(SetCatalog),
 }
 
 impl Command {
     pub fn at(&self) -> Timestamp {
         match self {
+            Command::LegacyPlaceOrder(c) => c.at,
+            Command::LegacyChangeOrder(c) => c.at,
+            Command::LegacyCancelOrder(c) => c.at,
             Command::PlaceOrder(c) => c.at,
             Command::ChangeOrder(c) => c.at,
             Command::CancelOrder(c) => c.at,
+            Command::SetCatalog(c) => c.at,
         }
     }
+}
+
+/// A catalog as applied: its version, when, by whom, and the document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatalogRecord {
+    pub version: u64,
+    pub applied_at: Timestamp,
+    pub author: String,
+    pub catalog: CatalogDoc,
 }
 
 /// What a command did. `replayed` is true when an idempotent retry returned the original.
@@ -143,12 +226,15 @@ pub enum Outcome {
     Placed { order: Order, replayed: bool },
     Changed(Order),
     Cancelled(Order),
+    /// The catalog in force after the command; `changed` is false for a seed that found one.
+    Catalog { version: u64, changed: bool },
 }
 
 impl Outcome {
-    pub fn order(&self) -> &Order {
+    pub fn order(&self) -> Option<&Order> {
         match self {
-            Outcome::Placed { order, .. } | Outcome::Changed(order) | Outcome::Cancelled(order) => order,
+            Outcome::Placed { order, .. } | Outcome::Changed(order) | Outcome::Cancelled(order) => Some(order),
+            Outcome::Catalog { .. } => None,
         }
     }
 }
@@ -174,4 +260,18 @@ pub enum Rejection {
     IdempotencyKeyReused,
     #[error("an order with id {0} already exists")]
     DuplicateOrderId(OrderId),
+    #[error("the catalog changed while the order was on its way (now version {0}); look the store up again")]
+    CatalogChanged(u64),
+    #[error("no catalog has been applied yet; the cluster's leader seeds one from its configuration")]
+    NoCatalog,
+    #[error("store '{0}' is not in the catalog")]
+    UnknownStore(StoreId),
+    #[error("the slot cannot be booked: {0}")]
+    SlotNotBookable(String),
+    #[error("the catalog in force is version {0}, not the one this change was based on; show it again and redo the change")]
+    CatalogVersionConflict(u64),
+    #[error("{}", .0.join("; "))]
+    InvalidCatalog(Vec<String>),
+    #[error("store '{0}' still has orders for slots to come; close it (no hours) instead of removing it")]
+    StoreInUse(StoreId),
 }

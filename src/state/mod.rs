@@ -2,10 +2,12 @@
 //! the tables they write, and the reads the API serves. Nothing here knows about HTTP or Raft.
 
 mod apply;
+pub mod catalog;
 pub mod check;
 mod command;
 mod error;
 pub mod export;
+pub mod migrate;
 pub mod snapshot;
 mod store;
 pub mod tables;
@@ -15,9 +17,9 @@ mod model_tests;
 
 pub use apply::{apply, Applied};
 pub use command::{
-    CancelOrder, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey, Outcome, PlaceOrder, Precondition,
-    Rejection, SlotCapacity,
+    CancelOrder, CatalogRecord, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey, LegacyCancelOrder,
+    LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition, Rejection, SetCatalog, SlotCapacity,
 };
 pub use error::StoreError;
-pub use store::Store;
+pub use store::{CurrentCatalog, Store};
 pub(crate) use store::{make_durable, open_database};

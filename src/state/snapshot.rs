@@ -15,14 +15,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::tables::{
-    self, ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, SLOT_LOAD, USER_ORDERS,
+    self, ACTIVE, CATALOG, CATALOG_HISTORY, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, META_CATALOG_VERSION, ORDERS,
+    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS,
 };
 use super::StoreError;
 use crate::codec::{self, CodecError};
 
 const MAGIC: &str = "pizza-orders-state";
-/// A record longer than this is corruption, not data.
-const MAX_RECORD_BYTES: u32 = 1 << 20;
+/// A record longer than this is corruption, not data (a catalog of many stores with drawn
+/// areas is the largest record).
+const MAX_RECORD_BYTES: u32 = 32 << 20;
 
 #[derive(Serialize, Deserialize, Debug)]
 enum Record {
@@ -31,10 +33,16 @@ enum Record {
     UserOrder(String, u128),
     OrderRevision(u64, u128),
     Active(String, u128),
-    SlotLoad(i64, u32),
+    /// Schema 2 only; streams of that schema are refused at the header.
+    SlotLoadV2(i64, u32),
     Idempotency(String, String, Vec<u8>),
     IdempotencyExpiry(i64, String, String),
     End { records: u64, digest: [u8; 32] },
+    StoreSlotLoad(String, i64, u32),
+    CatalogVersion(u64),
+    CatalogHistory(u64, Vec<u8>),
+    StoreRow(String, Vec<u8>),
+    CatalogRow(String, Vec<u8>),
 }
 
 /// What a stream held: how many records and their digest (hex in the admin API).
@@ -93,9 +101,25 @@ pub fn write_state(txn: &ReadTransaction, out: &mut impl Write) -> Result<StateS
         let (k, v) = entry?;
         w.put(&Record::Active(k.value().to_owned(), v.value()))?;
     }
-    for entry in txn.open_table(SLOT_LOAD)?.iter()? {
+    for entry in txn.open_table(STORE_SLOT_LOAD)?.iter()? {
         let (k, v) = entry?;
-        w.put(&Record::SlotLoad(k.value(), v.value()))?;
+        let (store, start) = k.value();
+        w.put(&Record::StoreSlotLoad(store.to_owned(), start, v.value()))?;
+    }
+    if let Some(version) = txn.open_table(META)?.get(META_CATALOG_VERSION)? {
+        w.put(&Record::CatalogVersion(version.value()))?;
+    }
+    for entry in txn.open_table(CATALOG_HISTORY)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::CatalogHistory(k.value(), v.value().to_vec()))?;
+    }
+    for entry in txn.open_table(STORES)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::StoreRow(k.value().to_owned(), v.value().to_vec()))?;
+    }
+    for entry in txn.open_table(CATALOG)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::CatalogRow(k.value().to_owned(), v.value().to_vec()))?;
     }
     for entry in txn.open_table(IDEMPOTENCY)?.iter()? {
         let (k, v) = entry?;
@@ -214,16 +238,24 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
     clear(txn, USER_ORDERS)?;
     clear(txn, ORDERS_BY_REVISION)?;
     clear(txn, ACTIVE)?;
-    clear(txn, SLOT_LOAD)?;
+    clear(txn, STORE_SLOT_LOAD)?;
     clear(txn, IDEMPOTENCY)?;
     clear(txn, IDEMPOTENCY_EXPIRY)?;
+    clear(txn, CATALOG_HISTORY)?;
+    clear(txn, STORES)?;
+    clear(txn, CATALOG)?;
+    txn.open_table(META)?.remove(META_CATALOG_VERSION)?;
     let mut orders = txn.open_table(ORDERS)?;
     let mut user_orders = txn.open_table(USER_ORDERS)?;
     let mut by_revision = txn.open_table(ORDERS_BY_REVISION)?;
     let mut active = txn.open_table(ACTIVE)?;
-    let mut load = txn.open_table(SLOT_LOAD)?;
+    let mut load = txn.open_table(STORE_SLOT_LOAD)?;
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
     let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+    let mut history = txn.open_table(CATALOG_HISTORY)?;
+    let mut stores = txn.open_table(STORES)?;
+    let mut catalog = txn.open_table(CATALOG)?;
+    let mut meta = txn.open_table(META)?;
     let mut reader = RecordReader::new(input);
     while let Some(record) = reader.next()? {
         match record {
@@ -240,8 +272,21 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
             Record::Active(user, id) => {
                 active.insert(user.as_str(), id)?;
             }
-            Record::SlotLoad(start, booked) => {
-                load.insert(start, booked)?;
+            Record::SlotLoadV2(..) => return Err(corrupt("a schema 2 slot-load record in a newer stream")),
+            Record::StoreSlotLoad(store, start, booked) => {
+                load.insert((store.as_str(), start), booked)?;
+            }
+            Record::CatalogVersion(version) => {
+                meta.insert(META_CATALOG_VERSION, version)?;
+            }
+            Record::CatalogHistory(version, bytes) => {
+                history.insert(version, bytes.as_slice())?;
+            }
+            Record::StoreRow(id, bytes) => {
+                stores.insert(id.as_str(), bytes.as_slice())?;
+            }
+            Record::CatalogRow(key, bytes) => {
+                catalog.insert(key.as_str(), bytes.as_slice())?;
             }
             Record::Idempotency(user, key, bytes) => {
                 idempotency.insert((user.as_str(), key.as_str()), bytes.as_slice())?;

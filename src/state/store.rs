@@ -6,14 +6,23 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 
-use super::tables::{self, META, ORDERS, SLOT_LOAD, USER_ORDERS};
-use super::StoreError;
+use super::tables::{self, META, ORDERS, STORE_SLOT_LOAD, USER_ORDERS};
+use super::{CatalogRecord, StoreError};
 use crate::codec;
-use crate::domain::{Order, OrderId, Timestamp, UserId};
+use crate::domain::{Catalog, Order, OrderId, StoreId, Timestamp, UserId};
+
+/// The catalog in force, checked, with its record (version, when, by whom).
+#[derive(Debug)]
+pub struct CurrentCatalog {
+    pub catalog: Catalog,
+    pub version: u64,
+    pub applied_at: Timestamp,
+    pub author: String,
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SlotSummary {
@@ -27,6 +36,9 @@ pub struct SlotSummary {
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+    /// The last catalog read, kept while its version is the one in force: checking a catalog
+    /// of hundreds of stores per request would cost more than the request.
+    catalog: Arc<RwLock<Option<Arc<CurrentCatalog>>>>,
 }
 
 impl Store {
@@ -39,7 +51,7 @@ impl Store {
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
         let db = open_database(&path, None)?;
-        let store = Self { db: Arc::new(db), path };
+        let store = Self { db: Arc::new(db), path, catalog: Arc::default() };
         store.initialise()?;
         Ok(store)
     }
@@ -54,7 +66,12 @@ impl Store {
                     meta.insert(tables::META_SCHEMA_VERSION, tables::DATA_FORMAT)?;
                 }
                 // The older formats are converted by `LogStore::open`.
-                Some(tables::DATA_FORMAT | tables::DATA_FORMAT_REDB_LOG | tables::DATA_FORMAT_SHARED_LOG) => {}
+                Some(
+                    tables::DATA_FORMAT
+                    | tables::DATA_FORMAT_SEGMENT_LOG
+                    | tables::DATA_FORMAT_REDB_LOG
+                    | tables::DATA_FORMAT_SHARED_LOG,
+                ) => {}
                 Some(found) => {
                     return Err(StoreError::FormatVersion {
                         path: self.path.display().to_string(),
@@ -135,32 +152,76 @@ impl Store {
         Ok(page)
     }
 
-    /// Placed orders, booked slots and full slots, from the slot-load index.
-    pub fn slot_summary(&self, capacity: super::SlotCapacity) -> Result<SlotSummary, StoreError> {
+    /// Placed orders, booked slots and full slots (by the capacity in force), from the
+    /// slot-load index.
+    pub fn slot_summary(&self) -> Result<SlotSummary, StoreError> {
+        let catalog = self.catalog()?;
         let txn = self.db.begin_read()?;
         let mut summary = SlotSummary::default();
-        for entry in txn.open_table(SLOT_LOAD)?.iter()? {
-            let (_, booked) = entry?;
+        for entry in txn.open_table(STORE_SLOT_LOAD)?.iter()? {
+            let (key, booked) = entry?;
+            let (store, start) = key.value();
             summary.placed += u64::from(booked.value());
             summary.booked += 1;
-            if booked.value() >= capacity.0 {
+            let capacity = catalog
+                .as_ref()
+                .and_then(|c| c.catalog.store(store))
+                .map(|s| s.calendar.capacity_at(Timestamp::from_millis(start)));
+            if capacity.is_some_and(|c| booked.value() >= c) {
                 summary.full += 1;
             }
         }
         Ok(summary)
     }
 
-    /// Orders booked per slot start for slots starting in `[from, to)`; absent means zero.
-    pub fn slot_loads(&self, from: Timestamp, to: Timestamp) -> Result<BTreeMap<i64, u32>, StoreError> {
+    /// Orders booked per slot start of `store` for slots starting in `[from, to)`; absent
+    /// means zero.
+    pub fn slot_loads(&self, store: &StoreId, from: Timestamp, to: Timestamp) -> Result<BTreeMap<i64, u32>, StoreError> {
         let txn = self.db.begin_read()?;
-        let load = txn.open_table(SLOT_LOAD)?;
+        let load = txn.open_table(STORE_SLOT_LOAD)?;
         let mut loads = BTreeMap::new();
-        for entry in load.range(from.millis()..to.millis())? {
-            let (start, booked) = entry?;
-            loads.insert(start.value(), booked.value());
+        for entry in load.range((store.as_str(), from.millis())..(store.as_str(), to.millis()))? {
+            let (key, booked) = entry?;
+            loads.insert(key.value().1, booked.value());
         }
         Ok(loads)
     }
+
+    /// The catalog in force, `None` before the first one is applied. Cheap while it does not
+    /// change: one read of its version.
+    pub fn catalog(&self) -> Result<Option<Arc<CurrentCatalog>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let version = super::catalog::read_version(&txn)?;
+        if version == 0 {
+            return Ok(None);
+        }
+        if let Ok(cached) = self.catalog.read() {
+            if let Some(current) = cached.as_ref().filter(|c| c.version == version) {
+                return Ok(Some(current.clone()));
+            }
+        }
+        let Some(record) = super::catalog::record(&txn, version)? else {
+            return Err(StoreError::Io(format!("catalog version {version} is in force but not in the history")));
+        };
+        let current = Arc::new(current_catalog(record)?);
+        if let Ok(mut cached) = self.catalog.write() {
+            *cached = Some(current.clone());
+        }
+        Ok(Some(current))
+    }
+
+    /// Every catalog applied, oldest first.
+    pub fn catalog_history(&self) -> Result<Vec<CatalogRecord>, StoreError> {
+        super::catalog::history(&self.db.begin_read()?)
+    }
+}
+
+fn current_catalog(record: CatalogRecord) -> Result<CurrentCatalog, StoreError> {
+    let catalog = record
+        .catalog
+        .check()
+        .map_err(|e| StoreError::Codec(codec::CodecError::Malformed(format!("the stored catalog is invalid: {e}"))))?;
+    Ok(CurrentCatalog { catalog, version: record.version, applied_at: record.applied_at, author: record.author })
 }
 
 /// Commit an empty transaction with fsync: redb then makes every earlier commit durable too.

@@ -3,8 +3,11 @@
 //! Invariants kept by `apply` (checked by the property tests):
 //! - `ACTIVE[user]` names the user's newest placed order, if that order still exists; an order
 //!   blocks a new one only while it is active (placed and its slot not yet over).
-//! - `SLOT_LOAD[slot start]` equals the number of placed orders in that slot, and never exceeds
-//!   the capacity that was in force when each of them was booked. Zero entries are removed.
+//! - `STORE_SLOT_LOAD[(store, slot start)]` equals the number of placed orders of that store in
+//!   that slot, and never exceeds the capacity in force when each of them was booked (a later,
+//!   lower capacity closes the slot and keeps its orders). Zero entries are removed.
+//! - `STORES` and the `menu` row of `CATALOG` are the catalog `CATALOG_HISTORY[META
+//!   catalog_version]` holds; version 0 (no row) means no catalog yet, and orders wait for one.
 //! - `USER_ORDERS` has one key per order, so a user's history is one key range, newest last.
 //! - `ORDERS_BY_REVISION` has one key per order: (its `revision`, its id).
 
@@ -12,12 +15,15 @@ use redb::{TableDefinition, TableError, WriteTransaction};
 
 /// Bumped whenever a state table, key layout or value encoding changes incompatibly; snapshots
 /// and backups carry it.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// The data directory's format, stored under `schema_version` in `meta` (builds before 3 check
-/// it against their `SCHEMA_VERSION`, so they refuse a directory they cannot read): 4 keeps the
-/// Raft log's entries in segment files (`raft-log/`) and its vote in `raft-log.redb`.
-pub const DATA_FORMAT: u64 = 4;
+/// it against their `SCHEMA_VERSION`, so they refuse a directory they cannot read): 5 keeps the
+/// replicated catalog and keys orders and slot loads by store.
+pub const DATA_FORMAT: u64 = 5;
+/// The Raft log's entries in segment files (`raft-log/`) and its vote in `raft-log.redb`; one
+/// kitchen, orders without a store. Converted at start (`state::migrate`).
+pub const DATA_FORMAT_SEGMENT_LOG: u64 = 4;
 /// The Raft log in `raft-log.redb`; converted at start.
 pub const DATA_FORMAT_REDB_LOG: u64 = 3;
 /// The Raft log inside `orders.redb`; converted at start (to 3, then 4).
@@ -26,6 +32,8 @@ pub const DATA_FORMAT_SHARED_LOG: u64 = 2;
 /// `schema_version` → u64 (the data format above).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const META_SCHEMA_VERSION: &str = "schema_version";
+/// The version of the catalog in force (absent: none yet).
+pub const META_CATALOG_VERSION: &str = "catalog_version";
 
 /// order id (UUID as u128) → encoded `Order`.
 pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
@@ -36,8 +44,21 @@ pub const USER_ORDERS: TableDefinition<(&str, u128), ()> = TableDefinition::new(
 /// user id → order id of the order that may still be active.
 pub const ACTIVE: TableDefinition<&str, u128> = TableDefinition::new("active_order");
 
-/// slot start (ms since epoch) → number of placed orders in it.
-pub const SLOT_LOAD: TableDefinition<i64, u32> = TableDefinition::new("slot_load");
+/// Data format 4: slot start (ms since epoch) → number of placed orders in it. Converted.
+pub const SLOT_LOAD_V4: TableDefinition<i64, u32> = TableDefinition::new("slot_load");
+
+/// (store id, slot start in ms since epoch) → number of placed orders of that store in it.
+pub const STORE_SLOT_LOAD: TableDefinition<(&str, i64), u32> = TableDefinition::new("store_slot_load");
+
+/// catalog version → encoded `CatalogRecord`: every catalog ever applied, for audit.
+pub const CATALOG_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog_history");
+
+/// store id → encoded `StoreDoc`, for the catalog in force: what `apply` reads per order.
+pub const STORES: TableDefinition<&str, &[u8]> = TableDefinition::new("stores");
+
+/// `menu` → encoded `MenuDoc` of the catalog in force.
+pub const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
+pub const CATALOG_MENU: &str = "menu";
 
 /// (revision of an order's last change, order id) → (): billing's incremental export reads
 /// "everything changed after revision N" as one key range. One key per order.
@@ -67,7 +88,10 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(USER_ORDERS)?;
     txn.open_table(ORDERS_BY_REVISION)?;
     txn.open_table(ACTIVE)?;
-    txn.open_table(SLOT_LOAD)?;
+    txn.open_table(STORE_SLOT_LOAD)?;
+    txn.open_table(CATALOG_HISTORY)?;
+    txn.open_table(STORES)?;
+    txn.open_table(CATALOG)?;
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
     txn.open_table(REPLICATION)?;

@@ -1,0 +1,548 @@
+//! The chain's catalog: the menu and its prices, and every store with its calendar and
+//! delivery area. [`CatalogDoc`] is the form people write (a TOML file) and the form that is
+//! replicated and stored; [`Catalog`] is the same, checked, with domain types. Checking is pure
+//! and deterministic, so every replica that applies a document reaches the same catalog.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{self, CalendarParts, CapacityOverride, OverrideDays, Shift, StoreCalendar};
+use super::zone::{AreaShape, DeliveryArea};
+use super::{Cents, Currency, DeliveryPoint, GeoPoint, Menu, Postcode, StoreId};
+
+/// Most stores one catalog may hold.
+pub const MAX_STORES: usize = 10_000;
+
+/// A catalog as written: `pizza-orders catalog show` prints one, `catalog apply` takes one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogDoc {
+    pub menu: MenuDoc,
+    #[serde(default)]
+    pub stores: Vec<StoreDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MenuDoc {
+    pub currency: String,
+    pub sizes: SizePrices,
+    pub toppings: ToppingPrices,
+}
+
+/// Integer cents per size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizePrices {
+    pub small: u64,
+    pub medium: u64,
+    pub large: u64,
+}
+
+/// Integer cents added per topping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToppingPrices {
+    pub extra_cheese: u64,
+    pub pepperoni: u64,
+    pub mushroom: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreDoc {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+    /// The store's own location; needed for a radius area and for "nearest store".
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    #[serde(default)]
+    pub longitude: Option<f64>,
+    /// IANA name, such as `Europe/Berlin`; opening hours are local to it.
+    pub time_zone: String,
+    #[serde(default = "default_slot_minutes")]
+    pub slot_minutes: i64,
+    /// Pizzas per slot unless an override says otherwise.
+    pub capacity: u32,
+    #[serde(default = "default_cutoff")]
+    pub cutoff_minutes: i64,
+    #[serde(default = "default_horizon")]
+    pub horizon_days: i64,
+    #[serde(default)]
+    pub hours: WeekHours,
+    /// Local dates without deliveries, `YYYY-MM-DD`.
+    #[serde(default)]
+    pub closed_dates: Vec<String>,
+    #[serde(default)]
+    pub capacity_overrides: Vec<OverrideDoc>,
+    #[serde(default)]
+    pub delivery: DeliveryDoc,
+}
+
+fn default_slot_minutes() -> i64 {
+    30
+}
+fn default_cutoff() -> i64 {
+    30
+}
+fn default_horizon() -> i64 {
+    14
+}
+
+/// Shifts per weekday, local time, `HH:MM-HH:MM`; a day not listed is closed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeekHours {
+    pub mon: Vec<String>,
+    pub tue: Vec<String>,
+    pub wed: Vec<String>,
+    pub thu: Vec<String>,
+    pub fri: Vec<String>,
+    pub sat: Vec<String>,
+    pub sun: Vec<String>,
+}
+
+impl WeekHours {
+    pub fn every_day(shifts: Vec<String>) -> Self {
+        Self {
+            mon: shifts.clone(),
+            tue: shifts.clone(),
+            wed: shifts.clone(),
+            thu: shifts.clone(),
+            fri: shifts.clone(),
+            sat: shifts.clone(),
+            sun: shifts,
+        }
+    }
+
+    fn days(&self) -> [&Vec<String>; 7] {
+        [&self.mon, &self.tue, &self.wed, &self.thu, &self.fri, &self.sat, &self.sun]
+    }
+}
+
+/// A capacity for one weekday or one date, optionally only `from`–`to` (local).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideDoc {
+    #[serde(default)]
+    pub weekday: Option<String>,
+    #[serde(default)]
+    pub date: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    pub capacity: u32,
+}
+
+/// Exactly one of `everywhere`, `radius_km` and `geojson`, or only `postcodes`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryDoc {
+    pub everywhere: bool,
+    pub radius_km: Option<f64>,
+    /// A GeoJSON Polygon or MultiPolygon (or a Feature of one), longitude first.
+    pub geojson: Option<String>,
+    pub postcodes: Vec<String>,
+}
+
+/// Every problem found in a catalog document, each naming the store and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the catalog is invalid: {}", .problems.join("; "))]
+pub struct CatalogError {
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Store {
+    pub id: StoreId,
+    pub name: String,
+    pub address: String,
+    pub location: Option<GeoPoint>,
+    pub calendar: StoreCalendar,
+    pub area: DeliveryArea,
+}
+
+/// A checked catalog. Stores are sorted by id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Catalog {
+    menu: Menu,
+    stores: Vec<Store>,
+    doc: CatalogDoc,
+}
+
+/// Why no store takes an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unplaceable {
+    /// The client named a store that does not exist.
+    UnknownStore(String),
+    /// No store delivers there; the nearest store and its distance in metres, when known.
+    Outside { nearest: Option<(StoreId, String, f64)> },
+    /// No location and no postcode, and no store delivers everywhere.
+    NeedsLocation,
+}
+
+struct Problems<'a> {
+    store: &'a str,
+    list: &'a mut Vec<String>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, field: &str, what: impl std::fmt::Display) {
+        self.list.push(format!("store '{}': {field}: {what}", self.store));
+    }
+}
+
+impl MenuDoc {
+    pub fn parse(&self) -> Result<Menu, String> {
+        let currency = Currency::parse(&self.currency).map_err(|e| format!("menu.currency: {e}"))?;
+        let (s, t) = (&self.sizes, &self.toppings);
+        Menu::new(
+            currency,
+            [Cents(s.small), Cents(s.medium), Cents(s.large)],
+            [Cents(t.extra_cheese), Cents(t.pepperoni), Cents(t.mushroom)],
+        )
+        .map_err(|e| format!("menu: {e}"))
+    }
+}
+
+impl StoreDoc {
+    /// The calendar alone: what `apply` needs to book a slot, without parsing the area.
+    pub fn calendar(&self) -> Result<StoreCalendar, CatalogError> {
+        let mut list = Vec::new();
+        let calendar = self.parse_calendar(&mut Problems { store: &self.id, list: &mut list });
+        calendar.ok_or(CatalogError { problems: list })
+    }
+
+    fn parse_calendar(&self, p: &mut Problems) -> Option<StoreCalendar> {
+        let tz = calendar::parse_time_zone(&self.time_zone).map_err(|e| p.add("time_zone", e)).ok();
+        let slot_minutes = calendar::check_slot_minutes(self.slot_minutes).map_err(|e| p.add("slot_minutes", e)).ok();
+        let grid = slot_minutes.unwrap_or(1);
+        let mut weekly: [Vec<Shift>; 7] = Default::default();
+        for (i, (day, raw)) in calendar::WEEKDAYS.iter().zip(self.hours.days()).enumerate() {
+            let shifts: Vec<Shift> = raw
+                .iter()
+                .filter_map(|s| Shift::parse(s, grid).map_err(|e| p.add(&format!("hours.{day}"), e)).ok())
+                .collect();
+            match calendar::check_shifts(shifts) {
+                Ok(shifts) => weekly[i] = shifts,
+                Err(e) => p.add(&format!("hours.{day}"), e),
+            }
+        }
+        let closed: BTreeSet<_> = self
+            .closed_dates
+            .iter()
+            .filter_map(|d| calendar::parse_date(d).map_err(|e| p.add("closed_dates", e)).ok())
+            .collect();
+        let overrides: Vec<CapacityOverride> =
+            self.capacity_overrides.iter().enumerate().filter_map(|(i, o)| parse_override(o, grid, i, p)).collect();
+        let parts = CalendarParts {
+            tz: tz?,
+            slot_minutes: slot_minutes?,
+            weekly,
+            closed,
+            capacity: self.capacity,
+            overrides,
+            cutoff_minutes: self.cutoff_minutes,
+            horizon_days: self.horizon_days,
+        };
+        StoreCalendar::new(parts).map_err(|e| p.add(calendar_field(&e), e)).ok()
+    }
+
+    fn parse(&self, list: &mut Vec<String>) -> Option<Store> {
+        let before = list.len();
+        let mut p = Problems { store: &self.id, list };
+        let id = StoreId::parse(&self.id).map_err(|e| p.add("id", e)).ok();
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            p.add("name", "must be 1 to 100 characters without control characters");
+        }
+        if self.address.chars().count() > 300 || self.address.chars().any(char::is_control) {
+            p.add("address", "must be at most 300 characters without control characters");
+        }
+        let location = match (self.latitude, self.longitude) {
+            (Some(lat), Some(lon)) => GeoPoint::new(lat, lon).map_err(|e| p.add("latitude/longitude", e)).ok(),
+            (None, None) => None,
+            _ => {
+                p.add("latitude/longitude", "give both or neither");
+                None
+            }
+        };
+        let calendar = self.parse_calendar(&mut p);
+        let area = self.parse_area(location, &mut p);
+        if p.list.len() > before {
+            return None;
+        }
+        Some(Store { id: id?, name: name.to_owned(), address: self.address.trim().to_owned(), location, calendar: calendar?, area: area? })
+    }
+
+    fn parse_area(&self, location: Option<GeoPoint>, p: &mut Problems) -> Option<DeliveryArea> {
+        let d = &self.delivery;
+        let mut postcodes = BTreeSet::new();
+        for raw in &d.postcodes {
+            match Postcode::parse(raw) {
+                Ok(code) => {
+                    postcodes.insert(code);
+                }
+                Err(e) => p.add("delivery.postcodes", e),
+            }
+        }
+        let shape = match (d.everywhere, d.radius_km, &d.geojson) {
+            (true, None, None) => AreaShape::Everywhere,
+            (false, Some(km), None) => match location {
+                Some(centre) => DeliveryArea::radius(centre, km).map_err(|e| p.add("delivery.radius_km", e)).ok()?,
+                None => {
+                    p.add("delivery.radius_km", "a radius needs the store's latitude and longitude");
+                    return None;
+                }
+            },
+            (false, None, Some(text)) => {
+                AreaShape::Polygon(DeliveryArea::parse_geojson(text).map_err(|e| p.add("delivery.geojson", e)).ok()?)
+            }
+            (false, None, None) if !postcodes.is_empty() => AreaShape::PostcodesOnly,
+            (false, None, None) => {
+                p.add("delivery", "give one of everywhere = true, radius_km, geojson, or a postcodes list");
+                return None;
+            }
+            _ => {
+                p.add("delivery", "give only one of everywhere, radius_km and geojson");
+                return None;
+            }
+        };
+        Some(DeliveryArea { shape, postcodes })
+    }
+}
+
+fn calendar_field(e: &calendar::CalendarError) -> &'static str {
+    use calendar::CalendarError as E;
+    match e {
+        E::Cutoff(_) => "cutoff_minutes",
+        E::Horizon(_) => "horizon_days",
+        E::Capacity(_) => "capacity",
+        _ => "calendar",
+    }
+}
+
+fn parse_override(o: &OverrideDoc, grid: u32, i: usize, p: &mut Problems) -> Option<CapacityOverride> {
+    let field = format!("capacity_overrides[{i}]");
+    let days = match (&o.weekday, &o.date) {
+        (Some(day), None) => OverrideDays::Weekday(calendar::parse_weekday(day).map_err(|e| p.add(&field, e)).ok()?),
+        (None, Some(date)) => OverrideDays::Date(calendar::parse_date(date).map_err(|e| p.add(&field, e)).ok()?),
+        _ => {
+            p.add(&field, calendar::CalendarError::OverrideDays);
+            return None;
+        }
+    };
+    let window = format!("{}-{}", o.from.as_deref().unwrap_or("00:00"), o.to.as_deref().unwrap_or("24:00"));
+    let window = Shift::parse(&window, grid).map_err(|e| p.add(&field, e)).ok()?;
+    Some(CapacityOverride { days, window, capacity: o.capacity })
+}
+
+impl CatalogDoc {
+    /// Check every part, collecting every problem (not just the first).
+    pub fn check(self) -> Result<Catalog, CatalogError> {
+        let mut problems = Vec::new();
+        let menu = self.menu.parse().map_err(|e| problems.push(e)).ok();
+        if self.stores.is_empty() {
+            problems.push("stores: a catalog needs at least one store".into());
+        }
+        if self.stores.len() > MAX_STORES {
+            problems.push(format!("stores: at most {MAX_STORES} stores; got {}", self.stores.len()));
+        }
+        let mut seen = BTreeSet::new();
+        for s in &self.stores {
+            if !seen.insert(s.id.as_str()) {
+                problems.push(format!("store '{}': id: listed twice", s.id));
+            }
+        }
+        let mut stores: Vec<Store> = self.stores.iter().filter_map(|s| s.parse(&mut problems)).collect();
+        match menu {
+            Some(menu) if problems.is_empty() => {
+                stores.sort_by(|a, b| a.id.cmp(&b.id));
+                Ok(Catalog { menu, stores, doc: self })
+            }
+            _ => Err(CatalogError { problems }),
+        }
+    }
+
+    /// Parse a TOML catalog file's text; syntax errors and unknown fields name the line.
+    pub fn from_toml(text: &str) -> Result<Self, CatalogError> {
+        toml::from_str(text).map_err(|e| CatalogError { problems: vec![e.to_string().trim().replace('\n', " ")] })
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print the catalog as TOML: {e}\n"))
+    }
+}
+
+impl Catalog {
+    pub fn menu(&self) -> &Menu {
+        &self.menu
+    }
+
+    pub fn stores(&self) -> &[Store] {
+        &self.stores
+    }
+
+    pub fn doc(&self) -> &CatalogDoc {
+        &self.doc
+    }
+
+    pub fn store(&self, id: &str) -> Option<&Store> {
+        self.stores.binary_search_by(|s| s.id.as_str().cmp(id)).ok().map(|i| &self.stores[i])
+    }
+
+    /// The store that bakes for `point`: the nearest whose area contains the location, else
+    /// one serving the postcode, else one that delivers everywhere. A store the client names
+    /// must cover the address.
+    pub fn locate(&self, point: &DeliveryPoint, wanted: Option<&str>) -> Result<&Store, Unplaceable> {
+        let covers = |s: &Store| {
+            s.area.is_everywhere()
+                || point.location.is_some_and(|l| s.area.contains(l))
+                || point.postcode.as_ref().is_some_and(|c| s.area.serves_postcode(c))
+        };
+        if let Some(id) = wanted {
+            let store = self.store(id).ok_or_else(|| Unplaceable::UnknownStore(id.to_owned()))?;
+            return if covers(store) { Ok(store) } else { Err(self.outside(point)) };
+        }
+        let distance = |s: &Store| match (point.location, s.location) {
+            (Some(here), Some(there)) => here.distance_m(there),
+            _ => f64::INFINITY,
+        };
+        let nearer = |a: &&Store, b: &&Store| distance(a).total_cmp(&distance(b)).then_with(|| a.id.cmp(&b.id));
+        if let Some(here) = point.location {
+            let by_area = self.stores.iter().filter(|s| !s.area.is_everywhere() && s.area.contains(here));
+            if let Some(store) = by_area.min_by(nearer) {
+                return Ok(store);
+            }
+        }
+        if let Some(code) = &point.postcode {
+            if let Some(store) = self.stores.iter().filter(|s| s.area.postcodes.contains(code)).min_by(nearer) {
+                return Ok(store);
+            }
+        }
+        if let Some(store) = self.stores.iter().find(|s| s.area.is_everywhere()) {
+            return Ok(store);
+        }
+        if point.location.is_none() && point.postcode.is_none() {
+            return Err(Unplaceable::NeedsLocation);
+        }
+        Err(self.outside(point))
+    }
+
+    fn outside(&self, point: &DeliveryPoint) -> Unplaceable {
+        let nearest = point.location.and_then(|here| {
+            self.stores
+                .iter()
+                .filter_map(|s| s.location.map(|l| (s, here.distance_m(l))))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(s, d)| (s.id.clone(), s.name.clone(), d))
+        });
+        Unplaceable::Outside { nearest }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Three stores: two overlapping radius areas in Berlin, one postcode-only store.
+    pub(crate) const SAMPLE: &str = r#"
+[menu]
+currency = "EUR"
+sizes = { small = 800, medium = 1050, large = 1300 }
+toppings = { extra_cheese = 150, pepperoni = 200, mushroom = 120 }
+
+[[stores]]
+id = "mitte"
+name = "Berlin Mitte"
+latitude = 52.5290
+longitude = 13.4010
+time_zone = "Europe/Berlin"
+capacity = 10
+hours = { mon = ["11:00-14:00", "17:00-23:00"], fri = ["17:00-24:00"] }
+delivery = { radius_km = 4.0 }
+
+[[stores]]
+id = "kreuzberg"
+name = "Kreuzberg"
+latitude = 52.4990
+longitude = 13.4030
+time_zone = "Europe/Berlin"
+capacity = 8
+hours = { mon = ["17:00-23:00"] }
+delivery = { radius_km = 4.0, postcodes = ["10997"] }
+
+[[stores]]
+id = "potsdam"
+name = "Potsdam"
+time_zone = "Europe/Berlin"
+capacity = 5
+delivery = { postcodes = ["14467", "14469"] }
+"#;
+
+    pub(crate) fn sample() -> Catalog {
+        CatalogDoc::from_toml(SAMPLE).unwrap().check().unwrap()
+    }
+
+    fn at(lat: f64, lon: f64) -> DeliveryPoint {
+        DeliveryPoint { postcode: None, location: Some(GeoPoint::new(lat, lon).unwrap()) }
+    }
+
+    #[test]
+    fn overlapping_areas_go_to_the_nearest_store() {
+        let c = sample();
+        // Between the two, nearer Kreuzberg.
+        assert_eq!(c.locate(&at(52.505, 13.403), None).unwrap().id.as_str(), "kreuzberg");
+        assert_eq!(c.locate(&at(52.525, 13.401), None).unwrap().id.as_str(), "mitte");
+    }
+
+    #[test]
+    fn postcode_is_the_fallback_and_outside_names_the_nearest() {
+        let c = sample();
+        let potsdam = DeliveryPoint { postcode: Some(Postcode::parse("14467").unwrap()), location: None };
+        assert_eq!(c.locate(&potsdam, None).unwrap().id.as_str(), "potsdam");
+        match c.locate(&at(52.60, 13.40), None) {
+            Err(Unplaceable::Outside { nearest: Some((id, _, metres)) }) => {
+                assert_eq!(id.as_str(), "mitte");
+                assert!((7_000.0..9_000.0).contains(&metres), "{metres}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.locate(&DeliveryPoint::default(), None), Err(Unplaceable::NeedsLocation));
+    }
+
+    #[test]
+    fn a_named_store_must_cover_the_address() {
+        let c = sample();
+        assert!(c.locate(&at(52.505, 13.403), Some("mitte")).is_ok(), "inside both areas");
+        assert!(matches!(c.locate(&at(52.60, 13.40), Some("mitte")), Err(Unplaceable::Outside { .. })));
+        assert!(matches!(c.locate(&at(52.5, 13.4), Some("nope")), Err(Unplaceable::UnknownStore(_))));
+    }
+
+    #[test]
+    fn every_problem_is_named_with_store_and_field() {
+        let bad = SAMPLE
+            .replace("time_zone = \"Europe/Berlin\"\ncapacity = 10", "time_zone = \"Europe/Bärlin\"\ncapacity = 10")
+            .replace("\"17:00-24:00\"", "\"17:00-25:00\"")
+            .replace("id = \"potsdam\"", "id = \"mitte\"");
+        let err = CatalogDoc::from_toml(&bad).unwrap().check().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("store 'mitte': time_zone"), "{text}");
+        assert!(text.contains("store 'mitte': hours.fri"), "{text}");
+        assert!(text.contains("store 'mitte': id: listed twice"), "{text}");
+        assert!(CatalogDoc::from_toml("[menu]\ncurrency = 1").is_err());
+    }
+
+    #[test]
+    fn a_catalog_prints_as_toml_and_reads_back_the_same() {
+        let c = sample();
+        let again = CatalogDoc::from_toml(&c.doc().to_toml()).unwrap();
+        assert_eq!(&again, c.doc());
+        let bytes = crate::codec::encode(c.doc()).unwrap();
+        assert_eq!(&crate::codec::decode::<CatalogDoc>(&bytes).unwrap(), c.doc());
+    }
+}

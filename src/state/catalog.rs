@@ -1,0 +1,102 @@
+//! The replicated catalog in the state: applying a new one (`SetCatalog`), and what `apply` and
+//! the API read of the one in force.
+//!
+//! Invariants (with those in `tables`): the catalog in force is `CATALOG_HISTORY[version]`;
+//! `STORES` holds exactly its stores and `CATALOG[menu]` its menu; versions count up from 1 with
+//! no gaps; a store is never removed while it has orders for slots still to come.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::apply::Stop;
+use super::command::{CatalogRecord, Outcome, Rejection, SetCatalog};
+use super::tables::{CATALOG, CATALOG_HISTORY, CATALOG_MENU, META, META_CATALOG_VERSION, STORES, STORE_SLOT_LOAD};
+use super::StoreError;
+use crate::codec;
+use crate::domain::{Menu, MenuDoc, StoreCalendar, StoreDoc, StoreId};
+
+/// The longest slot a calendar allows: a load whose slot started this long before `at` may
+/// still be under way.
+const LONGEST_SLOT_MS: i64 = 240 * 60_000;
+
+/// The catalog version in force; 0 when there is none yet.
+pub(super) fn version(txn: &WriteTransaction) -> Result<u64, StoreError> {
+    Ok(txn.open_table(META)?.get(META_CATALOG_VERSION)?.map_or(0, |g| g.value()))
+}
+
+/// The catalog version a reader sees; 0 when there is none yet.
+pub fn read_version(txn: &ReadTransaction) -> Result<u64, StoreError> {
+    Ok(txn.open_table(META)?.get(META_CATALOG_VERSION)?.map_or(0, |g| g.value()))
+}
+
+/// The applied catalog `version`, if there is one.
+pub fn record(txn: &ReadTransaction, version: u64) -> Result<Option<CatalogRecord>, StoreError> {
+    let table = txn.open_table(CATALOG_HISTORY)?;
+    let raw = table.get(version)?;
+    Ok(raw.map(|g| codec::decode(g.value())).transpose()?)
+}
+
+/// Every catalog applied, oldest first.
+pub fn history(txn: &ReadTransaction) -> Result<Vec<CatalogRecord>, StoreError> {
+    let mut all = Vec::new();
+    for entry in txn.open_table(CATALOG_HISTORY)?.iter()? {
+        let (_, raw) = entry?;
+        all.push(codec::decode(raw.value())?);
+    }
+    Ok(all)
+}
+
+/// What `apply` needs to book an order at `store`: its calendar and the menu. Only the store's
+/// own row is read and only its calendar parsed (not its delivery area).
+pub(super) fn store_rules(txn: &WriteTransaction, store: &StoreId) -> Result<(StoreCalendar, Menu), Stop> {
+    let stores = txn.open_table(STORES)?;
+    let Some(raw) = stores.get(store.as_str())? else {
+        return Err(Rejection::UnknownStore(store.clone()).into());
+    };
+    let doc: StoreDoc = codec::decode(raw.value())?;
+    // A stored catalog was checked when applied; failing now means the data is damaged.
+    let damaged = |e: String| Stop::Store(StoreError::Codec(codec::CodecError::Malformed(e)));
+    let calendar = doc.calendar().map_err(|e| damaged(e.to_string()))?;
+    let menu_raw = txn.open_table(CATALOG)?.get(CATALOG_MENU)?.map(|g| g.value().to_vec());
+    let menu_doc: MenuDoc = codec::decode(&menu_raw.ok_or_else(|| damaged("the catalog has no menu".into()))?)?;
+    let menu = menu_doc.parse().map_err(damaged)?;
+    Ok((calendar, menu))
+}
+
+pub(super) fn set_catalog(txn: &WriteTransaction, c: &SetCatalog) -> Result<Outcome, Stop> {
+    let current = version(txn)?;
+    if c.seed && current > 0 {
+        return Ok(Outcome::Catalog { version: current, changed: false });
+    }
+    if c.expected_version.is_some_and(|v| v != current) {
+        return Err(Rejection::CatalogVersionConflict(current).into());
+    }
+    let catalog = c.catalog.clone().check().map_err(|e| Rejection::InvalidCatalog(e.problems))?;
+    let mut stores = txn.open_table(STORES)?;
+    let mut removed = Vec::new();
+    for entry in stores.iter()? {
+        let (id, _) = entry?;
+        if catalog.store(id.value()).is_none() {
+            removed.push(id.value().to_owned());
+        }
+    }
+    let load = txn.open_table(STORE_SLOT_LOAD)?;
+    for id in &removed {
+        let since = c.at.millis().saturating_sub(LONGEST_SLOT_MS);
+        if load.range((id.as_str(), since)..=(id.as_str(), i64::MAX))?.next().is_some() {
+            let id = StoreId::parse(id).map_err(|e| Stop::Store(StoreError::Io(e.to_string())))?;
+            return Err(Rejection::StoreInUse(id).into());
+        }
+    }
+    for id in &removed {
+        stores.remove(id.as_str())?;
+    }
+    for doc in &c.catalog.stores {
+        stores.insert(doc.id.as_str(), codec::encode(doc)?.as_slice())?;
+    }
+    txn.open_table(CATALOG)?.insert(CATALOG_MENU, codec::encode(&c.catalog.menu)?.as_slice())?;
+    let next = current + 1;
+    let record = CatalogRecord { version: next, applied_at: c.at, author: c.author.clone(), catalog: c.catalog.clone() };
+    txn.open_table(CATALOG_HISTORY)?.insert(next, codec::encode(&record)?.as_slice())?;
+    txn.open_table(META)?.insert(META_CATALOG_VERSION, next)?;
+    Ok(Outcome::Catalog { version: next, changed: true })
+}
