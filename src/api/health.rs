@@ -16,8 +16,8 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// The node can serve: it knows a leader, has applied everything it knows to be committed,
-/// and its storage answers a read.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "No leader, catching up, or storage failing")))]
+/// its storage answers a read, and a catalog is in force (orders need one).
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "No leader, catching up, no catalog yet, or storage failing")))]
 pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) {
     let m = node.metrics();
     let applied = m.last_applied.map_or(0, |l| l.index);
@@ -29,10 +29,18 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) 
     } else if let Err(e) = node.store.state_digest_cheap() {
         Some(format!("storage: {e}"))
     } else {
-        None
+        match node.store.catalog() {
+            Ok(Some(_)) => None,
+            Ok(None) => Some("no catalog yet: the leader seeds one from its configuration".to_owned()),
+            Err(e) => Some(format!("catalog: {e}")),
+        }
     };
     match reason {
-        None => (StatusCode::OK, Json(json!({ "status": "ready", "leader": m.current_leader, "applied": applied }))),
+        None => {
+            let catalog = node.store.catalog().ok().flatten().map(|c| c.version);
+            let body = json!({ "status": "ready", "leader": m.current_leader, "applied": applied, "catalog_version": catalog });
+            (StatusCode::OK, Json(body))
+        }
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reason": reason }))),
     }
 }

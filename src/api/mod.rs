@@ -3,6 +3,7 @@
 
 mod admin;
 mod backup;
+mod catalog;
 mod deadline;
 mod dev_login;
 mod export;
@@ -135,6 +136,12 @@ fn routes() -> Router<AppState> {
         .route("/admin/cluster/init", post(admin::init))
         .route("/admin/cluster/nodes", post(admin::add_node))
         .route("/admin/cluster/nodes/{id}", delete(admin::remove_node))
+        .route(
+            "/admin/catalog",
+            get(catalog::show).put(catalog::apply).layer(DefaultBodyLimit::max(catalog::MAX_CATALOG_BYTES)),
+        )
+        .route("/admin/catalog/history", get(catalog::history))
+        .route("/admin/catalog/history/{id}", get(catalog::version))
         .route("/admin/state", get(admin::state))
         .route("/admin/backup", get(backup::backup))
         .route("/admin/check", get(backup::check))

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 mod admin_client;
+mod catalog;
 mod cluster;
 mod data;
 
@@ -66,6 +67,21 @@ Examples (three local nodes, see config/node1.toml … node3.toml):
   pizza-orders cluster remove --id 3 --config config/node1.toml --node http://127.0.0.1:7001"
     )]
     Cluster(ClusterCommand),
+    /// The replicated catalog (menu, stores, hours, capacity, delivery areas): show, diff, apply.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  pizza-orders catalog show --config config/local.toml > catalog.toml
+  pizza-orders catalog diff catalog.toml --config config/local.toml
+  pizza-orders catalog apply catalog.toml --config config/local.toml --node http://127.0.0.1:8080
+  pizza-orders catalog history --config config/local.toml
+
+A file is checked whole before anything is sent; every problem names the store and field.
+'apply' replaces the catalog only if the one it compared with is still in force.
+Exit codes: 0 success, 1 the node failed or refused, 2 bad usage or an invalid file."
+    )]
+    Catalog(CatalogCommand),
     /// Back up the whole state, online, from any node (one consistent point in time).
     #[command(after_help = "\
 Examples:
@@ -142,6 +158,40 @@ pub enum ClusterCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum CatalogCommand {
+    /// Print the catalog in force as a TOML catalog file (with its version as a comment).
+    Show {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the admin API's JSON (version, applied_at, author, catalog).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what applying FILE would change, as a unified diff.
+    Diff {
+        #[command(flatten)]
+        admin: AdminArgs,
+        file: PathBuf,
+    },
+    /// Validate FILE, then make it the catalog in force on every node (no restart).
+    Apply {
+        #[command(flatten)]
+        admin: AdminArgs,
+        file: PathBuf,
+        /// Validate on the node without applying.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List every catalog applied; with --version, print that one.
+    History {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        version: Option<u64>,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct AdminArgs {
     /// Any node of the cluster.
@@ -198,6 +248,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Token(args) => token(args),
         Command::Cluster(command) => cluster::run(command),
+        Command::Catalog(command) => catalog::run(command),
         Command::Backup(args) => data::backup(args),
         Command::Restore(args) => data::restore(args),
         Command::Check(args) => data::check(args),

@@ -33,6 +33,8 @@ use read_index::ReadIndex;
 
 /// How long a request waits for a leader (an election) before giving up with 503.
 const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a bootstrapping node waits for its seed catalog before it starts serving.
+const SEED_WAIT: Duration = Duration::from_secs(10);
 /// How long a forwarded write may take on the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -263,7 +265,23 @@ impl Node {
             applied,
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));
+        if node.config.cluster.bootstrap {
+            node.wait_for_catalog(SEED_WAIT).await;
+        }
         Ok(node)
+    }
+
+    /// Wait up to `limit` for a catalog to be in force here: a one-node start is then ready
+    /// for orders when it says it listens. Elsewhere `/readyz` tells.
+    async fn wait_for_catalog(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if matches!(self.store.catalog(), Ok(Some(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::warn!("no catalog is in force yet; orders are refused until the leader seeds one");
     }
 
     /// The catalog in force on this node (as fresh as its state).

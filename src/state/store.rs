@@ -210,6 +210,11 @@ impl Store {
         Ok(Some(current))
     }
 
+    /// The catalog applied as `version`, if any.
+    pub fn catalog_record(&self, version: u64) -> Result<Option<CatalogRecord>, StoreError> {
+        super::catalog::record(&self.db.begin_read()?, version)
+    }
+
     /// Every catalog applied, oldest first.
     pub fn catalog_history(&self) -> Result<Vec<CatalogRecord>, StoreError> {
         super::catalog::history(&self.db.begin_read()?)
