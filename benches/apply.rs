@@ -48,7 +48,12 @@ fn spec(n: u64, calendar: &StoreCalendar) -> OrderSpec {
     let now = Timestamp::from_millis(T0);
     let slot =
         calendar.bookable(Timestamp::from_millis(T0 + 3_600_000 + (n as i64 % 1000) * 1_800_000), now).expect("slot");
-    OrderSpec { address: Address::parse("1 Bench Street").expect("address"), size: Size::Large, toppings: Toppings::default(), slot }
+    OrderSpec {
+        address: Address::parse("1 Bench Street").expect("address"),
+        size: Size::Large,
+        toppings: Toppings::default(),
+        slot,
+    }
 }
 
 fn place(n: u64, calendar: &StoreCalendar) -> Command {
@@ -132,9 +137,7 @@ fn apply_catalog_lookup(c: &mut Criterion) {
     group.throughput(Throughput::Elements(256));
     type Make = fn(u64, &StoreCalendar) -> Command;
     for (name, make) in [("from_catalog", place as Make), ("rules_in_command", legacy_place as Make)] {
-        let db = redb::Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .expect("db");
+        let db = redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).expect("db");
         seeded(&db);
         let counter = AtomicU64::new(0);
         group.bench_function(name, |b| {

@@ -126,7 +126,8 @@ pub async fn apply(
 fn parse_document(headers: &HeaderMap, body: &[u8]) -> Result<CatalogDoc, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let invalid = |problem: String| ApiError::InvalidCatalog(format!("the catalog is invalid: {problem}"), vec![problem]);
+    let invalid =
+        |problem: String| ApiError::InvalidCatalog(format!("the catalog is invalid: {problem}"), vec![problem]);
     match essence.as_str() {
         "application/json" => super::extract::parse_json::<CatalogDoc>(body),
         "application/toml" | "text/plain" | "text/x-toml" => {

@@ -199,10 +199,16 @@ fn parse_id(raw: &str) -> Result<OrderId, ApiError> {
 }
 
 /// Identifies a create request for `Idempotency-Key`: the same key with the same order is a
-/// retry; with a different order it is a client bug.
-fn fingerprint(order: &Resolved) -> Result<[u8; 32], ApiError> {
-    let bytes = codec::encode(&(&order.spec, &order.store, &order.delivery)).map_err(|_| ApiError::Internal)?;
-    Ok(Sha256::digest(bytes).into())
+/// retry; with a different order it is a client bug. It covers what the request said: a
+/// request without postcode, location or store is fingerprinted as before stores existed, so
+/// a retry across the upgrade still replays.
+fn fingerprint(body: &OrderRequest, order: &Resolved) -> Result<[u8; 32], ApiError> {
+    let bytes = if order.delivery == DeliveryPoint::default() && body.store_id.is_none() {
+        codec::encode(&order.spec)
+    } else {
+        codec::encode(&(&order.spec, &order.delivery, &body.store_id))
+    };
+    Ok(Sha256::digest(bytes.map_err(|_| ApiError::Internal)?).into())
 }
 
 /// Resolve the request against the catalog in force and propose the command `make` builds;
@@ -248,7 +254,7 @@ pub async fn create_order(
         let idempotency = match &key {
             Some(key) => Some(IdempotencyClaim {
                 key: key.clone(),
-                fingerprint: fingerprint(&resolved)?,
+                fingerprint: fingerprint(&body, &resolved)?,
                 expires_at: now.plus_millis(node.config.idempotency_ttl_ms),
             }),
             None => None,
@@ -292,9 +298,7 @@ pub async fn get_order(
     let id = parse_id(&id)?;
     node.read_barrier(consistency(&query)?).await?;
     match node.store.order(id)? {
-        Some(order) if order.user == principal.user => {
-            Ok(order_response(StatusCode::OK, &order, Timestamp::now()))
-        }
+        Some(order) if order.user == principal.user => Ok(order_response(StatusCode::OK, &order, Timestamp::now())),
         _ => Err(ApiError::OrderNotFound),
     }
 }
@@ -339,11 +343,8 @@ pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, qu
         orders.last().map(|o| o.id.to_string())
     });
     let now = Timestamp::now();
-    Ok(Json(OrderPage {
-        orders: orders.iter().map(|o| OrderView::new(o, now)).collect(),
-        next: next.flatten(),
-    })
-    .into_response())
+    Ok(Json(OrderPage { orders: orders.iter().map(|o| OrderView::new(o, now)).collect(), next: next.flatten() })
+        .into_response())
 }
 
 #[utoipa::path(put, path = "/v1/orders/{id}", tag = "orders", request_body = OrderRequest,

@@ -61,10 +61,9 @@ pub enum ApiError {
 
 fn outside_text(nearest: &Option<(String, String, f64)>) -> String {
     match nearest {
-        Some((_, name, metres)) => format!(
-            "no store delivers to this address; the nearest is {name}, {:.1} km away",
-            metres / 1000.0
-        ),
+        Some((_, name, metres)) => {
+            format!("no store delivers to this address; the nearest is {name}, {:.1} km away", metres / 1000.0)
+        }
         None => "no store delivers to this address".into(),
     }
 }

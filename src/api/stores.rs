@@ -26,6 +26,8 @@ pub struct StoreView {
     /// IANA time zone; opening hours and slots are laid on its local clock.
     time_zone: String,
     slot_minutes: u32,
+    /// Pizzas per slot unless an override says otherwise (the slot list has each slot's).
+    capacity: u32,
     cutoff_minutes: i64,
     horizon_days: i64,
     /// `everywhere`, `radius`, `area` (a drawn polygon) or `postcodes`.
@@ -50,6 +52,7 @@ impl StoreView {
             longitude: store.location.map(GeoPoint::lon),
             time_zone: store.calendar.time_zone().name().to_owned(),
             slot_minutes: store.calendar.slot_minutes(),
+            capacity: doc.map_or(0, |d| d.capacity),
             cutoff_minutes: store.calendar.cutoff_ms() / 60_000,
             horizon_days: store.calendar.horizon_days(),
             delivers: zone_kind(&store.area),
@@ -116,7 +119,10 @@ pub(super) fn delivery_point(
     latitude: Option<f64>,
     longitude: Option<f64>,
 ) -> Result<DeliveryPoint, ApiError> {
-    let invalid = |field: &str, detail: String| ApiError::InvalidField { field: field.into(), detail: format!("{field}: {detail}") };
+    let invalid = |field: &str, detail: String| ApiError::InvalidField {
+        field: field.into(),
+        detail: format!("{field}: {detail}"),
+    };
     let postcode = match postcode.map(str::trim).filter(|p| !p.is_empty()) {
         Some(raw) => Some(Postcode::parse(raw).map_err(|e| invalid("postcode", e.to_string()))?),
         None => None,
@@ -134,7 +140,11 @@ pub(super) fn delivery_point(
 }
 
 /// The store for `point`, or the problem a customer sees.
-pub(super) fn locate<'c>(catalog: &'c Catalog, point: &DeliveryPoint, wanted: Option<&str>) -> Result<&'c Store, ApiError> {
+pub(super) fn locate<'c>(
+    catalog: &'c Catalog,
+    point: &DeliveryPoint,
+    wanted: Option<&str>,
+) -> Result<&'c Store, ApiError> {
     catalog.locate(point, wanted).map_err(|e| match e {
         Unplaceable::UnknownStore(id) => ApiError::InvalidField {
             field: "store_id".into(),
@@ -142,7 +152,9 @@ pub(super) fn locate<'c>(catalog: &'c Catalog, point: &DeliveryPoint, wanted: Op
         },
         Unplaceable::NeedsLocation => ApiError::InvalidField {
             field: "postcode".into(),
-            detail: "postcode: give the postcode (or allow your location) so we can find the store that delivers to you".into(),
+            detail:
+                "postcode: give the postcode (or allow your location) so we can find the store that delivers to you"
+                    .into(),
         },
         Unplaceable::Outside { nearest } => ApiError::OutsideDeliveryArea {
             nearest: nearest.map(|(id, name, metres)| (id.to_string(), name, metres.round())),

@@ -139,7 +139,10 @@ async fn apply(admin: &AdminArgs, file: &Path, dry_run: bool) -> Result<(), Call
     if dry_run {
         println!("valid: {} stores; nothing applied (dry run)", body["stores"]);
     } else {
-        println!("applied catalog version {} ({} stores), replacing version {version}", body["version"], body["stores"]);
+        println!(
+            "applied catalog version {} ({} stores), replacing version {version}",
+            body["version"], body["stores"]
+        );
     }
     Ok(())
 }

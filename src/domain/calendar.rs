@@ -337,7 +337,11 @@ mod tests {
             closed: BTreeSet::from([parse_date("2026-12-25").unwrap()]),
             capacity: 10,
             overrides: vec![
-                CapacityOverride { days: OverrideDays::Weekday(4), window: Shift { from: 18 * 60, to: 20 * 60 }, capacity: 30 },
+                CapacityOverride {
+                    days: OverrideDays::Weekday(4),
+                    window: Shift { from: 18 * 60, to: 20 * 60 },
+                    capacity: 30,
+                },
                 CapacityOverride {
                     days: OverrideDays::Date(parse_date("2026-12-31").unwrap()),
                     window: Shift { from: 0, to: 1440 },
@@ -378,7 +382,10 @@ mod tests {
         let night = calendar("Europe/Berlin", &["01:00-04:00"]);
         let got = starts(&night, "2026-03-28T23:00:00Z", "2026-03-29T03:00:00Z");
         // 01:00, 01:30 (CET = UTC+1), then 03:00, 03:30 (CEST = UTC+2); 02:00 and 02:30 do not exist.
-        assert_eq!(got, ["2026-03-29T00:00:00Z", "2026-03-29T00:30:00Z", "2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z"]);
+        assert_eq!(
+            got,
+            ["2026-03-29T00:00:00Z", "2026-03-29T00:30:00Z", "2026-03-29T01:00:00Z", "2026-03-29T01:30:00Z"]
+        );
     }
 
     #[test]
@@ -386,7 +393,10 @@ mod tests {
         // Europe/Berlin: 2026-10-25 03:00 local goes back to 02:00.
         let night = calendar("Europe/Berlin", &["02:00-03:00"]);
         let got = starts(&night, "2026-10-24T22:00:00Z", "2026-10-25T03:00:00Z");
-        assert_eq!(got, ["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z"]);
+        assert_eq!(
+            got,
+            ["2026-10-25T00:00:00Z", "2026-10-25T00:30:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:30:00Z"]
+        );
         for s in &got {
             assert!(night.bookable(at(s), at(NOW)).is_ok(), "{s}");
         }

@@ -276,7 +276,14 @@ impl StoreDoc {
         if p.list.len() > before {
             return None;
         }
-        Some(Store { id: id?, name: name.to_owned(), address: self.address.trim().to_owned(), location, calendar: calendar?, area: area? })
+        Some(Store {
+            id: id?,
+            name: name.to_owned(),
+            address: self.address.trim().to_owned(),
+            location,
+            calendar: calendar?,
+            area: area?,
+        })
     }
 
     fn parse_area(&self, location: Option<GeoPoint>, p: &mut Problems) -> Option<DeliveryArea> {

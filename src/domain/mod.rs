@@ -14,14 +14,14 @@ mod user;
 mod zone;
 
 pub use address::{Address, AddressError};
-pub use order::{Order, OrderId, OrderSpec, OrderStatus, OrderVersion};
-pub use pizza::{Size, Topping, Toppings};
-pub use price::{Cents, Currency, Menu, MenuError, Price};
 pub use calendar::{CalendarError, StoreCalendar};
 pub use catalog::{
     Catalog, CatalogDoc, CatalogError, DeliveryDoc, MenuDoc, SizePrices, Store, StoreDoc, ToppingPrices, Unplaceable,
     WeekHours,
 };
+pub use order::{Order, OrderId, OrderSpec, OrderStatus, OrderVersion};
+pub use pizza::{Size, Topping, Toppings};
+pub use price::{Cents, Currency, Menu, MenuError, Price};
 pub use slot::{Slot, SlotError};
 pub use store::{DeliveryPoint, GeoPoint, GeoPointError, Postcode, PostcodeError, StoreId, StoreIdError};
 pub use time::{Timestamp, TimestampError};

@@ -41,7 +41,8 @@ pub enum AreaError {
 impl DeliveryArea {
     /// Parse a GeoJSON `Polygon` or `MultiPolygon` geometry (or a Feature holding one).
     pub fn parse_geojson(text: &str) -> Result<MultiPolygon<f64>, AreaError> {
-        let parsed: geojson::GeoJson = text.parse().map_err(|e: geojson::Error| AreaError::NotGeoJson(e.to_string()))?;
+        let parsed: geojson::GeoJson =
+            text.parse().map_err(|e: geojson::Error| AreaError::NotGeoJson(e.to_string()))?;
         let geometry = match parsed {
             geojson::GeoJson::Geometry(g) => g,
             geojson::GeoJson::Feature(geojson::Feature { geometry: Some(g), .. }) => g,
@@ -124,7 +125,8 @@ fn geometry_kind(g: &geo::Geometry<f64>) -> &'static str {
 mod tests {
     use super::*;
 
-    const SQUARE: &str = r#"{"type":"Polygon","coordinates":[[[13.0,52.0],[14.0,52.0],[14.0,53.0],[13.0,53.0],[13.0,52.0]]]}"#;
+    const SQUARE: &str =
+        r#"{"type":"Polygon","coordinates":[[[13.0,52.0],[14.0,52.0],[14.0,53.0],[13.0,53.0],[13.0,52.0]]]}"#;
 
     fn pt(lat: f64, lon: f64) -> GeoPoint {
         GeoPoint::new(lat, lon).unwrap()
@@ -156,7 +158,8 @@ mod tests {
         assert!(matches!(DeliveryArea::parse_geojson("{"), Err(AreaError::NotGeoJson(_))));
         let point = r#"{"type":"Point","coordinates":[13.0,52.0]}"#;
         assert_eq!(DeliveryArea::parse_geojson(point), Err(AreaError::NotPolygon("Point".into())));
-        let multi = r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]]],[[[5,5],[6,5],[6,6],[5,5]]]]}"#;
+        let multi =
+            r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]]],[[[5,5],[6,5],[6,6],[5,5]]]]}"#;
         assert_eq!(DeliveryArea::parse_geojson(multi).unwrap().0.len(), 2);
     }
 }

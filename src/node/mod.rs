@@ -18,11 +18,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::auth::TokenKeys;
 use crate::config::Config;
+use crate::domain::Timestamp;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, PeerClient, PeerError};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
-use crate::domain::Timestamp;
 use crate::state::{Applied, Command, CurrentCatalog, Outcome, SetCatalog, Store, StoreError};
 
 mod checkpoint;

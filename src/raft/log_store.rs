@@ -480,7 +480,9 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tables::{DATA_FORMAT_SEGMENT_LOG, DATA_FORMAT_REDB_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION};
+    use crate::state::tables::{
+        DATA_FORMAT_REDB_LOG, DATA_FORMAT_SEGMENT_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION,
+    };
     use openraft::CommittedLeaderId;
 
     fn data_format(store: &Store) -> Option<u64> {

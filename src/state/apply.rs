@@ -12,7 +12,9 @@ use super::command::{
     ChangeOrder, Command, CommandId, IdempotencyClaim, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder,
     Precondition, Rejection, SlotCapacity,
 };
-use super::tables::{ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, STORE_SLOT_LOAD, USER_ORDERS};
+use super::tables::{
+    ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, STORE_SLOT_LOAD, USER_ORDERS,
+};
 use super::{catalog, migrate, StoreError};
 use crate::codec;
 use crate::domain::{
@@ -115,14 +117,26 @@ fn booking_in_store(
     if let Some(order) = before.filter(|o| o.store == *store && o.spec.slot == spec.slot) {
         let capacity = SlotCapacity(u32::MAX);
         let (delivery, catalog_version) = (delivery.clone(), current);
-        return Ok(Booking { store: store.clone(), delivery, capacity, cutoff_ms: order.cutoff_ms, price, catalog_version });
+        return Ok(Booking {
+            store: store.clone(),
+            delivery,
+            capacity,
+            cutoff_ms: order.cutoff_ms,
+            price,
+            catalog_version,
+        });
     }
     let slot = calendar.bookable(spec.slot.start(), at).map_err(|e| match e {
         SlotError::TooSoon(..) => Rejection::SlotTooSoon(spec.slot, calendar.cutoff_ms() / 60_000),
         other => Rejection::SlotNotBookable(other.to_string()),
     })?;
     if slot != spec.slot {
-        return Err(Rejection::SlotNotBookable(format!("the slot at {} is not {} minutes long", slot.start(), calendar.slot_minutes())).into());
+        return Err(Rejection::SlotNotBookable(format!(
+            "the slot at {} is not {} minutes long",
+            slot.start(),
+            calendar.slot_minutes()
+        ))
+        .into());
     }
     Ok(Booking {
         store: store.clone(),
@@ -135,12 +149,16 @@ fn booking_in_store(
 }
 
 fn place_in_store(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcome, Stop> {
-    let new = NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
-    place(txn, revision, &new, |txn| booking_in_store(txn, c.at, &c.spec, &c.store, &c.delivery, c.catalog_version, None))
+    let new =
+        NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
+    place(txn, revision, &new, |txn| {
+        booking_in_store(txn, c.at, &c.spec, &c.store, &c.delivery, c.catalog_version, None)
+    })
 }
 
 fn legacy_place(txn: &WriteTransaction, revision: u64, c: &LegacyPlaceOrder) -> Result<Outcome, Stop> {
-    let new = NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
+    let new =
+        NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
     place(txn, revision, &new, |_| {
         check_bookable(c.spec.slot, c.at, c.cutoff_ms)?;
         Ok(legacy_booking(c.capacity, c.cutoff_ms, &c.price))

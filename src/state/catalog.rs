@@ -95,7 +95,8 @@ pub(super) fn set_catalog(txn: &WriteTransaction, c: &SetCatalog) -> Result<Outc
     }
     txn.open_table(CATALOG)?.insert(CATALOG_MENU, codec::encode(&c.catalog.menu)?.as_slice())?;
     let next = current + 1;
-    let record = CatalogRecord { version: next, applied_at: c.at, author: c.author.clone(), catalog: c.catalog.clone() };
+    let record =
+        CatalogRecord { version: next, applied_at: c.at, author: c.author.clone(), catalog: c.catalog.clone() };
     txn.open_table(CATALOG_HISTORY)?.insert(next, codec::encode(&record)?.as_slice())?;
     txn.open_table(META)?.insert(META_CATALOG_VERSION, next)?;
     Ok(Outcome::Catalog { version: next, changed: true })

@@ -151,7 +151,8 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
             (stored_load.get(key).copied().unwrap_or(0), expected_load.get(key).copied().unwrap_or(0));
         let (store, at) = (&key.0, Timestamp::from_millis(key.1));
         if stored != expected {
-            report.problem(format!("store '{store}' slot {at} load is {stored}, but {expected} placed orders are in it"));
+            report
+                .problem(format!("store '{store}' slot {at} load is {stored}, but {expected} placed orders are in it"));
         }
         let capacity = catalog.as_ref().and_then(|c| c.store(store)).map(|s| s.calendar.capacity_at(at));
         if capacity.is_some_and(|c| expected > c) {

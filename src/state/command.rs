@@ -223,11 +223,17 @@ pub struct CatalogRecord {
 /// What a command did. `replayed` is true when an idempotent retry returned the original.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Placed { order: Order, replayed: bool },
+    Placed {
+        order: Order,
+        replayed: bool,
+    },
     Changed(Order),
     Cancelled(Order),
     /// The catalog in force after the command; `changed` is false for a seed that found one.
-    Catalog { version: u64, changed: bool },
+    Catalog {
+        version: u64,
+        changed: bool,
+    },
 }
 
 impl Outcome {
@@ -268,7 +274,9 @@ pub enum Rejection {
     UnknownStore(StoreId),
     #[error("the slot cannot be booked: {0}")]
     SlotNotBookable(String),
-    #[error("the catalog in force is version {0}, not the one this change was based on; show it again and redo the change")]
+    #[error(
+        "the catalog in force is version {0}, not the one this change was based on; show it again and redo the change"
+    )]
     CatalogVersionConflict(u64),
     #[error("{}", .0.join("; "))]
     InvalidCatalog(Vec<String>),

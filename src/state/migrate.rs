@@ -129,9 +129,9 @@ pub fn convert_to_stores(db: &Database, cutoff_ms: i64) -> Result<Option<Convert
         if has_old_loads {
             txn.delete_table(SLOT_LOAD_V4)?;
         }
-        tables::create_all(&txn)?;
-        txn.open_table(META)?.insert(META_SCHEMA_VERSION, tables::DATA_FORMAT)?;
     }
+    tables::create_all(&txn)?;
+    txn.open_table(META)?.insert(META_SCHEMA_VERSION, tables::DATA_FORMAT)?;
     txn.commit()?;
     Ok(Some(done))
 }

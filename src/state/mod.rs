@@ -21,5 +21,5 @@ pub use command::{
     LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition, Rejection, SetCatalog, SlotCapacity,
 };
 pub use error::StoreError;
-pub use store::{CurrentCatalog, Store};
 pub(crate) use store::{make_durable, open_database};
+pub use store::{CurrentCatalog, Store};

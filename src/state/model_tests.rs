@@ -290,7 +290,9 @@ impl Model {
                 for id in self.catalog.1.keys().filter(|id| !capacities.contains_key(*id)) {
                     let since = c.at.millis() - 240 * 60_000;
                     let in_use = self.orders.values().any(|o| {
-                        o.status == OrderStatus::Placed && o.store.as_str() == id && o.spec.slot.start().millis() >= since
+                        o.status == OrderStatus::Placed
+                            && o.store.as_str() == id
+                            && o.spec.slot.start().millis() >= since
                     });
                     if in_use {
                         return Err(Rejection::StoreInUse(StoreId::parse(id).unwrap()));

@@ -28,7 +28,10 @@ const MAX_RECORD_BYTES: u32 = 32 << 20;
 
 #[derive(Serialize, Deserialize, Debug)]
 enum Record {
-    Header { magic: String, schema_version: u64 },
+    Header {
+        magic: String,
+        schema_version: u64,
+    },
     Order(u128, Vec<u8>),
     UserOrder(String, u128),
     OrderRevision(u64, u128),
@@ -37,7 +40,10 @@ enum Record {
     SlotLoadV2(i64, u32),
     Idempotency(String, String, Vec<u8>),
     IdempotencyExpiry(i64, String, String),
-    End { records: u64, digest: [u8; 32] },
+    End {
+        records: u64,
+        digest: [u8; 32],
+    },
     StoreSlotLoad(String, i64, u32),
     CatalogVersion(u64),
     CatalogHistory(u64, Vec<u8>),

@@ -176,7 +176,12 @@ impl Store {
 
     /// Orders booked per slot start of `store` for slots starting in `[from, to)`; absent
     /// means zero.
-    pub fn slot_loads(&self, store: &StoreId, from: Timestamp, to: Timestamp) -> Result<BTreeMap<i64, u32>, StoreError> {
+    pub fn slot_loads(
+        &self,
+        store: &StoreId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<BTreeMap<i64, u32>, StoreError> {
         let txn = self.db.begin_read()?;
         let load = txn.open_table(STORE_SLOT_LOAD)?;
         let mut loads = BTreeMap::new();

@@ -52,9 +52,16 @@ where
 impl TestCluster {
     /// Start `n` nodes and initialise them as one cluster through node 1's admin API.
     pub async fn start(n: usize, extra: &[&str]) -> Self {
+        Self::start_each(&vec![extra; n]).await
+    }
+
+    /// Start one node per entry, each with its own extra settings (as if each had its own
+    /// config file), and initialise them as one cluster through node 1's admin API.
+    pub async fn start_each(extras: &[&[&str]]) -> Self {
+        let n = extras.len();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut cluster = Self { nodes: Vec::new(), ports: ports.clone(), sets: Vec::new(), alive: Vec::new() };
-        for i in 0..n {
+        for (i, extra) in extras.iter().enumerate() {
             cluster.spawn_member(i, extra);
         }
         let members: serde_json::Map<String, Value> =
