@@ -229,3 +229,103 @@ async fn an_expired_session_leads_back_to_sign_in() {
     screenshot(&b, "0-sign-in-expired").await;
     b.close().await.unwrap();
 }
+
+/// A Chrome DevTools Protocol command sent through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// Let the page at `origin` read the location, and make the browser be at (lat, lon).
+async fn be_at(b: &Client, origin: &str, lat: f64, lon: f64) {
+    let grant =
+        json!({ "cmd": "Browser.grantPermissions", "params": { "origin": origin, "permissions": ["geolocation"] } });
+    b.issue_cmd(Cdp(grant)).await.expect("grant geolocation");
+    let at = json!({ "cmd": "Emulation.setGeolocationOverride", "params": { "latitude": lat, "longitude": lon, "accuracy": 10 } });
+    b.issue_cmd(Cdp(at)).await.expect("set geolocation");
+}
+
+const CHAIN: &str = r#"
+[menu]
+currency = "EUR"
+sizes = { small = 800, medium = 1050, large = 1300 }
+toppings = { extra_cheese = 150, pepperoni = 200, mushroom = 120 }
+
+[[stores]]
+id = "mitte"
+name = "Berlin Mitte"
+latitude = 52.5290
+longitude = 13.4010
+time_zone = "Europe/Berlin"
+capacity = 5
+horizon_days = 30
+hours = { mon = ["00:00-24:00"], tue = ["00:00-24:00"], wed = ["00:00-24:00"], thu = ["00:00-24:00"], fri = ["00:00-24:00"], sat = ["00:00-24:00"], sun = ["00:00-24:00"] }
+delivery = { radius_km = 3.0, postcodes = ["10115"] }
+
+[[stores]]
+id = "auckland"
+name = "Auckland Central"
+latitude = -36.8446
+longitude = 174.7669
+time_zone = "Pacific/Auckland"
+capacity = 4
+horizon_days = 30
+hours = { mon = ["23:00-24:00"], tue = ["23:00-24:00"], wed = ["23:00-24:00"], thu = ["23:00-24:00"], fri = ["23:00-24:00"], sat = ["23:00-24:00"], sun = ["23:00-24:00"] }
+delivery = { radius_km = 5.0, postcodes = ["1010"] }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_says_where_and_sees_the_store_and_its_local_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = dir.path().join("chain.toml");
+    std::fs::write(&chain, CHAIN).unwrap();
+    let node = TestNode::start_with(&["auth.dev_login=true", &format!("catalog_file={}", chain.display())]);
+    let driver = Driver::start();
+    let b = driver.browser(1000, 1200).await;
+    sign_in(&b, &node.base, "erin").await;
+    visible(&b, "#where:not([hidden]) #postcode").await;
+    visible(&b, "#when[hidden]").await;
+
+    // Nobody delivers to that postcode: said plainly, next to the postcode.
+    b.find(Locator::Css("#postcode")).await.unwrap().send_keys("99999").await.unwrap();
+    b.find(Locator::Css("#find-store")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#err-postcode", "don't deliver there").await;
+
+    // The browser's location, outside every area: the nearest store and its distance.
+    be_at(&b, &node.base, 52.60, 13.40).await;
+    b.find(Locator::Css("#postcode")).await.unwrap().clear().await.unwrap();
+    b.find(Locator::Css("#use-location")).await.unwrap().click().await.unwrap();
+    let outside = wait_text(&b, "#err-postcode", "nearest store is Berlin Mitte").await;
+    assert!(outside.contains("km away"), "{outside}");
+    // Inside Mitte's area: the page names the store and its time zone.
+    be_at(&b, &node.base, 52.53, 13.40).await;
+    b.find(Locator::Css("#use-location")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#store-info", "Berlin Mitte").await;
+    wait_text(&b, "#tz-note", "Europe/Berlin").await;
+    screenshot(&b, "6-where-to-deliver").await;
+
+    // By postcode, the other side of the world: slots on Auckland's clock (23:00 there).
+    let postcode = b.find(Locator::Css("#postcode")).await.unwrap();
+    postcode.send_keys("1010").await.unwrap();
+    b.find(Locator::Css("#find-store")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#store-info", "Auckland Central").await;
+    wait_text(&b, "#tz-note", "Pacific/Auckland").await;
+    choose_slot(&b, 3, None).await;
+    let first = text(&b, "#slots button").await;
+    assert!(first.starts_with("23:00") || first.starts_with("11:00"), "local time on the button: {first}");
+    fill(&b, "1 Queen Street").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&b, "#current:not([hidden])").await;
+    let details = wait_text(&b, "#current-details", "Auckland Central").await;
+    assert!(details.contains("Pacific/Auckland"), "{details}");
+    screenshot(&b, "7-order-at-a-far-store").await;
+    b.close().await.unwrap();
+}

@@ -64,8 +64,9 @@ struct Resolved {
 
 impl OrderRequest {
     /// Find the store for the address and check the slot against its calendar, in the
-    /// catalog in force on this node.
-    fn resolve(&self, current: &CurrentCatalog, now: Timestamp) -> Result<Resolved, ApiError> {
+    /// catalog in force on this node. A change that keeps its store and slot keeps the slot
+    /// it was booked for, as `apply` does, even if the calendar no longer offers it.
+    fn resolve(&self, current: &CurrentCatalog, now: Timestamp, before: Option<&Order>) -> Result<Resolved, ApiError> {
         let invalid = |detail: String| ApiError::InvalidField {
             field: "delivery_slot".into(),
             detail: format!("delivery_slot: {detail}"),
@@ -73,7 +74,11 @@ impl OrderRequest {
         let delivery = delivery_point(self.postcode.as_deref(), self.latitude, self.longitude)?;
         let store = locate(&current.catalog, &delivery, self.store_id.as_deref())?;
         let start = Timestamp::parse_rfc3339(&self.delivery_slot).map_err(|e| invalid(e.to_string()))?;
-        let slot = store.calendar.bookable(start, now).map_err(|e| invalid(e.to_string()))?;
+        let kept = before.filter(|o| o.store == store.id && o.spec.slot.start() == start).map(|o| o.spec.slot);
+        let slot = match kept {
+            Some(slot) => slot,
+            None => store.calendar.bookable(start, now).map_err(|e| invalid(e.to_string()))?,
+        };
         let spec = OrderSpec { address: self.address.clone(), size: self.size, toppings: self.toppings, slot };
         Ok(Resolved { spec, store: store.id.clone(), delivery, catalog_version: current.version })
     }
@@ -217,13 +222,14 @@ async fn propose_resolved(
     node: &Node,
     body: &OrderRequest,
     now: Timestamp,
+    before: Option<&Order>,
     make: impl Fn(Resolved) -> Result<Command, ApiError>,
 ) -> Result<Outcome, ApiError> {
     let mut tries = 0;
     loop {
         tries += 1;
         let current = node.catalog()?;
-        let command = make(body.resolve(&current, now)?)?;
+        let command = make(body.resolve(&current, now, before)?)?;
         match propose(node, command).await {
             Err(ApiError::Rejected(Rejection::CatalogChanged(_))) if tries < CATALOG_TRIES => {
                 node.read_barrier(Consistency::Linearizable).await?;
@@ -250,7 +256,7 @@ pub async fn create_order(
     let key = idempotency_key(&headers)?;
     let now = Timestamp::now();
     let order_id = OrderId::new_at(now);
-    let outcome = propose_resolved(&node, &body, now, |resolved| {
+    let outcome = propose_resolved(&node, &body, now, None, |resolved| {
         let idempotency = match &key {
             Some(key) => Some(IdempotencyClaim {
                 key: key.clone(),
@@ -364,7 +370,10 @@ pub async fn update_order(
     let if_match = if_match(&headers)?;
     let now = Timestamp::now();
     let command_id = CommandId::new();
-    let outcome = propose_resolved(&node, &body, now, |resolved| {
+    // This node's copy of the order, to know whether the change keeps its slot; `apply`
+    // decides on the leader's.
+    let before = node.store.order(id)?.filter(|o| o.user == principal.user);
+    let outcome = propose_resolved(&node, &body, now, before.as_ref(), |resolved| {
         Ok(Command::ChangeOrder(ChangeOrder {
             command_id,
             order_id: id,

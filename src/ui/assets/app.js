@@ -2,14 +2,21 @@
 // that served it; every error is an application/problem+json with a readable `detail`.
 
 const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem("token"), menu: null, slot: null, editing: null, idempotencyKey: null, busy: false };
+const state = { token: sessionStorage.getItem("token"), menu: null, slot: null, editing: null, idempotencyKey: null, busy: false,
+  stores: [], store: null, point: {} };
 
 function euros(cents, currency) {
   return new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "EUR" }).format(cents / 100);
 }
-function localTime(iso) {
-  return new Date(iso).toLocaleString(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+// Delivery times are shown on the store's clock (the kitchen's), and labelled with its zone.
+function storeZone() { return state.store?.time_zone; }
+function localTime(iso, zone = storeZone()) {
+  return new Date(iso).toLocaleString(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: zone });
 }
+function clockTime(iso, zone = storeZone()) {
+  return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: zone });
+}
+function km(metres) { return new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 }).format(metres / 1000); }
 function say(text) { $("status").textContent = text; }
 function alertMessage(text) { const a = $("alert"); a.textContent = text || ""; a.hidden = !text; }
 
@@ -67,7 +74,9 @@ function clearErrors() {
 }
 
 function showError(problem) {
-  const field = problem.field || (problem.type.endsWith("slot-full") || problem.type.endsWith("slot-too-soon") ? "delivery_slot" : null);
+  let field = problem.field || (problem.type.endsWith("slot-full") || problem.type.endsWith("slot-too-soon") ? "delivery_slot" : null);
+  if (["latitude", "longitude", "store_id"].includes(field) || problem.type.endsWith("outside-delivery-area")) field = "postcode";
+  if (problem.type.endsWith("outside-delivery-area")) problem = new Problem(422, { ...problem.body, detail: outsideText(problem.body) });
   const target = field && $(`err-${field}`) ? $(`err-${field}`) : $("err-form");
   target.textContent = problem.message;
   target.hidden = false;
@@ -108,11 +117,92 @@ function updatePrice() {
   $("price").textContent = euros(base + extra, m.currency);
 }
 
+// ---- where: the store that bakes the order ----
+function outsideText(body) {
+  const near = body.nearest_store;
+  return near
+    ? `We don't deliver there yet. The nearest store is ${near.name}, ${km(near.distance_m)} km away.`
+    : "We don't deliver there yet: no store serves this postcode.";
+}
+
+function useStore(store) {
+  state.store = store;
+  const info = $("store-info");
+  info.hidden = !store;
+  show("when", Boolean(store));
+  if (!store) return;
+  info.textContent = `Baked by ${store.name}${store.address ? `, ${store.address}` : ""}.`;
+  $("tz-note").textContent = `Times are the store's local time (${store.time_zone}).`;
+  $("day").min = localDay(new Date(), store.time_zone);
+}
+
+// The date a moment falls on in `zone`, as YYYY-MM-DD.
+function localDay(date, zone) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(date);
+}
+
+async function findStore() {
+  $("err-postcode").hidden = true;
+  const postcode = $("postcode").value.trim();
+  state.point = { ...state.point, postcode: postcode || undefined };
+  if (!postcode && state.point.latitude === undefined) {
+    showError(new Problem(422, { detail: "Type your postcode, or use your location.", field: "postcode", type: "" }));
+    return;
+  }
+  const query = new URLSearchParams();
+  if (postcode) query.set("postcode", postcode);
+  if (state.point.latitude !== undefined) { query.set("latitude", state.point.latitude); query.set("longitude", state.point.longitude); }
+  say("Finding your store…");
+  try {
+    const { data } = await api("GET", `/v1/stores/locate?${query}`);
+    useStore(data.store);
+    say("");
+    state.slot = null;
+    await loadSlots();
+  } catch (e) {
+    say("");
+    useStore(null);
+    if (e.status !== 401) showError(e);
+  }
+}
+
+function useLocation() {
+  $("err-postcode").hidden = true;
+  if (!navigator.geolocation) {
+    showError(new Problem(0, { detail: "This browser cannot share its location: type your postcode.", field: "postcode", type: "" }));
+    return;
+  }
+  say("Asking for your location…");
+  navigator.geolocation.getCurrentPosition(
+    (position) => {
+      state.point = { ...state.point, latitude: position.coords.latitude, longitude: position.coords.longitude };
+      findStore();
+    },
+    () => {
+      say("");
+      showError(new Problem(0, { detail: "We could not get your location: type your postcode instead.", field: "postcode", type: "" }));
+    },
+    { timeout: 10000 },
+  );
+}
+
+async function loadStores() {
+  state.stores = (await api("GET", "/v1/stores")).data.stores;
+  // A chain of one store that delivers everywhere has nothing to ask.
+  const only = state.stores.length === 1 && state.stores[0].delivers === "everywhere" ? state.stores[0] : null;
+  show("where", !only);
+  if (only) useStore(only);
+  else if (!state.store) useStore(null);
+}
+
 // ---- slots ----
+// Every offset on earth is within -12 and +14 hours: this UTC window holds the whole local day.
 function dayRange(day) {
-  const from = new Date(`${day}T00:00:00`);
-  const to = new Date(from.getTime() + 24 * 3600 * 1000);
-  return [from.toISOString(), to.toISOString()];
+  const midnight = Date.parse(`${day}T00:00:00Z`);
+  return [new Date(midnight - 14 * 3600 * 1000).toISOString(), new Date(midnight + 38 * 3600 * 1000).toISOString()];
+}
+function slotsPath(from, to) {
+  return `/v1/stores/${encodeURIComponent(state.store.id)}/slots?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
 }
 
 function slotButton(slot, onPick) {
@@ -121,7 +211,7 @@ function slotButton(slot, onPick) {
   b.dataset.start = slot.start;
   b.disabled = slot.remaining === 0;
   b.setAttribute("aria-pressed", String(state.slot === slot.start));
-  const time = new Date(slot.start).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  const time = clockTime(slot.start);
   b.innerHTML = `${time}<small>${slot.remaining === 0 ? "full" : `${slot.remaining} left`}</small>`;
   b.setAttribute("aria-label", `${localTime(slot.start)}, ${slot.remaining === 0 ? "full" : `${slot.remaining} places left`}`);
   b.addEventListener("click", () => onPick(slot.start));
@@ -136,14 +226,15 @@ function pickSlot(start) {
 
 async function loadSlots() {
   const day = $("day").value;
-  if (!day) return;
+  if (!day || !state.store) return;
   const [from, to] = dayRange(day);
   $("slots").setAttribute("aria-busy", "true");
   try {
-    const { data } = await api("GET", `/v1/slots?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+    const { data } = await api("GET", slotsPath(from, to));
+    const today = data.slots.filter((s) => s.local_start.slice(0, 10) === day);
     $("slots").innerHTML = "";
-    if (data.slots.length === 0) $("slots").textContent = "No delivery slots on this day.";
-    data.slots.forEach((s) => $("slots").append(slotButton(s, pickSlot)));
+    if (today.length === 0) $("slots").textContent = "No delivery slots on this day.";
+    today.forEach((s) => $("slots").append(slotButton(s, pickSlot)));
   } catch (e) {
     $("slots").textContent = e.message;
   } finally {
@@ -156,12 +247,12 @@ async function offerAlternatives(start) {
   const from = new Date(Math.max(around - 6 * 3600 * 1000, Date.now())).toISOString();
   const to = new Date(around + 24 * 3600 * 1000).toISOString();
   try {
-    const { data } = await api("GET", `/v1/slots?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+    const { data } = await api("GET", slotsPath(from, to));
     const open = data.slots.filter((s) => s.remaining > 0)
       .sort((a, b) => Math.abs(new Date(a.start) - around) - Math.abs(new Date(b.start) - around)).slice(0, 4);
     $("alternative-slots").innerHTML = "";
     open.forEach((s) => $("alternative-slots").append(slotButton(s, (picked) => {
-      $("day").value = picked.slice(0, 10);
+      $("day").value = s.local_start.slice(0, 10);
       loadSlots().then(() => pickSlot(picked));
       show("alternatives", false);
     })));
@@ -175,13 +266,16 @@ function renderCurrent(order, etag) {
   show("current", Boolean(order));
   if (!order) return;
   const m = state.menu;
+  const store = state.stores.find((s) => s.id === order.store_id);
+  const zone = store?.time_zone;
   const rows = [
     ["Status", order.status],
-    ["Delivery", `${localTime(order.delivery_slot.start)}`],
+    ["Store", store ? store.name : order.store_id],
+    ["Delivery", `${localTime(order.delivery_slot.start, zone)}${zone ? ` (${zone})` : ""}`],
     ["Address", order.address],
     ["Pizza", `${order.size}${order.toppings.length ? " with " + order.toppings.join(", ").replaceAll("_", " ") : ""}`],
     ["Price", euros(order.price_cents, order.currency || m?.currency)],
-    ["Changes until", localTime(order.editable_until)],
+    ["Changes until", localTime(order.editable_until, zone)],
   ];
   $("current-details").innerHTML = "";
   rows.forEach(([k, v]) => { const dt = document.createElement("dt"); dt.textContent = k; const dd = document.createElement("dd"); dd.textContent = v; $("current-details").append(dt, dd); });
@@ -193,7 +287,8 @@ function renderHistory(orders) {
   $("history-list").innerHTML = "";
   past.forEach((o) => {
     const li = document.createElement("li");
-    li.textContent = `${localTime(o.delivery_slot.start)} — ${o.size}, ${euros(o.price_cents, o.currency)} — ${o.status}`;
+    const zone = state.stores.find((s) => s.id === o.store_id)?.time_zone;
+    li.textContent = `${localTime(o.delivery_slot.start, zone)} — ${o.size}, ${euros(o.price_cents, o.currency)} — ${o.status}`;
     $("history-list").append(li);
   });
 }
@@ -216,13 +311,19 @@ async function loadOrders() {
 
 function formBody() {
   const { size, toppings } = chosen();
-  return { address: $("address").value, size, toppings, delivery_slot: state.slot || "" };
+  const body = { address: $("address").value, size, toppings, delivery_slot: state.slot || "" };
+  const { postcode, latitude, longitude } = state.point;
+  if (postcode) body.postcode = postcode;
+  if (latitude !== undefined) { body.latitude = latitude; body.longitude = longitude; }
+  if (state.store) body.store_id = state.store.id;
+  return body;
 }
 
 async function submitOrder(event) {
   event.preventDefault();
   if (state.busy) return; // a double click never sends a second request
   clearErrors();
+  if (!state.store) { showError(new Problem(422, { detail: "Tell us where to deliver first: type your postcode and press “Find my store”.", field: "postcode", type: "" })); return; }
   if (!state.slot) { showError(new Problem(422, { detail: "Choose a delivery time.", field: "delivery_slot", type: "" })); return; }
   state.busy = true;
   $("submit-order").disabled = true;
@@ -274,7 +375,10 @@ function startEditing() {
   $("address").value = order.address;
   document.querySelectorAll("input[name=size]").forEach((r) => { r.checked = r.value === order.size; });
   document.querySelectorAll("input[name=topping]").forEach((c) => { c.checked = order.toppings.includes(c.value); });
-  $("day").value = order.delivery_slot.start.slice(0, 10);
+  state.point = { postcode: order.postcode || undefined, latitude: order.latitude ?? undefined, longitude: order.longitude ?? undefined };
+  $("postcode").value = order.postcode || "";
+  useStore(state.stores.find((s) => s.id === order.store_id) || state.store);
+  $("day").value = localDay(new Date(order.delivery_slot.start), storeZone());
   state.slot = order.delivery_slot.start;
   loadSlots().then(() => pickSlot(order.delivery_slot.start));
   updatePrice();
@@ -309,8 +413,8 @@ async function start() {
   say("Loading…");
   try {
     if (!state.menu) { state.menu = (await api("GET", "/v1/menu")).data; renderMenu(); }
-    const tomorrow = new Date(Date.now() + 24 * 3600 * 1000).toISOString().slice(0, 10);
-    $("day").min = new Date().toISOString().slice(0, 10);
+    await loadStores();
+    const tomorrow = localDay(new Date(Date.now() + 24 * 3600 * 1000), storeZone());
     if (!$("day").value) $("day").value = tomorrow;
     await loadSlots();
     await loadOrders();
@@ -334,6 +438,10 @@ $("order-form").addEventListener("submit", submitOrder);
 $("order-form").addEventListener("change", (event) => { if (event.target.name === "size" || event.target.name === "topping") updatePrice(); });
 $("day").addEventListener("change", () => { state.slot = null; loadSlots(); });
 $("edit-order").addEventListener("click", startEditing);
+$("find-store").addEventListener("click", findStore);
+$("use-location").addEventListener("click", useLocation);
+$("postcode").addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); state.point = {}; findStore(); } });
+$("postcode").addEventListener("input", () => { state.point = { postcode: state.point.postcode }; });
 $("cancel-order").addEventListener("click", cancelOrder);
 $("stop-editing").addEventListener("click", () => { state.editing = null; clearErrors(); loadOrders(); });
 start();
