@@ -7,6 +7,7 @@
 //!   cargo bench --bench load -- mix      --nodes 3 --clients 100 --seconds 10
 //!   cargo bench --bench load -- hotslot  --nodes 3 --users 10000
 //!   cargo bench --bench load -- reads    --nodes 1 --clients 64 --seconds 5 --rounds 3
+//!   cargo bench --bench load -- stores   --nodes 3 --users 1000000 --clients 64 --seconds 10
 //!
 //! `create`: every client places orders for new users through the nodes in turn; reports
 //! throughput and p50/p99/p99.9 latency (HDR histogram) and errors by problem type.
@@ -27,6 +28,9 @@
 //! p99 is compared with an uncontended create run in the same process.
 //! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
 //! `restore` and a full `export` (peak RSS needs GNU time at /usr/bin/time).
+//! `stores`: 200 stores and about 100 000 bookable slots, `--users` users spread over them by
+//! location: create and the UI mix against the one-store figures of the same run, bytes per
+//! order, `/v1/stores/{id}/slots` for a week.
 //! Every loop is bounded in count and time; every process started is stopped.
 //! Under `cargo test` (which runs benches with `--bench` absent) it does a tiny smoke run.
 
@@ -87,6 +91,14 @@ fn slot_for(n: u64) -> String {
 
 const EXTRA: [&str; 2] = ["slots.capacity=1000000", "log.filter=error"];
 
+/// The body of user `n`'s order.
+type OrderBody = Arc<dyn Fn(u64) -> Value + Send + Sync>;
+
+/// Orders at the one store a config's `[slots]` makes (no postcode or location needed).
+fn one_store() -> OrderBody {
+    Arc::new(|n| order_body(&slot_for(n)))
+}
+
 #[tokio::main]
 async fn main() {
     let args = args();
@@ -99,7 +111,10 @@ async fn main() {
         "mix" => mix(&args).await,
         "hotslot" => hotslot(&args).await,
         "reads" => reads(&args).await,
-        other => eprintln!("unknown scenario '{other}': use create, failover, catchup, backup, mix, hotslot or reads"),
+        "stores" => stores(&args).await,
+        other => eprintln!(
+            "unknown scenario '{other}': use create, failover, catchup, backup, mix, hotslot, reads or stores"
+        ),
     }
 }
 
@@ -109,13 +124,14 @@ async fn drive(
     clients: usize,
     seconds: u64,
     first_user: u64,
+    body: &OrderBody,
 ) -> (u64, Histogram<u64>, BTreeMap<String, u64>) {
     let next = Arc::new(AtomicU64::new(first_user));
     let errors: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (next, errors, ports) = (next.clone(), errors.clone(), ports.to_vec());
+            let (next, errors, ports, body) = (next.clone(), errors.clone(), ports.to_vec(), body.clone());
             tokio::spawn(async move {
                 let http = client();
                 let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
@@ -127,7 +143,7 @@ async fn drive(
                     let sent = http
                         .post(format!("http://127.0.0.1:{port}/v1/orders"))
                         .bearer_auth(token(&format!("load-{n}")))
-                        .json(&order_body(&slot_for(n)))
+                        .json(&body(n))
                         .send()
                         .await;
                     let micros = started.elapsed().as_micros() as u64;
@@ -161,9 +177,9 @@ async fn drive(
 async fn create(args: &Args) {
     let cluster = TestCluster::start(args.nodes, &EXTRA).await;
     // Warm up connections and the leader's batcher.
-    drive(&cluster.ports, args.clients, 1, 10_000_000).await;
+    drive(&cluster.ports, args.clients, 1, 10_000_000, &one_store()).await;
     let started = Instant::now();
-    let (done, h, errors) = drive(&cluster.ports, args.clients, args.seconds, 0).await;
+    let (done, h, errors) = drive(&cluster.ports, args.clients, args.seconds, 0, &one_store()).await;
     let secs = started.elapsed().as_secs_f64();
     let rss = rss_kib(&cluster);
     let result = json!({
@@ -249,7 +265,7 @@ async fn catchup(args: &Args) {
     cluster.kill(follower);
     let live: Vec<u16> = (0..3).filter(|i| *i != follower).map(|i| cluster.ports[i]).collect();
     let written = Instant::now();
-    write_orders(&live, args.orders).await;
+    write_orders(&live, args.orders, &one_store()).await;
     eprintln!("wrote {} orders in {:?}", args.orders, written.elapsed());
     let target = cluster.admin_get(leader, "/admin/state").await.expect("leader state");
     let restarted = Instant::now();
@@ -295,11 +311,11 @@ async fn snapshot_builds(url: &str) -> (f64, f64) {
 }
 
 /// Place `total` orders (new users) through `ports` with 64 clients.
-async fn write_orders(ports: &[u16], total: u64) {
+async fn write_orders(ports: &[u16], total: u64, body: &OrderBody) {
     let next = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..64)
         .map(|c| {
-            let (next, ports) = (next.clone(), ports.to_vec());
+            let (next, ports, body) = (next.clone(), ports.to_vec(), body.clone());
             tokio::spawn(async move {
                 let http = client();
                 loop {
@@ -311,7 +327,7 @@ async fn write_orders(ports: &[u16], total: u64) {
                     let _ = http
                         .post(format!("http://127.0.0.1:{port}/v1/orders"))
                         .bearer_auth(token(&format!("bulk-{n}")))
-                        .json(&order_body(&slot_for(n)))
+                        .json(&body(n))
                         .send()
                         .await;
                 }
@@ -346,7 +362,7 @@ fn timed_cli(args: &[&str]) -> (bool, f64, Option<u64>) {
 async fn backup(args: &Args) {
     let cluster = TestCluster::start(1, &EXTRA).await;
     let written = Instant::now();
-    write_orders(&cluster.ports, args.orders).await;
+    write_orders(&cluster.ports, args.orders, &one_store()).await;
     eprintln!("wrote {} orders in {:?}", args.orders, written.elapsed());
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
     let file = dir.path().join("orders.backup");
@@ -389,31 +405,32 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-async fn mix(args: &Args) {
-    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000"];
-    let mut cluster = TestCluster::start(args.nodes, &extra).await;
-    if args.preload > 0 {
-        let loading = Instant::now();
-        write_orders(&cluster.ports, args.preload).await;
-        eprintln!("loaded {} orders in {:?}", args.preload, loading.elapsed());
-    }
-    let ports = cluster.ports.clone();
-    let deadline = Instant::now() + Duration::from_secs(args.seconds + 1);
-    let (think_ms, query) = (args.think_ms, if args.stale { "?consistency=stale" } else { "" });
-    let tasks: Vec<_> = (0..args.clients)
+type KindHistograms = BTreeMap<&'static str, Histogram<u64>>;
+
+/// The UI mix: `clients` users, each with an order, for `seconds` (the first not measured).
+async fn mix_run(
+    ports: &[u16],
+    clients: usize,
+    seconds: u64,
+    think_ms: u64,
+    query: &'static str,
+    body: &OrderBody,
+) -> (KindHistograms, Histogram<u64>, u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds + 1);
+    let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let ports = ports.clone();
+            let (ports, body) = (ports.to_vec(), body.clone());
             tokio::spawn(async move {
                 let http = client();
                 let user = format!("mix-{c}");
                 let auth = token(&user);
                 let base = format!("http://127.0.0.1:{}", ports[c % ports.len()]);
-                let mut hist: BTreeMap<&'static str, Histogram<u64>> = BTreeMap::new();
+                let mut hist: KindHistograms = BTreeMap::new();
                 let mut errors = 0u64;
                 let place = |n: u64| {
-                    let (http, base, auth) = (http.clone(), base.clone(), auth.clone());
+                    let (http, base, auth, order) = (http.clone(), base.clone(), auth.clone(), body(n));
                     async move {
-                        let r = http.post(format!("{base}/v1/orders")).bearer_auth(auth).json(&order_body(&slot_for(n))).send().await.ok()?;
+                        let r = http.post(format!("{base}/v1/orders")).bearer_auth(auth).json(&order).send().await.ok()?;
                         let v: Value = r.json().await.ok()?;
                         Some((v["id"].as_str()?.to_owned(), v["version"].as_u64()?))
                     }
@@ -433,12 +450,14 @@ async fn mix(args: &Args) {
                         let r = http.get(format!("{base}/v1/orders/{id}{query}")).bearer_auth(&auth).send().await;
                         ("read", r.map(|r| r.status() == 200).unwrap_or(false))
                     } else if roll < 95 {
-                        let body = json!({"address": format!("{n} Mix Street"), "size": "large", "delivery_slot": slot_for(c as u64)});
+                        let mut change = body(c as u64);
+                        change["address"] = json!(format!("{n} Mix Street"));
+                        change["size"] = json!("large");
                         let r = http
                             .put(format!("{base}/v1/orders/{id}"))
                             .bearer_auth(&auth)
                             .header("If-Match", format!("\"{version}\""))
-                            .json(&body)
+                            .json(&change)
                             .send()
                             .await;
                         let ok = match r {
@@ -474,7 +493,7 @@ async fn mix(args: &Args) {
             })
         })
         .collect();
-    let mut merged: BTreeMap<&'static str, Histogram<u64>> = BTreeMap::new();
+    let mut merged: KindHistograms = BTreeMap::new();
     let mut all = new_histogram();
     let mut errors = 0;
     for task in tasks {
@@ -485,6 +504,20 @@ async fn mix(args: &Args) {
             merged.entry(kind).or_insert_with(new_histogram).add(&h).expect("merge");
         }
     }
+    (merged, all, errors)
+}
+
+async fn mix(args: &Args) {
+    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000"];
+    let mut cluster = TestCluster::start(args.nodes, &extra).await;
+    if args.preload > 0 {
+        let loading = Instant::now();
+        write_orders(&cluster.ports, args.preload, &one_store()).await;
+        eprintln!("loaded {} orders in {:?}", args.preload, loading.elapsed());
+    }
+    let query = if args.stale { "?consistency=stale" } else { "" };
+    let (merged, all, errors) =
+        mix_run(&cluster.ports, args.clients, args.seconds, args.think_ms, query, &one_store()).await;
     let secs = args.seconds as f64;
     for (kind, h) in &merged {
         println!(
@@ -798,4 +831,174 @@ async fn reads(args: &Args) {
             median(&client_us[i])
         );
     }
+}
+
+/// `stores`: the chain at its planned size. A catalog of `CHAIN_STORES` stores on a grid over
+/// Europe in four time zones, each delivering 5 km around itself, open 11:00–23:00 local in
+/// 30-minute slots for 21 days: about 100 000 bookable slots. `--users` users (1 000 000 for
+/// the planned size) are spread over the stores by location and loaded first; then create and
+/// the UI mix run against it, after the same runs against a one-store cluster in the same
+/// process, and `/v1/stores/{id}/slots` is read for a week.
+const CHAIN_STORES: usize = 200;
+const CHAIN_HORIZON_DAYS: i64 = 21;
+/// Slots a user's order may take: 20 days of 24 slots (11:00–23:00), from tomorrow.
+const CHAIN_USER_SLOTS: u64 = 20 * 24;
+
+fn chain_store(i: usize) -> (f64, f64, &'static str) {
+    let (row, col) = (i / 20, i % 20);
+    let (lat, lon) = (41.0 + row as f64 * 1.8, -8.0 + col as f64 * 1.6);
+    let zone = match lon {
+        l if l < -2.0 => "Europe/Lisbon",
+        l if l < 8.0 => "Europe/Paris",
+        l if l < 18.0 => "Europe/Berlin",
+        _ => "Europe/Helsinki",
+    };
+    (lat, lon, zone)
+}
+
+fn chain_catalog() -> String {
+    let mut toml = String::from(
+        "[menu]\ncurrency = \"EUR\"\nsizes = { small = 800, medium = 1050, large = 1300 }\n\
+         toppings = { extra_cheese = 150, pepperoni = 200, mushroom = 120 }\n",
+    );
+    let day = "[\"11:00-23:00\"]";
+    for i in 0..CHAIN_STORES {
+        let (lat, lon, zone) = chain_store(i);
+        toml.push_str(&format!(
+            "\n[[stores]]\nid = \"store-{i:03}\"\nname = \"Store {i}\"\nlatitude = {lat}\nlongitude = {lon}\n\
+             time_zone = \"{zone}\"\ncapacity = 1000\nhorizon_days = {CHAIN_HORIZON_DAYS}\n\
+             hours = {{ mon = {day}, tue = {day}, wed = {day}, thu = {day}, fri = {day}, sat = {day}, sun = {day} }}\n\
+             delivery = {{ radius_km = 5.0 }}\n"
+        ));
+    }
+    toml
+}
+
+/// User `n` lives within about a kilometre of store `n % CHAIN_STORES` and orders one of its
+/// slots, on the store's local clock.
+fn chain_body() -> OrderBody {
+    use chrono::TimeZone;
+    let today = chrono::Utc::now().date_naive();
+    Arc::new(move |n| {
+        let store = (n % CHAIN_STORES as u64) as usize;
+        let (lat, lon, zone) = chain_store(store);
+        let k = (n / CHAIN_STORES as u64) % CHAIN_USER_SLOTS;
+        let date = today + chrono::Days::new(1 + k / 24);
+        let minutes = 11 * 60 + (k % 24) as u32 * 30;
+        let local = date.and_hms_opt(minutes / 60, minutes % 60, 0).expect("a time of day");
+        let zone: chrono_tz::Tz = zone.parse().expect("zone");
+        let start = zone.from_local_datetime(&local).earliest().expect("an instant").with_timezone(&chrono::Utc);
+        let offset = ((n % 11) as f64 - 5.0) * 0.002;
+        json!({
+            "address": format!("{n} Chain Street"), "size": "medium", "toppings": ["pepperoni"],
+            "delivery_slot": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "latitude": lat + offset, "longitude": lon - offset,
+        })
+    })
+}
+
+fn data_bytes(cluster: &TestCluster) -> u64 {
+    std::fs::metadata(cluster.node(0).data_dir.join("orders.redb")).map_or(0, |m| m.len())
+}
+
+/// GETs of `path` (relative to each node in turn) with 16 clients for `seconds`.
+async fn get_latency(ports: &[u16], paths: &[String], seconds: u64) -> Histogram<u64> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..16)
+        .map(|c| {
+            let (ports, paths) = (ports.to_vec(), paths.to_vec());
+            tokio::spawn(async move {
+                let http = client();
+                let mut h = new_histogram();
+                let mut n = c;
+                while Instant::now() < deadline {
+                    n += 16;
+                    let url = format!("http://127.0.0.1:{}{}", ports[n % ports.len()], paths[n % paths.len()]);
+                    let t = Instant::now();
+                    if matches!(http.get(url).send().await, Ok(r) if r.status() == 200) {
+                        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                    }
+                }
+                h
+            })
+        })
+        .collect();
+    let mut all = new_histogram();
+    for task in tasks {
+        all.add(&task.await.expect("reader")).expect("merge");
+    }
+    all
+}
+
+async fn stores(args: &Args) {
+    let (clients, seconds) = (args.clients, args.seconds);
+    let snapshots = "raft.snapshot_after_entries=100000";
+    // The one-store figures, same process, same machine, first.
+    let one = TestCluster::start(args.nodes, &[EXTRA[0], EXTRA[1], snapshots]).await;
+    drive(&one.ports, clients, 1, 10_000_000, &one_store()).await;
+    let (created_one, create_one, _) = drive(&one.ports, clients, seconds, 0, &one_store()).await;
+    let (_, mix_one, _) = mix_run(&one.ports, clients, seconds, args.think_ms, "", &one_store()).await;
+    drop(one);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = dir.path().join("chain.toml");
+    let text = chain_catalog();
+    std::fs::write(&catalog, &text).expect("write the catalog");
+    let catalog_set = format!("catalog_file={}", catalog.display());
+    let chain = TestCluster::start(args.nodes, &[&catalog_set, EXTRA[1], snapshots]).await;
+    let body = chain_body();
+    let now = chrono::Utc::now();
+    let horizon = now + chrono::Duration::days(CHAIN_HORIZON_DAYS);
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut bookable = 0usize;
+    for i in 0..CHAIN_STORES {
+        let url = chain.url(0, &format!("/v1/stores/store-{i:03}/slots"));
+        let list: Value = client().get(url).query(&[("from", fmt(now)), ("to", fmt(horizon))]).send().await.expect("slots").json().await.expect("JSON");
+        bookable += list["slots"].as_array().map_or(0, Vec::len);
+    }
+    let empty = data_bytes(&chain);
+    let loading = Instant::now();
+    write_orders(&chain.ports, args.users, &body).await;
+    let load_secs = loading.elapsed().as_secs_f64();
+    let loaded = data_bytes(&chain);
+    drive(&chain.ports, clients, 1, 20_000_000, &body).await;
+    let (created_chain, create_chain, errors) = drive(&chain.ports, clients, seconds, 10_000_000, &body).await;
+    let (_, mix_chain, mix_errors) = mix_run(&chain.ports, clients, seconds, args.think_ms, "", &body).await;
+    let week = fmt(now + chrono::Duration::days(7));
+    let paths: Vec<String> =
+        (0..CHAIN_STORES).map(|i| format!("/v1/stores/store-{i:03}/slots?from={}&to={week}", fmt(now))).collect();
+    let slots_week = get_latency(&chain.ports, &paths, seconds.min(5)).await;
+    let rss = rss_kib(&chain);
+    let ratio = |a: &Histogram<u64>, b: &Histogram<u64>, q: f64| ms(a, q) / ms(b, q);
+    println!(
+        "{}",
+        json!({
+            "scenario": "stores", "nodes": args.nodes, "clients": clients, "seconds": seconds,
+            "stores": CHAIN_STORES, "bookable_slots": bookable, "users_loaded": args.users, "load_seconds": load_secs,
+            "catalog_toml_bytes": text.len(), "catalog_bytes_per_bookable_slot": text.len() as f64 / bookable.max(1) as f64,
+            "state_bytes_per_order": (loaded.saturating_sub(empty)) as f64 / args.users.max(1) as f64,
+            "create_one_store": {"per_second": created_one as f64 / seconds as f64, "p50_ms": ms(&create_one, 0.5), "p99_ms": ms(&create_one, 0.99)},
+            "create_chain": {"per_second": created_chain as f64 / seconds as f64, "p50_ms": ms(&create_chain, 0.5), "p99_ms": ms(&create_chain, 0.99), "errors": errors},
+            "create_p99_ratio": ratio(&create_chain, &create_one, 0.99),
+            "mix_one_store": {"p50_ms": ms(&mix_one, 0.5), "p99_ms": ms(&mix_one, 0.99)},
+            "mix_chain": {"p50_ms": ms(&mix_chain, 0.5), "p99_ms": ms(&mix_chain, 0.99), "errors": mix_errors},
+            "mix_p99_ratio": ratio(&mix_chain, &mix_one, 0.99),
+            "slots_week": {"per_second": slots_week.len() as f64 / seconds.min(5) as f64, "p50_ms": ms(&slots_week, 0.5), "p99_ms": ms(&slots_week, 0.99)},
+            "node1_rss_kib": rss,
+        })
+    );
+    println!(
+        "| stores | {} stores, {bookable} bookable slots, {} users loaded in {load_secs:.0} s | {:.0} B/order | create p99 {:.2} vs {:.2} ms ({:.2}×) | mix p99 {:.2} vs {:.2} ms ({:.2}×) | slots for a week p50 {:.2} p99 {:.2} ms |",
+        CHAIN_STORES,
+        args.users,
+        (loaded.saturating_sub(empty)) as f64 / args.users.max(1) as f64,
+        ms(&create_chain, 0.99),
+        ms(&create_one, 0.99),
+        ratio(&create_chain, &create_one, 0.99),
+        ms(&mix_chain, 0.99),
+        ms(&mix_one, 0.99),
+        ratio(&mix_chain, &mix_one, 0.99),
+        ms(&slots_week, 0.5),
+        ms(&slots_week, 0.99),
+    );
 }
