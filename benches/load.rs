@@ -430,7 +430,8 @@ async fn mix_run(
                 let place = |n: u64| {
                     let (http, base, auth, order) = (http.clone(), base.clone(), auth.clone(), body(n));
                     async move {
-                        let r = http.post(format!("{base}/v1/orders")).bearer_auth(auth).json(&order).send().await.ok()?;
+                        let r =
+                            http.post(format!("{base}/v1/orders")).bearer_auth(auth).json(&order).send().await.ok()?;
                         let v: Value = r.json().await.ok()?;
                         Some((v["id"].as_str()?.to_owned(), v["version"].as_u64()?))
                     }
@@ -484,7 +485,10 @@ async fn mix_run(
                         continue; // warm-up second, not measured
                     }
                     if ok {
-                        let _ = hist.entry(kind).or_insert_with(new_histogram).record(t.elapsed().as_micros().max(1) as u64);
+                        let _ = hist
+                            .entry(kind)
+                            .or_insert_with(new_histogram)
+                            .record(t.elapsed().as_micros().max(1) as u64);
                     } else {
                         errors += 1;
                     }
@@ -953,7 +957,15 @@ async fn stores(args: &Args) {
     let mut bookable = 0usize;
     for i in 0..CHAIN_STORES {
         let url = chain.url(0, &format!("/v1/stores/store-{i:03}/slots"));
-        let list: Value = client().get(url).query(&[("from", fmt(now)), ("to", fmt(horizon))]).send().await.expect("slots").json().await.expect("JSON");
+        let list: Value = client()
+            .get(url)
+            .query(&[("from", fmt(now)), ("to", fmt(horizon))])
+            .send()
+            .await
+            .expect("slots")
+            .json()
+            .await
+            .expect("JSON");
         bookable += list["slots"].as_array().map_or(0, Vec::len);
     }
     let empty = data_bytes(&chain);

@@ -28,7 +28,8 @@ enum Format {
     Ndjson,
 }
 
-/// One exported order: the columns billing reads, in this order.
+/// One exported order: the columns billing reads, in this order (the store's columns came
+/// last, so readers of the older columns by position are unaffected).
 #[derive(Serialize)]
 struct Row<'a> {
     order_id: String,
@@ -43,6 +44,12 @@ struct Row<'a> {
     created_at: String,
     updated_at: String,
     revision: u64,
+    store_id: &'a str,
+    postcode: Option<&'a str>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    /// The catalog version the order was last placed or changed under (0: before catalogs).
+    catalog_version: u64,
 }
 
 impl<'a> Row<'a> {
@@ -60,6 +67,11 @@ impl<'a> Row<'a> {
             created_at: order.created_at.to_rfc3339(),
             updated_at: order.updated_at.to_rfc3339(),
             revision: order.revision,
+            store_id: order.store.as_str(),
+            postcode: order.delivery.postcode.as_ref().map(|p| p.as_str()),
+            latitude: order.delivery.location.map(|l| l.lat()),
+            longitude: order.delivery.location.map(|l| l.lon()),
+            catalog_version: order.catalog_version,
         }
     }
 }
