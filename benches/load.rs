@@ -929,7 +929,7 @@ async fn get_latency(ports: &[u16], paths: &[String], seconds: u64) -> Histogram
         .collect();
     let mut all = new_histogram();
     for task in tasks {
-        all.add(&task.await.expect("reader")).expect("merge");
+        all.add(task.await.expect("reader")).expect("merge");
     }
     all
 }
