@@ -97,6 +97,14 @@ async fn a_backup_taken_under_load_restores_exactly_the_orders_at_its_revision()
     let node = TestNode::start_with(&["slots.capacity=1000"]);
     let dir = tempfile::tempdir().unwrap();
     let (backup, config) = (dir.path().join("orders.backup"), node.config_file.to_str().unwrap().to_owned());
+    // A catalog changed at run time: the backup must carry it and its history.
+    let admin = common::cluster::admin_token();
+    let current: Value =
+        client().get(node.url("/admin/catalog")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let mut catalog = current["catalog"].clone();
+    catalog["stores"][0]["capacity"] = serde_json::json!(999);
+    let applied = client().put(node.url("/admin/catalog")).bearer_auth(&admin).json(&catalog).send().await.unwrap();
+    assert_eq!(applied.status(), StatusCode::OK);
     let writers = start_writers(&node.base, "b");
     writers.wait_for(30).await;
     let (code, out, err) = cli(args(&[
@@ -156,6 +164,27 @@ async fn a_backup_taken_under_load_restores_exactly_the_orders_at_its_revision()
     assert_eq!(code, Some(0), "{out}{err}");
 
     let node2 = TestNode::start_on(&restored, &[&format!("listen={advertise}"), "slots.capacity=1000"]);
+    let restored_catalog: Value = client()
+        .get(node2.url("/admin/catalog"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(restored_catalog["version"], 2, "the restored node keeps the catalog, not its config's seed");
+    assert_eq!(restored_catalog["catalog"]["stores"][0]["capacity"], 999);
+    let history: Value = client()
+        .get(node2.url("/admin/catalog/history"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
     let exported = dir.path().join("restored.ndjson");
     let (code, _, err) = cli(args(&[
         "export",
@@ -253,8 +282,9 @@ async fn incremental_exports_add_up_to_a_later_full_export() {
     let csv_total: u64 = later.values().map(|r| r["price_cents"].parse::<u64>().unwrap()).sum();
     let acked_total: u64 = acked.iter().map(|o| o["price_cents"].as_u64().unwrap()).sum();
     assert_eq!(csv_total, acked_total);
-    let columns: Vec<&String> = later.values().next().unwrap().keys().collect();
-    assert_eq!(columns.len(), 12);
+    let first = later.values().next().unwrap();
+    assert_eq!(first.len(), 17, "{first:?}");
+    assert_eq!((first["store_id"].as_str(), first["catalog_version"].as_str()), ("main", "1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
