@@ -552,6 +552,27 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_local_config_seeds_the_demo_chain() {
+        // Unit tests run in the package root, as `serve` does from a checkout.
+        let s = Settings::load(Some(Path::new("config/local.toml")), &Overrides::default()).unwrap();
+        let seed = Config::from_settings(s).unwrap().seed_catalog.check().unwrap();
+        let ids: Vec<&str> = seed.stores().iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["auckland-central", "berlin-kreuzberg", "berlin-mitte", "london-soho"]);
+    }
+
+    #[test]
+    fn a_bad_catalog_file_stops_the_node_naming_file_store_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cat.toml");
+        let text = std::fs::read_to_string("config/catalog.toml").unwrap().replace("Europe/London", "Europe/Lundon");
+        std::fs::write(&file, text).unwrap();
+        let mut s = with_secret();
+        s.catalog_file = Some(file);
+        let err = Config::from_settings(s).unwrap_err().to_string();
+        assert!(err.contains("cat.toml") && err.contains("store 'london-soho': time_zone"), "{err}");
+    }
+
+    #[test]
     fn short_secrets_and_zero_capacity_are_refused() {
         let mut s = with_secret();
         s.auth.jwt_secret = Some("short".into());

@@ -164,15 +164,8 @@ async fn a_backup_taken_under_load_restores_exactly_the_orders_at_its_revision()
     assert_eq!(code, Some(0), "{out}{err}");
 
     let node2 = TestNode::start_on(&restored, &[&format!("listen={advertise}"), "slots.capacity=1000"]);
-    let restored_catalog: Value = client()
-        .get(node2.url("/admin/catalog"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let restored_catalog: Value =
+        client().get(node2.url("/admin/catalog")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
     assert_eq!(restored_catalog["version"], 2, "the restored node keeps the catalog, not its config's seed");
     assert_eq!(restored_catalog["catalog"]["stores"][0]["capacity"], 999);
     let history: Value = client()
