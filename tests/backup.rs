@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::cluster::{eventually, free_port};
+use common::cluster::{admin_json, eventually, free_port};
 use common::{client, order_body, run_cli, slot, token, TestNode};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -99,8 +99,7 @@ async fn a_backup_taken_under_load_restores_exactly_the_orders_at_its_revision()
     let (backup, config) = (dir.path().join("orders.backup"), node.config_file.to_str().unwrap().to_owned());
     // A catalog changed at run time: the backup must carry it and its history.
     let admin = common::cluster::admin_token();
-    let current: Value =
-        client().get(node.url("/admin/catalog")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let current = admin_json(&node.url("/admin/catalog"), Duration::from_secs(5)).await.expect("the catalog");
     let mut catalog = current["catalog"].clone();
     catalog["stores"][0]["capacity"] = serde_json::json!(999);
     let applied = client().put(node.url("/admin/catalog")).bearer_auth(&admin).json(&catalog).send().await.unwrap();
@@ -168,15 +167,7 @@ async fn a_backup_taken_under_load_restores_exactly_the_orders_at_its_revision()
         client().get(node2.url("/admin/catalog")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
     assert_eq!(restored_catalog["version"], 2, "the restored node keeps the catalog, not its config's seed");
     assert_eq!(restored_catalog["catalog"]["stores"][0]["capacity"], 999);
-    let history: Value = client()
-        .get(node2.url("/admin/catalog/history"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = admin_json(&node2.url("/admin/catalog/history"), Duration::from_secs(5)).await.expect("history");
     assert_eq!(history.as_array().map(Vec::len), Some(2), "{history}");
     let exported = dir.path().join("restored.ndjson");
     let (code, _, err) = cli(args(&[

@@ -6,61 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{admin_token, eventually, TestCluster};
-use common::{client, run_cli, token, TestNode};
+use common::{chain_file, client, run_cli, token, TestNode, CHAIN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// A chain of three stores: two in Berlin with overlapping areas (a radius and a drawn
-/// polygon), one in Auckland (UTC+13 in December), and postcodes for each.
-const CHAIN: &str = r#"
-[menu]
-currency = "EUR"
-sizes = { small = 800, medium = 1050, large = 1300 }
-toppings = { extra_cheese = 150, pepperoni = 200, mushroom = 120 }
-
-[[stores]]
-id = "mitte"
-name = "Berlin Mitte"
-latitude = 52.5290
-longitude = 13.4010
-time_zone = "Europe/Berlin"
-slot_minutes = 60
-capacity = 3
-cutoff_minutes = 0
-horizon_days = 400
-hours = { mon = ["00:00-24:00"], tue = ["00:00-24:00"], wed = ["00:00-24:00"], thu = ["00:00-24:00"], fri = ["00:00-24:00"], sat = ["00:00-24:00"], sun = ["00:00-24:00"] }
-delivery = { radius_km = 3.0, postcodes = ["10115"] }
-
-[[stores]]
-id = "kreuzberg"
-name = "Berlin Kreuzberg"
-latitude = 52.5010
-longitude = 13.4180
-time_zone = "Europe/Berlin"
-capacity = 2
-cutoff_minutes = 0
-horizon_days = 400
-hours = { mon = ["00:00-24:00"], tue = ["00:00-24:00"], wed = ["00:00-24:00"], thu = ["00:00-24:00"], fri = ["00:00-24:00"], sat = ["00:00-24:00"], sun = ["00:00-24:00"] }
-delivery = { postcodes = ["10997"], geojson = '{"type":"Polygon","coordinates":[[[13.38,52.485],[13.45,52.485],[13.45,52.512],[13.38,52.512],[13.38,52.485]]]}' }
-
-[[stores]]
-id = "auckland"
-name = "Auckland Central"
-latitude = -36.8446
-longitude = 174.7669
-time_zone = "Pacific/Auckland"
-capacity = 4
-cutoff_minutes = 0
-horizon_days = 400
-hours = { mon = ["00:00-01:00", "23:00-24:00"], tue = ["00:00-01:00", "23:00-24:00"], wed = ["00:00-01:00", "23:00-24:00"], thu = ["00:00-01:00", "23:00-24:00"], fri = ["00:00-01:00", "23:00-24:00"], sat = ["00:00-01:00", "23:00-24:00"], sun = ["00:00-01:00", "23:00-24:00"] }
-delivery = { radius_km = 5.0, postcodes = ["1010"] }
-"#;
-
-fn chain_file(dir: &std::path::Path) -> String {
-    let path = dir.join("chain.toml");
-    std::fs::write(&path, CHAIN).expect("write catalog");
-    path.display().to_string()
-}
 
 /// Midnight UTC `days` days from today, plus `hours`, as RFC 3339.
 fn utc(days: i64, hours: i64) -> String {

@@ -78,7 +78,7 @@ pub enum CalendarError {
     Cutoff(i64),
     #[error("must be from 1 to 3650 days; got {0}")]
     Horizon(i64),
-    #[error("must be at most 100000 pizzas per slot; got {0}")]
+    #[error("must be at most 1000000 pizzas per slot; got {0}")]
     Capacity(u64),
 }
 
@@ -168,7 +168,7 @@ pub struct CalendarParts {
 }
 
 impl StoreCalendar {
-    pub const MAX_CAPACITY: u64 = 100_000;
+    pub const MAX_CAPACITY: u64 = 1_000_000;
 
     pub fn new(parts: CalendarParts) -> Result<Self, CalendarError> {
         if !(0..=1440).contains(&parts.cutoff_minutes) {

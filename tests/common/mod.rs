@@ -211,3 +211,56 @@ pub async fn problem_type(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("problem body");
     body["type"].as_str().expect("type").to_owned()
 }
+
+/// A chain of three stores: two in Berlin with overlapping areas (a radius and a drawn
+/// polygon), one in Auckland (UTC+13 in December), and postcodes for each.
+pub const CHAIN: &str = r#"
+[menu]
+currency = "EUR"
+sizes = { small = 800, medium = 1050, large = 1300 }
+toppings = { extra_cheese = 150, pepperoni = 200, mushroom = 120 }
+
+[[stores]]
+id = "mitte"
+name = "Berlin Mitte"
+latitude = 52.5290
+longitude = 13.4010
+time_zone = "Europe/Berlin"
+slot_minutes = 60
+capacity = 3
+cutoff_minutes = 0
+horizon_days = 400
+hours = { mon = ["00:00-24:00"], tue = ["00:00-24:00"], wed = ["00:00-24:00"], thu = ["00:00-24:00"], fri = ["00:00-24:00"], sat = ["00:00-24:00"], sun = ["00:00-24:00"] }
+delivery = { radius_km = 3.0, postcodes = ["10115"] }
+
+[[stores]]
+id = "kreuzberg"
+name = "Berlin Kreuzberg"
+latitude = 52.5010
+longitude = 13.4180
+time_zone = "Europe/Berlin"
+capacity = 2
+cutoff_minutes = 0
+horizon_days = 400
+hours = { mon = ["00:00-24:00"], tue = ["00:00-24:00"], wed = ["00:00-24:00"], thu = ["00:00-24:00"], fri = ["00:00-24:00"], sat = ["00:00-24:00"], sun = ["00:00-24:00"] }
+delivery = { postcodes = ["10997"], geojson = '{"type":"Polygon","coordinates":[[[13.38,52.485],[13.45,52.485],[13.45,52.512],[13.38,52.512],[13.38,52.485]]]}' }
+
+[[stores]]
+id = "auckland"
+name = "Auckland Central"
+latitude = -36.8446
+longitude = 174.7669
+time_zone = "Pacific/Auckland"
+capacity = 4
+cutoff_minutes = 0
+horizon_days = 400
+hours = { mon = ["00:00-01:00", "23:00-24:00"], tue = ["00:00-01:00", "23:00-24:00"], wed = ["00:00-01:00", "23:00-24:00"], thu = ["00:00-01:00", "23:00-24:00"], fri = ["00:00-01:00", "23:00-24:00"], sat = ["00:00-01:00", "23:00-24:00"], sun = ["00:00-01:00", "23:00-24:00"] }
+delivery = { radius_km = 5.0, postcodes = ["1010"] }
+"#;
+
+/// Write [`CHAIN`] into `dir` and return its path, for `--set catalog_file=…`.
+pub fn chain_file(dir: &std::path::Path) -> String {
+    let path = dir.join("chain.toml");
+    std::fs::write(&path, CHAIN).expect("write catalog");
+    path.display().to_string()
+}
