@@ -67,7 +67,7 @@ struct Applied {
 /// Apply a catalog: TOML (`Content-Type: application/toml` or `text/plain`) or JSON. With
 /// `?expected_version=N` only if N is still in force; `?dry_run=true` only validates.
 #[utoipa::path(put, path = "/admin/catalog", tag = "admin",
-    request_body(content = String, content_type = "application/toml", description = "A catalog file (or the same as JSON)"),
+    request_body(content = String, content_type = "text/plain", description = "A catalog file (TOML; also accepted as application/toml, or the same document as application/json)"),
     params(("expected_version" = Option<u64>, Query), ("dry_run" = Option<bool>, Query)),
     responses((status = 200, description = "Applied: the new version"),
         (status = 409, description = "catalog-version-conflict or store-in-use", body = super::openapi::Problem, content_type = "application/problem+json"),
