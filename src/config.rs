@@ -156,6 +156,10 @@ pub struct RaftSettings {
     pub lease_reads: bool,
 }
 
+/// Our own events at info, libraries' at warn: openraft logs its state machine's every step at
+/// info, twenty lines for a one-node start, which hide the one that says where the node is.
+pub const DEFAULT_LOG_FILTER: &str = "warn,pizza_orders=info";
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
@@ -233,7 +237,7 @@ impl Default for Settings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { format: LogFormat::Text, filter: "info".into() }
+        Self { format: LogFormat::Text, filter: DEFAULT_LOG_FILTER.into() }
     }
 }
 

@@ -28,6 +28,16 @@ pub enum StartupError {
 /// Request line and headers may take at most this much buffer; larger gets 431.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// The address a browser on this host can open for `addr`: an unspecified address (0.0.0.0,
+/// ::) is reached on loopback.
+pub fn browsable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], addr.port())),
+        _ => addr,
+    }
+}
+
 /// A node whose listener is bound and whose Raft is running.
 pub struct Server {
     node: Arc<Node>,

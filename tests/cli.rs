@@ -76,3 +76,104 @@ fn a_damaged_data_file_is_refused_by_name_with_what_to_do() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("orders.redb") && stderr.contains("cluster add"), "{stderr}");
 }
+
+/// Remove ANSI colour sequences (`ESC [ … m`) from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_default_start_says_in_one_line_where_the_node_is_and_keeps_library_chatter_out() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plain.toml");
+    // No [log] section: the default filter, as a newcomer's first start has it.
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[auth]\njwt_secret = \"{}\"\n[cluster]\nsecret = \"{}\"\n",
+            common::SECRET,
+            common::CLUSTER_SECRET
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let mut child = common::binary()
+        .args(["serve", "--config", config.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(plain(&line));
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut lines = Vec::new();
+    while std::time::Instant::now() < deadline && !lines.iter().any(|l: &String| l.contains("is serving")) {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            lines.push(line);
+        }
+    }
+    // A moment more for anything a library logs right after start.
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+        lines.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let serving =
+        lines.iter().find(|l| l.contains("is serving")).unwrap_or_else(|| panic!("no start-up line: {lines:#?}"));
+    for wanted in ["node_id=1", "role=single node", "data_format=5", "listen=127.0.0.1:", "ui=http://127.0.0.1:"] {
+        assert!(serving.contains(wanted), "{wanted} missing from {serving}");
+    }
+    assert!(serving.contains(&format!("data_dir={}", data.display())), "{serving}");
+    let chatter: Vec<&String> = lines.iter().filter(|l| l.contains("INFO") && !l.contains("pizza_orders")).collect();
+    assert!(chatter.is_empty(), "library INFO lines at the default filter: {chatter:#?}");
+    assert!(lines.len() <= 5, "a one-node start says a few lines, not {}: {lines:#?}", lines.len());
+}
+
+#[test]
+fn shell_completions_and_the_manual_page_cover_every_subcommand() {
+    use clap::CommandFactory;
+    let command = pizza_orders::cli::Cli::command();
+    let names: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_owned()).collect();
+    assert!(names.len() >= 10, "{names:?}");
+    let (code, bash, err) = run_cli(&["completions", "bash"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, man, err) = run_cli(&["man"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(man.contains(".TH pizza-orders 1"), "{}", &man[..man.len().min(300)]);
+    for name in &names {
+        // bash completion offers each subcommand as a word of the top-level list.
+        let offered =
+            bash.lines().any(|l| l.contains("opts=") && l.split_whitespace().any(|w| w.trim_matches('"') == name));
+        assert!(offered, "bash completion does not offer '{name}'");
+        assert!(man.contains(&name.replace('-', "\\-")), "the manual does not mention '{name}'");
+    }
+    for shell in ["zsh", "fish"] {
+        let (code, script, err) = run_cli(&["completions", shell]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(script.contains("catalog"), "{shell}");
+    }
+    let (code, _, err) = run_cli(&["completions", "tcsh"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("possible values"), "{err}");
+}

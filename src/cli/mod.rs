@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 mod admin_client;
 mod catalog;
@@ -109,6 +109,22 @@ Examples:
 
 Exit codes: 0 no problems, 1 cannot run (the node is running), 2 bad usage, 3 problems found.")]
     Check(data::CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(after_help = "\
+Examples:
+  pizza-orders completions bash | sudo tee /etc/bash_completion.d/pizza-orders
+  pizza-orders completions zsh > \"${fpath[1]}/_pizza-orders\"
+  pizza-orders completions fish > ~/.config/fish/completions/pizza-orders.fish")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, made from the same definitions as --help.
+    #[command(after_help = "\
+Examples:
+  pizza-orders man | man -l -
+  pizza-orders man > /usr/local/share/man/man1/pizza-orders.1")]
+    Man,
     /// Billing's export of orders as CSV or NDJSON, full or since a revision, from any node.
     #[command(after_help = "\
 Examples:
@@ -253,6 +269,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restore(args) => data::restore(args),
         Command::Check(args) => data::check(args),
         Command::Export(args) => data::export(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pizza-orders", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write the manual page: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -283,7 +310,17 @@ fn serve(args: ServeArgs) -> ExitCode {
         let addr = server.local_addr()?;
         // Scripts and tests read this line to learn the port when --listen ends in :0.
         println!("pizza-orders listening on http://{addr}");
-        tracing::info!(%addr, "serving");
+        let node = server.node();
+        let ui = format!("http://{}/", crate::startup::browsable(addr));
+        tracing::info!(
+            node_id = node.id,
+            role = %node.role(),
+            data_dir = %node.config.data_dir.display(),
+            data_format = crate::state::tables::DATA_FORMAT,
+            listen = %addr,
+            ui = %ui,
+            "pizza-orders is serving; open the web UI at {ui}"
+        );
         server.run(shutdown_signal()).await
     });
     match result {

@@ -284,6 +284,18 @@ impl Node {
         tracing::warn!("no catalog is in force yet; orders are refused until the leader seeds one");
     }
 
+    /// What this node is, in words: a single node, a member of a cluster of N voters, or not
+    /// yet in any cluster.
+    pub fn role(&self) -> String {
+        let metrics = self.metrics();
+        let voters = metrics.membership_config.membership().voter_ids().count();
+        match voters {
+            0 => "not yet in a cluster (waiting for 'cluster init' or 'cluster add')".to_owned(),
+            1 => "single node".to_owned(),
+            n => format!("member of a cluster of {n} voters"),
+        }
+    }
+
     /// The catalog in force on this node (as fresh as its state).
     pub fn catalog(&self) -> Result<Arc<CurrentCatalog>, NodeError> {
         self.store.catalog()?.ok_or(NodeError::NoCatalog)
