@@ -299,3 +299,43 @@ async fn a_customer_says_where_and_sees_the_store_and_its_local_times() {
     screenshot(&b, "7-order-at-a-far-store").await;
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_day_picker_opens_on_tonight_and_every_missing_field_is_shown_at_once() {
+    let node = TestNode::start_with(&["auth.dev_login=true"]);
+    let driver = Driver::start();
+    let b = driver.browser(1000, 1100).await;
+    sign_in(&b, &node.base, "frank").await;
+    // The test store is open around the clock on UTC with a 30-minute cutoff: today still has
+    // a slot unless it is past 23:00 UTC.
+    let now = Timestamp::now();
+    let half_hour = 1_800_000;
+    let first = Timestamp::from_millis((now.millis() + half_hour + half_hour - 1) / half_hour * half_hour);
+    let today = now.to_rfc3339()[..10].to_owned();
+    let expected = first.to_rfc3339()[..10].to_owned();
+    let words = if expected == today { "Today" } else { "Tomorrow" };
+    let day = eventually(WAIT, "the day picker to open", || async {
+        let value = b.find(Locator::Css("#day")).await.ok()?.prop("value").await.ok()??;
+        (!value.is_empty()).then_some(value)
+    })
+    .await;
+    assert_eq!(day, expected, "the picker opens on the first day with a slot");
+    wait_text(&b, "#day-words", words).await;
+    wait_text(&b, "#open-days", &words.to_lowercase()).await;
+    visible(&b, "#slots button:not([disabled])").await;
+
+    // Nothing filled in: every problem at once, and no request is sent.
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    let address = wait_text(&b, "#err-address", "address").await;
+    let slot = wait_text(&b, "#err-delivery_slot", "delivery time").await;
+    assert!(!address.is_empty() && !slot.is_empty());
+    screenshot(&b, "8-every-error-at-once").await;
+    let metrics = reqwest::get(node.url("/metrics")).await.unwrap().text().await.unwrap();
+    let posted = metrics.lines().any(|l| {
+        l.starts_with("pizza_orders_http_requests_total")
+            && l.contains("method=\"POST\"")
+            && l.contains("route=\"/v1/orders\"")
+    });
+    assert!(!posted, "the form sent a request although it was incomplete");
+    b.close().await.unwrap();
+}

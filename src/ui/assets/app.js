@@ -141,6 +141,36 @@ function localDay(date, zone) {
   return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(date);
 }
 
+// A YYYY-MM-DD date in words, on the store's calendar: "today", "tomorrow", or the date.
+function dayInWords(day, { long = false } = {}) {
+  const zone = storeZone();
+  if (day === localDay(new Date(), zone)) return "today";
+  if (day === localDay(new Date(Date.now() + 24 * 3600 * 1000), zone)) return "tomorrow";
+  const options = long ? { weekday: "long", day: "numeric", month: "long" } : { weekday: "short", day: "numeric", month: "short" };
+  return new Date(`${day}T12:00:00Z`).toLocaleDateString(undefined, { ...options, timeZone: "UTC" });
+}
+function capital(text) { return text.charAt(0).toUpperCase() + text.slice(1); }
+
+// How far ahead the page looks for open days.
+const OPEN_DAYS_AHEAD = 14;
+
+// The days (on the store's clock) that still have a slot with room, soonest first; the day
+// picker opens on the first of them, which is today whenever today still has one.
+async function loadOpenDays() {
+  if (!state.store) return;
+  const now = new Date();
+  const to = new Date(now.getTime() + Math.min(OPEN_DAYS_AHEAD, state.store.horizon_days || OPEN_DAYS_AHEAD) * 24 * 3600 * 1000);
+  let days = [];
+  try {
+    const { data } = await api("GET", slotsPath(now.toISOString(), to.toISOString()));
+    days = [...new Set(data.slots.filter((s) => s.remaining > 0).map((s) => s.local_start.slice(0, 10)))];
+  } catch { /* the slot list says what went wrong */ }
+  $("open-days").textContent = days.length
+    ? `Open for delivery: ${days.slice(0, 7).map((d) => dayInWords(d)).join(" · ")}${days.length > 7 ? " · …" : ""}`
+    : `No delivery times with room in the next ${OPEN_DAYS_AHEAD} days.`;
+  if (days.length && !state.editing) $("day").value = days[0];
+}
+
 async function findStore() {
   $("err-postcode").hidden = true;
   const postcode = $("postcode").value.trim();
@@ -158,6 +188,7 @@ async function findStore() {
     useStore(data.store);
     say("");
     state.slot = null;
+    await loadOpenDays();
     await loadSlots();
   } catch (e) {
     say("");
@@ -232,6 +263,7 @@ async function loadSlots() {
   try {
     const { data } = await api("GET", slotsPath(from, to));
     const today = data.slots.filter((s) => s.local_start.slice(0, 10) === day);
+    $("day-words").textContent = capital(dayInWords(day, { long: true }));
     $("slots").innerHTML = "";
     if (today.length === 0) $("slots").textContent = "No delivery slots on this day.";
     today.forEach((s) => $("slots").append(slotButton(s, pickSlot)));
@@ -309,6 +341,24 @@ async function loadOrders() {
   show("stop-editing", Boolean(state.editing));
 }
 
+// What the form still lacks, as [field, message] in the form's order.
+function formProblems() {
+  const problems = [];
+  if (!state.store) problems.push(["postcode", "Tell us where to deliver: type your postcode and press “Find my store”."]);
+  const address = $("address").value.trim();
+  if (!address) problems.push(["address", "Enter the delivery address."]);
+  else if ([...address].length > 300) problems.push(["address", "The address is too long: at most 300 characters."]);
+  if (!chosen().size) problems.push(["size", "Choose a size."]);
+  if (!state.slot) problems.push(["delivery_slot", "Choose a delivery time."]);
+  return problems;
+}
+
+function markError(field, detail) {
+  const target = $(`err-${field}`) || $("err-form");
+  target.textContent = detail;
+  target.hidden = false;
+}
+
 function formBody() {
   const { size, toppings } = chosen();
   const body = { address: $("address").value, size, toppings, delivery_slot: state.slot || "" };
@@ -323,8 +373,13 @@ async function submitOrder(event) {
   event.preventDefault();
   if (state.busy) return; // a double click never sends a second request
   clearErrors();
-  if (!state.store) { showError(new Problem(422, { detail: "Tell us where to deliver first: type your postcode and press “Find my store”.", field: "postcode", type: "" })); return; }
-  if (!state.slot) { showError(new Problem(422, { detail: "Choose a delivery time.", field: "delivery_slot", type: "" })); return; }
+  // Every missing or invalid field at once, before any request; the server stays the authority.
+  const problems = formProblems();
+  if (problems.length) {
+    problems.forEach(([field, detail]) => markError(field, detail));
+    focus(`err-${problems[0][0]}`);
+    return;
+  }
   state.busy = true;
   $("submit-order").disabled = true;
   say(state.editing ? "Saving your changes…" : "Placing your order…");
@@ -414,8 +469,7 @@ async function start() {
   try {
     if (!state.menu) { state.menu = (await api("GET", "/v1/menu")).data; renderMenu(); }
     await loadStores();
-    const tomorrow = localDay(new Date(Date.now() + 24 * 3600 * 1000), storeZone());
-    if (!$("day").value) $("day").value = tomorrow;
+    await loadOpenDays();
     await loadSlots();
     await loadOrders();
     say("");
