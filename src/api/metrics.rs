@@ -179,11 +179,14 @@ pub fn record(applied: &Applied) {
         Ok(Outcome::Placed { .. }) => "created",
         Ok(Outcome::Changed(_)) => "updated",
         Ok(Outcome::Cancelled(_)) => "cancelled",
-        Ok(Outcome::Catalog { .. }) => return,
+        Ok(Outcome::Catalog { .. } | Outcome::Waiting { .. } | Outcome::LeftWaitlist(_)) => return,
         Err(rejection) => {
             let reason = match rejection {
                 Rejection::OrderExists(_) => "order_exists",
-                Rejection::SlotFull(_) => "slot_full",
+                Rejection::SlotFull(..) => "slot_full",
+                Rejection::SlotHasRoom(_) => "slot_has_room",
+                Rejection::AlreadyWaiting(_) => "already_waiting",
+                Rejection::NotWaiting => "not_waiting",
                 Rejection::SlotTooSoon(..) => "slot_too_soon",
                 Rejection::NotFound => "not_found",
                 Rejection::PreconditionFailed(_) => "precondition_failed",

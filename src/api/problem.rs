@@ -138,7 +138,10 @@ impl ApiError {
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
             ApiError::Rejected(r) => match r {
                 Rejection::OrderExists(_) => (S::CONFLICT, "order-exists", "You already have an active order"),
-                Rejection::SlotFull(_) => (S::CONFLICT, "slot-full", "Delivery slot full"),
+                Rejection::SlotFull(..) => (S::CONFLICT, "slot-full", "Delivery slot full"),
+                Rejection::SlotHasRoom(_) => (S::CONFLICT, "slot-has-room", "The slot has room: order instead"),
+                Rejection::AlreadyWaiting(_) => (S::CONFLICT, "already-waiting", "Already on a waitlist"),
+                Rejection::NotWaiting => (S::NOT_FOUND, "not-waiting", "Not on a waitlist"),
                 Rejection::SlotTooSoon(..) => (S::UNPROCESSABLE_ENTITY, "slot-too-soon", "Delivery slot too soon"),
                 Rejection::NotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
                 Rejection::PreconditionFailed(_) => {
@@ -175,7 +178,23 @@ impl ApiError {
             ApiError::Rejected(Rejection::OrderExists(id)) => {
                 ext.insert("order_id".into(), id.to_string().into());
             }
-            ApiError::Rejected(Rejection::SlotFull(slot) | Rejection::SlotTooSoon(slot, _)) => {
+            ApiError::Rejected(Rejection::SlotFull(slot, alternatives)) => {
+                ext.insert("delivery_slot".into(), slot.start().to_rfc3339().into());
+                let rooms: Vec<Value> = alternatives
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "start": r.slot.start().to_rfc3339(),
+                            "end": r.slot.end().to_rfc3339(),
+                            "remaining": r.remaining,
+                        })
+                    })
+                    .collect();
+                ext.insert("alternatives".into(), rooms.into());
+            }
+            ApiError::Rejected(
+                Rejection::SlotTooSoon(slot, _) | Rejection::SlotHasRoom(slot) | Rejection::AlreadyWaiting(slot),
+            ) => {
                 ext.insert("delivery_slot".into(), slot.start().to_rfc3339().into());
             }
             ApiError::Rejected(Rejection::PreconditionFailed(version)) => {

@@ -15,11 +15,11 @@ use super::command::{
 use super::tables::{
     ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, STORE_SLOT_LOAD, USER_ORDERS,
 };
-use super::{catalog, migrate, StoreError};
+use super::{catalog, migrate, waitlist, StoreError};
 use crate::codec;
 use crate::domain::{
-    DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Price, Slot, SlotError, StoreId, Timestamp,
-    UserId,
+    DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Price, Slot, SlotError, StoreCalendar,
+    StoreId, Timestamp, UserId,
 };
 
 /// At most this many expired idempotency keys are dropped per command: bounded work per
@@ -67,7 +67,21 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
             let cancel = Cancel { command_id: c.command_id, order_id: c.order_id, user: &c.user, at: c.at };
             cancel_order(txn, revision, &cancel, c.if_match.as_ref(), None).map(Outcome::Cancelled)
         }
-        Command::SetCatalog(c) => catalog::set_catalog(txn, c),
+        Command::SetCatalog(c) => catalog::set_catalog(txn, c).and_then(|outcome| {
+            // A raised capacity frees places: the first in each line gets them.
+            waitlist::promote_everywhere(txn, revision, c.at)?;
+            Ok(outcome)
+        }),
+        Command::JoinWaitlist(c) => waitlist::join(txn, c, |txn| {
+            let booking = booking_in_store(txn, c.at, &c.spec, &c.store, &c.delivery, c.catalog_version, None)?;
+            Ok(waitlist::JoinRules {
+                capacity: booking.capacity.0,
+                cutoff_ms: booking.cutoff_ms,
+                price: booking.price,
+                catalog_version: booking.catalog_version,
+            })
+        }),
+        Command::LeaveWaitlist(c) => waitlist::leave(txn, &c.user),
         Command::LegacyPlaceOrder(c) => legacy_place(txn, revision, c),
         Command::LegacyChangeOrder(c) => legacy_change(txn, revision, c).map(Outcome::Changed),
         Command::LegacyCancelOrder(c) => {
@@ -84,6 +98,9 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
 
 /// The rules an order is booked under, resolved before anything is written.
 struct Booking {
+    /// The store's calendar, to offer alternatives when the slot is full (absent for data
+    /// format 4's commands, which carried their rules).
+    calendar: Option<StoreCalendar>,
     store: StoreId,
     delivery: DeliveryPoint,
     capacity: SlotCapacity,
@@ -118,6 +135,7 @@ fn booking_in_store(
         let capacity = SlotCapacity(u32::MAX);
         let (delivery, catalog_version) = (delivery.clone(), current);
         return Ok(Booking {
+            calendar: None,
             store: store.clone(),
             delivery,
             capacity,
@@ -145,6 +163,7 @@ fn booking_in_store(
         cutoff_ms: calendar.cutoff_ms(),
         price,
         catalog_version: current,
+        calendar: Some(calendar),
     })
 }
 
@@ -168,6 +187,7 @@ fn legacy_place(txn: &WriteTransaction, revision: u64, c: &LegacyPlaceOrder) -> 
 /// Data format 4's rules, as its commands carried them, for its one kitchen.
 fn legacy_booking(capacity: SlotCapacity, cutoff_ms: i64, price: &Price) -> Booking {
     Booking {
+        calendar: None,
         store: migrate::legacy_store(),
         delivery: DeliveryPoint::default(),
         capacity,
@@ -220,8 +240,10 @@ fn place(
         return Err(Rejection::OrderExists(current.id).into());
     }
     let booking = booking(txn)?;
+    room_or_full(txn, &booking, c.spec.slot, c.at)?;
+    // A customer who gets a place leaves any line they were in.
+    waitlist::forget_user(txn, c.user)?;
     let mut load = txn.open_table(STORE_SLOT_LOAD)?;
-    check_room(&load, &booking.store, c.spec.slot, booking.capacity)?;
 
     let order = Order {
         id: c.order_id,
@@ -309,14 +331,14 @@ fn change(
     let current = editable_order(&orders, c.order_id, c.user, c.if_match, c.at, c.legacy_cutoff_ms)?;
     let current_revision = current.revision;
     let booking = booking(txn, &current)?;
-    let mut load = txn.open_table(STORE_SLOT_LOAD)?;
     let moves = current.spec.slot != c.spec.slot || current.store != booking.store;
     if moves {
         if c.legacy_cutoff_ms.is_some() {
             check_bookable(c.spec.slot, c.at, booking.cutoff_ms)?;
         }
-        check_room(&load, &booking.store, c.spec.slot, booking.capacity)?;
+        room_or_full(txn, &booking, c.spec.slot, c.at)?;
     }
+    let mut load = txn.open_table(STORE_SLOT_LOAD)?;
     let (old_store, old_slot) = (current.store.clone(), current.spec.slot);
     let order = Order {
         spec: c.spec.clone(),
@@ -336,6 +358,10 @@ fn change(
         add_load(&mut load, &order.store, c.spec.slot, 1)?;
     }
     write_changed(txn, &mut orders, &order, current_revision)?;
+    drop((orders, load));
+    if moves {
+        waitlist::promote(txn, revision, old_store.as_str(), old_slot.start().millis(), c.at)?;
+    }
     Ok(order)
 }
 
@@ -374,6 +400,8 @@ fn cancel_order(
         active.remove(c.user.as_str())?;
     }
     write_changed(txn, &mut orders, &order, current_revision)?;
+    drop((orders, active));
+    waitlist::promote(txn, revision, order.store.as_str(), order.spec.slot.start().millis(), c.at)?;
     Ok(order)
 }
 
@@ -404,7 +432,7 @@ fn write_changed(
 }
 
 /// The user's order that still blocks a new one, if any.
-fn active_order(
+pub(super) fn active_order(
     orders: &Table<u128, &[u8]>,
     active: &Table<&str, u128>,
     user: &UserId,
@@ -459,12 +487,23 @@ fn check_bookable(slot: Slot, at: Timestamp, cutoff_ms: i64) -> Result<(), Rejec
     Ok(())
 }
 
-fn check_room(load: &Table<(&str, i64), u32>, store: &StoreId, slot: Slot, capacity: SlotCapacity) -> Result<(), Stop> {
-    let booked = load.get((store.as_str(), slot.start().millis()))?.map_or(0, |g| g.value());
-    if booked >= capacity.0 {
-        return Err(Rejection::SlotFull(slot).into());
+/// Refuse a booking of `slot` that would go over its capacity, naming the nearest slots of the
+/// same store that still have room (read in this same transaction).
+fn room_or_full(txn: &WriteTransaction, booking: &Booking, slot: Slot, at: Timestamp) -> Result<(), Stop> {
+    let booked = {
+        let load = txn.open_table(STORE_SLOT_LOAD)?;
+        let key = (booking.store.as_str(), slot.start().millis());
+        let booked = load.get(key)?.map_or(0, |g| g.value());
+        booked
+    };
+    if booked < booking.capacity.0 {
+        return Ok(());
     }
-    Ok(())
+    let alternatives = match &booking.calendar {
+        Some(calendar) => waitlist::alternatives(txn, &booking.store, calendar, slot, at)?,
+        None => Vec::new(),
+    };
+    Err(Rejection::SlotFull(slot, alternatives).into())
 }
 
 fn add_load(load: &mut Table<(&str, i64), u32>, store: &StoreId, slot: Slot, delta: i32) -> Result<(), StoreError> {

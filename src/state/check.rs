@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::tables::{
     self, ACTIVE, CATALOG, CATALOG_HISTORY, CATALOG_MENU, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS,
-    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS,
+    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS, WAITING, WAITLIST,
 };
-use super::{CatalogRecord, StoreError};
+use super::{CatalogRecord, StoreError, WaitEntry};
 use crate::codec;
 use crate::domain::{Catalog, MenuDoc, Order, OrderStatus, StoreDoc, Timestamp};
 
@@ -160,6 +160,8 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
         }
     }
 
+    check_waitlists(txn, &orders, &stored_load, catalog.as_ref(), now, &mut report)?;
+
     let mut keys: BTreeSet<(String, String, i64)> = BTreeSet::new();
     for entry in txn.open_table(IDEMPOTENCY)?.iter()? {
         let (key, value) = entry?;
@@ -184,6 +186,65 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
         report.problem(format!("expiry entry ('{}', '{}') names no idempotency key", orphan.0, orphan.1));
     }
     Ok(report)
+}
+
+/// Each line entry and its user's pointer agree; no one waits while holding an active order;
+/// no line that has not expired waits for a slot with room.
+fn check_waitlists(
+    txn: &ReadTransaction,
+    orders: &BTreeMap<u128, Order>,
+    loads: &BTreeMap<(String, i64), u32>,
+    catalog: Option<&Catalog>,
+    now: Timestamp,
+    report: &mut CheckReport,
+) -> Result<(), StoreError> {
+    let last_seq = txn.open_table(META)?.get(tables::META_WAITLIST_SEQ)?.map_or(0, |g| g.value());
+    let mut pointers: BTreeMap<String, (String, i64, u64)> = BTreeMap::new();
+    for item in txn.open_table(WAITING)?.iter()? {
+        let (user, raw) = item?;
+        match codec::decode::<(String, i64, u64)>(raw.value()) {
+            Ok(key) => {
+                pointers.insert(user.value().to_owned(), key);
+            }
+            Err(e) => report.problem(format!("waitlist pointer of '{}' is unreadable: {e}", user.value())),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for item in txn.open_table(WAITLIST)?.iter()? {
+        let (key, raw) = item?;
+        let (store, start, seq) = key.value();
+        let entry = match codec::decode::<WaitEntry>(raw.value()) {
+            Ok(entry) => entry,
+            Err(e) => {
+                report.problem(format!("waitlist entry {seq} of store '{store}' is unreadable: {e}"));
+                continue;
+            }
+        };
+        let at = Timestamp::from_millis(start);
+        if entry.seq != seq || entry.store.as_str() != store || entry.spec.slot.start() != at || seq > last_seq {
+            report.problem(format!("waitlist entry {seq} of store '{store}' at {at} disagrees with its key"));
+        }
+        if pointers.get(entry.user.as_str()) != Some(&(store.to_owned(), start, seq)) {
+            report
+                .problem(format!("'{}' is in the line for {at} but their waitlist pointer says otherwise", entry.user));
+        }
+        seen.insert(entry.user.as_str().to_owned());
+        if entry.expires_at <= now {
+            continue;
+        }
+        if orders.values().any(|o| o.user == entry.user && o.is_active(now)) {
+            report.problem(format!("'{}' waits for {at} while holding an active order", entry.user));
+        }
+        let booked = loads.get(&(store.to_owned(), start)).copied().unwrap_or(0);
+        let capacity = catalog.and_then(|c| c.store(store)).map(|s| s.calendar.capacity_at(at));
+        if capacity.is_some_and(|c| booked < c) {
+            report.problem(format!("store '{store}' slot {at} has room ({booked} booked) while people wait for it"));
+        }
+    }
+    for user in pointers.keys().filter(|u| !seen.contains(*u)) {
+        report.problem(format!("waitlist pointer of '{user}' names no entry"));
+    }
+    Ok(())
 }
 
 /// The catalog tables agree with the record of the version in force; returns that catalog.

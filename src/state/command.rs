@@ -170,6 +170,54 @@ pub struct CancelOrder {
     pub if_match: Option<Precondition>,
 }
 
+/// Join the line for a full slot with the order to place if a place frees up. The proposer
+/// stamps the order id the order will have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinWaitlist {
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub at: Timestamp,
+    pub spec: OrderSpec,
+    pub store: StoreId,
+    pub delivery: DeliveryPoint,
+    pub catalog_version: u64,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+/// Leave the line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaveWaitlist {
+    pub user: UserId,
+    pub at: Timestamp,
+}
+
+/// A place in a slot's line: the order to place for the user when a place frees up, at the
+/// price and cutoff of the moment they joined.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitEntry {
+    pub seq: u64,
+    pub order_id: OrderId,
+    pub user: UserId,
+    pub spec: OrderSpec,
+    pub store: StoreId,
+    pub delivery: DeliveryPoint,
+    pub price: Price,
+    pub cutoff_ms: i64,
+    pub catalog_version: u64,
+    pub joined_at: Timestamp,
+    /// The slot's cutoff: after it the entry is dropped, as the slot can no longer be booked.
+    pub expires_at: Timestamp,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub fingerprint: Option<[u8; 32]>,
+}
+
+/// A slot with the places it still has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotRoom {
+    pub slot: Slot,
+    pub remaining: u32,
+}
+
 /// Replace the catalog. With `expected_version`, only if that is still the version in force
 /// (two admins never overwrite each other unseen). A `seed` is applied only while there is no
 /// catalog at all: the first leader of a new cluster proposes its config's catalog, and
@@ -195,6 +243,8 @@ pub enum Command {
     ChangeOrder(ChangeOrder),
     CancelOrder(CancelOrder),
     SetCatalog(SetCatalog),
+    JoinWaitlist(JoinWaitlist),
+    LeaveWaitlist(LeaveWaitlist),
 }
 
 impl Command {
@@ -207,6 +257,8 @@ impl Command {
             Command::ChangeOrder(c) => c.at,
             Command::CancelOrder(c) => c.at,
             Command::SetCatalog(c) => c.at,
+            Command::JoinWaitlist(c) => c.at,
+            Command::LeaveWaitlist(c) => c.at,
         }
     }
 }
@@ -234,13 +286,20 @@ pub enum Outcome {
         version: u64,
         changed: bool,
     },
+    /// In line: the entry and its position (1 = next).
+    Waiting {
+        entry: WaitEntry,
+        position: u64,
+        replayed: bool,
+    },
+    LeftWaitlist(WaitEntry),
 }
 
 impl Outcome {
     pub fn order(&self) -> Option<&Order> {
         match self {
             Outcome::Placed { order, .. } | Outcome::Changed(order) | Outcome::Cancelled(order) => Some(order),
-            Outcome::Catalog { .. } => None,
+            Outcome::Catalog { .. } | Outcome::Waiting { .. } | Outcome::LeftWaitlist(_) => None,
         }
     }
 }
@@ -251,7 +310,7 @@ pub enum Rejection {
     #[error("you already have an active order ({0}); change or cancel it, or wait until it is delivered")]
     OrderExists(OrderId),
     #[error("the delivery slot at {} is full", .0.start())]
-    SlotFull(Slot),
+    SlotFull(Slot, Vec<SlotRoom>),
     #[error("the slot at {start} starts too soon: orders close {1} minutes before delivery", start = .0.start())]
     SlotTooSoon(Slot, i64),
     #[error("no such order")]
@@ -282,4 +341,10 @@ pub enum Rejection {
     InvalidCatalog(Vec<String>),
     #[error("store '{0}' still has orders for slots to come; close it (no hours) instead of removing it")]
     StoreInUse(StoreId),
+    #[error("the slot at {} still has room: place the order instead of waiting", .0.start())]
+    SlotHasRoom(Slot),
+    #[error("you are already waiting for the slot at {}; leave that line first", .0.start())]
+    AlreadyWaiting(Slot),
+    #[error("you are not on any waitlist")]
+    NotWaiting,
 }

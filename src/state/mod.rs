@@ -11,14 +11,16 @@ pub mod migrate;
 pub mod snapshot;
 mod store;
 pub mod tables;
+pub mod waitlist;
 
 #[cfg(test)]
 mod model_tests;
 
 pub use apply::{apply, Applied};
 pub use command::{
-    CancelOrder, CatalogRecord, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey, LegacyCancelOrder,
-    LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition, Rejection, SetCatalog, SlotCapacity,
+    CancelOrder, CatalogRecord, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey, JoinWaitlist,
+    LeaveWaitlist, LegacyCancelOrder, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition,
+    Rejection, SetCatalog, SlotCapacity, SlotRoom, WaitEntry,
 };
 pub use error::StoreError;
 pub(crate) use store::{make_durable, open_database};

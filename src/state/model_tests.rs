@@ -51,6 +51,16 @@ enum Op {
         expected: Option<u64>,
         seed: bool,
     },
+    /// Join the line for a slot (refused unless it is full).
+    Join {
+        user: usize,
+        store: usize,
+        slot: usize,
+        key: Option<u8>,
+    },
+    Leave {
+        user: usize,
+    },
     /// Propose the previous command again, as after a leader change.
     Repeat,
 }
@@ -69,6 +79,9 @@ fn op() -> impl Strategy<Value = (Op, i64)> {
         }),
         1 => ([0u32..4, 0u32..4], proptest::bool::weighted(0.8), 700u64..900, proptest::option::of(0u64..4), proptest::bool::weighted(0.2))
             .prop_map(|(capacity, with_b, small, expected, seed)| Op::Catalog { capacity, with_b, small, expected, seed }),
+        2 => (0..USERS, 0..2usize, 0..SLOTS, proptest::option::of(0u8..2))
+            .prop_map(|(user, store, slot, key)| Op::Join { user, store, slot, key }),
+        1 => (0..USERS).prop_map(|user| Op::Leave { user }),
         1 => Just(Op::Repeat),
     ];
     // Time moves forward 0–25 minutes per step, so slots pass their cutoff and their end.
@@ -138,6 +151,9 @@ struct Model {
     keys: BTreeMap<(UserId, String), ([u8; 32], Order)>,
     /// (version, capacity per store id, small price); version 0: none yet.
     catalog: (u64, BTreeMap<String, u32>, u64),
+    /// Each (store, slot start)'s line, in joining order.
+    lines: BTreeMap<(String, i64), Vec<WaitEntry>>,
+    seq: u64,
 }
 
 impl Model {
@@ -176,8 +192,125 @@ impl Model {
         })
     }
 
+    fn entry_of(&self, user: &UserId) -> Option<WaitEntry> {
+        self.lines.values().flatten().find(|e| e.user == *user).cloned()
+    }
+
+    fn remove_entry(&mut self, user: &UserId) {
+        for line in self.lines.values_mut() {
+            line.retain(|e| e.user != *user);
+        }
+        self.lines.retain(|_, line| !line.is_empty());
+    }
+
+    fn position(&self, entry: &WaitEntry) -> u64 {
+        let line = &self.lines[&(entry.store.as_str().to_owned(), entry.spec.slot.start().millis())];
+        line.iter().position(|e| e.seq == entry.seq).unwrap() as u64 + 1
+    }
+
+    /// Free places go to the first in line, in order; expired entries are dropped.
+    fn promote(&mut self, store: &str, start: i64, revision: u64, at: Timestamp) {
+        let Some(&capacity) = self.catalog.1.get(store) else { return };
+        let key = (store.to_owned(), start);
+        loop {
+            let Some(first) = self.lines.get(&key).and_then(|l| l.first()).cloned() else { return };
+            if first.expires_at <= at {
+                self.remove_entry(&first.user);
+                continue;
+            }
+            if self.load(&first.store, first.spec.slot) >= capacity {
+                return;
+            }
+            self.remove_entry(&first.user);
+            let blocked = self.orders.values().any(|o| o.user == first.user && o.is_active(at))
+                || self.orders.contains_key(&first.order_id);
+            if blocked {
+                continue;
+            }
+            let order = Order {
+                id: first.order_id,
+                user: first.user.clone(),
+                spec: first.spec.clone(),
+                price: first.price.clone(),
+                status: OrderStatus::Placed,
+                version: OrderVersion::FIRST,
+                created_at: at,
+                updated_at: at,
+                revision,
+                last_command: first.order_id.as_u128(),
+                store: first.store.clone(),
+                delivery: first.delivery.clone(),
+                cutoff_ms: first.cutoff_ms,
+                catalog_version: first.catalog_version,
+            };
+            self.orders.insert(order.id, order);
+        }
+    }
+
+    fn promote_everywhere(&mut self, revision: u64, at: Timestamp) {
+        let keys: Vec<(String, i64)> = self.lines.keys().cloned().collect();
+        for (store, start) in keys {
+            self.promote(&store, start, revision, at);
+        }
+    }
+
     fn apply(&mut self, revision: u64, command: &Command) -> Result<Outcome, Rejection> {
         match command {
+            Command::JoinWaitlist(c) => {
+                if let Some(entry) = self.entry_of(&c.user) {
+                    if entry.order_id == c.order_id {
+                        let position = self.position(&entry);
+                        return Ok(Outcome::Waiting { entry, position, replayed: false });
+                    }
+                    if entry.expires_at > c.at {
+                        if let (Some(claim), Some(used)) = (&c.idempotency, &entry.idempotency_key) {
+                            if claim.key == *used {
+                                if Some(claim.fingerprint) != entry.fingerprint {
+                                    return Err(Rejection::IdempotencyKeyReused);
+                                }
+                                let position = self.position(&entry);
+                                return Ok(Outcome::Waiting { entry, position, replayed: true });
+                            }
+                        }
+                        return Err(Rejection::AlreadyWaiting(entry.spec.slot));
+                    }
+                    self.remove_entry(&c.user);
+                }
+                if let Some(active) = self.orders.values().find(|o| o.user == c.user && o.is_active(c.at)) {
+                    return Err(Rejection::OrderExists(active.id));
+                }
+                let capacity = self.booking(c.catalog_version, &c.store, c.spec.slot, c.at)?;
+                if self.load(&c.store, c.spec.slot) < capacity {
+                    return Err(Rejection::SlotHasRoom(c.spec.slot));
+                }
+                self.seq += 1;
+                let entry = WaitEntry {
+                    seq: self.seq,
+                    order_id: c.order_id,
+                    user: c.user.clone(),
+                    spec: c.spec.clone(),
+                    store: c.store.clone(),
+                    delivery: c.delivery.clone(),
+                    price: self.price(c.spec.size),
+                    cutoff_ms: CUTOFF_MS,
+                    catalog_version: self.catalog.0,
+                    joined_at: c.at,
+                    expires_at: c.spec.slot.start().plus_millis(-CUTOFF_MS),
+                    idempotency_key: c.idempotency.as_ref().map(|i| i.key.clone()),
+                    fingerprint: c.idempotency.as_ref().map(|i| i.fingerprint),
+                };
+                let key = (c.store.as_str().to_owned(), c.spec.slot.start().millis());
+                self.lines.entry(key).or_default().push(entry.clone());
+                let position = self.position(&entry);
+                Ok(Outcome::Waiting { entry, position, replayed: false })
+            }
+            Command::LeaveWaitlist(c) => match self.entry_of(&c.user) {
+                Some(entry) => {
+                    self.remove_entry(&c.user);
+                    Ok(Outcome::LeftWaitlist(entry))
+                }
+                None => Err(Rejection::NotWaiting),
+            },
             Command::PlaceOrder(c) => {
                 if let Some(existing) = self.orders.get(&c.order_id) {
                     return Ok(Outcome::Placed { order: existing.clone(), replayed: false });
@@ -196,8 +329,9 @@ impl Model {
                 }
                 let capacity = self.booking(c.catalog_version, &c.store, c.spec.slot, c.at)?;
                 if self.load(&c.store, c.spec.slot) >= capacity {
-                    return Err(Rejection::SlotFull(c.spec.slot));
+                    return Err(Rejection::SlotFull(c.spec.slot, Vec::new()));
                 }
+                self.remove_entry(&c.user);
                 let order = Order {
                     id: c.order_id,
                     user: c.user.clone(),
@@ -241,9 +375,10 @@ impl Model {
                 } else {
                     let capacity = self.booking(c.catalog_version, &c.store, c.spec.slot, c.at)?;
                     if self.load(&c.store, c.spec.slot) >= capacity {
-                        return Err(Rejection::SlotFull(c.spec.slot));
+                        return Err(Rejection::SlotFull(c.spec.slot, Vec::new()));
                     }
                 }
+                let (old_store, old_start) = (current.store.as_str().to_owned(), current.spec.slot.start().millis());
                 let order = Order {
                     spec: c.spec.clone(),
                     price: self.price(c.spec.size),
@@ -257,6 +392,9 @@ impl Model {
                     ..current
                 };
                 self.orders.insert(order.id, order.clone());
+                if !stays {
+                    self.promote(&old_store, old_start, revision, c.at);
+                }
                 Ok(Outcome::Changed(order))
             }
             Command::CancelOrder(c) => {
@@ -275,11 +413,13 @@ impl Model {
                     ..current
                 };
                 self.orders.insert(order.id, order.clone());
+                self.promote(order.store.as_str(), order.spec.slot.start().millis(), revision, c.at);
                 Ok(Outcome::Cancelled(order))
             }
             Command::SetCatalog(c) => {
                 let version = self.catalog.0;
                 if c.seed && version > 0 {
+                    self.promote_everywhere(revision, c.at);
                     return Ok(Outcome::Catalog { version, changed: false });
                 }
                 if c.expected_version.is_some_and(|v| v != version) {
@@ -299,6 +439,7 @@ impl Model {
                     }
                 }
                 self.catalog = (version + 1, capacities, c.catalog.menu.sizes.small);
+                self.promote_everywhere(revision, c.at);
                 Ok(Outcome::Catalog { version: version + 1, changed: true })
             }
             other => unreachable!("the model has no legacy commands: {other:?}"),
@@ -446,6 +587,25 @@ proptest! {
                     at: now,
                     if_match: if_match.map(|v| Precondition::OneOf(vec![OrderVersion(v)])),
                 }),
+                Op::Join { user: u, store, slot, key } => {
+                    let id = OrderId::new_at(now);
+                    ids.push(id);
+                    Command::JoinWaitlist(JoinWaitlist {
+                        order_id: id,
+                        user: user(u),
+                        at: now,
+                        spec: spec(slots[slot], 0),
+                        store: store_id(store),
+                        delivery: DeliveryPoint::default(),
+                        catalog_version: model.catalog.0,
+                        idempotency: key.map(|k| IdempotencyClaim {
+                            key: IdempotencyKey::parse(&format!("w{k}")).unwrap(),
+                            fingerprint: [(slot * 2 + store) as u8; 32],
+                            expires_at: Timestamp::from_millis(T0 + 86_400_000),
+                        }),
+                    })
+                }
+                Op::Leave { user: u } => Command::LeaveWaitlist(LeaveWaitlist { user: user(u), at: now }),
                 Op::Catalog { capacity, with_b, small, expected, seed } => Command::SetCatalog(SetCatalog {
                     at: now,
                     author: "test".into(),
@@ -458,6 +618,14 @@ proptest! {
             let real = apply(&txn, revision, &command).unwrap();
             txn.commit().unwrap();
             let expected = model.apply(revision, &command);
+            // The model does not compute a full slot's alternatives; the real ones must have room.
+            let real = match real {
+                Err(Rejection::SlotFull(slot, alternatives)) => {
+                    prop_assert!(alternatives.iter().all(|a| a.remaining > 0 && a.slot != slot), "{:?}", alternatives);
+                    Err(Rejection::SlotFull(slot, Vec::new()))
+                }
+                other => other,
+            };
             prop_assert_eq!(&real, &expected, "command {:?}", command);
             previous = Some(command);
             check_invariants(&db, &model, &slots, now);

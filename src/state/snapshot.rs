@@ -14,9 +14,10 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::tables::META_WAITLIST_SEQ;
 use super::tables::{
     self, ACTIVE, CATALOG, CATALOG_HISTORY, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, META_CATALOG_VERSION, ORDERS,
-    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS,
+    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS, WAITING, WAITLIST,
 };
 use super::StoreError;
 use crate::codec::{self, CodecError};
@@ -49,6 +50,9 @@ enum Record {
     CatalogHistory(u64, Vec<u8>),
     StoreRow(String, Vec<u8>),
     CatalogRow(String, Vec<u8>),
+    WaitlistSeq(u64),
+    WaitlistEntry(String, i64, u64, Vec<u8>),
+    WaitingUser(String, Vec<u8>),
 }
 
 /// What a stream held: how many records and their digest (hex in the admin API).
@@ -126,6 +130,18 @@ pub fn write_state(txn: &ReadTransaction, out: &mut impl Write) -> Result<StateS
     for entry in txn.open_table(CATALOG)?.iter()? {
         let (k, v) = entry?;
         w.put(&Record::CatalogRow(k.value().to_owned(), v.value().to_vec()))?;
+    }
+    if let Some(seq) = txn.open_table(META)?.get(META_WAITLIST_SEQ)? {
+        w.put(&Record::WaitlistSeq(seq.value()))?;
+    }
+    for entry in txn.open_table(WAITLIST)?.iter()? {
+        let (k, v) = entry?;
+        let (store, start, seq) = k.value();
+        w.put(&Record::WaitlistEntry(store.to_owned(), start, seq, v.value().to_vec()))?;
+    }
+    for entry in txn.open_table(WAITING)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::WaitingUser(k.value().to_owned(), v.value().to_vec()))?;
     }
     for entry in txn.open_table(IDEMPOTENCY)?.iter()? {
         let (k, v) = entry?;
@@ -250,7 +266,10 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
     clear(txn, CATALOG_HISTORY)?;
     clear(txn, STORES)?;
     clear(txn, CATALOG)?;
+    clear(txn, WAITLIST)?;
+    clear(txn, WAITING)?;
     txn.open_table(META)?.remove(META_CATALOG_VERSION)?;
+    txn.open_table(META)?.remove(META_WAITLIST_SEQ)?;
     let mut orders = txn.open_table(ORDERS)?;
     let mut user_orders = txn.open_table(USER_ORDERS)?;
     let mut by_revision = txn.open_table(ORDERS_BY_REVISION)?;
@@ -262,6 +281,8 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
     let mut stores = txn.open_table(STORES)?;
     let mut catalog = txn.open_table(CATALOG)?;
     let mut meta = txn.open_table(META)?;
+    let mut line = txn.open_table(WAITLIST)?;
+    let mut waiting = txn.open_table(WAITING)?;
     let mut reader = RecordReader::new(input);
     while let Some(record) = reader.next()? {
         match record {
@@ -293,6 +314,15 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
             }
             Record::CatalogRow(key, bytes) => {
                 catalog.insert(key.as_str(), bytes.as_slice())?;
+            }
+            Record::WaitlistSeq(seq) => {
+                meta.insert(META_WAITLIST_SEQ, seq)?;
+            }
+            Record::WaitlistEntry(store, start, seq, bytes) => {
+                line.insert((store.as_str(), start, seq), bytes.as_slice())?;
+            }
+            Record::WaitingUser(user, bytes) => {
+                waiting.insert(user.as_str(), bytes.as_slice())?;
             }
             Record::Idempotency(user, key, bytes) => {
                 idempotency.insert((user.as_str(), key.as_str()), bytes.as_slice())?;

@@ -6,6 +6,10 @@
 //! - `STORE_SLOT_LOAD[(store, slot start)]` equals the number of placed orders of that store in
 //!   that slot, and never exceeds the capacity in force when each of them was booked (a later,
 //!   lower capacity closes the slot and keeps its orders). Zero entries are removed.
+//! - `WAITLIST` holds, per (store, slot), the line in joining order; `WAITING[user]` names the
+//!   user's one entry and exists exactly when that entry does. A user never waits while holding
+//!   an active order, and a slot with room never has a line that has not expired: whenever a
+//!   place frees up, `apply` places the first in line in the same transaction.
 //! - `STORES` and the `menu` row of `CATALOG` are the catalog `CATALOG_HISTORY[META
 //!   catalog_version]` holds; version 0 (no row) means no catalog yet, and orders wait for one.
 //! - `USER_ORDERS` has one key per order, so a user's history is one key range, newest last.
@@ -34,6 +38,8 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// The version of the catalog in force (absent: none yet).
 pub const META_CATALOG_VERSION: &str = "catalog_version";
+/// The sequence number of the last waitlist entry (absent: none yet).
+pub const META_WAITLIST_SEQ: &str = "waitlist_seq";
 
 /// order id (UUID as u128) → encoded `Order`.
 pub const ORDERS: TableDefinition<u128, &[u8]> = TableDefinition::new("orders");
@@ -55,6 +61,13 @@ pub const CATALOG_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("c
 
 /// store id → encoded `StoreDoc`, for the catalog in force: what `apply` reads per order.
 pub const STORES: TableDefinition<&str, &[u8]> = TableDefinition::new("stores");
+
+/// (store id, slot start ms, sequence) → encoded `WaitEntry`: each full slot's line, in the
+/// order people joined it.
+pub const WAITLIST: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("waitlist");
+
+/// user → encoded (store id, slot start ms, sequence) of the user's one entry.
+pub const WAITING: TableDefinition<&str, &[u8]> = TableDefinition::new("waiting");
 
 /// `menu` → encoded `MenuDoc` of the catalog in force.
 pub const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
@@ -95,5 +108,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(IDEMPOTENCY)?;
     txn.open_table(IDEMPOTENCY_EXPIRY)?;
     txn.open_table(REPLICATION)?;
+    txn.open_table(WAITLIST)?;
+    txn.open_table(WAITING)?;
     Ok(())
 }
