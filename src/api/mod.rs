@@ -18,6 +18,7 @@ mod raft;
 mod slots;
 mod stores;
 mod stream;
+mod waitlist;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -128,6 +129,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/stores/{id}/slots", get(stores::store_slots))
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
+        .route("/v1/waitlist", get(waitlist::show).post(waitlist::join).delete(waitlist::leave))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -55,11 +55,11 @@ pub struct OrderRequest {
 }
 
 /// An order request checked against one catalog: the spec, and the store that bakes it.
-struct Resolved {
-    spec: OrderSpec,
-    store: StoreId,
-    delivery: DeliveryPoint,
-    catalog_version: u64,
+pub(super) struct Resolved {
+    pub(super) spec: OrderSpec,
+    pub(super) store: StoreId,
+    pub(super) delivery: DeliveryPoint,
+    pub(super) catalog_version: u64,
 }
 
 impl OrderRequest {
@@ -142,14 +142,14 @@ pub struct SlotView {
 
 /// A timestamp as one JSON string from a stack buffer: `collect_str` goes through
 /// `fmt::Write` and escapes every piece it is handed.
-fn timestamp_text<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
+pub(super) fn timestamp_text<S: serde::Serializer>(value: &Timestamp, serializer: S) -> Result<S::Ok, S::Error> {
     match value.rfc3339_text() {
         Some(text) => serializer.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?),
         None => serializer.collect_str(value),
     }
 }
 
-fn order_id_text<S: serde::Serializer>(id: &OrderId, serializer: S) -> Result<S::Ok, S::Error> {
+pub(super) fn order_id_text<S: serde::Serializer>(id: &OrderId, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(id.encode(&mut [0; 36]))
 }
 
@@ -182,6 +182,12 @@ impl<'a> OrderView<'a> {
     }
 }
 
+impl SlotView {
+    pub(super) fn of(slot: crate::domain::Slot) -> Self {
+        Self { start: slot.start(), end: slot.end() }
+    }
+}
+
 fn order_response(status: StatusCode, order: &Order, now: Timestamp) -> Response {
     let view = OrderView::new(order, now);
     // Serialised into a Vec sized for an order: axum's `Json` writes through a 128-byte
@@ -207,7 +213,7 @@ fn parse_id(raw: &str) -> Result<OrderId, ApiError> {
 /// retry; with a different order it is a client bug. It covers what the request said: a
 /// request without postcode, location or store is fingerprinted as before stores existed, so
 /// a retry across the upgrade still replays.
-fn fingerprint(body: &OrderRequest, order: &Resolved) -> Result<[u8; 32], ApiError> {
+pub(super) fn fingerprint(body: &OrderRequest, order: &Resolved) -> Result<[u8; 32], ApiError> {
     let bytes = if order.delivery == DeliveryPoint::default() && body.store_id.is_none() {
         codec::encode(&order.spec)
     } else {
@@ -218,7 +224,7 @@ fn fingerprint(body: &OrderRequest, order: &Resolved) -> Result<[u8; 32], ApiErr
 
 /// Resolve the request against the catalog in force and propose the command `make` builds;
 /// if the catalog changed before it applied, catch up with the leader and try again.
-async fn propose_resolved(
+pub(super) async fn propose_resolved(
     node: &Node,
     body: &OrderRequest,
     now: Timestamp,
@@ -422,7 +428,7 @@ pub async fn cancel_order(
 }
 
 /// Replicate `command`, count what it did, and turn a rejection into its problem.
-async fn propose(node: &Node, command: Command) -> Result<Outcome, ApiError> {
+pub(super) async fn propose(node: &Node, command: Command) -> Result<Outcome, ApiError> {
     let applied = node.propose(command).await?;
     super::metrics::record(&applied);
     Ok(applied?)

@@ -215,6 +215,15 @@ impl Store {
         Ok(Some(current))
     }
 
+    /// `user`'s place in a line, if they are waiting (and the line has not lapsed at `now`).
+    pub fn waitlist_position(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> Result<Option<(super::WaitEntry, u64)>, StoreError> {
+        super::waitlist::read_position(&self.db.begin_read()?, user, now)
+    }
+
     /// The catalog applied as `version`, if any.
     pub fn catalog_record(&self, version: u64) -> Result<Option<CatalogRecord>, StoreError> {
         super::catalog::record(&self.db.begin_read()?, version)
