@@ -172,7 +172,7 @@ async fn a_customer_places_changes_cancels_and_orders_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_customers_race_for_the_last_place_and_the_loser_is_offered_alternatives() {
+async fn two_customers_race_for_the_last_place_and_the_loser_gets_it_from_the_waitlist() {
     let node = TestNode::start_with(&["auth.dev_login=true", "slots.capacity=1"]);
     let driver = Driver::start();
     let (bob, carol) = (driver.browser(1000, 1100).await, driver.browser(1000, 1100).await);
@@ -200,16 +200,23 @@ async fn two_customers_race_for_the_last_place_and_the_loser_is_offered_alternat
     let winners = results.iter().filter(|(r, _)| *r == "won").count();
     assert_eq!(winners, 1, "exactly one of two customers gets the last place");
     let loser = &results.iter().find(|(r, _)| *r == "lost").expect("one loser").1;
+    let winner = &results.iter().find(|(r, _)| *r == "won").expect("one winner").1;
+    // The answer itself names the nearest slots with room, and offers a place in line.
     visible(loser, "#alternatives:not([hidden]) #alternative-slots button").await;
+    visible(loser, "#join-line:not([hidden]) #join-waitlist").await;
     screenshot(loser, "5-slot-full-alternatives").await;
-    // The alternative is bookable: picking it and submitting places the order.
-    loser.find(Locator::Css("#alternative-slots button")).await.unwrap().click().await.unwrap();
-    visible(loser, "#slots button[aria-pressed=true]").await;
-    loser.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    loser.find(Locator::Css("#join-waitlist")).await.unwrap().click().await.unwrap();
+    wait_text(loser, "#waitlist:not([hidden]) #waitlist-details", "Number 1 in line").await;
+    // The winner cancels: the place goes to the first in line, whose order is then placed.
+    winner.find(Locator::Css("#cancel-order")).await.unwrap().click().await.unwrap();
+    winner.accept_alert().await.unwrap();
+    visible(winner, "#current[hidden]").await;
+    loser.refresh().await.unwrap();
     visible(loser, "#current:not([hidden])").await;
+    visible(loser, "#waitlist[hidden]").await;
     bob.close().await.unwrap();
     carol.close().await.unwrap();
-    // Both orders exist through the API as well.
+    // Through the API as well: the slot is full again, with the customer from the line.
     let taken: Value = get_json(&node.url("/v1/slots"), &[("from", start.as_str())]).await;
     assert_eq!(taken["slots"][0]["remaining"], 0);
 }

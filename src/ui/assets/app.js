@@ -71,6 +71,7 @@ function useToken(token, name) {
 function clearErrors() {
   document.querySelectorAll("[id^=err-]").forEach((e) => { e.hidden = true; e.textContent = ""; });
   show("alternatives", false);
+  show("join-line", false);
 }
 
 function showError(problem) {
@@ -274,22 +275,64 @@ async function loadSlots() {
   }
 }
 
-async function offerAlternatives(start) {
-  const around = new Date(start).getTime();
-  const from = new Date(Math.max(around - 6 * 3600 * 1000, Date.now())).toISOString();
-  const to = new Date(around + 24 * 3600 * 1000).toISOString();
+// The slot-full answer names the nearest slots with room; no second request is needed.
+function offerAlternatives(alternatives) {
+  const open = (alternatives || []).filter((s) => s.remaining > 0);
+  $("alternative-slots").innerHTML = "";
+  open.forEach((s) => $("alternative-slots").append(slotButton(s, (picked) => {
+    $("day").value = localDay(new Date(picked), storeZone());
+    loadSlots().then(() => pickSlot(picked));
+    show("alternatives", false);
+    show("join-line", false);
+  })));
+  show("alternatives", open.length > 0);
+}
+
+// ---- waitlist ----
+function renderWaitlist(entry) {
+  state.waiting = entry;
+  show("waitlist", Boolean(entry));
+  if (!entry) return;
+  const zone = state.stores.find((s) => s.id === entry.store_id)?.time_zone;
+  $("waitlist-details").textContent =
+    `Number ${entry.position} in line for ${localTime(entry.delivery_slot.start, zone)}. ` +
+    `If a place frees up before ${localTime(entry.waits_until, zone)}, your order (${entry.size}, ` +
+    `${euros(entry.price_cents, entry.currency)}) is placed for you.`;
+}
+
+async function loadWaitlist() {
   try {
-    const { data } = await api("GET", slotsPath(from, to));
-    const open = data.slots.filter((s) => s.remaining > 0)
-      .sort((a, b) => Math.abs(new Date(a.start) - around) - Math.abs(new Date(b.start) - around)).slice(0, 4);
-    $("alternative-slots").innerHTML = "";
-    open.forEach((s) => $("alternative-slots").append(slotButton(s, (picked) => {
-      $("day").value = s.local_start.slice(0, 10);
-      loadSlots().then(() => pickSlot(picked));
-      show("alternatives", false);
-    })));
-    show("alternatives", open.length > 0);
-  } catch { /* the slot-full message is already shown */ }
+    const { data } = await api("GET", "/v1/waitlist");
+    renderWaitlist(data);
+  } catch (e) {
+    if (e.status === 404) renderWaitlist(null); else throw e;
+  }
+}
+
+async function joinWaitlist() {
+  if (!state.fullBody) return;
+  say("Joining the waitlist…");
+  try {
+    const { data } = await api("POST", "/v1/waitlist", { body: state.fullBody, headers: { "Idempotency-Key": crypto.randomUUID() } });
+    clearErrors();
+    renderWaitlist(data);
+    show("join-line", false);
+    say(`You are number ${data.position} in line.`);
+    focus("waitlist-title");
+  } catch (e) {
+    say("");
+    if (e.status !== 401) showError(e);
+  }
+}
+
+async function leaveWaitlist() {
+  try {
+    await api("DELETE", "/v1/waitlist");
+    renderWaitlist(null);
+    say("You left the waitlist.");
+  } catch (e) {
+    if (e.status === 404) renderWaitlist(null); else if (e.status !== 401) alertMessage(e.message);
+  }
 }
 
 // ---- orders ----
@@ -326,6 +369,7 @@ function renderHistory(orders) {
 }
 
 async function loadOrders() {
+  await loadWaitlist();
   const { data } = await api("GET", "/v1/orders?limit=20");
   const active = data.orders.find((o) => o.active);
   if (active) {
@@ -408,12 +452,15 @@ async function submitOrder(event) {
     } else if (e.status !== 401) {
       if (e.type.endsWith("order-exists") || e.type.endsWith("slot-full") || e.status === 422) state.idempotencyKey = null;
       if (e.type.endsWith("slot-full")) {
-        // Someone took the last place first: say so plainly and offer the nearest open slots.
+        // Someone took the last place first: say so plainly, offer the nearest open slots, and
+        // a place in line for this one (not for a change of an existing order).
         state.slot = null;
         showError(new Problem(409, { type: e.type, field: "delivery_slot",
           detail: `${localTime(body.delivery_slot)} has just been fully booked. Please pick another time.` }));
         loadSlots();
-        offerAlternatives(body.delivery_slot);
+        offerAlternatives(e.body.alternatives);
+        state.fullBody = state.editing ? null : body;
+        show("join-line", !state.editing);
       } else {
         showError(e);
       }
@@ -493,6 +540,8 @@ $("order-form").addEventListener("change", (event) => { if (event.target.name ==
 $("day").addEventListener("change", () => { state.slot = null; loadSlots(); });
 $("edit-order").addEventListener("click", startEditing);
 $("find-store").addEventListener("click", findStore);
+$("join-waitlist").addEventListener("click", joinWaitlist);
+$("leave-waitlist").addEventListener("click", leaveWaitlist);
 $("use-location").addEventListener("click", useLocation);
 $("postcode").addEventListener("keydown", (event) => { if (event.key === "Enter") { event.preventDefault(); state.point = {}; findStore(); } });
 $("postcode").addEventListener("input", () => { state.point = { postcode: state.point.postcode }; });
