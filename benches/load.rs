@@ -25,7 +25,9 @@
 //! per request. `--workers N`: N worker threads in each node and each hello-world server
 //! (default: nodes one per core, hello-world 2).
 //! `hotslot`: `--users` users race for one slot of capacity 50: exactly 50 win; the race's
-//! p99 is compared with an uncontended create run in the same process.
+//! p99 is compared with an uncontended create run in the same process. Then up to 1 000 of
+//! them join the slot's waitlist, and the 50 winners cancel (each cancel places the first in
+//! line's order), side by side with cancels in a slot nobody waits for.
 //! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
 //! `restore` and a full `export` (peak RSS needs GNU time at /usr/bin/time).
 //! `stores`: 200 stores and about 100 000 bookable slots, `--users` users spread over them by
@@ -585,6 +587,7 @@ async fn hotslot(args: &Args) {
                     tokio::spawn(async move {
                         let http = client();
                         let (mut h, mut won, mut full) = (new_histogram(), 0u64, 0u64);
+                        let mut winners: Vec<(String, String)> = Vec::new();
                         loop {
                             let n = next.fetch_add(1, Ordering::Relaxed);
                             if n >= total {
@@ -598,46 +601,121 @@ async fn hotslot(args: &Args) {
                                 common::slot(100 + ((offset + n) / 48) as i64, ((offset + n) % 48) as i64)
                             };
                             let t = Instant::now();
+                            let user = format!("hot-{}-{n}", hot as u8);
                             let r = http
                                 .post(format!("http://127.0.0.1:{}/v1/orders", ports[(c + n as usize) % ports.len()]))
-                                .bearer_auth(token(&format!("hot-{}-{n}", hot as u8)))
+                                .bearer_auth(token(&user))
                                 .json(&order_body(&slot))
                                 .send()
                                 .await;
                             let _ = h.record(t.elapsed().as_micros().max(1) as u64);
-                            match r.map(|r| r.status().as_u16()) {
-                                Ok(201) => won += 1,
-                                Ok(409) => full += 1,
+                            match r {
+                                Ok(r) if r.status() == 201 => {
+                                    won += 1;
+                                    let id =
+                                        r.json::<Value>().await.ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+                                    winners.extend(id.map(|id| (user, id)));
+                                }
+                                Ok(r) if r.status() == 409 => full += 1,
                                 _ => {}
                             }
                         }
-                        (h, won, full)
+                        (h, won, full, winners)
                     })
                 })
                 .collect();
-            let (mut h, mut won, mut full) = (new_histogram(), 0, 0);
+            let (mut h, mut won, mut full, mut winners) = (new_histogram(), 0, 0, Vec::new());
             for task in tasks {
-                let (th, w, f) = task.await.expect("client");
+                let (th, w, f, ws) = task.await.expect("client");
                 h.add(&th).expect("merge");
                 won += w;
                 full += f;
+                winners.extend(ws);
             }
-            (h, won, full)
+            (h, won, full, winners)
         }
     };
-    let (base, _, _) = race(false, 0).await;
-    let (hot, won, full) = race(true, 0).await;
+    let (base, _, _, _) = race(false, 0).await;
+    let (hot, won, full, hot_winners) = race(true, 0).await;
+    let waitlist = waitlist_effect(&ports, args.users, hot_winners).await;
     println!(
         "{}",
         json!({"scenario": "hotslot", "nodes": args.nodes, "users": args.users, "winners": won, "slot_full": full,
         "race_p50_ms": ms(&hot, 0.5), "race_p99_ms": ms(&hot, 0.99), "uncontended_p99_ms": ms(&base, 0.99),
-        "p99_ratio": ms(&hot, 0.99) / ms(&base, 0.99)})
+        "p99_ratio": ms(&hot, 0.99) / ms(&base, 0.99), "waitlist": waitlist})
     );
     println!(
         "| hotslot | {} nodes | {} users for 50 places | winners {won} | slot-full {full} | race p99 {:.2} ms vs uncontended p99 {:.2} ms ({:.2}×) |",
         args.nodes, args.users, ms(&hot, 0.99), ms(&base, 0.99), ms(&hot, 0.99) / ms(&base, 0.99)
     );
     assert_eq!(won, 50.min(args.users), "a slot of capacity 50 took {won} orders");
+}
+
+/// The waitlist's effect on latency, side by side in one run: losers of the hot slot join its
+/// line; then the winners cancel (each cancel places the first in line's order in the same
+/// transaction), against cancels of as many orders in a slot nobody waits for.
+async fn waitlist_effect(ports: &[u16], users: u64, winners: Vec<(String, String)>) -> Value {
+    let http = client();
+    let hot_slot = common::slot(2, 24);
+    let joiners = users.min(1000);
+    let (mut join, mut joined) = (new_histogram(), 0u64);
+    for n in 0..joiners {
+        let url = format!("http://127.0.0.1:{}/v1/waitlist", ports[n as usize % ports.len()]);
+        let t = Instant::now();
+        let r = http.post(url).bearer_auth(token(&format!("hot-1-{n}"))).json(&order_body(&hot_slot)).send().await;
+        if matches!(r, Ok(ref r) if r.status() == 201) {
+            let _ = join.record(t.elapsed().as_micros().max(1) as u64);
+            joined += 1;
+        }
+    }
+    // As many orders in a slot nobody waits for, placed now and cancelled below.
+    let quiet_slot = common::slot(2, 30);
+    let mut quiet = Vec::new();
+    for n in 0..winners.len() {
+        let user = format!("quiet-{n}");
+        let url = format!("http://127.0.0.1:{}/v1/orders", ports[n % ports.len()]);
+        if let Ok(r) = http.post(url).bearer_auth(token(&user)).json(&order_body(&quiet_slot)).send().await {
+            if let Some(id) = r.json::<Value>().await.ok().and_then(|v| v["id"].as_str().map(str::to_owned)) {
+                quiet.push((user, id));
+            }
+        }
+    }
+    let cancel_all = |orders: Vec<(String, String)>| {
+        let (http, ports) = (http.clone(), ports.to_vec());
+        async move {
+            let mut h = new_histogram();
+            for (n, (user, id)) in orders.into_iter().enumerate() {
+                let url = format!("http://127.0.0.1:{}/v1/orders/{id}", ports[n % ports.len()]);
+                let t = Instant::now();
+                if matches!(http.delete(url).bearer_auth(token(&user)).send().await, Ok(r) if r.status() == 200) {
+                    let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                }
+            }
+            h
+        }
+    };
+    let quiet_cancels = cancel_all(quiet).await;
+    let promoting_cancels = cancel_all(winners).await;
+    let after: Value = http
+        .get(format!("http://127.0.0.1:{}/v1/slots", ports[0]))
+        .query(&[("from", hot_slot.as_str())])
+        .send()
+        .await
+        .expect("slots")
+        .json()
+        .await
+        .expect("JSON");
+    println!(
+        "| hotslot waitlist | {joined} joined, p50 {:.2} p99 {:.2} ms | cancel that promotes p50 {:.2} p99 {:.2} ms vs cancel with no line p50 {:.2} p99 {:.2} ms | hot slot remaining after: {} |",
+        ms(&join, 0.5), ms(&join, 0.99), ms(&promoting_cancels, 0.5), ms(&promoting_cancels, 0.99),
+        ms(&quiet_cancels, 0.5), ms(&quiet_cancels, 0.99), after["slots"][0]["remaining"]
+    );
+    json!({
+        "joined": joined, "join_p50_ms": ms(&join, 0.5), "join_p99_ms": ms(&join, 0.99),
+        "promoting_cancel_p50_ms": ms(&promoting_cancels, 0.5), "promoting_cancel_p99_ms": ms(&promoting_cancels, 0.99),
+        "plain_cancel_p50_ms": ms(&quiet_cancels, 0.5), "plain_cancel_p99_ms": ms(&quiet_cancels, 0.99),
+        "hot_slot_remaining_after": after["slots"][0]["remaining"],
+    })
 }
 
 /// A hello-world axum server on its own runtime of `workers` threads (2 unless `--workers`: as
