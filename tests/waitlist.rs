@@ -119,3 +119,87 @@ async fn freed_places_go_to_the_first_in_line_on_every_node() {
         .unwrap();
     assert_eq!(next["position"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_survives_backup_and_restore_and_is_exported_with_positions() {
+    use common::cluster::free_port;
+    let node = common::TestNode::start_with(&["slots.capacity=1"]);
+    let config = node.config_file.to_str().unwrap().to_owned();
+    let slot = common::slot(2, 40);
+    let body = order_body(&slot);
+    let placed: Value = common::create(&node, "ann", &body).await.json().await.unwrap();
+    for user in ["bob", "cem"] {
+        let r = client().post(node.url("/v1/waitlist")).bearer_auth(token(user)).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // The billing export lists the line with its positions.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("line.ndjson");
+    let (code, _, err) = common::run_cli(&[
+        "export",
+        "--waitlist",
+        "--format",
+        "ndjson",
+        "--node",
+        &node.base,
+        "--config",
+        &config,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<Value> =
+        std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let line: Vec<(String, u64)> =
+        rows.iter().map(|r| (r["user"].as_str().unwrap().to_owned(), r["position"].as_u64().unwrap())).collect();
+    assert_eq!(line, [("bob".to_owned(), 1), ("cem".to_owned(), 2)]);
+
+    // Backup, restore on a new node: the line is there, and a freed place goes to bob.
+    let backup = dir.path().join("line.backup");
+    let (code, _, err) = common::run_cli(&[
+        "backup",
+        "--node",
+        &node.base,
+        "--config",
+        &config,
+        "--out",
+        backup.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    drop(node);
+    let restored = dir.path().join("restored");
+    let advertise = format!("127.0.0.1:{}", free_port());
+    let (code, _, err) = common::run_cli(&[
+        "restore",
+        "--in",
+        backup.to_str().unwrap(),
+        "--data-dir",
+        restored.to_str().unwrap(),
+        "--advertise",
+        &advertise,
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let node = common::TestNode::start_on(&restored, &[&format!("listen={advertise}"), "slots.capacity=1"]);
+    let cem: Value =
+        client().get(node.url("/v1/waitlist")).bearer_auth(token("cem")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cem["position"], 2);
+    let url = node.url(&format!("/v1/orders/{}", placed["id"].as_str().unwrap()));
+    assert_eq!(client().delete(url).bearer_auth(token("ann")).send().await.unwrap().status(), StatusCode::OK);
+    let bob: Value =
+        client().get(node.url("/v1/orders")).bearer_auth(token("bob")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(bob["orders"][0]["status"], "placed");
+    assert_eq!(bob["orders"][0]["delivery_slot"]["start"], slot.as_str());
+    let check: Value = client()
+        .get(node.url("/admin/check"))
+        .bearer_auth(common::cluster::admin_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(check["ok"], true, "{check}");
+}

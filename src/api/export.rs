@@ -19,8 +19,8 @@ use crate::auth::Principal;
 use crate::domain::{Order, OrderStatus, Size};
 use crate::node::{Consistency, Node};
 use crate::raft::state_machine::applied_index;
-use crate::state::export::for_each_order;
-use crate::state::StoreError;
+use crate::state::export::{for_each_order, for_each_wait_entry};
+use crate::state::{StoreError, WaitEntry};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
@@ -76,8 +76,80 @@ impl<'a> Row<'a> {
     }
 }
 
+/// One exported waitlist entry.
+#[derive(Serialize)]
+struct WaitRow<'a> {
+    store_id: &'a str,
+    delivery_slot: String,
+    position: u64,
+    user: &'a str,
+    order_id: String,
+    size: Size,
+    toppings: String,
+    price_cents: u64,
+    currency: &'a str,
+    joined_at: String,
+    waits_until: String,
+}
+
+impl<'a> WaitRow<'a> {
+    fn new(entry: &'a WaitEntry, position: u64) -> Self {
+        Self {
+            store_id: entry.store.as_str(),
+            delivery_slot: entry.spec.slot.start().to_rfc3339(),
+            position,
+            user: entry.user.as_str(),
+            order_id: entry.order_id.to_string(),
+            size: entry.spec.size,
+            toppings: entry.spec.toppings.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(";"),
+            price_cents: entry.price.amount.0,
+            currency: entry.price.currency.as_str(),
+            joined_at: entry.joined_at.to_rfc3339(),
+            waits_until: entry.expires_at.to_rfc3339(),
+        }
+    }
+}
+
+/// Where exported rows go: CSV (with a header row even when there are none, so every export
+/// parses the same way) or NDJSON.
+enum Sink<'w, W: std::io::Write> {
+    Csv(csv::Writer<&'w mut W>),
+    Ndjson(&'w mut W),
+}
+
+impl<'w, W: std::io::Write> Sink<'w, W> {
+    fn new(format: Format, out: &'w mut W) -> Self {
+        match format {
+            Format::Csv => Sink::Csv(csv::Writer::from_writer(out)),
+            Format::Ndjson => Sink::Ndjson(out),
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, row: &T) -> Result<(), StoreError> {
+        let io = |e: &dyn std::fmt::Display| StoreError::Io(e.to_string());
+        match self {
+            Sink::Csv(csv) => csv.serialize(row).map_err(|e| io(&e)),
+            Sink::Ndjson(out) => {
+                serde_json::to_writer(&mut **out, row).map_err(|e| io(&e))?;
+                out.write_all(b"\n").map_err(|e| io(&e))
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        if let Sink::Csv(mut csv) = self {
+            csv.flush().map_err(|e| e.to_string())?;
+            if csv.into_inner().is_err() {
+                return Err("the client went away".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 #[utoipa::path(get, path = "/admin/export", tag = "billing",
-    params(("format" = Option<String>, Query, description = "csv (default) or ndjson"), ("since_revision" = Option<u64>, Query, description = "Only orders changed after this revision")),
+    params(("format" = Option<String>, Query, description = "csv (default) or ndjson"), ("since_revision" = Option<u64>, Query, description = "Only orders changed after this revision"),
+        ("what" = Option<String>, Query, description = "orders (default) or waitlist: every line's entries with their positions")),
     responses((status = 200, description = "Orders as CSV or NDJSON; x-pizza-revision says as of which revision"),
         (status = 422, description = "A revision in the future or a bad parameter", body = super::openapi::Problem)), security(("bearer" = [])))]
 pub async fn export(State(node): State<Arc<Node>>, principal: Principal, query: QueryParams) -> ApiResult {
@@ -90,6 +162,12 @@ pub async fn export(State(node): State<Arc<Node>>, principal: Principal, query: 
     let since = match query.get("since_revision") {
         None => None,
         Some(raw) => Some(raw.parse::<u64>().map_err(|_| invalid("since_revision", "must be a whole number"))?),
+    };
+    let waitlist = match query.get("what") {
+        None | Some("orders") => false,
+        Some("waitlist") if since.is_none() => true,
+        Some("waitlist") => return Err(invalid("since_revision", "a waitlist export is always whole")),
+        Some(_) => return Err(invalid("what", "must be 'orders' or 'waitlist'")),
     };
     node.read_barrier(Consistency::Linearizable).await?;
     let store = node.store.clone();
@@ -105,29 +183,14 @@ pub async fn export(State(node): State<Arc<Node>>, principal: Principal, query: 
             return Ok(());
         }
         let _ = ready_tx.send(Ok(revision));
-        let text = |e: &dyn std::fmt::Display| e.to_string();
-        match format {
-            Format::Csv => {
-                let mut csv = csv::Writer::from_writer(out);
-                for_each_order(&txn, since, |order| {
-                    csv.serialize(Row::new(order)).map_err(|e| StoreError::Io(e.to_string()))
-                })
-                .map_err(|e| text(&e))?;
-                csv.flush().map_err(|e| text(&e))?;
-                // A header row even when nothing changed, so every export parses the same way.
-                if csv.into_inner().is_err() {
-                    return Err("the client went away".into());
-                }
-            }
-            Format::Ndjson => {
-                for_each_order(&txn, since, |order| {
-                    serde_json::to_writer(&mut *out, &Row::new(order)).map_err(|e| StoreError::Io(e.to_string()))?;
-                    out.write_all(b"\n").map_err(|e| StoreError::Io(e.to_string()))
-                })
-                .map_err(|e| text(&e))?;
-            }
-        }
-        Ok(())
+        let mut sink = Sink::new(format, out);
+        let written = if waitlist {
+            for_each_wait_entry(&txn, |entry, position| sink.put(&WaitRow::new(entry, position)))
+        } else {
+            for_each_order(&txn, since, |order| sink.put(&Row::new(order)))
+        };
+        written.map_err(|e| e.to_string())?;
+        sink.finish()
     });
     let revision = ready_rx.await.map_err(|_| ApiError::Internal)??;
     let mut response = (StatusCode::OK, body).into_response();

@@ -91,8 +91,11 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ExportFormat,
     /// Only orders created, changed or cancelled after this revision (from a previous export).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "waitlist")]
     pub since_revision: Option<u64>,
+    /// Export every waitlist entry with its position instead of orders (always whole).
+    #[arg(long)]
+    pub waitlist: bool,
     /// Write here instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -358,6 +361,9 @@ pub fn export(args: ExportArgs) -> ExitCode {
         ExportFormat::Ndjson => "ndjson",
     };
     let mut path = format!("/admin/export?format={format}");
+    if args.waitlist {
+        path.push_str("&what=waitlist");
+    }
     if let Some(since) = args.since_revision {
         path.push_str(&format!("&since_revision={since}"));
     }
@@ -412,13 +418,15 @@ pub fn export(args: ExportArgs) -> ExitCode {
         ExportFormat::Csv => lines.saturating_sub(1),
         ExportFormat::Ndjson => lines,
     };
-    let summary =
-        json!({"revision": revision, "orders": rows, "since_revision": args.since_revision, "format": format});
+    let what = if args.waitlist { "waitlist_entries" } else { "orders" };
+    let summary = json!({"revision": revision, what: rows, "since_revision": args.since_revision, "format": format});
     if args.output.json && args.out.is_some() {
         println!("{summary}");
     } else if args.output.json {
         // The data went to stdout; the summary goes beside it.
         eprintln!("{summary}");
+    } else if args.waitlist {
+        eprintln!("exported {rows} waitlist entries as of revision {}", revision.map_or("?".into(), |r| r.to_string()));
     } else {
         eprintln!(
             "exported {rows} orders as of revision {}; next increment: --since-revision {}",

@@ -2,10 +2,34 @@
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::tables::{ORDERS, ORDERS_BY_REVISION};
-use super::StoreError;
+use super::tables::{ORDERS, ORDERS_BY_REVISION, WAITLIST};
+use super::{StoreError, WaitEntry};
 use crate::codec;
 use crate::domain::Order;
+
+/// Call `visit` for every waitlist entry with its position (1 = next), line by line in
+/// (store, slot) order, each line in joining order. Returns how many were visited. Entries
+/// whose line has lapsed are included; their `expires_at` says so.
+pub fn for_each_wait_entry(
+    txn: &ReadTransaction,
+    mut visit: impl FnMut(&WaitEntry, u64) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut count = 0;
+    let mut line: Option<(String, i64)> = None;
+    let mut position = 0;
+    for entry in txn.open_table(WAITLIST)?.iter()? {
+        let (key, value) = entry?;
+        let (store, start, _) = key.value();
+        if line.as_ref().is_none_or(|(s, t)| s != store || *t != start) {
+            line = Some((store.to_owned(), start));
+            position = 0;
+        }
+        position += 1;
+        visit(&codec::decode(value.value())?, position)?;
+        count += 1;
+    }
+    Ok(count)
+}
 
 /// Call `visit` for every order (in id order), or, with `since`, for every order whose last
 /// change has a revision above `since` (in revision order). Returns how many were visited.
