@@ -10,7 +10,6 @@
 
 mod common;
 
-use common::cluster::admin_token;
 use common::{client, token, TestNode};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -73,8 +72,7 @@ async fn a_format_4_data_directory_converts_into_store_main_and_loses_nothing() 
     assert_eq!(retry.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
 
     // The converted state passes every check, and the converted orders still change.
-    let check: Value =
-        client().get(node.url("/admin/check")).bearer_auth(admin_token()).send().await.unwrap().json().await.unwrap();
+    let check: Value = common::admin_get_json(&node.url("/admin/check")).await;
     assert_eq!(check["ok"], true, "{check}");
     let id = eve[0]["id"].as_str().unwrap();
     let cancel = client().delete(node.url(&format!("/v1/orders/{id}"))).bearer_auth(token("eve")).send().await.unwrap();

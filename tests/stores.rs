@@ -306,8 +306,7 @@ async fn lowering_capacity_closes_a_slot_keeps_its_orders_and_is_not_damage() {
     assert_eq!((slot["capacity"].clone(), slot["remaining"].clone()), (json!(1), json!(0)));
     let full = post_order(&node.base, "k4", &body).await;
     assert_eq!(full.status(), StatusCode::CONFLICT);
-    let check: Value =
-        client().get(node.url("/admin/check")).bearer_auth(admin_token()).send().await.unwrap().json().await.unwrap();
+    let check: Value = common::admin_get_json(&node.url("/admin/check")).await;
     assert_eq!(check["ok"], true, "{check}");
     assert_eq!(check["slots_over_current_capacity"], 1, "{check}");
 
@@ -337,7 +336,6 @@ async fn lowering_capacity_closes_a_slot_keeps_its_orders_and_is_not_damage() {
     let slot = slot_seen(&node.base, "mitte", &race, &race_end).await;
     let capacity = slot["capacity"].as_u64().unwrap();
     assert_eq!(slot["remaining"].as_u64().unwrap(), capacity.saturating_sub(created as u64));
-    let check: Value =
-        client().get(node.url("/admin/check")).bearer_auth(admin_token()).send().await.unwrap().json().await.unwrap();
+    let check: Value = common::admin_get_json(&node.url("/admin/check")).await;
     assert_eq!(check["ok"], true, "{check}");
 }

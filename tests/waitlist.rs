@@ -192,14 +192,6 @@ async fn the_line_survives_backup_and_restore_and_is_exported_with_positions() {
         client().get(node.url("/v1/orders")).bearer_auth(token("bob")).send().await.unwrap().json().await.unwrap();
     assert_eq!(bob["orders"][0]["status"], "placed");
     assert_eq!(bob["orders"][0]["delivery_slot"]["start"], slot.as_str());
-    let check: Value = client()
-        .get(node.url("/admin/check"))
-        .bearer_auth(common::cluster::admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let check: Value = common::admin_get_json(&node.url("/admin/check")).await;
     assert_eq!(check["ok"], true, "{check}");
 }

@@ -113,14 +113,15 @@ impl<'a> WaitRow<'a> {
 /// Where exported rows go: CSV (with a header row even when there are none, so every export
 /// parses the same way) or NDJSON.
 enum Sink<'w, W: std::io::Write> {
-    Csv(csv::Writer<&'w mut W>),
+    /// Boxed: the writer's buffer is large beside a reference, and there is one sink per export.
+    Csv(Box<csv::Writer<&'w mut W>>),
     Ndjson(&'w mut W),
 }
 
 impl<'w, W: std::io::Write> Sink<'w, W> {
     fn new(format: Format, out: &'w mut W) -> Self {
         match format {
-            Format::Csv => Sink::Csv(csv::Writer::from_writer(out)),
+            Format::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(out))),
             Format::Ndjson => Sink::Ndjson(out),
         }
     }

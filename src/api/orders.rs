@@ -20,7 +20,8 @@ use crate::domain::{
 };
 use crate::node::{Consistency, Node};
 use crate::state::{
-    CancelOrder, ChangeOrder, Command, CommandId, CurrentCatalog, IdempotencyClaim, Outcome, PlaceOrder, Rejection,
+    CancelOrder, ChangeOrder, Command, CommandId, CurrentCatalog, IdempotencyClaim, IdempotencyKey, Outcome,
+    PlaceOrder, Rejection,
 };
 
 /// The body of `POST /v1/orders` and `PUT /v1/orders/{id}`: the whole order as the customer
@@ -213,13 +214,32 @@ fn parse_id(raw: &str) -> Result<OrderId, ApiError> {
 /// retry; with a different order it is a client bug. It covers what the request said: a
 /// request without postcode, location or store is fingerprinted as before stores existed, so
 /// a retry across the upgrade still replays.
-pub(super) fn fingerprint(body: &OrderRequest, order: &Resolved) -> Result<[u8; 32], ApiError> {
+fn fingerprint(body: &OrderRequest, order: &Resolved) -> Result<[u8; 32], ApiError> {
     let bytes = if order.delivery == DeliveryPoint::default() && body.store_id.is_none() {
         codec::encode(&order.spec)
     } else {
         codec::encode(&(&order.spec, &order.delivery, &body.store_id))
     };
     Ok(Sha256::digest(bytes.map_err(|_| ApiError::Internal)?).into())
+}
+
+/// The `Idempotency-Key` claim of a create-like request (an order, a place in line); `None`
+/// without the header.
+pub(super) fn idempotency_claim(
+    node: &Node,
+    key: Option<&IdempotencyKey>,
+    body: &OrderRequest,
+    resolved: &Resolved,
+    now: Timestamp,
+) -> Result<Option<IdempotencyClaim>, ApiError> {
+    let claim = |key: &IdempotencyKey| {
+        Ok(IdempotencyClaim {
+            key: key.clone(),
+            fingerprint: fingerprint(body, resolved)?,
+            expires_at: now.plus_millis(node.config.idempotency_ttl_ms),
+        })
+    };
+    key.map(claim).transpose()
 }
 
 /// Resolve the request against the catalog in force and propose the command `make` builds;
@@ -263,14 +283,7 @@ pub async fn create_order(
     let now = Timestamp::now();
     let order_id = OrderId::new_at(now);
     let outcome = propose_resolved(&node, &body, now, None, |resolved| {
-        let idempotency = match &key {
-            Some(key) => Some(IdempotencyClaim {
-                key: key.clone(),
-                fingerprint: fingerprint(&body, &resolved)?,
-                expires_at: now.plus_millis(node.config.idempotency_ttl_ms),
-            }),
-            None => None,
-        };
+        let idempotency = idempotency_claim(&node, key.as_ref(), &body, &resolved, now)?;
         Ok(Command::PlaceOrder(PlaceOrder {
             order_id,
             user: principal.user.clone(),

@@ -12,12 +12,12 @@ use serde::Serialize;
 
 use super::extract::{consistency, idempotency_key, JsonBody, QueryParams};
 use super::openapi::Problem;
-use super::orders::{fingerprint, order_id_text, propose, propose_resolved, timestamp_text, OrderRequest};
+use super::orders::{idempotency_claim, order_id_text, propose, propose_resolved, timestamp_text, OrderRequest};
 use super::{ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::domain::{OrderId, Size, Timestamp, Topping, Toppings};
 use crate::node::Node;
-use crate::state::{Command, IdempotencyClaim, JoinWaitlist, LeaveWaitlist, Outcome, Rejection, WaitEntry};
+use crate::state::{Command, JoinWaitlist, LeaveWaitlist, Outcome, Rejection, WaitEntry};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WaitlistView<'a> {
@@ -87,14 +87,7 @@ pub async fn join(
     let now = Timestamp::now();
     let order_id = OrderId::new_at(now);
     let outcome = propose_resolved(&node, &body, now, None, |resolved| {
-        let idempotency = match &key {
-            Some(key) => Some(IdempotencyClaim {
-                key: key.clone(),
-                fingerprint: fingerprint(&body, &resolved)?,
-                expires_at: now.plus_millis(node.config.idempotency_ttl_ms),
-            }),
-            None => None,
-        };
+        let idempotency = idempotency_claim(&node, key.as_ref(), &body, &resolved, now)?;
         Ok(Command::JoinWaitlist(JoinWaitlist {
             order_id,
             user: principal.user.clone(),

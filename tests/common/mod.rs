@@ -264,3 +264,9 @@ pub fn chain_file(dir: &std::path::Path) -> String {
     std::fs::write(&path, CHAIN).expect("write catalog");
     path.display().to_string()
 }
+
+/// GET a document with an admin token and return its JSON (for example `/admin/check`).
+pub async fn admin_get_json(url: &str) -> Value {
+    let response = client().get(url).bearer_auth(cluster::admin_token()).send().await.expect("request");
+    response.json().await.expect("JSON body")
+}
