@@ -3,6 +3,7 @@
 
 mod admin;
 mod backup;
+mod caching;
 mod catalog;
 mod deadline;
 mod dev_login;
@@ -27,13 +28,14 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Request};
+use axum::http::{header, HeaderName, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::domain::OrderVersion;
@@ -111,6 +113,9 @@ where
                 }),
         )
         .layer(PropagateRequestIdLayer::new(request_id))
+        // Only the public reads name a caching policy; everything else is a user's or an
+        // admin's and must not be stored by any cache.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, caching::PRIVATE))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");
             ApiError::Internal.into_response()

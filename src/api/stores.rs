@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::Json;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Serialize;
 
+use super::caching::{cached_json, catalog_tag, CachePolicy};
 use super::extract::{consistency, IdSegment, QueryParams};
 use super::{ApiError, ApiResult};
 use crate::domain::{Catalog, DeliveryPoint, GeoPoint, Postcode, Store, Timestamp, Unplaceable, WeekHours};
@@ -72,14 +74,15 @@ pub struct StoreList {
 
 #[utoipa::path(get, path = "/v1/stores", tag = "stores",
     params(("consistency" = Option<String>, Query, description = "linearizable (default) or stale")),
-    responses((status = 200, description = "Every store of the chain", body = StoreList),
+    responses((status = 200, description = "Every store of the chain; ETag = the catalog version", body = StoreList), (status = 304, description = "Not modified (If-None-Match)"),
         (status = 503, description = "No catalog yet", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn list_stores(State(node): State<Arc<Node>>, query: QueryParams) -> ApiResult<Json<StoreList>> {
+pub async fn list_stores(State(node): State<Arc<Node>>, headers: HeaderMap, query: QueryParams) -> ApiResult<Response> {
     node.read_barrier(consistency(&query)?).await?;
     let current = node.catalog()?;
     let catalog = &current.catalog;
     let stores = catalog.stores().iter().map(|s| StoreView::new(s, catalog)).collect();
-    Ok(Json(StoreList { catalog_version: current.version, stores }))
+    let list = StoreList { catalog_version: current.version, stores };
+    cached_json(&headers, CachePolicy::Catalog, Some(catalog_tag(current.version)), &list)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -91,9 +94,13 @@ pub struct LocatedStore {
 
 #[utoipa::path(get, path = "/v1/stores/locate", tag = "stores",
     params(("postcode" = Option<String>, Query), ("latitude" = Option<f64>, Query), ("longitude" = Option<f64>, Query)),
-    responses((status = 200, description = "The store that would bake an order for this address", body = LocatedStore),
+    responses((status = 200, description = "The store that would bake an order for this address", body = LocatedStore), (status = 304, description = "Not modified (If-None-Match)"),
         (status = 422, description = "outside-delivery-area (with the nearest store) or invalid-field", body = super::openapi::Problem, content_type = "application/problem+json")))]
-pub async fn locate_store(State(node): State<Arc<Node>>, query: QueryParams) -> ApiResult<Json<LocatedStore>> {
+pub async fn locate_store(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    query: QueryParams,
+) -> ApiResult<Response> {
     let number = |name: &str| -> Result<Option<f64>, ApiError> {
         query
             .get(name)
@@ -110,7 +117,8 @@ pub async fn locate_store(State(node): State<Arc<Node>>, query: QueryParams) -> 
     let current = node.catalog()?;
     let store = locate(&current.catalog, &point, query.get("store_id"))?;
     let distance_m = point.location.zip(store.location).map(|(a, b)| a.distance_m(b).round());
-    Ok(Json(LocatedStore { store: StoreView::new(store, &current.catalog), distance_m }))
+    let located = LocatedStore { store: StoreView::new(store, &current.catalog), distance_m };
+    cached_json(&headers, CachePolicy::Catalog, Some(catalog_tag(current.version)), &located)
 }
 
 /// A delivery point from its parts, each checked and named when wrong.
@@ -182,15 +190,17 @@ pub struct SlotAvailability {
 
 #[utoipa::path(get, path = "/v1/stores/{id}/slots", tag = "stores",
     params(("id" = String, Path, description = "Store id"), ("from" = Option<String>, Query, description = "RFC 3339, default now"), ("to" = Option<String>, Query, description = "RFC 3339, default from + 24 h, at most 31 days after from")),
-    responses((status = 200, description = "Bookable slots with room left", body = SlotList),
+    responses((status = 200, description = "Bookable slots with room left", body = SlotList), (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "No such store", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad range", body = super::openapi::Problem, content_type = "application/problem+json")))]
 pub async fn store_slots(
     State(node): State<Arc<Node>>,
     IdSegment(id): IdSegment,
+    headers: HeaderMap,
     query: QueryParams,
-) -> ApiResult<Json<SlotList>> {
-    slot_list(&node, Some(&id), &query).await.map(Json)
+) -> ApiResult<Response> {
+    let list = slot_list(&node, Some(&id), &query).await?;
+    cached_json(&headers, CachePolicy::Availability, None, &list)
 }
 
 /// The slots of store `id` (or of the only store, when there is one) in the query's range.

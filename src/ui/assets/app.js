@@ -24,8 +24,11 @@ class Problem extends Error {
   constructor(status, body) { super(body.detail || body.title || `HTTP ${status}`); this.status = status; this.type = body.type || ""; this.field = body.field; this.body = body; }
 }
 
-async function api(method, path, { body, headers = {} } = {}) {
+// `cache: "no-cache"` for availability: the browser may keep an answer, but asks the node
+// (If-None-Match, a cheap 304 when nothing changed) before showing it.
+async function api(method, path, { body, headers = {}, cache } = {}) {
   const init = { method, headers: { ...headers } };
+  if (cache) init.cache = cache;
   if (state.token) init.headers.Authorization = `Bearer ${state.token}`;
   if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   let response;
@@ -163,7 +166,7 @@ async function loadOpenDays() {
   const to = new Date(now.getTime() + Math.min(OPEN_DAYS_AHEAD, state.store.horizon_days || OPEN_DAYS_AHEAD) * 24 * 3600 * 1000);
   let days = [];
   try {
-    const { data } = await api("GET", slotsPath(now.toISOString(), to.toISOString()));
+    const { data } = await api("GET", slotsPath(now.toISOString(), to.toISOString()), { cache: "no-cache" });
     days = [...new Set(data.slots.filter((s) => s.remaining > 0).map((s) => s.local_start.slice(0, 10)))];
   } catch { /* the slot list says what went wrong */ }
   $("open-days").textContent = days.length
@@ -262,7 +265,7 @@ async function loadSlots() {
   const [from, to] = dayRange(day);
   $("slots").setAttribute("aria-busy", "true");
   try {
-    const { data } = await api("GET", slotsPath(from, to));
+    const { data } = await api("GET", slotsPath(from, to), { cache: "no-cache" });
     const today = data.slots.filter((s) => s.local_start.slice(0, 10) === day);
     $("day-words").textContent = capital(dayInWords(day, { long: true }));
     $("slots").innerHTML = "";
