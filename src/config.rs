@@ -89,11 +89,14 @@ pub struct HttpSettings {
     pub header_read_timeout_ms: u64,
     /// On shutdown, connections still busy after this long are closed.
     pub drain_timeout_ms: u64,
+    /// Live availability streams (Server-Sent Events) one node serves at once; more are
+    /// answered 503 with Retry-After.
+    pub max_streams: usize,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { header_read_timeout_ms: 10_000, drain_timeout_ms: 20_000 }
+        Self { header_read_timeout_ms: 10_000, drain_timeout_ms: 20_000, max_streams: 10_000 }
     }
 }
 

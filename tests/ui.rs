@@ -346,3 +346,25 @@ async fn the_day_picker_opens_on_tonight_and_every_missing_field_is_shown_at_onc
     assert!(!posted, "the form sent a request although it was incomplete");
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_filled_through_one_node_shows_full_on_another_nodes_page_without_a_reload() {
+    let cluster = common::cluster::TestCluster::start(2, &["auth.dev_login=true", "slots.capacity=1"]).await;
+    let driver = Driver::start();
+    let (dora, emil) = (driver.browser(1000, 1100).await, driver.browser(1000, 1100).await);
+    sign_in(&dora, &cluster.url(0, "/"), "dora").await;
+    sign_in(&emil, &cluster.url(1, "/"), "emil").await;
+    let start = choose_slot(&dora, 3, None).await;
+    choose_slot(&emil, 3, Some(&start)).await;
+    let watched = format!("#slots button[data-start='{start}']");
+    wait_text(&emil, &watched, "1 left").await;
+    fill(&dora, "Dora's Door").await;
+    dora.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&dora, "#current:not([hidden])").await;
+    // Emil's page, served by the other node, shows the slot full and disabled by itself.
+    visible(&emil, &format!("{watched}[disabled]")).await;
+    wait_text(&emil, &watched, "full").await;
+    screenshot(&emil, "9-live-slot-full").await;
+    dora.close().await.unwrap();
+    emil.close().await.unwrap();
+}

@@ -10,6 +10,7 @@ mod dev_login;
 mod export;
 mod extract;
 mod health;
+mod live;
 mod menu;
 mod metrics;
 mod openapi;
@@ -132,6 +133,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/locate", get(stores::locate_store))
         .route("/v1/stores/{id}/slots", get(stores::store_slots))
+        .route("/v1/stores/{id}/slots/stream", get(live::slot_stream))
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/v1/waitlist", get(waitlist::show).post(waitlist::join).delete(waitlist::leave))

@@ -97,6 +97,7 @@ impl Modify for BearerAuth {
         super::stores::list_stores,
         super::stores::locate_store,
         super::stores::store_slots,
+        super::live::slot_stream,
         super::catalog::show,
         super::catalog::apply,
         super::catalog::history,

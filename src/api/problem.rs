@@ -37,6 +37,8 @@ pub enum ApiError {
     OutsideDeliveryArea { nearest: Option<(String, String, f64)> },
     #[error("no catalog is in force yet (a new cluster's leader seeds one within seconds); retry shortly")]
     NoCatalog,
+    #[error("this node serves as many live streams as it may; retry in a few seconds, or on another node")]
+    TooManyStreams,
     #[error("{0}")]
     InvalidCatalog(String, Vec<String>),
     #[error("no resource at this path")]
@@ -130,6 +132,7 @@ impl ApiError {
                 (S::UNPROCESSABLE_ENTITY, "outside-delivery-area", "Outside every delivery area")
             }
             ApiError::NoCatalog => (S::SERVICE_UNAVAILABLE, "no-catalog", "No catalog yet"),
+            ApiError::TooManyStreams => (S::SERVICE_UNAVAILABLE, "too-many-streams", "Too many live streams"),
             ApiError::InvalidCatalog(..) => (S::UNPROCESSABLE_ENTITY, "invalid-catalog", "Invalid catalog"),
             ApiError::RouteNotFound => (S::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
@@ -249,6 +252,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Rejected(Rejection::PreconditionFailed(version)) => {
                 headers.insert(header::ETAG, etag(*version));
+            }
+            ApiError::TooManyStreams => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }

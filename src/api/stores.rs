@@ -172,20 +172,20 @@ pub(super) fn locate<'c>(
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SlotList {
-    store_id: String,
-    time_zone: String,
-    slot_minutes: u32,
-    slots: Vec<SlotAvailability>,
+    pub(super) store_id: String,
+    pub(super) time_zone: String,
+    pub(super) slot_minutes: u32,
+    pub(super) slots: Vec<SlotAvailability>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SlotAvailability {
-    start: String,
-    end: String,
+    pub(super) start: String,
+    pub(super) end: String,
     /// The start on the store's local clock, with its UTC offset.
-    local_start: String,
-    capacity: u32,
-    remaining: u32,
+    pub(super) local_start: String,
+    pub(super) capacity: u32,
+    pub(super) remaining: u32,
 }
 
 #[utoipa::path(get, path = "/v1/stores/{id}/slots", tag = "stores",
@@ -206,6 +206,13 @@ pub async fn store_slots(
 /// The slots of store `id` (or of the only store, when there is one) in the query's range.
 pub(super) async fn slot_list(node: &Node, id: Option<&str>, query: &QueryParams) -> ApiResult<SlotList> {
     let now = Timestamp::now();
+    let (from, to) = slot_range(query, now)?;
+    node.read_barrier(consistency(query)?).await?;
+    availability(node, id, from, to, now)
+}
+
+/// The `[from, to)` a slot list asks for: default the next 24 hours, at most 31 days.
+pub(super) fn slot_range(query: &QueryParams, now: Timestamp) -> Result<(Timestamp, Timestamp), ApiError> {
     let param = |name: &str| -> Result<Option<Timestamp>, ApiError> {
         query
             .get(name)
@@ -226,7 +233,17 @@ pub(super) async fn slot_list(node: &Node, id: Option<&str>, query: &QueryParams
             detail: "to: at most 31 days after from; page through longer ranges".into(),
         });
     }
-    node.read_barrier(consistency(query)?).await?;
+    Ok((from, to))
+}
+
+/// The bookable slots of store `id` in `[from, to)` with their room, from this node's state.
+pub(super) fn availability(
+    node: &Node,
+    id: Option<&str>,
+    from: Timestamp,
+    to: Timestamp,
+    now: Timestamp,
+) -> ApiResult<SlotList> {
     let current = node.catalog()?;
     let store = match id {
         Some(id) => current.catalog.store(id).ok_or(ApiError::StoreNotFound)?,

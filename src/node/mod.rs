@@ -82,6 +82,8 @@ pub struct Node {
     lease: Arc<Lease>,
     /// The last log index applied to this node's state (its redb transaction committed).
     applied: Arc<AtomicU64>,
+    /// Permits for live availability streams (`http.max_streams`).
+    pub streams: Arc<Semaphore>,
 }
 
 type Pending = (Command, oneshot::Sender<Result<Applied, NodeError>>);
@@ -248,6 +250,7 @@ impl Node {
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
         let max_batch = if config.raft.group_commit { config.raft.max_batch } else { 1 };
         tokio::spawn(run_batcher(submitter.clone(), queue, max_batch, config.raft.batches_in_flight));
+        let streams = Arc::new(Semaphore::new(config.http.max_streams));
         let node = Arc::new(Self {
             keys: TokenKeys::new(&config.secret),
             config,
@@ -263,6 +266,7 @@ impl Node {
             read_index,
             lease,
             applied,
+            streams,
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));
         if node.config.cluster.bootstrap {

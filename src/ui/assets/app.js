@@ -244,13 +244,38 @@ function slotButton(slot, onPick) {
   const b = document.createElement("button");
   b.type = "button";
   b.dataset.start = slot.start;
-  b.disabled = slot.remaining === 0;
   b.setAttribute("aria-pressed", String(state.slot === slot.start));
-  const time = clockTime(slot.start);
-  b.innerHTML = `${time}<small>${slot.remaining === 0 ? "full" : `${slot.remaining} left`}</small>`;
-  b.setAttribute("aria-label", `${localTime(slot.start)}, ${slot.remaining === 0 ? "full" : `${slot.remaining} places left`}`);
+  showRoom(b, slot);
   b.addEventListener("click", () => onPick(slot.start));
   return b;
+}
+
+// A slot button's time and room ("3 left", "full"); a full slot cannot be picked.
+function showRoom(button, slot) {
+  const full = slot.remaining === 0;
+  button.disabled = full;
+  button.innerHTML = `${clockTime(slot.start)}<small>${full ? "full" : `${slot.remaining} left`}</small>`;
+  button.setAttribute("aria-label", `${localTime(slot.start)}, ${full ? "full" : `${slot.remaining} places left`}`);
+  if (full && state.slot === slot.start && !state.editing) {
+    state.slot = null;
+    button.setAttribute("aria-pressed", "false");
+  }
+}
+
+// Live availability: the node pushes each change of the shown day's slots (Server-Sent
+// Events), so "N left" moves without a reload and a slot that fills is disabled at once.
+let live = null;
+function watchSlots(from, to) {
+  if (live) live.close();
+  if (!window.EventSource || !state.store) return;
+  const path = `/v1/stores/${encodeURIComponent(state.store.id)}/slots/stream?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+  live = new EventSource(path);
+  const update = (slot) => {
+    const button = document.querySelector(`#slots button[data-start="${slot.start}"]`);
+    if (button) showRoom(button, slot);
+  };
+  live.addEventListener("slot", (event) => update(JSON.parse(event.data)));
+  live.addEventListener("slots", (event) => JSON.parse(event.data).slots.forEach(update));
 }
 
 function pickSlot(start) {
@@ -271,6 +296,7 @@ async function loadSlots() {
     $("slots").innerHTML = "";
     if (today.length === 0) $("slots").textContent = "No delivery slots on this day.";
     today.forEach((s) => $("slots").append(slotButton(s, pickSlot)));
+    watchSlots(from, to);
   } catch (e) {
     $("slots").textContent = e.message;
   } finally {

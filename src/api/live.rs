@@ -1,0 +1,113 @@
+//! `GET /v1/stores/{id}/slots/stream?from=&to=`: live availability as Server-Sent Events, from
+//! any node.
+//!
+//! The first event (`slots`) is the whole list for the range; after it, each `slot` event is
+//! one slot whose remaining places (or capacity) changed, as this node applies the log. The
+//! event id is the applied index it reflects; a client that reconnects (with `Last-Event-ID`)
+//! gets a fresh `slots` snapshot first, so it never misses a change. Comments keep idle
+//! connections open. Subscribers per node are bounded (`http.max_streams`): beyond, 503 with
+//! `Retry-After`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::extract::{IdSegment, QueryParams};
+use super::stores::{availability, slot_range, SlotAvailability};
+use super::{ApiError, ApiResult};
+use crate::domain::Timestamp;
+use crate::node::Node;
+use crate::raft::RaftMetrics;
+
+/// Changes are gathered for this long after the first one: a burst of bookings is one round of
+/// reads per subscriber, not one per booking.
+const COALESCE: Duration = Duration::from_millis(50);
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+struct Watch {
+    node: Arc<Node>,
+    store: String,
+    from: Timestamp,
+    to: Timestamp,
+    applied: tokio::sync::watch::Receiver<RaftMetrics>,
+    seen: Option<BTreeMap<String, SlotAvailability>>,
+    /// An error was sent: the stream ends.
+    done: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[utoipa::path(get, path = "/v1/stores/{id}/slots/stream", tag = "stores",
+    params(("id" = String, Path, description = "Store id"), ("from" = Option<String>, Query, description = "RFC 3339, default now"), ("to" = Option<String>, Query, description = "RFC 3339, default from + 24 h, at most 31 days after from")),
+    responses((status = 200, description = "text/event-stream: a `slots` event with the whole range, then a `slot` event per change", content_type = "text/event-stream"),
+        (status = 404, description = "No such store", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many live subscribers on this node; retry after the given seconds", body = super::openapi::Problem, content_type = "application/problem+json")))]
+pub async fn slot_stream(
+    State(node): State<Arc<Node>>,
+    IdSegment(id): IdSegment,
+    query: QueryParams,
+) -> ApiResult<Response> {
+    let (from, to) = slot_range(&query, Timestamp::now())?;
+    // Refuse a bad store now, as a problem, rather than as an empty stream.
+    availability(&node, Some(&id), from, to, Timestamp::now())?;
+    let permit = node.streams.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
+    let applied = node.raft.metrics();
+    let watch = Watch { node, store: id, from, to, applied, seen: None, done: false, _permit: permit };
+    let events = stream::unfold(watch, next_events).flat_map(stream::iter);
+    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("keep-alive"));
+    let mut response = sse.into_response();
+    response.headers_mut().insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// The events of the next change (the whole list the first time); `None` ends the stream.
+async fn next_events(mut w: Watch) -> Option<(Vec<Result<Event, Infallible>>, Watch)> {
+    if w.done {
+        return None;
+    }
+    loop {
+        if w.seen.is_some() {
+            // Wait for the next applied entry, then let a burst settle.
+            w.applied.changed().await.ok()?;
+            tokio::time::sleep(COALESCE).await;
+        }
+        let applied = w.applied.borrow_and_update().last_applied.map_or(0, |l| l.index);
+        let list = match availability(&w.node, Some(&w.store), w.from, w.to, Timestamp::now()) {
+            Ok(list) => list,
+            // The store left the catalog, or storage failed: say so and end the stream.
+            Err(e) => {
+                let gone = Event::default().event("error").data(e.to_string());
+                w.done = true;
+                return Some((vec![Ok(gone)], w));
+            }
+        };
+        let now: BTreeMap<String, SlotAvailability> = list.slots.iter().map(|s| (s.start.clone(), s.clone())).collect();
+        let id = applied.to_string();
+        let events: Vec<Result<Event, Infallible>> = match &w.seen {
+            None => vec![Ok(json_event("slots", &id, &list))],
+            Some(seen) => now
+                .iter()
+                .filter(|(start, slot)| seen.get(*start) != Some(slot))
+                .map(|(_, slot)| Ok(json_event("slot", &id, slot)))
+                .collect(),
+        };
+        w.seen = Some(now);
+        if !events.is_empty() {
+            return Some((events, w));
+        }
+    }
+}
+
+fn json_event<T: serde::Serialize>(kind: &str, id: &str, data: &T) -> Event {
+    Event::default()
+        .event(kind)
+        .id(id)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event("error").data("cannot encode"))
+}
