@@ -80,10 +80,15 @@ pub async fn init(
 pub struct AddNode {
     id: NodeId,
     addr: String,
+    /// An edge replica: a learner that is never promoted. It replicates the log and serves
+    /// reads near its users, forwards writes, and never counts toward a quorum.
+    #[serde(default)]
+    edge: bool,
 }
 
-/// Add a node: it joins as a learner, catches up, then becomes a voter.
-#[utoipa::path(post, path = "/admin/cluster/nodes", tag = "admin", request_body = AddNode, responses((status = 200, description = "Added as learner, caught up, promoted", body = StatusView)), security(("bearer" = [])))]
+/// Add a node: it joins as a learner, catches up, then becomes a voter (or, with `edge`,
+/// stays a non-voting edge replica).
+#[utoipa::path(post, path = "/admin/cluster/nodes", tag = "admin", request_body = AddNode, responses((status = 200, description = "Added as learner, caught up, promoted (or kept as an edge replica)", body = StatusView)), security(("bearer" = [])))]
 pub async fn add_node(
     State(node): State<Arc<Node>>,
     principal: Principal,
@@ -97,10 +102,12 @@ pub async fn add_node(
     }
     let refused = |e: &dyn std::fmt::Display| ApiError::Cluster(e.to_string());
     node.raft.add_learner(body.id, BasicNode::new(&body.addr), true).await.map_err(|e| refused(&e))?;
-    node.raft
-        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([body.id])), false)
-        .await
-        .map_err(|e| refused(&e))?;
+    if !body.edge {
+        node.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([body.id])), false)
+            .await
+            .map_err(|e| refused(&e))?;
+    }
     Ok(Json(status_view(&node).await).into_response())
 }
 
@@ -120,10 +127,14 @@ pub async fn remove_node(
     {
         return Ok(response);
     }
-    node.raft
-        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-        .await
-        .map_err(|e| ApiError::Cluster(e.to_string()))?;
+    let voter = node.metrics().membership_config.membership().voter_ids().any(|v| v == id);
+    let change = if voter {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else {
+        // An edge replica (a learner): no quorum changes, it simply leaves.
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    };
+    node.raft.change_membership(change, false).await.map_err(|e| ApiError::Cluster(e.to_string()))?;
     Ok(Json(status_view(&node).await).into_response())
 }
 
@@ -132,6 +143,8 @@ pub struct MemberView {
     id: NodeId,
     addr: String,
     voter: bool,
+    /// `voter`, or `edge` (a learner that is never promoted: reads and forwarded writes only).
+    role: String,
     /// Last log index known to be replicated to it (leader's view).
     matched: Option<u64>,
     /// Entries it trails the leader's log by.
@@ -166,6 +179,7 @@ async fn status_view(node: &Node) -> StatusView {
                 id: *id,
                 addr: n.addr.clone(),
                 voter: voters.contains(id),
+                role: if voters.contains(id) { "voter" } else { "edge" }.to_owned(),
                 matched,
                 lag: matched.map(|i| last.saturating_sub(i)),
             }

@@ -109,8 +109,23 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// `?consistency=linearizable` (default) or `?consistency=stale`.
+/// Longest staleness a read may ask for.
+const MAX_STALENESS_MS: u64 = 3_600_000;
+
+/// `?consistency=linearizable` (default), `?consistency=stale`, or `?max_staleness_ms=N`
+/// (every write acknowledged at least N ms before the read is in it).
 pub fn consistency(query: &QueryParams) -> Result<Consistency, ApiError> {
+    if let Some(raw) = query.get("max_staleness_ms") {
+        let invalid = |detail: &str| ApiError::InvalidField { field: "max_staleness_ms".into(), detail: detail.into() };
+        if query.get("consistency").is_some() {
+            return Err(invalid("max_staleness_ms: give either it or consistency, not both"));
+        }
+        let ms: u64 = raw.parse().map_err(|_| invalid("max_staleness_ms: must be a whole number of milliseconds"))?;
+        if ms > MAX_STALENESS_MS {
+            return Err(invalid("max_staleness_ms: at most 3600000 (an hour)"));
+        }
+        return Ok(Consistency::Bounded(std::time::Duration::from_millis(ms)));
+    }
     match query.get("consistency") {
         None | Some("linearizable") => Ok(Consistency::Linearizable),
         Some("stale") => Ok(Consistency::Stale),

@@ -40,9 +40,14 @@ pub fn run(command: ClusterCommand) -> ExitCode {
                     false,
                 )
             }
-            ClusterCommand::Add { admin, id, addr } => report(
-                call(&admin, reqwest::Method::POST, "/admin/cluster/nodes", Some(json!({ "id": id, "addr": addr })))
-                    .await,
+            ClusterCommand::Add { admin, id, addr, edge } => report(
+                call(
+                    &admin,
+                    reqwest::Method::POST,
+                    "/admin/cluster/nodes",
+                    Some(json!({ "id": id, "addr": addr, "edge": edge })),
+                )
+                .await,
                 false,
             ),
             ClusterCommand::Remove { admin, id } => {
@@ -124,7 +129,7 @@ fn status_table(v: &Value) -> String {
             "{:<6} {:<24} {:<8} {:>10} {:>8}\n",
             field("id"),
             m["addr"].as_str().unwrap_or("?"),
-            if m["voter"].as_bool() == Some(true) { "voter" } else { "learner" },
+            m["role"].as_str().unwrap_or(if m["voter"].as_bool() == Some(true) { "voter" } else { "learner" }),
             field("matched"),
             field("lag"),
         ));

@@ -63,6 +63,7 @@ Examples:
 Examples (three local nodes, see config/node1.toml … node3.toml):
   pizza-orders cluster init --node http://127.0.0.1:7001 --config config/node1.toml
   pizza-orders cluster add --id 2 --addr 127.0.0.1:7002 --node http://127.0.0.1:7001 --config config/node1.toml
+  pizza-orders cluster add --id 4 --addr 127.0.0.1:7004 --edge --node http://127.0.0.1:7001 --config config/node1.toml
   pizza-orders cluster status --node http://127.0.0.1:7002 --config config/node1.toml
   pizza-orders cluster remove --id 3 --config config/node1.toml --node http://127.0.0.1:7001"
     )]
@@ -156,8 +157,12 @@ pub enum ClusterCommand {
         /// The new node's advertised HOST:PORT.
         #[arg(long)]
         addr: String,
+        /// Keep it as an edge replica: it replicates and serves reads, forwards writes, and
+        /// never votes, so a slow or distant edge never slows a commit.
+        #[arg(long)]
+        edge: bool,
     },
-    /// Remove a node from the voters.
+    /// Remove a node (a voter, or an edge replica).
     Remove {
         #[command(flatten)]
         admin: AdminArgs,

@@ -61,6 +61,11 @@ pub enum Consistency {
     Linearizable,
     /// This node's current state, which may trail the leader by a few milliseconds.
     Stale,
+    /// Reflects every write acknowledged at least this long before the read: answered from
+    /// this node's state when it has applied a read index obtained that recently (an edge
+    /// replica serving many such reads asks the leader about once per bound), else after a
+    /// fresh read-index round.
+    Bounded(Duration),
 }
 
 pub struct Node {
@@ -84,6 +89,9 @@ pub struct Node {
     applied: Arc<AtomicU64>,
     /// Permits for live availability streams (`http.max_streams`).
     pub streams: Arc<Semaphore>,
+    /// The newest read index learned here, with the instant the round that produced it began:
+    /// once applied, this node's state reflects every write acknowledged before that instant.
+    fresh: std::sync::Mutex<Option<(Instant, u64)>>,
 }
 
 type Pending = (Command, oneshot::Sender<Result<Applied, NodeError>>);
@@ -267,6 +275,7 @@ impl Node {
             lease,
             applied,
             streams,
+            fresh: std::sync::Mutex::new(None),
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));
         if node.config.cluster.bootstrap {
@@ -342,13 +351,29 @@ impl Node {
 
     /// Wait until a read on this node reflects every write acknowledged before now.
     pub async fn read_barrier(&self, consistency: Consistency) -> Result<(), NodeError> {
-        if consistency == Consistency::Stale {
-            return Ok(());
+        match consistency {
+            Consistency::Stale => return Ok(()),
+            Consistency::Bounded(bound) => {
+                let fresh = *self.fresh.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if let Some((began, index)) = fresh {
+                    if began.elapsed() <= bound && self.applied.load(Ordering::SeqCst) >= index {
+                        return Ok(());
+                    }
+                }
+            }
+            Consistency::Linearizable => {}
         }
+        let began = Instant::now();
         let index = match self.lease_read_index() {
             Some(index) => index,
             None => self.read_index.get().await?,
         };
+        {
+            let mut fresh = self.fresh.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if fresh.is_none_or(|(at, _)| at < began) {
+                *fresh = Some((began, index));
+            }
+        }
         if self.applied.load(Ordering::SeqCst) >= index {
             return Ok(());
         }
