@@ -3,6 +3,9 @@
 //!
 //! The first event (`slots`) is the whole list for the range; after it, each `slot` event is
 //! one slot whose remaining places (or capacity) changed, as this node applies the log. The
+//! signal is the state's load feed: each applied batch says which (store, slot) loads it
+//! changed, so a stream reads its range again only when a slot of it changed (a catalog or a
+//! snapshot counts as every slot); thousands of idle streams cost a filter per batch. The
 //! event id is the applied index it reflects; a client that reconnects (with `Last-Event-ID`)
 //! gets a fresh `slots` snapshot first, so it never misses a change. Comments keep idle
 //! connections open. Subscribers per node are bounded (`http.max_streams`): beyond, 503 with
@@ -17,14 +20,15 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, OwnedSemaphorePermit};
 
 use super::extract::{IdSegment, QueryParams};
 use super::stores::{availability, slot_range, SlotAvailability};
 use super::{ApiError, ApiResult};
 use crate::domain::Timestamp;
 use crate::node::Node;
-use crate::raft::RaftMetrics;
+use crate::state::changes::LoadChanges;
 
 /// Changes are gathered for this long after the first one: a burst of bookings is one round of
 /// reads per subscriber, not one per booking.
@@ -36,7 +40,7 @@ struct Watch {
     store: String,
     from: Timestamp,
     to: Timestamp,
-    applied: tokio::sync::watch::Receiver<RaftMetrics>,
+    changes: broadcast::Receiver<Arc<LoadChanges>>,
     seen: Option<BTreeMap<String, SlotAvailability>>,
     /// An error was sent: the stream ends.
     done: bool,
@@ -57,8 +61,8 @@ pub async fn slot_stream(
     // Refuse a bad store now, as a problem, rather than as an empty stream.
     availability(&node, Some(&id), from, to, Timestamp::now())?;
     let permit = node.streams.clone().try_acquire_owned().map_err(|_| ApiError::TooManyStreams)?;
-    let applied = node.raft.metrics();
-    let watch = Watch { node, store: id, from, to, applied, seen: None, done: false, _permit: permit };
+    let changes = node.store.load_feed().subscribe();
+    let watch = Watch { node, store: id, from, to, changes, seen: None, done: false, _permit: permit };
     let events = stream::unfold(watch, next_events).flat_map(stream::iter);
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("keep-alive"));
     let mut response = sse.into_response();
@@ -73,11 +77,20 @@ async fn next_events(mut w: Watch) -> Option<(Vec<Result<Event, Infallible>>, Wa
     }
     loop {
         if w.seen.is_some() {
-            // Wait for the next applied entry, then let a burst settle.
-            w.applied.changed().await.ok()?;
+            // Wait for a batch that changed a slot of ours, then let a burst settle.
+            loop {
+                match w.changes.recv().await {
+                    Ok(changes) if changes.touches(&w.store, w.from.millis(), w.to.millis()) => break,
+                    Ok(_) => continue,
+                    // Fell behind: read everything again rather than guess.
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
             tokio::time::sleep(COALESCE).await;
+            while w.changes.try_recv().is_ok() {}
         }
-        let applied = w.applied.borrow_and_update().last_applied.map_or(0, |l| l.index);
+        let applied = w.node.metrics().last_applied.map_or(0, |l| l.index);
         let list = match availability(&w.node, Some(&w.store), w.from, w.to, Timestamp::now()) {
             Ok(list) => list,
             // The store left the catalog, or storage failed: say so and end the stream.

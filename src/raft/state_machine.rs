@@ -53,6 +53,8 @@ pub struct StateMachine {
     /// The last applied log index, set once its transaction committed (reads check it before
     /// waiting on openraft's metrics).
     applied: Arc<AtomicU64>,
+    /// Where each applied batch's load changes go (live availability); none in tools and tests.
+    loads: Option<crate::state::changes::LoadFeed>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -75,10 +77,16 @@ impl StateMachine {
         std::fs::create_dir_all(&snapshot_dir)?;
         let (applied, _) = Self::read_applied(&db).map_err(|e| std::io::Error::other(e.to_string()))?;
         let applied = Arc::new(AtomicU64::new(applied.map_or(0, |l| l.index)));
-        let machine = Self { db, snapshot_dir, receiving: Arc::default(), applied };
+        let machine = Self { db, snapshot_dir, receiving: Arc::default(), applied, loads: None };
         machine.remove_stale_files();
         machine.forget_snapshot_ahead_of_state()?;
         Ok(machine)
+    }
+
+    /// Publish what each applied batch changed on `feed` (live availability).
+    pub fn with_load_feed(mut self, feed: crate::state::changes::LoadFeed) -> Self {
+        self.loads = Some(feed);
+        self
     }
 
     /// Earlier builds published a snapshot before the state it was read from was durable;
@@ -129,6 +137,8 @@ impl StateMachine {
     /// One write transaction for the batch; the membership is rewritten only by a batch that
     /// changes it.
     fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
+        // Whatever an earlier, failed batch noted on this thread is not news.
+        crate::state::changes::take();
         let mut membership = None;
         let mut txn = self.db.begin_write().map_err(sm_err)?;
         txn.set_durability(Durability::None).map_err(sm_err)?;
@@ -156,6 +166,10 @@ impl StateMachine {
         txn.commit().map_err(sm_err)?;
         if let Some(last) = last {
             self.applied.store(last.index, Ordering::SeqCst);
+        }
+        let changes = crate::state::changes::take();
+        if let Some(feed) = &self.loads {
+            feed.publish(changes);
         }
         Ok(responses)
     }
@@ -220,6 +234,9 @@ impl StateMachine {
         Self::write_applied(&txn, meta.last_log_id, Some(&meta.last_membership))?;
         txn.commit().map_err(snap_err)?;
         self.applied.store(meta.last_log_id.map_or(0, |l| l.index), Ordering::SeqCst);
+        if let Some(feed) = &self.loads {
+            feed.publish(crate::state::changes::LoadChanges::everything());
+        }
         self.publish(path, meta)?;
         tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot installed");
         Ok(())

@@ -68,6 +68,7 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
             cancel_order(txn, revision, &cancel, c.if_match.as_ref(), None).map(Outcome::Cancelled)
         }
         Command::SetCatalog(c) => catalog::set_catalog(txn, c).and_then(|outcome| {
+            super::changes::touched_all();
             // A raised capacity frees places: the first in each line gets them.
             waitlist::promote_everywhere(txn, revision, c.at)?;
             Ok(outcome)
@@ -508,6 +509,7 @@ fn room_or_full(txn: &WriteTransaction, booking: &Booking, slot: Slot, at: Times
 
 fn add_load(load: &mut Table<(&str, i64), u32>, store: &StoreId, slot: Slot, delta: i32) -> Result<(), StoreError> {
     let key = (store.as_str(), slot.start().millis());
+    super::changes::touched(key.0, key.1);
     let booked = load.get(key)?.map_or(0, |g| g.value());
     let next = booked.saturating_add_signed(delta);
     if next == 0 {

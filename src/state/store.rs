@@ -39,6 +39,8 @@ pub struct Store {
     /// The last catalog read, kept while its version is the one in force: checking a catalog
     /// of hundreds of stores per request would cost more than the request.
     catalog: Arc<RwLock<Option<Arc<CurrentCatalog>>>>,
+    /// What each applied batch changed, for live availability.
+    loads: super::changes::LoadFeed,
 }
 
 impl Store {
@@ -51,7 +53,7 @@ impl Store {
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
         let db = open_database(&path, None)?;
-        let store = Self { db: Arc::new(db), path, catalog: Arc::default() };
+        let store = Self { db: Arc::new(db), path, catalog: Arc::default(), loads: Default::default() };
         store.initialise()?;
         Ok(store)
     }
@@ -84,6 +86,11 @@ impl Store {
         tables::create_all(&txn)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// The feed of load changes the state machine publishes after each applied batch.
+    pub fn load_feed(&self) -> super::changes::LoadFeed {
+        self.loads.clone()
     }
 
     /// A consistent, point-in-time view for bulk reads (backup, export, check).
