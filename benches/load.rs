@@ -8,6 +8,8 @@
 //!   cargo bench --bench load -- hotslot  --nodes 3 --users 10000
 //!   cargo bench --bench load -- reads    --nodes 1 --clients 64 --seconds 5 --rounds 3
 //!   cargo bench --bench load -- stores   --nodes 3 --users 1000000 --clients 64 --seconds 10
+//!   cargo bench --bench load -- live     --users 10000
+//!   cargo bench --bench load -- edge     --seconds 10
 //!
 //! `create`: every client places orders for new users through the nodes in turn; reports
 //! throughput and p50/p99/p99.9 latency (HDR histogram) and errors by problem type.
@@ -33,6 +35,10 @@
 //! `stores`: 200 stores and about 100 000 bookable slots, `--users` users spread over them by
 //! location: create and the UI mix against the one-store figures of the same run, bytes per
 //! order, `/v1/stores/{id}/slots` for a week.
+//! `live`: `--users` idle live-availability subscribers on one node (bytes each), and the delay
+//! from a write's acknowledgement on another node to its event (p50, p99).
+//! `edge`: stale reads (wrk, one per node) over 3 voters, then 3 voters + 2 edge replicas,
+//! with a writer on node 1: read throughput and write latency with and without edges.
 //! Every loop is bounded in count and time; every process started is stopped.
 //! Under `cargo test` (which runs benches with `--bench` absent) it does a tiny smoke run.
 
@@ -114,6 +120,8 @@ async fn main() {
         "hotslot" => hotslot(&args).await,
         "reads" => reads(&args).await,
         "stores" => stores(&args).await,
+        "live" => live(&args).await,
+        "edge" => edge(&args).await,
         other => eprintln!(
             "unknown scenario '{other}': use create, failover, catchup, backup, mix, hotslot, reads or stores"
         ),
@@ -1090,5 +1098,162 @@ async fn stores(args: &Args) {
         ratio(&mix_chain, &mix_one, 0.99),
         ms(&slots_week, 0.5),
         ms(&slots_week, 0.99),
+    );
+}
+
+/// `live`: `--users` idle live-availability subscribers on node 2 (memory per subscriber,
+/// from its RSS), then the delay from a write's acknowledgement on node 1 to the event that
+/// reports it reaching a subscriber on node 2, for 200 sequential writes, with those idle
+/// subscribers still attached (watching another day).
+async fn live(args: &Args) {
+    let cluster = TestCluster::start(3, &[EXTRA[0], EXTRA[1], "http.max_streams=100000"]).await;
+    let watched = common::slot(2, 30);
+    let rss = |i: usize| {
+        let pid = cluster.node(i).pid();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before = rss(1);
+    let idle_url =
+        cluster.url(1, &format!("/v1/stores/main/slots/stream?from={}&to={}", common::slot(5, 0), common::slot(6, 0)));
+    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().expect("client");
+    let mut idle = Vec::with_capacity(args.users as usize);
+    for _ in 0..args.users {
+        match http.get(&idle_url).send().await {
+            Ok(r) if r.status() == 200 => idle.push(r),
+            Ok(r) => panic!("subscriber refused: {}", r.status()),
+            Err(e) => panic!("subscriber failed: {e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss(1);
+    let per_subscriber = (after.saturating_sub(before) * 1024) as f64 / args.users.max(1) as f64;
+    // One subscriber for the watched slot; writes through node 1.
+    let url = cluster.url(1, &format!("/v1/stores/main/slots/stream?from={watched}&to={}", common::slot(2, 31)));
+    let mut stream = http.get(&url).send().await.expect("subscriber");
+    let mut buffer = String::new();
+    let mut delays = new_histogram();
+    let writes = if args.users < 1000 { 20 } else { 200 };
+    let _ = next_sse_block(&mut stream, &mut buffer).await; // the snapshot
+    for n in 0..writes {
+        let r = http
+            .post(cluster.url(0, "/v1/orders"))
+            .bearer_auth(token(&format!("live-{n}")))
+            .json(&order_body(&watched))
+            .send()
+            .await
+            .expect("write");
+        assert_eq!(r.status(), 201);
+        let acked = Instant::now();
+        loop {
+            let block = next_sse_block(&mut stream, &mut buffer).await;
+            if block.contains("event: slot") {
+                break;
+            }
+        }
+        let _ = delays.record(acked.elapsed().as_micros().max(1) as u64);
+    }
+    drop(idle);
+    println!(
+        "{}",
+        json!({"scenario": "live", "idle_subscribers": args.users, "rss_before_kib": before, "rss_after_kib": after,
+               "bytes_per_idle_subscriber": per_subscriber.round(), "writes": writes,
+               "ack_to_event_p50_ms": ms(&delays, 0.5), "ack_to_event_p99_ms": ms(&delays, 0.99)})
+    );
+    println!(
+        "| live | {} idle subscribers on node 2: {:.0} B each (RSS {} → {} KiB) | write acknowledged on node 1 → event on node 2: p50 {:.2} ms, p99 {:.2} ms ({} writes) |",
+        args.users, per_subscriber, before, after, ms(&delays, 0.5), ms(&delays, 0.99), writes
+    );
+}
+
+/// The next server-sent event block (up to its blank line) from `stream`.
+async fn next_sse_block(stream: &mut reqwest::Response, buffer: &mut String) -> String {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            return buffer.drain(..end + 2).collect();
+        }
+        let chunk = stream.chunk().await.expect("stream").expect("the stream ended");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// `edge`: stale availability reads spread over 3 voters, then over the same 3 voters plus 2
+/// edge replicas, with wrk (one process per node, 8 connections each), while one client writes
+/// through node 1: total read throughput and the write latency with and without edges.
+async fn edge(args: &Args) {
+    let extra = [EXTRA[0], EXTRA[1]];
+    let mut cluster = TestCluster::start(3, &extra).await;
+    let path = format!("/v1/stores/main/slots?from={}&to={}&consistency=stale", common::slot(2, 0), common::slot(3, 0));
+    let phase = |nodes: Vec<usize>, cluster: &TestCluster, first_user: u64| {
+        let urls: Vec<String> = nodes.iter().map(|i| cluster.url(*i, &path)).collect();
+        let writer = cluster.url(0, "/v1/orders");
+        let seconds = args.seconds;
+        async move {
+            let readers: Vec<std::process::Child> = urls
+                .iter()
+                .map(|url| {
+                    std::process::Command::new("wrk")
+                        .args(["-t1", "-c8", &format!("-d{seconds}s"), url])
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .expect("wrk (apt-get install wrk)")
+                })
+                .collect();
+            let mut writes = new_histogram();
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let http = client();
+            let mut n = first_user;
+            while Instant::now() < deadline {
+                n += 1;
+                let t = Instant::now();
+                let r = http
+                    .post(&writer)
+                    .bearer_auth(token(&format!("edge-{n}")))
+                    .json(&order_body(&slot_for(n)))
+                    .send()
+                    .await;
+                if matches!(r, Ok(ref r) if r.status() == 201) {
+                    let _ = writes.record(t.elapsed().as_micros().max(1) as u64);
+                }
+            }
+            let mut reads = 0.0;
+            for reader in readers {
+                let out = reader.wait_with_output().expect("wrk");
+                let text = String::from_utf8_lossy(&out.stdout);
+                reads += text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
+            (reads, writes)
+        }
+    };
+    let (reads_3, writes_3) = phase(vec![0, 1, 2], &cluster, 0).await;
+    for id in [3usize, 4] {
+        cluster.spawn_member(id, &extra);
+        let added = client()
+            .post(cluster.url(0, "/admin/cluster/nodes"))
+            .bearer_auth(common::cluster::admin_token())
+            .json(&json!({ "id": id + 1, "addr": format!("127.0.0.1:{}", cluster.ports[id]), "edge": true }))
+            .send()
+            .await
+            .expect("add edge");
+        assert_eq!(added.status(), 200, "adding edge {}", id + 1);
+    }
+    cluster.wait_ready().await;
+    let (reads_5, writes_5) = phase(vec![0, 1, 2, 3, 4], &cluster, 1_000_000).await;
+    println!(
+        "{}",
+        json!({"scenario": "edge", "seconds": args.seconds,
+               "voters_only": {"reads_per_second": reads_3.round(), "write_p50_ms": ms(&writes_3, 0.5), "write_p99_ms": ms(&writes_3, 0.99)},
+               "with_two_edges": {"reads_per_second": reads_5.round(), "write_p50_ms": ms(&writes_5, 0.5), "write_p99_ms": ms(&writes_5, 0.99)}})
+    );
+    println!(
+        "| edge | reads over 3 voters {:.0}/s vs 3 voters + 2 edges {:.0}/s ({:.2}×) | writes p50/p99 {:.2}/{:.2} ms vs {:.2}/{:.2} ms |",
+        reads_3, reads_5, reads_5 / reads_3.max(1.0), ms(&writes_3, 0.5), ms(&writes_3, 0.99), ms(&writes_5, 0.5), ms(&writes_5, 0.99)
     );
 }

@@ -32,7 +32,7 @@ use crate::state::changes::LoadChanges;
 
 /// Changes are gathered for this long after the first one: a burst of bookings is one round of
 /// reads per subscriber, not one per booking.
-const COALESCE: Duration = Duration::from_millis(50);
+const COALESCE: Duration = Duration::from_millis(20);
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
 struct Watch {

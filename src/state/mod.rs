@@ -2,8 +2,8 @@
 //! the tables they write, and the reads the API serves. Nothing here knows about HTTP or Raft.
 
 mod apply;
-pub mod changes;
 pub mod catalog;
+pub mod changes;
 pub mod check;
 mod command;
 mod error;
