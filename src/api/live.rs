@@ -41,7 +41,9 @@ struct Watch {
     from: Timestamp,
     to: Timestamp,
     changes: broadcast::Receiver<Arc<LoadChanges>>,
-    seen: Option<BTreeMap<String, SlotAvailability>>,
+    /// What was last sent: slot start (ms) → (remaining, capacity). Compact, as thousands of
+    /// idle streams each keep one.
+    seen: Option<BTreeMap<i64, (u32, u32)>>,
     /// An error was sent: the stream ends.
     done: bool,
     _permit: OwnedSemaphorePermit,
@@ -100,14 +102,16 @@ async fn next_events(mut w: Watch) -> Option<(Vec<Result<Event, Infallible>>, Wa
                 return Some((vec![Ok(gone)], w));
             }
         };
-        let now: BTreeMap<String, SlotAvailability> = list.slots.iter().map(|s| (s.start.clone(), s.clone())).collect();
+        let key = |s: &SlotAvailability| Timestamp::parse_rfc3339(&s.start).map_or(0, |t| t.millis());
+        let now: BTreeMap<i64, (u32, u32)> = list.slots.iter().map(|s| (key(s), (s.remaining, s.capacity))).collect();
         let id = applied.to_string();
         let events: Vec<Result<Event, Infallible>> = match &w.seen {
             None => vec![Ok(json_event("slots", &id, &list))],
-            Some(seen) => now
+            Some(seen) => list
+                .slots
                 .iter()
-                .filter(|(start, slot)| seen.get(*start) != Some(slot))
-                .map(|(_, slot)| Ok(json_event("slot", &id, slot)))
+                .filter(|slot| seen.get(&key(slot)) != Some(&(slot.remaining, slot.capacity)))
+                .map(|slot| Ok(json_event("slot", &id, slot)))
                 .collect(),
         };
         w.seen = Some(now);
