@@ -319,7 +319,7 @@ impl StoreDoc {
                 return None;
             }
         };
-        Some(DeliveryArea { shape, postcodes })
+        Some(DeliveryArea::new(shape, postcodes))
     }
 }
 

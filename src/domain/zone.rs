@@ -24,6 +24,10 @@ pub enum AreaShape {
 pub struct DeliveryArea {
     pub shape: AreaShape,
     pub postcodes: BTreeSet<Postcode>,
+    /// A rectangle (longitude, latitude) holding the whole shape, when there is a simple one:
+    /// finding the store for an address rules out the far stores with four comparisons before
+    /// asking `geo` the exact question. `None` tests the shape itself.
+    envelope: Option<geo::Rect<f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,7 +42,20 @@ pub enum AreaError {
     Radius(String),
 }
 
+/// A radius envelope is this much larger than its four compass points, so that the circle's
+/// widest longitudes (a little poleward of its centre's latitude) are always inside it.
+const RADIUS_ENVELOPE_MARGIN: f64 = 1.25;
+
 impl DeliveryArea {
+    pub fn new(shape: AreaShape, postcodes: BTreeSet<Postcode>) -> Self {
+        let envelope = match &shape {
+            AreaShape::Polygon(multi) => geo::BoundingRect::bounding_rect(multi),
+            AreaShape::Radius { centre, metres } => radius_envelope(*centre, *metres),
+            AreaShape::Everywhere | AreaShape::PostcodesOnly => None,
+        };
+        Self { shape, postcodes, envelope }
+    }
+
     /// Parse a GeoJSON `Polygon` or `MultiPolygon` geometry (or a Feature holding one).
     pub fn parse_geojson(text: &str) -> Result<MultiPolygon<f64>, AreaError> {
         let parsed: geojson::GeoJson =
@@ -71,6 +88,9 @@ impl DeliveryArea {
 
     /// Whether the shape (not the postcode list) contains `point`.
     pub fn contains(&self, point: GeoPoint) -> bool {
+        if self.envelope.is_some_and(|e| !geo::Intersects::intersects(&e, &point.to_geo())) {
+            return false;
+        }
         match &self.shape {
             AreaShape::Everywhere => true,
             AreaShape::Radius { centre, metres } => centre.distance_m(point) <= *metres,
@@ -90,6 +110,19 @@ impl DeliveryArea {
     pub fn is_everywhere(&self) -> bool {
         matches!(self.shape, AreaShape::Everywhere)
     }
+}
+
+/// The rectangle around a circle of `metres` around `centre`: its compass points by `geo`'s
+/// haversine destination, widened by a margin; `None` near a pole or across the antimeridian,
+/// where a rectangle in longitude and latitude is no simple envelope.
+fn radius_envelope(centre: GeoPoint, metres: f64) -> Option<geo::Rect<f64>> {
+    use geo::{Destination, Haversine};
+    let c = centre.to_geo();
+    let [north, east, south, west] = [0.0, 90.0, 180.0, 270.0].map(|bearing| Haversine.destination(c, bearing, metres));
+    let (half_lat, half_lon) = ((north.y() - south.y()) / 2.0, (east.x() - west.x()) / 2.0);
+    let (dlat, dlon) = (half_lat * RADIUS_ENVELOPE_MARGIN, half_lon * RADIUS_ENVELOPE_MARGIN);
+    let sane = half_lat > 0.0 && half_lon > 0.0 && c.y().abs() + dlat < 80.0 && c.x().abs() + dlon < 180.0;
+    sane.then(|| geo::Rect::new(geo::coord! { x: c.x() - dlon, y: c.y() - dlat }, geo::coord! { x: c.x() + dlon, y: c.y() + dlat }))
 }
 
 /// How a store's area is given, for people: `everywhere`, `radius`, `area` or `postcodes`.
@@ -134,10 +167,7 @@ mod tests {
 
     #[test]
     fn polygon_contains_inside_and_boundary_not_outside() {
-        let area = DeliveryArea {
-            shape: AreaShape::Polygon(DeliveryArea::parse_geojson(SQUARE).unwrap()),
-            postcodes: BTreeSet::new(),
-        };
+        let area = DeliveryArea::new(AreaShape::Polygon(DeliveryArea::parse_geojson(SQUARE).unwrap()), BTreeSet::new());
         assert!(area.contains(pt(52.5, 13.5)));
         assert!(area.contains(pt(52.0, 13.5)), "a point on the edge is inside");
         assert!(!area.contains(pt(51.9, 13.5)));
@@ -146,11 +176,31 @@ mod tests {
     #[test]
     fn radius_is_great_circle_distance() {
         let centre = pt(52.52, 13.405);
-        let area = DeliveryArea { shape: DeliveryArea::radius(centre, 3.0).unwrap(), postcodes: BTreeSet::new() };
+        let area = DeliveryArea::new(DeliveryArea::radius(centre, 3.0).unwrap(), BTreeSet::new());
         assert!(area.contains(pt(52.53, 13.41)));
         assert!(!area.contains(pt(52.60, 13.405)), "about 9 km north");
         assert!(DeliveryArea::radius(centre, 0.0).is_err());
         assert!(DeliveryArea::radius(centre, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn the_envelope_never_rules_out_a_point_inside_the_circle() {
+        // Every direction at 99 % of the radius, at several latitudes: still inside.
+        use geo::{Destination, Haversine};
+        for lat in [-70.0, -45.0, 0.0, 30.0, 52.5, 69.0] {
+            let centre = pt(lat, 13.4);
+            let area = DeliveryArea::new(DeliveryArea::radius(centre, 50.0).unwrap(), BTreeSet::new());
+            assert!(area.envelope.is_some(), "{lat}");
+            for bearing in (0..360).step_by(5) {
+                let p = Haversine.destination(centre.to_geo(), f64::from(bearing), 49_500.0);
+                assert!(area.contains(pt(p.y(), p.x())), "lat {lat}, bearing {bearing}");
+            }
+        }
+        // Near a pole and across the antimeridian there is no envelope: the shape decides.
+        assert!(DeliveryArea::new(DeliveryArea::radius(pt(85.0, 0.0), 50.0).unwrap(), BTreeSet::new()).envelope.is_none());
+        let fiji = DeliveryArea::new(DeliveryArea::radius(pt(-17.0, 179.9), 50.0).unwrap(), BTreeSet::new());
+        assert!(fiji.envelope.is_none());
+        assert!(fiji.contains(pt(-17.0, -179.9)), "across the antimeridian, 21 km away");
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
 struct Booking {
     /// The store's calendar, to offer alternatives when the slot is full (absent for data
     /// format 4's commands, which carried their rules).
-    calendar: Option<StoreCalendar>,
+    calendar: Option<std::sync::Arc<StoreCalendar>>,
     store: StoreId,
     delivery: DeliveryPoint,
     capacity: SlotCapacity,
