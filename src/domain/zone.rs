@@ -122,7 +122,12 @@ fn radius_envelope(centre: GeoPoint, metres: f64) -> Option<geo::Rect<f64>> {
     let (half_lat, half_lon) = ((north.y() - south.y()) / 2.0, (east.x() - west.x()) / 2.0);
     let (dlat, dlon) = (half_lat * RADIUS_ENVELOPE_MARGIN, half_lon * RADIUS_ENVELOPE_MARGIN);
     let sane = half_lat > 0.0 && half_lon > 0.0 && c.y().abs() + dlat < 80.0 && c.x().abs() + dlon < 180.0;
-    sane.then(|| geo::Rect::new(geo::coord! { x: c.x() - dlon, y: c.y() - dlat }, geo::coord! { x: c.x() + dlon, y: c.y() + dlat }))
+    sane.then(|| {
+        geo::Rect::new(
+            geo::coord! { x: c.x() - dlon, y: c.y() - dlat },
+            geo::coord! { x: c.x() + dlon, y: c.y() + dlat },
+        )
+    })
 }
 
 /// How a store's area is given, for people: `everywhere`, `radius`, `area` or `postcodes`.
@@ -197,7 +202,9 @@ mod tests {
             }
         }
         // Near a pole and across the antimeridian there is no envelope: the shape decides.
-        assert!(DeliveryArea::new(DeliveryArea::radius(pt(85.0, 0.0), 50.0).unwrap(), BTreeSet::new()).envelope.is_none());
+        assert!(DeliveryArea::new(DeliveryArea::radius(pt(85.0, 0.0), 50.0).unwrap(), BTreeSet::new())
+            .envelope
+            .is_none());
         let fiji = DeliveryArea::new(DeliveryArea::radius(pt(-17.0, 179.9), 50.0).unwrap(), BTreeSet::new());
         assert!(fiji.envelope.is_none());
         assert!(fiji.contains(pt(-17.0, -179.9)), "across the antimeridian, 21 km away");
