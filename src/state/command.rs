@@ -295,15 +295,6 @@ pub enum Outcome {
     LeftWaitlist(WaitEntry),
 }
 
-impl Outcome {
-    pub fn order(&self) -> Option<&Order> {
-        match self {
-            Outcome::Placed { order, .. } | Outcome::Changed(order) | Outcome::Cancelled(order) => Some(order),
-            Outcome::Catalog { .. } | Outcome::Waiting { .. } | Outcome::LeftWaitlist(_) => None,
-        }
-    }
-}
-
 /// Why a command was refused. A rejected command changes nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Rejection {
