@@ -225,7 +225,7 @@ fn fingerprint(body: &OrderRequest, order: &Resolved) -> Result<[u8; 32], ApiErr
 
 /// The `Idempotency-Key` claim of a create-like request (an order, a place in line); `None`
 /// without the header.
-pub(super) fn idempotency_claim(
+fn idempotency_claim(
     node: &Node,
     key: Option<&IdempotencyKey>,
     body: &OrderRequest,
@@ -242,9 +242,38 @@ pub(super) fn idempotency_claim(
     key.map(claim).transpose()
 }
 
+/// Propose a new order for the request — to place now (`Command::PlaceOrder`) or when a place
+/// frees up (`Command::JoinWaitlist`): the order id, time and `Idempotency-Key` stamped here,
+/// the store and slot resolved against the catalog in force.
+pub(super) async fn propose_new_order(
+    node: &Node,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: &OrderRequest,
+    now: Timestamp,
+    kind: fn(PlaceOrder) -> Command,
+) -> Result<Outcome, ApiError> {
+    let key = idempotency_key(headers)?;
+    let order_id = OrderId::new_at(now);
+    propose_resolved(node, body, now, None, |resolved| {
+        let idempotency = idempotency_claim(node, key.as_ref(), body, &resolved, now)?;
+        Ok(kind(PlaceOrder {
+            order_id,
+            user: principal.user.clone(),
+            at: now,
+            spec: resolved.spec,
+            store: resolved.store,
+            delivery: resolved.delivery,
+            catalog_version: resolved.catalog_version,
+            idempotency,
+        }))
+    })
+    .await
+}
+
 /// Resolve the request against the catalog in force and propose the command `make` builds;
 /// if the catalog changed before it applied, catch up with the leader and try again.
-pub(super) async fn propose_resolved(
+async fn propose_resolved(
     node: &Node,
     body: &OrderRequest,
     now: Timestamp,
@@ -279,23 +308,8 @@ pub async fn create_order(
     headers: HeaderMap,
     JsonBody(body): JsonBody<OrderRequest>,
 ) -> ApiResult {
-    let key = idempotency_key(&headers)?;
     let now = Timestamp::now();
-    let order_id = OrderId::new_at(now);
-    let outcome = propose_resolved(&node, &body, now, None, |resolved| {
-        let idempotency = idempotency_claim(&node, key.as_ref(), &body, &resolved, now)?;
-        Ok(Command::PlaceOrder(PlaceOrder {
-            order_id,
-            user: principal.user.clone(),
-            at: now,
-            spec: resolved.spec,
-            store: resolved.store,
-            delivery: resolved.delivery,
-            catalog_version: resolved.catalog_version,
-            idempotency,
-        }))
-    })
-    .await?;
+    let outcome = propose_new_order(&node, &principal, &headers, &body, now, Command::PlaceOrder).await?;
     match outcome {
         Outcome::Placed { order, replayed } => {
             let mut response = order_response(StatusCode::CREATED, &order, now);

@@ -10,14 +10,14 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
-use super::extract::{consistency, idempotency_key, JsonBody, QueryParams};
+use super::extract::{consistency, JsonBody, QueryParams};
 use super::openapi::Problem;
-use super::orders::{idempotency_claim, order_id_text, propose, propose_resolved, timestamp_text, OrderRequest};
+use super::orders::{order_id_text, propose, propose_new_order, timestamp_text, OrderRequest};
 use super::{ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::domain::{OrderId, Size, Timestamp, Topping, Toppings};
 use crate::node::Node;
-use crate::state::{Command, JoinWaitlist, LeaveWaitlist, Outcome, Rejection, WaitEntry};
+use crate::state::{Command, LeaveWaitlist, Outcome, Rejection, WaitEntry};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WaitlistView<'a> {
@@ -83,23 +83,8 @@ pub async fn join(
     headers: HeaderMap,
     JsonBody(body): JsonBody<OrderRequest>,
 ) -> ApiResult {
-    let key = idempotency_key(&headers)?;
     let now = Timestamp::now();
-    let order_id = OrderId::new_at(now);
-    let outcome = propose_resolved(&node, &body, now, None, |resolved| {
-        let idempotency = idempotency_claim(&node, key.as_ref(), &body, &resolved, now)?;
-        Ok(Command::JoinWaitlist(JoinWaitlist {
-            order_id,
-            user: principal.user.clone(),
-            at: now,
-            spec: resolved.spec,
-            store: resolved.store,
-            delivery: resolved.delivery,
-            catalog_version: resolved.catalog_version,
-            idempotency,
-        }))
-    })
-    .await?;
+    let outcome = propose_new_order(&node, &principal, &headers, &body, now, Command::JoinWaitlist).await?;
     match outcome {
         Outcome::Waiting { entry, position, replayed } => {
             let mut response = (StatusCode::CREATED, Json(WaitlistView::new(&entry, position))).into_response();

@@ -170,20 +170,6 @@ pub struct CancelOrder {
     pub if_match: Option<Precondition>,
 }
 
-/// Join the line for a full slot with the order to place if a place frees up. The proposer
-/// stamps the order id the order will have.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JoinWaitlist {
-    pub order_id: OrderId,
-    pub user: UserId,
-    pub at: Timestamp,
-    pub spec: OrderSpec,
-    pub store: StoreId,
-    pub delivery: DeliveryPoint,
-    pub catalog_version: u64,
-    pub idempotency: Option<IdempotencyClaim>,
-}
-
 /// Leave the line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaveWaitlist {
@@ -243,7 +229,9 @@ pub enum Command {
     ChangeOrder(ChangeOrder),
     CancelOrder(CancelOrder),
     SetCatalog(SetCatalog),
-    JoinWaitlist(JoinWaitlist),
+    /// Join the line for a full slot with the order to place if a place frees up (the same
+    /// request as a create; its order id is the one the order will have).
+    JoinWaitlist(PlaceOrder),
     LeaveWaitlist(LeaveWaitlist),
 }
 

@@ -590,7 +590,7 @@ proptest! {
                 Op::Join { user: u, store, slot, key } => {
                     let id = OrderId::new_at(now);
                     ids.push(id);
-                    Command::JoinWaitlist(JoinWaitlist {
+                    Command::JoinWaitlist(PlaceOrder {
                         order_id: id,
                         user: user(u),
                         at: now,

@@ -10,7 +10,7 @@
 use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 
 use super::apply::{active_order, Stop};
-use super::command::{JoinWaitlist, Outcome, Rejection, SlotRoom, WaitEntry};
+use super::command::{Outcome, PlaceOrder, Rejection, SlotRoom, WaitEntry};
 use super::tables::{
     ACTIVE, META, META_WAITLIST_SEQ, ORDERS, ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS, WAITING,
     WAITLIST,
@@ -59,7 +59,7 @@ fn position_in(line: &Table<(&str, i64, u64), &[u8]>, entry: &WaitEntry) -> Resu
 
 pub(super) fn join(
     txn: &WriteTransaction,
-    c: &JoinWaitlist,
+    c: &PlaceOrder,
     rules: impl FnOnce(&WriteTransaction) -> Result<JoinRules, Stop>,
 ) -> Result<Outcome, Stop> {
     if let Some((key, entry)) = user_entry(txn, &c.user)? {
@@ -393,7 +393,7 @@ mod tests {
 
         fn join(&mut self, user: &str, version: u64) -> Result<Outcome, Rejection> {
             let (at, spec) = (self.at(), self.spec());
-            self.run(Command::JoinWaitlist(JoinWaitlist {
+            self.run(Command::JoinWaitlist(PlaceOrder {
                 order_id: OrderId::new_at(at),
                 user: UserId::parse(user).unwrap(),
                 at,
