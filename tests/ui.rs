@@ -26,20 +26,35 @@ impl Driver {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("chromedriver is not installed: run `bash .ci/test` (it installs Debian's chromium and chromium-driver)");
-        let port = free_port();
-        let child = Command::new(binary)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen within 20 s");
-            std::thread::sleep(Duration::from_millis(50));
+        // A port from free_port() can be taken by a node binding port 0 in a test running
+        // beside this one before chromedriver binds it; chromedriver then exits at once. Such a
+        // start is tried again on another port.
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = Command::new(binary)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self { child, port };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break; // exited: most likely the port was taken; try another
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("chromedriver did not listen within 20 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        Self { child, port }
+        panic!("chromedriver exited at start three times (are ports free on 127.0.0.1?)");
     }
 
     async fn browser(&self, width: u32, height: u32) -> Client {
