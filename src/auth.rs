@@ -1,13 +1,18 @@
 //! Bearer tokens: HS256 JWTs issued elsewhere (or minted by `pizza-orders token` for
 //! development). `sub` is the user id, `exp` is required, `admin: true` grants the admin API.
 //! Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens fail verification.
+//!
+//! Secrets rotate without signing anyone out: `[[auth.keys]]` lists them current first; a
+//! token is minted with the current one and its `kid`, and verified with the key its `kid`
+//! names (a token without `kid`, from before the rotation, with each key in turn). With one
+//! unnamed secret (`auth.jwt_secret`) the `kid` is not looked at.
 
 use std::time::Duration;
 
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::config::TokenSecret;
+use crate::config::{NamedSecret, TokenSecret};
 use crate::domain::{Timestamp, UserId};
 
 /// Who is calling, once their token has been verified.
@@ -43,6 +48,8 @@ pub enum AuthError {
     WrongAlgorithm,
     #[error("the token's claims are invalid: {0}")]
     Claims(String),
+    #[error("the token's key id (kid) is not one this service knows (a removed or future secret)")]
+    UnknownKey,
 }
 
 /// Seconds of clock skew tolerated on `exp`.
@@ -52,8 +59,10 @@ const LEEWAY_SECONDS: u64 = 30;
 const VERIFIED_TOKENS: usize = 16_384;
 
 pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current secret, and the `kid` its tokens carry.
+    encoding: Option<(Option<String>, EncodingKey)>,
+    /// Every secret that verifies, current first.
+    decoding: Vec<(Option<String>, DecodingKey)>,
     validation: Validation,
     /// Tokens whose signature and claims checked out, with their `exp`: a client sends the
     /// same token with every request, and verifying it (base64, HMAC, two JSON parses) was
@@ -63,13 +72,20 @@ pub struct TokenKeys {
 }
 
 impl TokenKeys {
+    /// One secret; tokens carry no `kid`.
     pub fn new(secret: &TokenSecret) -> Self {
+        Self::rotating(&[NamedSecret { kid: None, secret: secret.clone() }])
+    }
+
+    /// Several secrets, current (signing) first. With none, nothing verifies and nothing is
+    /// minted (the configuration refuses that before it gets here).
+    pub fn rotating(keys: &[NamedSecret]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
-            encoding: EncodingKey::from_secret(secret.bytes()),
-            decoding: DecodingKey::from_secret(secret.bytes()),
+            encoding: keys.first().map(|k| (k.kid.clone(), EncodingKey::from_secret(k.secret.bytes()))),
+            decoding: keys.iter().map(|k| (k.kid.clone(), DecodingKey::from_secret(k.secret.bytes()))).collect(),
             validation,
             verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS),
         }
@@ -80,8 +96,10 @@ impl TokenKeys {
         let iat = u64::try_from(now.millis() / 1000).unwrap_or(0);
         let claims =
             Claims { sub: user.as_str().to_owned(), exp: iat.saturating_add(ttl.as_secs()), iat: Some(iat), admin };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| AuthError::Claims(e.to_string()))
+        let (kid, key) = self.encoding.as_ref().ok_or(AuthError::UnknownKey)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid.clone_from(kid);
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| AuthError::Claims(e.to_string()))
     }
 
     /// Verify the value of an `Authorization` header.
@@ -111,20 +129,47 @@ impl TokenKeys {
         self.verify_uncached(token)
     }
 
+    /// The keys to try for `token`: the one its `kid` names, or (no `kid`, or one unnamed
+    /// secret) every key in order.
+    fn keys_for(&self, token: &str) -> Result<Vec<&DecodingKey>, AuthError> {
+        let kid = jsonwebtoken::decode_header(token).map_err(|e| map_error(&e))?.kid;
+        let named = self.decoding.iter().any(|(k, _)| k.is_some());
+        match kid {
+            Some(kid) if named => self
+                .decoding
+                .iter()
+                .find(|(k, _)| k.as_deref() == Some(kid.as_str()))
+                .map(|(_, key)| vec![key])
+                .ok_or(AuthError::UnknownKey),
+            _ => Ok(self.decoding.iter().map(|(_, key)| key).collect()),
+        }
+    }
+
     fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
-                ErrorKind::MissingRequiredClaim(claim) => AuthError::Claims(format!("'{claim}' is required")),
-                ErrorKind::Json(_) => AuthError::Claims("a claim has the wrong type".into()),
-                _ => AuthError::Malformed,
-            })?;
+        let mut outcome = Err(AuthError::UnknownKey);
+        for key in self.keys_for(token)? {
+            outcome = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| map_error(&e));
+            // Another key can only help a signature that did not match this one.
+            if !matches!(outcome, Err(AuthError::BadSignature)) {
+                break;
+            }
+        }
+        let data = outcome?;
         let user = UserId::parse(&data.claims.sub).map_err(|e| AuthError::Claims(format!("sub: {e}")))?;
         let principal = Principal { user, admin: data.claims.admin };
         self.verified.insert(token.into(), (principal.clone(), data.claims.exp));
         Ok(principal)
+    }
+}
+
+fn map_error(e: &jsonwebtoken::errors::Error) -> AuthError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::Claims(format!("'{claim}' is required")),
+        ErrorKind::Json(_) => AuthError::Claims("a claim has the wrong type".into()),
+        _ => AuthError::Malformed,
     }
 }
 
@@ -194,5 +239,43 @@ mod tests {
     fn split3(token: &str) -> (&str, &str, &str) {
         let mut parts = token.splitn(3, '.');
         (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap())
+    }
+
+    fn named(kid: &str, secret: &str) -> NamedSecret {
+        NamedSecret { kid: Some(kid.into()), secret: TokenSecret::parse(secret.as_bytes()).unwrap() }
+    }
+
+    #[test]
+    fn a_rotated_secret_keeps_old_tokens_valid_until_it_is_removed() {
+        let alice = UserId::parse("alice").unwrap();
+        let ttl = Duration::from_secs(600);
+        let old_secret = "old-secret-old-secret-old-secret-0";
+        let new_secret = "new-secret-new-secret-new-secret-1";
+        // Before the rotation: one unnamed secret, tokens without kid.
+        let before = keys(old_secret).mint(&alice, false, ttl, Timestamp::now()).unwrap();
+        let old_named = TokenKeys::rotating(&[named("2026-11", old_secret)]).mint(&alice, false, ttl, Timestamp::now());
+        let old_named = old_named.unwrap();
+
+        let rotated = TokenKeys::rotating(&[named("2026-12", new_secret), named("2026-11", old_secret)]);
+        let fresh = rotated.mint(&alice, true, ttl, Timestamp::now()).unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&fresh).unwrap().kid.as_deref(),
+            Some("2026-12"),
+            "minted with the current key"
+        );
+        for token in [&before, &old_named, &fresh] {
+            assert_eq!(rotated.verify(token).map(|p| p.user), Ok(alice.clone()));
+        }
+
+        // The old secret removed: its tokens are refused, the new ones still verify.
+        let after = TokenKeys::rotating(&[named("2026-12", new_secret)]);
+        assert_eq!(after.verify(&old_named), Err(AuthError::UnknownKey));
+        assert_eq!(after.verify(&before), Err(AuthError::BadSignature));
+        assert_eq!(after.verify(&fresh).map(|p| p.admin), Ok(true));
+
+        // A kid naming the current key with another key's signature is no way in.
+        let (_, payload, signature) = split3(&old_named);
+        let (header, _, _) = split3(&fresh);
+        assert_eq!(after.verify(&format!("{header}.{payload}.{signature}")), Err(AuthError::BadSignature));
     }
 }

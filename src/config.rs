@@ -69,6 +69,59 @@ pub struct Settings {
     pub raft: RaftSettings,
     pub http: HttpSettings,
     pub runtime: RuntimeSettings,
+    pub tls: TlsSettings,
+    pub limits: LimitSettings,
+}
+
+/// `[tls]`: HTTPS on the API listener. Unset: plain HTTP (the local single-node default).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The certificate chain (PEM), leaf first.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// `Strict-Transport-Security: max-age` sent while TLS is on; 0 sends none.
+    pub hsts_max_age_s: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self { cert_file: None, key_file: None, hsts_max_age_s: 31_536_000 }
+    }
+}
+
+/// `[limits]`: how fast one client address or one user may go. Generous by default: they hold
+/// back a script, never a customer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    pub enabled: bool,
+    /// Requests per second from one client address, and the burst above that rate.
+    pub per_address_per_second: u32,
+    pub per_address_burst: u32,
+    /// Limit loopback clients by address too. Off by default: behind a local proxy (nginx)
+    /// every customer is 127.0.0.1, and the proxy limits per address itself.
+    pub limit_loopback: bool,
+    /// Order writes (create, change, cancel, waitlist join) per user per minute, and the burst.
+    pub writes_per_user_per_minute: u32,
+    pub writes_burst: u32,
+    /// Attempts by one user on one delivery slot per hour (create, change to it, waitlist).
+    pub slot_attempts_per_user_per_hour: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_address_per_second: 200,
+            per_address_burst: 400,
+            limit_loopback: false,
+            writes_per_user_per_minute: 60,
+            writes_burst: 20,
+            slot_attempts_per_user_per_hour: 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -118,6 +171,11 @@ pub struct ClusterSettings {
     /// Shared secret that Raft RPCs between nodes must carry (at least 32 bytes).
     pub secret: Option<String>,
     pub secret_file: Option<PathBuf>,
+    /// Mutual TLS between nodes (all three or none): the cluster CA (PEM) that every peer's
+    /// certificate must chain to, and this node's certificate and key, shown to peers.
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ClusterSettings {
@@ -130,6 +188,9 @@ impl std::fmt::Debug for ClusterSettings {
             .field("source_ip", &self.source_ip)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
             .field("secret_file", &self.secret_file)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .finish()
     }
 }
@@ -179,6 +240,28 @@ pub struct AuthSettings {
     /// Development only: `POST /v1/dev/login` mints a token for any name (used by the web
     /// UI's sign-in). Never enable it on a real deployment.
     pub dev_login: bool,
+    /// Rotating secrets instead of `jwt_secret`: current first (it signs), older ones still
+    /// verify the tokens whose `kid` names them.
+    pub keys: Vec<KeySettings>,
+}
+
+/// `[[auth.keys]]`: one token secret and its key id.
+#[derive(Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    pub kid: String,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for KeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySettings")
+            .field("kid", &self.kid)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -187,6 +270,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<redacted>"))
             .field("jwt_secret_file", &self.jwt_secret_file)
             .field("dev_login", &self.dev_login)
+            .field("keys", &self.keys)
             .finish()
     }
 }
@@ -234,6 +318,8 @@ impl Default for Settings {
             raft: RaftSettings::default(),
             http: HttpSettings::default(),
             runtime: RuntimeSettings::default(),
+            tls: TlsSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -284,6 +370,9 @@ impl Default for ClusterSettings {
             source_ip: None,
             secret: None,
             secret_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -356,7 +445,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub log: LogSettings,
-    pub secret: TokenSecret,
+    /// Token secrets, current (signing) first.
+    pub token_keys: Vec<NamedSecret>,
     pub dev_login: bool,
     /// The catalog a leader proposes when the replicated state has none yet (a new cluster,
     /// or a data directory from before catalogs). Checked at load; never read on the request
@@ -366,8 +456,79 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub raft: RaftSettings,
     pub http: HttpSettings,
+    /// HTTPS on the API listener; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
+    pub limits: LimitSettings,
     /// Worker threads of the node's async runtime, resolved (unset: one per core).
     pub worker_threads: usize,
+}
+
+/// The API listener's certificate, key and HSTS age.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub hsts_max_age_s: u64,
+}
+
+/// Mutual TLS between nodes.
+#[derive(Clone, Debug)]
+pub struct PeerTlsConfig {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// A token secret with the key id tokens signed by it carry (`None`: tokens carry no `kid`).
+#[derive(Clone, Debug)]
+pub struct NamedSecret {
+    pub kid: Option<String>,
+    pub secret: TokenSecret,
+}
+
+impl NamedSecret {
+    /// The secrets `[auth]` names, current first: `keys`, or the one `jwt_secret(_file)`.
+    pub fn from_auth(auth: &AuthSettings) -> Result<Vec<Self>, ConfigError> {
+        if auth.keys.is_empty() {
+            return Ok(vec![Self { kid: None, secret: TokenSecret::from_auth(auth)? }]);
+        }
+        if auth.jwt_secret.is_some() || auth.jwt_secret_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "set either auth.jwt_secret(_file) or [[auth.keys]], not both (put the old secret in auth.keys with a kid)"
+                    .into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        auth.keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                let kid = key.kid.trim();
+                if kid.is_empty() || kid.len() > 64 || !kid.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "auth.keys[{i}].kid must be 1 to 64 visible ASCII characters"
+                    )));
+                }
+                if !seen.insert(kid.to_owned()) {
+                    return Err(ConfigError::Invalid(format!("auth.keys: the kid '{kid}' is used twice")));
+                }
+                let secret = match (&key.secret, &key.secret_file) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "auth.keys[{i}] ('{kid}'): set exactly one of secret and secret_file"
+                        )))
+                    }
+                    (Some(secret), None) => TokenSecret::parse(secret.as_bytes())?,
+                    (None, Some(path)) => {
+                        let raw = std::fs::read(path)
+                            .map_err(|source| ConfigError::SecretFile { path: path.clone(), source })?;
+                        TokenSecret::parse(raw.trim_ascii_end())?
+                    }
+                };
+                Ok(Self { kid: Some(kid.to_owned()), secret })
+            })
+            .collect()
+    }
 }
 
 /// This node's place in the cluster.
@@ -379,6 +540,8 @@ pub struct ClusterConfig {
     pub bootstrap: bool,
     pub source_ip: Option<std::net::IpAddr>,
     pub secret: TokenSecret,
+    /// Mutual TLS between nodes; `None`: peers speak plain HTTP.
+    pub tls: Option<PeerTlsConfig>,
 }
 
 /// The HS256 key, at least 32 bytes. Never printed.
@@ -421,7 +584,7 @@ impl std::fmt::Debug for TokenSecret {
 
 impl Config {
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
-        let token_secret = TokenSecret::from_auth(&s.auth)?;
+        let token_keys = NamedSecret::from_auth(&s.auth)?;
         let seed_catalog = seed_catalog(&s)?;
         if s.orders.idempotency_ttl_hours < 1 {
             return Err(ConfigError::Zero("orders.idempotency_ttl_hours"));
@@ -467,11 +630,22 @@ impl Config {
                 TokenSecret::parse(raw.trim_ascii_end())?
             }
         };
+        let (peer_tls, tls) = tls_settings(&s)?;
+        let l = &s.limits;
+        if l.enabled
+            && (l.per_address_per_second == 0
+                || l.writes_per_user_per_minute == 0
+                || l.slot_attempts_per_user_per_hour == 0)
+        {
+            return Err(ConfigError::Invalid(
+                "limits: a rate of 0 would refuse everything; set limits.enabled = false to turn limits off".into(),
+            ));
+        }
         Ok(Self {
             listen: s.listen,
             data_dir: s.data_dir,
             log: s.log,
-            secret: token_secret,
+            token_keys,
             dev_login: s.auth.dev_login,
             seed_catalog,
             idempotency_ttl_ms: s.orders.idempotency_ttl_hours.saturating_mul(3_600_000),
@@ -482,12 +656,42 @@ impl Config {
                 bootstrap: s.cluster.bootstrap,
                 source_ip: s.cluster.source_ip,
                 secret: cluster_secret,
+                tls: peer_tls,
             },
             raft: s.raft,
             http: s.http,
+            tls,
+            limits: s.limits,
             worker_threads,
         })
     }
+}
+
+/// `[tls]` and the `cluster.*_file` settings, each all or nothing. With mutual TLS between
+/// nodes and no `[tls]`, the listener serves with the node's cluster certificate (peers reach
+/// it over HTTPS and check it against the cluster CA).
+fn tls_settings(s: &Settings) -> Result<(Option<PeerTlsConfig>, Option<TlsConfig>), ConfigError> {
+    let c = &s.cluster;
+    let peer = match (&c.ca_file, &c.cert_file, &c.key_file) {
+        (None, None, None) => None,
+        (Some(ca), Some(cert), Some(key)) => {
+            Some(PeerTlsConfig { ca_file: ca.clone(), cert_file: cert.clone(), key_file: key.clone() })
+        }
+        _ => {
+            return Err(ConfigError::Invalid(
+                "mutual TLS between nodes needs all of cluster.ca_file, cluster.cert_file and cluster.key_file".into(),
+            ))
+        }
+    };
+    let t = &s.tls;
+    let api = match (&t.cert_file, &t.key_file, &peer) {
+        (Some(cert), Some(key), _) => Some((cert.clone(), key.clone())),
+        (None, None, Some(p)) => Some((p.cert_file.clone(), p.key_file.clone())),
+        (None, None, None) => None,
+        _ => return Err(ConfigError::Invalid("HTTPS needs both tls.cert_file and tls.key_file".into())),
+    };
+    let api = api.map(|(cert_file, key_file)| TlsConfig { cert_file, key_file, hsts_max_age_s: t.hsts_max_age_s });
+    Ok((peer, api))
 }
 
 /// The id of the one store a catalog made of `[menu]` and `[slots]` has (and that data

@@ -15,4 +15,5 @@ pub mod raft;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod ui;

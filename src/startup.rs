@@ -10,10 +10,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
 
+use crate::api::Connection;
 use crate::config::Config;
 use crate::node::{Node, NodeError};
+use crate::tls::{ServerTls, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -23,6 +27,8 @@ pub enum StartupError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Request line and headers may take at most this much buffer; larger gets 431.
@@ -42,17 +48,39 @@ pub fn browsable(addr: SocketAddr) -> SocketAddr {
 pub struct Server {
     node: Arc<Node>,
     listener: TcpListener,
+    /// HTTPS: the certificates in force; `None`: plain HTTP.
+    tls: Option<Arc<ServerTls>>,
 }
+
+/// The first byte of every TLS connection (a handshake record).
+const TLS_HANDSHAKE: u8 = 0x16;
 
 impl Server {
     /// Bind first, so a node listening on port 0 can advertise the port it got.
     pub async fn bind(config: Config) -> Result<Self, StartupError> {
         let addr = config.listen;
+        // Certificates first: a bad one stops the node before it takes the port.
+        let tls = match &config.tls {
+            Some(api) => Some(Arc::new(ServerTls::load(api.clone(), config.cluster.tls.clone())?)),
+            None => None,
+        };
+        if tls.is_some() && config.cluster.tls.is_none() {
+            tracing::warn!("tls is on but cluster.ca_file is not: peers are reached over plain HTTP, which a TLS listener refuses; fine for one node, set cluster.ca_file, cert_file and key_file for a cluster");
+        }
         let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
         let bound = listener.local_addr().map_err(StartupError::Serve)?;
         let advertise = config.cluster.advertise.clone().unwrap_or_else(|| bound.to_string());
         let node = Node::start(config, advertise).await?;
-        Ok(Self { node, listener })
+        Ok(Self { node, listener, tls })
+    }
+
+    /// `https` when TLS is on, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, StartupError> {
@@ -72,9 +100,35 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let app = crate::api::around(crate::api::router(self.node.clone()));
+        let hsts = self
+            .node
+            .config
+            .tls
+            .as_ref()
+            .filter(|t| t.hsts_max_age_s > 0)
+            .and_then(|t| axum::http::HeaderValue::from_str(&format!("max-age={}", t.hsts_max_age_s)).ok());
+        let app = tower::ServiceBuilder::new()
+            .layer(tower::util::option_layer(hsts.map(|value| {
+                tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                    axum::http::header::STRICT_TRANSPORT_SECURITY,
+                    value,
+                )
+            })))
+            .layer(crate::api::AddressLimitLayer::new(self.node.limits.clone()))
+            .service(crate::api::around(crate::api::router(self.node.clone())));
         crate::telemetry::spawn_metrics_upkeep();
+        if let Some(tls) = &self.tls {
+            let (tls, peers) = (tls.clone(), self.node.peers.clone());
+            crate::tls::spawn_reloader(move |force| {
+                if tls.reload(force) {
+                    if let Err(e) = peers.reload_tls() {
+                        tracing::error!(error = %e, "cannot read the cluster certificates again; peers keep the previous ones");
+                    }
+                }
+            });
+        }
         let http = &self.node.config.http;
+        let handshake_timeout = Duration::from_millis(http.header_read_timeout_ms);
         let mut builder = Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -88,8 +142,8 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
-                    let stream = match accepted {
-                        Ok((stream, _)) => stream,
+                    let (stream, remote) = match accepted {
+                        Ok(accepted) => accepted,
                         Err(e) => {
                             // Out of file descriptors and the like: back off instead of spinning.
                             tracing::warn!(error = %e, "accept failed");
@@ -97,11 +151,34 @@ impl Server {
                             continue;
                         }
                     };
-                    let service = TowerToHyperService::new(app.clone());
-                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection.into_owned());
+                    let Some(tls) = &self.tls else {
+                        let on = Connection { remote, peer_certificate: false };
+                        let service = TowerToHyperService::new(app.clone().map_request(move |mut req: axum::http::Request<_>| {
+                            req.extensions_mut().insert(on);
+                            req
+                        }));
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let connection = graceful.watch(connection.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            }
+                        });
+                        continue;
+                    };
+                    // The handshake runs in the connection's own task, bounded like a request's
+                    // headers, so a slow or silent client holds up nobody else.
+                    let (config, app, builder, watcher) = (tls.current(), app.clone(), builder.clone(), graceful.watcher());
                     tokio::spawn(async move {
-                        if let Err(e) = connection.await {
+                        let Some(stream) = handshake(stream, remote, config, handshake_timeout).await else { return };
+                        let peer_certificate = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                        let on = Connection { remote, peer_certificate };
+                        let service = TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
+                            req.extensions_mut().insert(on);
+                            req
+                        }));
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        if let Err(e) = watcher.watch(connection.into_owned()).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     });
@@ -119,6 +196,60 @@ impl Server {
         Ok(())
     }
 }
+
+/// The TLS handshake of a new connection, or `None` (logged) when it fails. A client speaking
+/// plain HTTP to the TLS port is told so in plain HTTP rather than left with a broken stream.
+async fn handshake(
+    stream: TcpStream,
+    remote: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let work = async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE {
+            let mut stream = stream;
+            stream.write_all(PLAIN_HTTP_ANSWER).await?;
+            stream.shutdown().await?;
+            return Err(std::io::Error::other(PlainHttp));
+        }
+        tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<PlainHttp>()) => {
+            tracing::debug!(%remote, "plain HTTP on the HTTPS port; answered 400");
+            None
+        }
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.to_ascii_lowercase().contains("certificate") {
+                tracing::warn!(%remote, error = %text, "TLS handshake refused (certificate)");
+            } else {
+                tracing::debug!(%remote, error = %text, "TLS handshake failed");
+            }
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%remote, ?timeout, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: 49\r\n\r\nThis port speaks HTTPS: use https:// to reach it\n";
+
+/// Marks a connection that began with something other than a TLS handshake.
+#[derive(Debug)]
+struct PlainHttp;
+
+impl std::fmt::Display for PlainHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("plain HTTP on the HTTPS port")
+    }
+}
+
+impl std::error::Error for PlainHttp {}
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {

@@ -10,6 +10,7 @@ mod dev_login;
 mod export;
 mod extract;
 mod health;
+mod limits;
 mod live;
 mod menu;
 mod metrics;
@@ -41,6 +42,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::domain::OrderVersion;
 use crate::node::Node;
+pub use limits::AddressLimitLayer;
 pub use problem::ApiError;
 
 /// Largest request body accepted, in bytes.
@@ -164,6 +166,14 @@ fn routes() -> Router<AppState> {
 /// The strong ETag of an order version: `"<version>"`.
 pub(crate) fn etag(version: OrderVersion) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", version.0)).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// What the API knows of the connection a request came on, set by the server for each one.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection {
+    pub remote: std::net::SocketAddr,
+    /// The client showed a certificate that chains to the cluster CA (mutual TLS): a peer.
+    pub peer_certificate: bool,
 }
 
 /// Shorthand for handler results.

@@ -254,8 +254,10 @@ pub(super) async fn propose_new_order(
     kind: fn(PlaceOrder) -> Command,
 ) -> Result<Outcome, ApiError> {
     let key = idempotency_key(headers)?;
+    node.limits.write(&principal.user)?;
     let order_id = OrderId::new_at(now);
     propose_resolved(node, body, now, None, |resolved| {
+        node.limits.slot_attempt(&principal.user, resolved.spec.slot.start())?;
         let idempotency = idempotency_claim(node, key.as_ref(), body, &resolved, now)?;
         Ok(kind(PlaceOrder {
             order_id,
@@ -406,7 +408,9 @@ pub async fn update_order(
     // This node's copy of the order, to know whether the change keeps its slot; `apply`
     // decides on the leader's.
     let before = node.store.order(id)?.filter(|o| o.user == principal.user);
+    node.limits.write(&principal.user)?;
     let outcome = propose_resolved(&node, &body, now, before.as_ref(), |resolved| {
+        node.limits.slot_attempt(&principal.user, resolved.spec.slot.start())?;
         Ok(Command::ChangeOrder(ChangeOrder {
             command_id,
             order_id: id,
@@ -440,6 +444,7 @@ pub async fn cancel_order(
 ) -> ApiResult {
     let id = parse_id(&id)?;
     let if_match = if_match(&headers)?;
+    node.limits.write(&principal.user)?;
     let now = Timestamp::now();
     let command = Command::CancelOrder(CancelOrder {
         command_id: CommandId::new(),

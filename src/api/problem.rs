@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::etag;
 use crate::auth::AuthError;
+use crate::node::limits::Limited;
 use crate::node::NodeError;
 use crate::state::{Rejection, StoreError};
 
@@ -57,8 +58,21 @@ pub enum ApiError {
     Cluster(String),
     #[error("the request was not answered within {} s and was abandoned; a change it asked for may still be made, so read the order before retrying", .0.as_secs())]
     Timeout(std::time::Duration),
+    #[error("too many requests ({}); retry in {} s", .0.limit, retry_seconds(.0.retry_after))]
+    RateLimited(Limited),
     #[error("an internal error occurred; it has been logged")]
     Internal,
+}
+
+/// Whole seconds to wait, at least 1 (`Retry-After` has no fractions).
+fn retry_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        ApiError::RateLimited(limited)
+    }
 }
 
 fn outside_text(nearest: &Option<(String, String, f64)>) -> String {
@@ -78,7 +92,7 @@ impl From<NodeError> for ApiError {
             NodeError::ShuttingDown => ApiError::Unavailable,
             NodeError::NoCatalog => ApiError::NoCatalog,
             NodeError::Store(e) => e.into(),
-            NodeError::Raft(message) => {
+            NodeError::Raft(message) | NodeError::Tls(message) => {
                 tracing::error!(error = %message, "replication error while serving a request");
                 ApiError::Internal
             }
@@ -139,6 +153,7 @@ impl ApiError {
             ApiError::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             ApiError::Timeout(_) => (S::REQUEST_TIMEOUT, "request-timeout", "Request timed out"),
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             ApiError::Rejected(r) => match r {
                 Rejection::OrderExists(_) => (S::CONFLICT, "order-exists", "You already have an active order"),
                 Rejection::SlotFull(..) => (S::CONFLICT, "slot-full", "Delivery slot full"),
@@ -218,6 +233,10 @@ impl ApiError {
             ApiError::Rejected(Rejection::StoreInUse(id)) => {
                 ext.insert("store_id".into(), id.to_string().into());
             }
+            ApiError::RateLimited(limited) => {
+                ext.insert("limit".into(), limited.limit.into());
+                ext.insert("retry_after_s".into(), retry_seconds(limited.retry_after).into());
+            }
             ApiError::OutsideDeliveryArea { nearest: Some((id, name, metres)) } => {
                 let nearest = serde_json::json!({ "id": id, "name": name, "distance_m": metres });
                 ext.insert("nearest_store".into(), nearest);
@@ -255,6 +274,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyStreams => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::RateLimited(limited) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(limited.retry_after)));
             }
             _ => {}
         }

@@ -1,5 +1,6 @@
 //! `/raft/*`: node-to-node endpoints. Bodies are codec bytes; every request must carry the
-//! cluster secret, and one without it gets 401 and changes nothing.
+//! cluster secret and, with mutual TLS on, come on a connection that showed a certificate of
+//! the cluster CA; one without gets 401 and changes nothing.
 
 use std::sync::Arc;
 
@@ -41,6 +42,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PeerBody<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, node: &AppState) -> Result<Self, Self::Rejection> {
+        if node.config.cluster.tls.is_some() {
+            let connection = req.extensions().get::<super::Connection>().copied();
+            if !connection.is_some_and(|c| c.peer_certificate) {
+                let remote = connection.map_or_else(|| "unknown".to_owned(), |c| c.remote.to_string());
+                tracing::warn!(%remote, path = %req.uri().path(), "refused a peer call without a cluster certificate (mutual TLS is on: cluster.ca_file)");
+                return Err(
+                    (StatusCode::UNAUTHORIZED, "a cluster certificate is required (mutual TLS)").into_response()
+                );
+            }
+        }
         let presented = req.headers().get(SECRET_HEADER).map(|v| Sha256::digest(v.as_bytes()));
         let expected = Sha256::digest(node.config.cluster.secret.bytes());
         if presented != Some(expected) {

@@ -116,6 +116,7 @@ pub async fn show(State(node): State<Arc<Node>>, principal: Principal, query: Qu
         (status = 404, description = "not-waiting", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn leave(State(node): State<Arc<Node>>, principal: Principal) -> ApiResult {
+    node.limits.write(&principal.user)?;
     let command = Command::LeaveWaitlist(LeaveWaitlist { user: principal.user.clone(), at: Timestamp::now() });
     match propose(&node, command).await? {
         Outcome::LeftWaitlist(entry) => Ok(Json(WaitlistView::new(&entry, 0)).into_response()),

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use super::{token_secret, AdminArgs};
-use crate::auth::TokenKeys;
+use super::{token_keys, AdminArgs};
 use crate::domain::{Timestamp, UserId};
 
 /// Why an admin call failed; each maps to an exit code.
@@ -19,23 +18,27 @@ pub fn admin_token(admin: &AdminArgs) -> Result<String, CallError> {
     if let Some(token) = &admin.token {
         return Ok(token.clone());
     }
-    let secret = token_secret(&admin.config)
+    let keys = token_keys(&admin.config)
         .map_err(|e| CallError::Usage(format!("no --token given and cannot mint one from the configuration: {e}")))?;
     let user = UserId::parse("cluster-admin").map_err(|e| CallError::Usage(e.to_string()))?;
-    TokenKeys::new(&secret)
-        .mint(&user, true, Duration::from_secs(3600), Timestamp::now())
-        .map_err(|e| CallError::Usage(e.to_string()))
+    keys.mint(&user, true, Duration::from_secs(3600), Timestamp::now()).map_err(|e| CallError::Usage(e.to_string()))
 }
 
-pub fn http(timeout: Duration) -> Result<reqwest::Client, CallError> {
-    reqwest::Client::builder().no_proxy().timeout(timeout).build().map_err(|e| CallError::Failed(e.to_string()))
+/// The client admin commands use: trusting `--ca-file` for an `https://` node when given.
+pub fn http(admin: &AdminArgs, timeout: Duration) -> Result<reqwest::Client, CallError> {
+    let mut builder = reqwest::Client::builder().no_proxy().timeout(timeout);
+    if let Some(ca) = &admin.ca_file {
+        let tls = crate::tls::ca_client_config(ca).map_err(|e| CallError::Usage(format!("--ca-file: {e}")))?;
+        builder = builder.use_preconfigured_tls(tls);
+    }
+    builder.build().map_err(|e| CallError::Failed(e.to_string()))
 }
 
 /// GET `path` on the node and return the response if it is a success.
 pub async fn get(admin: &AdminArgs, path: &str, timeout: Duration) -> Result<reqwest::Response, CallError> {
     let token = admin_token(admin)?;
     let url = format!("{}{}", admin.node.trim_end_matches('/'), path);
-    let response = http(timeout)?
+    let response = http(admin, timeout)?
         .get(&url)
         .bearer_auth(token)
         .send()

@@ -119,7 +119,7 @@ async fn apply(admin: &AdminArgs, file: &Path, dry_run: bool) -> Result<(), Call
         admin.node.trim_end_matches('/'),
         if dry_run { "&dry_run=true" } else { "" }
     );
-    let response = admin_client::http(TIMEOUT)?
+    let response = admin_client::http(admin, TIMEOUT)?
         .put(&url)
         .bearer_auth(token)
         .header("content-type", "application/toml")

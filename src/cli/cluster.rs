@@ -62,11 +62,7 @@ pub fn run(command: ClusterCommand) -> ExitCode {
 
 async fn call(admin: &AdminArgs, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, CallError> {
     let token = admin_client::admin_token(admin)?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(ADMIN_TIMEOUT)
-        .build()
-        .map_err(|e| CallError::Failed(e.to_string()))?;
+    let client = admin_client::http(admin, ADMIN_TIMEOUT)?;
     let url = format!("{}{}", admin.node.trim_end_matches('/'), path);
     let mut request = client.request(method, &url).bearer_auth(token);
     if let Some(body) = body {

@@ -11,11 +11,12 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 mod admin_client;
 mod catalog;
+pub mod certs;
 mod cluster;
 mod data;
 
 use crate::auth::TokenKeys;
-use crate::config::{Config, ConfigError, LogFormat, Overrides, Settings, TokenSecret};
+use crate::config::{Config, ConfigError, LogFormat, NamedSecret, Overrides, Settings};
 use crate::domain::{Timestamp, UserId};
 use crate::startup::{shutdown_signal, Server};
 
@@ -136,6 +137,37 @@ A full export is consistent as of one revision, printed at the end; pass it as
 --since-revision next time to get exactly the orders created, changed or cancelled since.
 Exit codes: 0 success, 1 failure (node unreachable, refused, broken transfer), 2 bad usage.")]
     Export(data::ExportArgs),
+    /// Certificates for HTTPS and mutual TLS between nodes.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertsCommand {
+    /// Create a development CA and one certificate per node (server and client use).
+    #[command(after_help = "\
+Writes DIR/ca.pem, DIR/ca-key.pem and DIR/node<i>.pem, DIR/node<i>-key.pem (keys mode 0600).
+Every node certificate names localhost, 127.0.0.1, ::1 and node<i>, plus each --san.
+
+Examples:
+  pizza-orders certs init --out certs --nodes 3
+  pizza-orders certs init --out /etc/pizza-orders/tls --nodes 3 --san pizza-0.pizza --san 10.0.0.5
+
+Exit codes: 0 written, 1 cannot write, 2 bad usage (for example a file that already exists).")]
+    Init {
+        /// Directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How many node certificates.
+        #[arg(long, default_value_t = 3)]
+        nodes: u32,
+        /// Another DNS name or IP address for every node certificate (repeatable).
+        #[arg(long, value_name = "NAME")]
+        san: Vec<String>,
+        /// Days the certificates are valid.
+        #[arg(long, default_value_t = 825)]
+        days: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +253,9 @@ pub struct AdminArgs {
     /// Admin token; default: minted from the token secret in --config.
     #[arg(long, env = "PIZZA_ORDERS_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// --node (for example certs/ca.pem).
+    #[arg(long, env = "PIZZA_ORDERS_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -274,6 +309,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restore(args) => data::restore(args),
         Command::Check(args) => data::check(args),
         Command::Export(args) => data::export(args),
+        Command::Certs(CertsCommand::Init { out, nodes, san, days }) => match certs::init(&out, nodes, &san, days) {
+            Ok(written) => {
+                for file in written.files {
+                    println!("{}", file.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e @ certs::CertsError::Write { .. }) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => usage_error(e),
+        },
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pizza-orders", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -314,9 +362,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
         // Scripts and tests read this line to learn the port when --listen ends in :0.
-        println!("pizza-orders listening on http://{addr}");
+        let scheme = server.scheme();
+        println!("pizza-orders listening on {scheme}://{addr}");
         let node = server.node();
-        let ui = format!("http://{}/", crate::startup::browsable(addr));
+        let ui = format!("{scheme}://{}/", crate::startup::browsable(addr));
         tracing::info!(
             node_id = node.id,
             role = %node.role(),
@@ -340,22 +389,23 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Load the token secret from the config named by `args` (or the default config).
-pub(crate) fn token_secret(args: &ConfigArgs) -> Result<TokenSecret, ConfigError> {
+/// The token secrets `--config` names, current first.
+pub(crate) fn token_keys(args: &ConfigArgs) -> Result<TokenKeys, ConfigError> {
     let overrides = Overrides { set: args.set.clone(), ..Overrides::default() };
-    Settings::load(args.config.as_deref(), &overrides).and_then(|s| TokenSecret::from_auth(&s.auth))
+    let keys = Settings::load(args.config.as_deref(), &overrides).and_then(|s| NamedSecret::from_auth(&s.auth))?;
+    Ok(TokenKeys::rotating(&keys))
 }
 
 fn token(args: TokenArgs) -> ExitCode {
-    let secret = match token_secret(&args.config) {
-        Ok(secret) => secret,
+    let keys = match token_keys(&args.config) {
+        Ok(keys) => keys,
         Err(e) => return usage_error(e),
     };
     let user = match UserId::parse(&args.user) {
         Ok(user) => user,
         Err(e) => return usage_error(format!("--user: {e}")),
     };
-    match TokenKeys::new(&secret).mint(&user, args.admin, args.ttl, Timestamp::now()) {
+    match keys.mint(&user, args.admin, args.ttl, Timestamp::now()) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

@@ -27,6 +27,7 @@ use crate::state::{Applied, Command, CurrentCatalog, Outcome, SetCatalog, Store,
 
 mod checkpoint;
 mod lease;
+pub mod limits;
 mod read_index;
 use lease::Lease;
 use read_index::ReadIndex;
@@ -48,6 +49,8 @@ pub enum NodeError {
     ShuttingDown,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("TLS between nodes: {0}")]
+    Tls(String),
     #[error("cannot start replication: {0}")]
     Raft(String),
     #[error("no catalog is in force yet: the cluster's first leader proposes its configured one; retry shortly")]
@@ -89,6 +92,8 @@ pub struct Node {
     applied: Arc<AtomicU64>,
     /// Permits for live availability streams (`http.max_streams`).
     pub streams: Arc<Semaphore>,
+    /// Rate limits per client address, per user and per user and slot (`[limits]`).
+    pub limits: Arc<limits::Limits>,
     /// The newest read index learned here, with the instant the round that produced it began:
     /// once applied, this node's state reflects every write acknowledged before that instant.
     fresh: std::sync::Mutex<Option<(Instant, u64)>>,
@@ -224,7 +229,12 @@ impl Node {
             log_store.vote_changes(),
             committed.clone(),
         ));
-        let peers = PeerClient::new(&String::from_utf8_lossy(config.cluster.secret.bytes()), config.cluster.source_ip);
+        let peers = PeerClient::new(
+            &String::from_utf8_lossy(config.cluster.secret.bytes()),
+            config.cluster.source_ip,
+            config.cluster.tls.as_ref(),
+        )
+        .map_err(|e| NodeError::Tls(e.to_string()))?;
         let raft_config = openraft::Config {
             cluster_name: "pizza-orders".into(),
             heartbeat_interval: r.heartbeat_ms,
@@ -260,8 +270,20 @@ impl Node {
         let max_batch = if config.raft.group_commit { config.raft.max_batch } else { 1 };
         tokio::spawn(run_batcher(submitter.clone(), queue, max_batch, config.raft.batches_in_flight));
         let streams = Arc::new(Semaphore::new(config.http.max_streams));
+        let limits = Arc::new(limits::Limits::new(&config.limits));
+        tokio::spawn({
+            let limits = Arc::downgrade(&limits);
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    let Some(limits) = limits.upgrade() else { return };
+                    limits.forget_idle();
+                }
+            }
+        });
         let node = Arc::new(Self {
-            keys: TokenKeys::new(&config.secret),
+            keys: TokenKeys::rotating(&config.token_keys),
             config,
             store,
             raft,
@@ -276,6 +298,7 @@ impl Node {
             lease,
             applied,
             streams,
+            limits,
             fresh: std::sync::Mutex::new(None),
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));

@@ -1,7 +1,10 @@
-//! Raft RPCs to peers: HTTP POST to `http://<peer>/raft/<rpc>` with codec-encoded bodies and
-//! the cluster secret in `x-cluster-secret`. Every call has a timeout; a peer that cannot be
-//! reached is reported `Unreachable`, so openraft backs off instead of spinning.
+//! Raft RPCs to peers: HTTP POST to `http(s)://<peer>/raft/<rpc>` with codec-encoded bodies and
+//! the cluster secret in `x-cluster-secret`; with mutual TLS (`cluster.ca_file`) over HTTPS,
+//! showing this node's certificate and trusting only the cluster CA. Every call has a timeout;
+//! a peer that cannot be reached is reported `Unreachable`, so openraft backs off instead of
+//! spinning.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -15,6 +18,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::{NodeId, TypeConfig};
 use crate::codec;
+use crate::config::PeerTlsConfig;
+use crate::tls::TlsError;
 
 /// Header carrying the shared secret between nodes.
 pub const SECRET_HEADER: &str = "x-cluster-secret";
@@ -23,8 +28,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// An HTTP client for talking to peers, shared by Raft and request forwarding.
 #[derive(Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
+    /// Swapped whole when the certificates are re-read.
+    http: Arc<RwLock<reqwest::Client>>,
     secret: String,
+    source_ip: Option<std::net::IpAddr>,
+    tls: Option<PeerTlsConfig>,
+    /// `https` with mutual TLS, else `http`.
+    scheme: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,16 +51,46 @@ pub enum PeerError {
 }
 
 impl PeerClient {
-    /// `source_ip`: the local address connections start from (`None`: the OS chooses).
-    pub fn new(secret: &str, source_ip: Option<std::net::IpAddr>) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .local_address(source_ip)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(32)
-            .build()
-            .unwrap_or_default();
-        Self { http, secret: secret.to_owned() }
+    /// `source_ip`: the local address connections start from (`None`: the OS chooses);
+    /// `tls`: the cluster CA and this node's certificate, for HTTPS between nodes.
+    pub fn new(
+        secret: &str,
+        source_ip: Option<std::net::IpAddr>,
+        tls: Option<&PeerTlsConfig>,
+    ) -> Result<Self, TlsError> {
+        let http = build(source_ip, tls)?;
+        Ok(Self {
+            http: Arc::new(RwLock::new(http)),
+            secret: secret.to_owned(),
+            source_ip,
+            tls: tls.cloned(),
+            scheme: if tls.is_some() { "https" } else { "http" },
+        })
+    }
+
+    /// Read the certificates again (new connections use them; pooled ones finish as they are).
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let fresh = build(self.source_ip, self.tls.as_ref())?;
+        match self.http.write() {
+            Ok(mut http) => *http = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    fn http(&self) -> reqwest::Client {
+        match self.http.read() {
+            Ok(http) => http.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// `scheme://addr`: how this node reaches the peer at `addr`.
+    pub fn base(&self, addr: &str) -> String {
+        format!("{}://{addr}", self.scheme)
     }
 
     /// POST `body` to `http://{addr}{path}` and decode the answer.
@@ -63,8 +103,8 @@ impl PeerClient {
     ) -> Result<Resp, PeerError> {
         let bytes = codec::encode(body).map_err(|e| PeerError::Decode(addr.into(), e.to_string()))?;
         let response = self
-            .http
-            .post(format!("http://{addr}{path}"))
+            .http()
+            .post(format!("{}{path}", self.base(addr)))
             .header(SECRET_HEADER, &self.secret)
             .header("content-type", "application/octet-stream")
             .timeout(timeout)
@@ -101,8 +141,8 @@ impl PeerClient {
         body: Option<serde_json::Value>,
     ) -> Result<(u16, String, bytes::Bytes), PeerError> {
         let mut request = self
-            .http
-            .request(method, format!("http://{addr}{path}"))
+            .http()
+            .request(method, format!("{}{path}", self.base(addr)))
             .header("authorization", authorization)
             .timeout(Duration::from_secs(60));
         if let Some(body) = body {
@@ -124,6 +164,19 @@ impl PeerClient {
         let bytes = response.bytes().await.map_err(unreachable)?;
         Ok((status, content_type, bytes))
     }
+}
+
+fn build(source_ip: Option<std::net::IpAddr>, tls: Option<&PeerTlsConfig>) -> Result<reqwest::Client, TlsError> {
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .local_address(source_ip)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(32);
+    if let Some(tls) = tls {
+        builder = builder.use_preconfigured_tls(crate::tls::peer_client_config(tls)?);
+    }
+    // Building fails only for a TLS backend the build lacks; the plain client then still works.
+    Ok(builder.build().unwrap_or_default())
 }
 
 /// Creates one [`Peer`] per target node.
