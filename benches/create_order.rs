@@ -38,7 +38,7 @@ fn start(runtime: &Runtime, group_commit: bool) -> Running {
     settings.cluster.secret = Some("benchmark-cluster-secret-benchmark-0000".into());
     settings.raft.group_commit = group_commit;
     let config = Config::from_settings(settings).expect("config");
-    let keys = TokenKeys::new(&config.secret);
+    let keys = TokenKeys::rotating(&config.token_keys);
     let (stop, stopped) = oneshot::channel::<()>();
     let base = runtime.block_on(async {
         let server = Server::bind(config).await.expect("bind");

@@ -417,7 +417,8 @@ impl Settings {
             }
             None => {}
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config"]));
+        // The CLI's own variables are not settings.
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["config", "admin_token", "ca_file"]));
         if let Some(listen) = overrides.listen {
             figment = figment.merge(("listen", listen));
         }

@@ -65,7 +65,7 @@ impl Server {
             None => None,
         };
         if tls.is_some() && config.cluster.tls.is_none() {
-            tracing::warn!("tls is on but cluster.ca_file is not: peers are reached over plain HTTP, which a TLS listener refuses; fine for one node, set cluster.ca_file, cert_file and key_file for a cluster");
+            tracing::info!("HTTPS without mutual TLS (cluster.ca_file unset): fine for one node; a cluster needs cluster.ca_file, cert_file and key_file, as a TLS listener refuses the plain HTTP peers would use");
         }
         let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
         let bound = listener.local_addr().map_err(StartupError::Serve)?;

@@ -63,7 +63,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_order() {
                     let user = format!("w{w}-{i}");
                     let port = ports[(w + i) % ports.len()];
                     let sent = client()
-                        .post(format!("http://127.0.0.1:{port}/v1/orders"))
+                        .post(format!("{}://127.0.0.1:{port}/v1/orders", common::pki::scheme()))
                         .bearer_auth(token(&user))
                         .header("Idempotency-Key", format!("k-{user}"))
                         .timeout(Duration::from_secs(5))

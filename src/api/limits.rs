@@ -1,6 +1,6 @@
 //! The per-address rate limit, outside every route: a client over its budget is answered 429
-//! before any routing, token check or body read. Per-user limits sit in the write handlers,
-//! where the user is known.
+//! before any routing, token check or body read. Peers' calls are not counted. Per-user limits
+//! sit in the write handlers, where the user is known.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -52,7 +52,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let remote = req.extensions().get::<Connection>().map(|c| c.remote.ip());
+        // Peers are not customers: a busy follower's appends, votes and forwarded writes would
+        // otherwise trip a per-address limit meant for scripts (`/raft/*` checks the cluster
+        // secret, and with mutual TLS the certificate, before doing any work).
+        let peer = req.uri().path().starts_with("/raft/");
+        let remote =
+            req.extensions().get::<Connection>().filter(|c| !peer && !c.peer_certificate).map(|c| c.remote.ip());
         match remote.map(|ip| self.limits.address(ip)) {
             Some(Err(limited)) => Either::Right(ready(Ok(ApiError::from(limited).into_response()))),
             _ => Either::Left(self.inner.call(req)),

@@ -299,6 +299,7 @@ async fn propose_resolved(
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original order", pattern = "^[!-~]{1,128}$")),
     responses(
+        (status = 429, description = "rate-limited: too many writes by this user, or attempts on this slot; Retry-After says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "Order placed; Location and ETag set", body = OrderView),
         (status = 409, description = "order-exists or slot-full", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid-field, slot-too-soon or idempotency-key-reused", body = Problem, content_type = "application/problem+json"),
@@ -390,7 +391,8 @@ pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, qu
 
 #[utoipa::path(put, path = "/v1/orders/{id}", tag = "orders", request_body = OrderRequest,
     params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read", pattern = "^(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)$")),
-    responses((status = 200, description = "Changed and re-priced", body = OrderView),
+    responses((status = 429, description = "rate-limited: too many writes by this user, or attempts on this slot; Retry-After says when to try again", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Changed and re-priced", body = OrderView),
         (status = 409, description = "cutoff-passed, slot-full or order-cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -432,7 +434,8 @@ pub async fn update_order(
 
 #[utoipa::path(delete, path = "/v1/orders/{id}", tag = "orders",
     params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read", pattern = "^(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)$")),
-    responses((status = 200, description = "Cancelled (kept for billing)", body = OrderView),
+    responses((status = 429, description = "rate-limited: too many writes by this user, or attempts on this slot; Retry-After says when to try again", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Cancelled (kept for billing)", body = OrderView),
         (status = 409, description = "cutoff-passed or order-cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]

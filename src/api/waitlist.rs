@@ -73,6 +73,7 @@ fn toppings(t: Toppings) -> Vec<Topping> {
 #[utoipa::path(post, path = "/v1/waitlist", tag = "waitlist", request_body = OrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the original entry", pattern = "^[!-~]{1,128}$")),
     responses(
+        (status = 429, description = "rate-limited: too many writes by this user, or attempts on this slot; Retry-After says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "In line for the slot, with your position", body = WaitlistView),
         (status = 409, description = "slot-has-room (order instead), already-waiting or order-exists", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid-field, outside-delivery-area or idempotency-key-reused", body = Problem, content_type = "application/problem+json")),
@@ -112,7 +113,8 @@ pub async fn show(State(node): State<Arc<Node>>, principal: Principal, query: Qu
 }
 
 #[utoipa::path(delete, path = "/v1/waitlist", tag = "waitlist",
-    responses((status = 200, description = "Left the line; the entry as it was", body = WaitlistView),
+    responses((status = 429, description = "rate-limited: too many writes by this user, or attempts on this slot; Retry-After says when to try again", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Left the line; the entry as it was", body = WaitlistView),
         (status = 404, description = "not-waiting", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn leave(State(node): State<Arc<Node>>, principal: Principal) -> ApiResult {

@@ -12,6 +12,8 @@ pub struct TestCluster {
     pub ports: Vec<u16>,
     sets: Vec<Vec<String>>,
     alive: Vec<bool>,
+    /// Nodes keep their logs in files ([`TestNode::log_text`]).
+    logged: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -58,9 +60,18 @@ impl TestCluster {
     /// Start one node per entry, each with its own extra settings (as if each had its own
     /// config file), and initialise them as one cluster through node 1's admin API.
     pub async fn start_each(extras: &[&[&str]]) -> Self {
+        Self::start_with_logs(extras, false).await
+    }
+
+    /// [`Self::start`] with every node's log kept in a file.
+    pub async fn start_logged(n: usize, extra: &[&str]) -> Self {
+        Self::start_with_logs(&vec![extra; n], true).await
+    }
+
+    async fn start_with_logs(extras: &[&[&str]], logged: bool) -> Self {
         let n = extras.len();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut cluster = Self { nodes: Vec::new(), ports: ports.clone(), sets: Vec::new(), alive: Vec::new() };
+        let mut cluster = Self { nodes: Vec::new(), ports: ports.clone(), sets: Vec::new(), alive: Vec::new(), logged };
         for (i, extra) in extras.iter().enumerate() {
             cluster.spawn_member(i, extra);
         }
@@ -93,7 +104,7 @@ impl TestCluster {
         ];
         sets.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-        let node = TestNode::start_with(&refs);
+        let node = if self.logged { TestNode::start_logged(&refs) } else { TestNode::start_with(&refs) };
         if self.nodes.len() <= i {
             self.nodes.resize_with(i + 1, || None);
             self.sets.resize_with(i + 1, Vec::new);
@@ -109,7 +120,10 @@ impl TestCluster {
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.ports[i], path)
+        // A node started with HTTPS says so in its address.
+        let https = self.nodes.get(i).and_then(Option::as_ref).is_some_and(|n| n.base.starts_with("https://"));
+        let scheme = if https { "https" } else { super::pki::scheme() };
+        format!("{scheme}://127.0.0.1:{}{}", self.ports[i], path)
     }
 
     pub fn running(&self) -> Vec<usize> {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod pki;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,15 +28,27 @@ pub struct TestNode {
     pub config_file: PathBuf,
     extra: Vec<String>,
     env: Vec<(String, String)>,
+    /// Where the node's log (stderr) goes, when a test reads it; else it is inherited.
+    pub log: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
 }
 
 /// Settings every test node shares: open around the clock so any future grid slot is valid.
+/// Under `PIZZA_TEST_TLS=1` every node serves HTTPS and talks mutual TLS to its peers.
 fn write_config(dir: &Path) -> PathBuf {
     let file = dir.join("test.toml");
-    let body = format!(
+    let mut body = format!(
         "listen = \"127.0.0.1:0\"\n[auth]\njwt_secret = \"{SECRET}\"\n[cluster]\nsecret = \"{CLUSTER_SECRET}\"\n[slots]\nopens = \"00:00\"\ncloses = \"24:00\"\n[log]\nfilter = \"warn,openraft=error\"\n"
     );
+    if pki::tls_everywhere() {
+        let f = pki::shared();
+        let (ca, cert, key) = (f.ca.display(), f.cert.display(), f.key.display());
+        body = body.replace(
+            "[cluster]\n",
+            &format!("[cluster]\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n"),
+        );
+        body.push_str(&format!("[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n"));
+    }
     std::fs::write(&file, body).expect("write test config");
     file
 }
@@ -57,8 +70,44 @@ impl TestNode {
         let data_dir = dir.path().join("data");
         let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (child, base) = spawn(&config_file, &data_dir, &extra, &env);
-        Self { child, base, data_dir, config_file, extra, env, _dir: Some(dir) }
+        let (child, base) = spawn(&config_file, &data_dir, &extra, &env, None);
+        Self { child, base, data_dir, config_file, extra, env, log: None, _dir: Some(dir) }
+    }
+
+    /// Start with `auth_toml` in place of the test secret's `[auth]` section.
+    pub fn start_with_auth(auth_toml: &str, sets: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_file = write_config(dir.path());
+        Self::set_auth(&config_file, auth_toml);
+        let data_dir = dir.path().join("data");
+        let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(&config_file, &data_dir, &extra, &[], None);
+        Self { child, base, data_dir, config_file, extra, env: Vec::new(), log: None, _dir: Some(dir) }
+    }
+
+    /// Replace the `[auth]` section of the node's config file (takes effect on restart).
+    pub fn set_auth(config_file: &Path, auth_toml: &str) {
+        let body = std::fs::read_to_string(config_file).expect("read config");
+        let start = body.find("[auth]").expect("[auth] section");
+        let end = start + body[start..].find("\n[cluster]").expect("[cluster] after [auth]") + 1;
+        let body = format!("{}{}\n{}", &body[..start], auth_toml.trim_end(), &body[end..]);
+        std::fs::write(config_file, body).expect("write config");
+    }
+
+    /// Start with `--set` overrides, the node's log kept in a file for [`Self::log_text`].
+    pub fn start_logged(sets: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_file = write_config(dir.path());
+        let data_dir = dir.path().join("data");
+        let log = dir.path().join("node.log");
+        let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(&config_file, &data_dir, &extra, &[], Some(&log));
+        Self { child, base, data_dir, config_file, extra, env: Vec::new(), log: Some(log), _dir: Some(dir) }
+    }
+
+    /// What the node logged so far (started with [`Self::start_logged`]).
+    pub fn log_text(&self) -> String {
+        self.log.as_ref().and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default()
     }
 
     /// Start a node on an existing data directory (for example a restored one).
@@ -66,8 +115,17 @@ impl TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_file = write_config(dir.path());
         let extra: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn(&config_file, data_dir, &extra, &[]);
-        Self { child, base, data_dir: data_dir.to_owned(), config_file, extra, env: Vec::new(), _dir: Some(dir) }
+        let (child, base) = spawn(&config_file, data_dir, &extra, &[], None);
+        Self {
+            child,
+            base,
+            data_dir: data_dir.to_owned(),
+            config_file,
+            extra,
+            env: Vec::new(),
+            log: None,
+            _dir: Some(dir),
+        }
     }
 
     /// `kill -9` the process: no shutdown code runs.
@@ -80,7 +138,7 @@ impl TestNode {
     pub fn restart_with(&mut self, sets: &[&str]) {
         self.kill();
         self.extra = sets.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn(&self.config_file, &self.data_dir, &self.extra, &self.env);
+        let (child, base) = spawn(&self.config_file, &self.data_dir, &self.extra, &self.env, self.log.as_deref());
         self.child = child;
         self.base = base;
     }
@@ -122,7 +180,11 @@ pub fn binary() -> Command {
 
 /// Run the binary to completion (killed after 30 s): exit code, stdout, stderr.
 pub fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = binary().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut command = binary();
+    if pki::tls_everywhere() {
+        command.env("PIZZA_ORDERS_CA_FILE", &pki::shared().ca);
+    }
+    let mut child = command.args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().ok().flatten().is_none() {
         if Instant::now() > deadline {
@@ -139,14 +201,26 @@ pub fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn spawn(config: &Path, data_dir: &Path, sets: &[String], env: &[(String, String)]) -> (Child, String) {
+fn spawn(
+    config: &Path,
+    data_dir: &Path,
+    sets: &[String],
+    env: &[(String, String)],
+    log: Option<&Path>,
+) -> (Child, String) {
     let mut cmd = binary();
     cmd.arg("serve").arg("--config").arg(config).arg("--data-dir").arg(data_dir);
     for set in sets {
         cmd.arg("--set").arg(set);
     }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn pizza-orders");
+    let stderr = match log {
+        Some(path) => Stdio::from(
+            std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open the node's log file"),
+        ),
+        None => Stdio::inherit(),
+    };
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn pizza-orders");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -180,8 +254,15 @@ pub fn token_with(user: &str, admin: bool, ttl_secs: u64, issued: Timestamp) -> 
     keys.mint(&UserId::parse(user).expect("user"), admin, Duration::from_secs(ttl_secs), issued).expect("mint")
 }
 
+/// An HTTP client that also trusts the test CA ([`pki::shared`]), for nodes serving HTTPS.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().expect("client")
+    client_builder().timeout(Duration::from_secs(20)).build().expect("client")
+}
+
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let ca = std::fs::read(&pki::shared().ca).expect("test CA");
+    let ca = reqwest::Certificate::from_pem(&ca).expect("test CA PEM");
+    reqwest::Client::builder().no_proxy().add_root_certificate(ca)
 }
 
 /// The start of a 30-minute grid slot `days` days from now, `index` slots after midnight UTC.

@@ -51,8 +51,7 @@ pub fn seen(order: &Value) -> Option<(String, Seen)> {
 
 impl Workload {
     pub fn new(history: History, urls: Vec<String>) -> Arc<Self> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
+        let http = crate::common::client_builder()
             .connect_timeout(Duration::from_millis(300))
             .timeout(Duration::from_secs(2))
             .build()
