@@ -30,6 +30,10 @@
 //! p99 is compared with an uncontended create run in the same process. Then up to 1 000 of
 //! them join the slot's waitlist, and the 50 winners cancel (each cancel places the first in
 //! line's order), side by side with cancels in a slot nobody waits for.
+//! `abuse`: the hot slot again (capacity 50, `--users` customers each trying once), while one
+//! abusive token loops create → cancel on it from 16 connections; run with the default rate
+//! limits and with `limits.enabled=false`, side by side: places won by customers, their p99,
+//! and how many of the abuser's writes were replicated or refused 429.
 //! `backup`: one node holding `--orders` orders; time, peak RSS and size of `backup`,
 //! `restore` and a full `export` (peak RSS needs GNU time at /usr/bin/time).
 //! `stores`: 200 stores and about 100 000 bookable slots, `--users` users spread over them by
@@ -99,6 +103,11 @@ fn slot_for(n: u64) -> String {
 
 const EXTRA: [&str; 2] = ["slots.capacity=1000000", "log.filter=error"];
 
+/// For scenarios where one client is one user acting at machine speed (the UI mix): the
+/// per-user write limit is for people and scripts, and would turn the mix into 429s. `abuse`
+/// measures the limits themselves.
+const NO_LIMITS: &str = "limits.enabled=false";
+
 /// The body of user `n`'s order.
 type OrderBody = Arc<dyn Fn(u64) -> Value + Send + Sync>;
 
@@ -118,6 +127,7 @@ async fn main() {
         "backup" => backup(&args).await,
         "mix" => mix(&args).await,
         "hotslot" => hotslot(&args).await,
+        "abuse" => abuse(&args).await,
         "reads" => reads(&args).await,
         "stores" => stores(&args).await,
         "live" => live(&args).await,
@@ -522,7 +532,7 @@ async fn mix_run(
 }
 
 async fn mix(args: &Args) {
-    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000"];
+    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000", NO_LIMITS];
     let mut cluster = TestCluster::start(args.nodes, &extra).await;
     if args.preload > 0 {
         let loading = Instant::now();
@@ -577,6 +587,126 @@ async fn mix(args: &Args) {
         ms(&all, 0.99),
         ms(&all, 0.999)
     );
+}
+
+/// One race for the hot slot with an abuser beside it: (customer latencies, customers who won,
+/// abuser writes that went through, abuser writes refused 429).
+async fn abuse_race(nodes: usize, users: u64, limits: bool, abusers: usize) -> (Histogram<u64>, u64, u64, u64) {
+    let mut extra = vec!["slots.capacity=50", EXTRA[1]];
+    if !limits {
+        extra.push(NO_LIMITS);
+    }
+    let cluster = TestCluster::start(nodes, &extra).await;
+    let ports = cluster.ports.clone();
+    let hot = common::slot(2, 24);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The abuser: one token, 16 connections, create then cancel what it got, as fast as it can,
+    // until the customers are through (bounded by 60 s).
+    let abuser: Vec<_> = (0..abusers)
+        .map(|c| {
+            let (ports, hot, done) = (ports.clone(), hot.clone(), done.clone());
+            tokio::spawn(async move {
+                let (http, token) = (client(), token("abuser"));
+                let (mut through, mut limited) = (0u64, 0u64);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut n = c;
+                while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    n += 1;
+                    let base = format!("http://127.0.0.1:{}", ports[n % ports.len()]);
+                    let r =
+                        http.post(format!("{base}/v1/orders")).bearer_auth(&token).json(&order_body(&hot)).send().await;
+                    let Ok(r) = r else { continue };
+                    match r.status().as_u16() {
+                        429 => limited += 1,
+                        201 => {
+                            through += 1;
+                            let id = r.json::<Value>().await.ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+                            if let Some(id) = id {
+                                let c = http.delete(format!("{base}/v1/orders/{id}")).bearer_auth(&token).send().await;
+                                match c.map(|c| c.status().as_u16()) {
+                                    Ok(429) => limited += 1,
+                                    Ok(_) => through += 1,
+                                    Err(_) => {}
+                                }
+                            }
+                        }
+                        _ => through += 1,
+                    }
+                }
+                (through, limited)
+            })
+        })
+        .collect();
+    let next = Arc::new(AtomicU64::new(0));
+    let customers: Vec<_> = (0..48)
+        .map(|c| {
+            let (next, ports, hot) = (next.clone(), ports.clone(), hot.clone());
+            tokio::spawn(async move {
+                let http = client();
+                let (mut h, mut won) = (new_histogram(), 0u64);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= users {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let r = http
+                        .post(format!("http://127.0.0.1:{}/v1/orders", ports[(c + n as usize) % ports.len()]))
+                        .bearer_auth(token(&format!("customer-{n}")))
+                        .json(&order_body(&hot))
+                        .send()
+                        .await;
+                    let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                    if r.is_ok_and(|r| r.status() == 201) {
+                        won += 1;
+                    }
+                }
+                (h, won)
+            })
+        })
+        .collect();
+    let (mut h, mut won) = (new_histogram(), 0);
+    for task in customers {
+        let (th, w) = task.await.expect("customer");
+        h.add(&th).expect("merge");
+        won += w;
+    }
+    done.store(true, Ordering::Relaxed);
+    let (mut through, mut limited) = (0, 0);
+    for task in abuser {
+        let (t, l) = task.await.expect("abuser");
+        through += t;
+        limited += l;
+    }
+    (h, won, through, limited)
+}
+
+async fn abuse(args: &Args) {
+    let (on, won_on, through_on, limited_on) = abuse_race(args.nodes, args.users, true, 16).await;
+    let (off, won_off, through_off, limited_off) = abuse_race(args.nodes, args.users, false, 16).await;
+    let (calm, won_calm, _, _) = abuse_race(args.nodes, args.users, true, 0).await;
+    println!(
+        "{}",
+        json!({"scenario": "abuse", "nodes": args.nodes, "customers": args.users,
+        "limits_on": {"customers_won": won_on, "customer_p50_ms": ms(&on, 0.5), "customer_p99_ms": ms(&on, 0.99),
+            "abuser_writes": through_on, "abuser_429": limited_on},
+        "no_abuser": {"customers_won": won_calm, "customer_p50_ms": ms(&calm, 0.5), "customer_p99_ms": ms(&calm, 0.99)},
+        "limits_off": {"customers_won": won_off, "customer_p50_ms": ms(&off, 0.5), "customer_p99_ms": ms(&off, 0.99),
+            "abuser_writes": through_off, "abuser_429": limited_off}})
+    );
+    println!("| abuse ({} nodes, {} customers, 50 places) | customers won | customer p50 / p99 ms | abuser writes replicated | abuser 429 |", args.nodes, args.users);
+    println!("| --- | --- | --- | --- | --- |");
+    println!(
+        "| limits on (defaults) | {won_on} | {:.2} / {:.2} | {through_on} | {limited_on} |",
+        ms(&on, 0.5),
+        ms(&on, 0.99)
+    );
+    println!(
+        "| limits off | {won_off} | {:.2} / {:.2} | {through_off} | {limited_off} |",
+        ms(&off, 0.5),
+        ms(&off, 0.99)
+    );
+    println!("| no abuser (limits on) | {won_calm} | {:.2} / {:.2} | - | - |", ms(&calm, 0.5), ms(&calm, 0.99));
 }
 
 async fn hotslot(args: &Args) {
@@ -1024,7 +1154,7 @@ async fn stores(args: &Args) {
     let (clients, seconds) = (args.clients, args.seconds);
     let snapshots = "raft.snapshot_after_entries=100000";
     // The one-store figures, same process, same machine, first.
-    let one = TestCluster::start(args.nodes, &[EXTRA[0], EXTRA[1], snapshots]).await;
+    let one = TestCluster::start(args.nodes, &[EXTRA[0], EXTRA[1], snapshots, NO_LIMITS]).await;
     drive(&one.ports, clients, 1, 10_000_000, &one_store()).await;
     let (created_one, create_one, _) = drive(&one.ports, clients, seconds, 0, &one_store()).await;
     let (_, mix_one, _) = mix_run(&one.ports, clients, seconds, args.think_ms, "", &one_store()).await;
@@ -1035,7 +1165,7 @@ async fn stores(args: &Args) {
     let text = chain_catalog();
     std::fs::write(&catalog, &text).expect("write the catalog");
     let catalog_set = format!("catalog_file={}", catalog.display());
-    let chain = TestCluster::start(args.nodes, &[&catalog_set, EXTRA[1], snapshots]).await;
+    let chain = TestCluster::start(args.nodes, &[&catalog_set, EXTRA[1], snapshots, NO_LIMITS]).await;
     let body = chain_body();
     let now = chrono::Utc::now();
     let horizon = now + chrono::Duration::days(CHAIN_HORIZON_DAYS);

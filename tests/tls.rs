@@ -185,7 +185,7 @@ async fn a_mutual_tls_cluster_replicates_and_refuses_peers_without_a_valid_certi
     assert_eq!(trusted.0, Some(0), "{}{}", trusted.1, trusted.2);
     assert_eq!(without.status.code(), Some(1));
     let err = String::from_utf8_lossy(&without.stderr);
-    assert!(err.contains("cannot reach") && err.contains("--node"), "{err}");
+    assert!(err.contains("cannot reach") && err.contains("pass --ca-file"), "{err}");
 
     // A follower killed and restarted rejoins over mutual TLS.
     let follower = (leader + 1) % 3;

@@ -34,21 +34,41 @@ pub fn http(admin: &AdminArgs, timeout: Duration) -> Result<reqwest::Client, Cal
     builder.build().map_err(|e| CallError::Failed(e.to_string()))
 }
 
+/// Why a request to `url` did not get an answer, with the causes reqwest wraps (a refused
+/// certificate is three levels down) and what to do about it.
+pub fn unreachable(url: &str, e: &reqwest::Error) -> CallError {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    let hint = if text.contains("certificate") || text.contains("UnknownIssuer") {
+        "the node's certificate is not trusted: pass --ca-file with the CA that signed it"
+    } else if url.starts_with("http://") && text.contains("connection closed") {
+        "is the node serving HTTPS? use an https:// --node"
+    } else {
+        "is the node running? check --node"
+    };
+    CallError::Failed(format!("cannot reach {url}: {text} ({hint})"))
+}
+
 /// GET `path` on the node and return the response if it is a success.
 pub async fn get(admin: &AdminArgs, path: &str, timeout: Duration) -> Result<reqwest::Response, CallError> {
     let token = admin_token(admin)?;
     let url = format!("{}{}", admin.node.trim_end_matches('/'), path);
-    let response = http(admin, timeout)?
-        .get(&url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| CallError::Failed(format!("cannot reach {url}: {e} (is the node running? check --node)")))?;
+    let response =
+        http(admin, timeout)?.get(&url).bearer_auth(token).send().await.map_err(|e| unreachable(&url, &e))?;
     if response.status().is_success() {
         return Ok(response);
     }
     let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    let detail = body["detail"].as_str().unwrap_or("no detail");
+    // A problem's `detail`, or the text itself (a plain answer, such as an HTTPS port's to
+    // plain HTTP).
+    let text = response.text().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let detail = body["detail"].as_str().map_or_else(|| text.trim().to_owned(), str::to_owned);
+    let detail = if detail.is_empty() { "no detail".to_owned() } else { detail };
     Err(CallError::Failed(format!("{url} answered {status}: {detail}")))
 }

@@ -126,7 +126,7 @@ async fn apply(admin: &AdminArgs, file: &Path, dry_run: bool) -> Result<(), Call
         .body(doc.to_toml())
         .send()
         .await
-        .map_err(|e| CallError::Failed(format!("cannot reach {url}: {e} (is the node running? check --node)")))?;
+        .map_err(|e| admin_client::unreachable(&url, &e))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -68,10 +68,7 @@ async fn call(admin: &AdminArgs, method: reqwest::Method, path: &str, body: Opti
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| CallError::Failed(format!("cannot reach {url}: {e} (is the node running? check --node)")))?;
+    let response = request.send().await.map_err(|e| admin_client::unreachable(&url, &e))?;
     let status = response.status();
     let value: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
