@@ -1,0 +1,163 @@
+// The kitchen page: the store's next delivery slots with their orders, one tap per step.
+// Plain ES module, no build step; polls the node every few seconds while open.
+
+const $ = (id) => document.getElementById(id);
+const POLL_MS = 3000;
+const state = { token: sessionStorage.getItem("staff-token"), store: null, timer: null, busy: new Set() };
+
+// The next step of each status, with the button's words; out for delivery may also fail.
+const NEXT = {
+  placed: ["preparing", "Start preparing"],
+  preparing: ["baked", "Baked"],
+  baked: ["out_for_delivery", "Out for delivery"],
+  out_for_delivery: ["delivered", "Delivered"],
+};
+const WORDS = { placed: "Placed", preparing: "Preparing", baked: "Baked", out_for_delivery: "Out for delivery",
+  delivered: "Delivered", not_delivered: "Not delivered", cancelled: "Cancelled" };
+
+function say(text) { $("status").textContent = text; }
+function alertMessage(text) { const a = $("alert"); a.textContent = text || ""; a.hidden = !text; }
+function zone() { return state.store?.time_zone; }
+function clock(iso) { return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: zone() }); }
+function day(iso) { return new Date(iso).toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: zone() }); }
+
+async function api(method, path, body) {
+  const init = { method, headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" };
+  if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+  let response;
+  try { response = await fetch(path, init); } catch { throw new Error("The network failed; retrying."); }
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (response.status === 401 || response.status === 403) { signOut(data?.detail || "Sign in with a staff token."); throw new Error(data?.detail || "not signed in"); }
+  if (!response.ok) { const e = new Error(data?.detail || `HTTP ${response.status}`); e.status = response.status; e.body = data; throw e; }
+  return data;
+}
+
+function signOut(message) {
+  state.token = null;
+  sessionStorage.removeItem("staff-token");
+  clearInterval(state.timer);
+  $("slots").innerHTML = "";
+  $("who").hidden = true;
+  $("empty").hidden = true;
+  $("sign-in").hidden = false;
+  alertMessage(message);
+}
+
+function orderCard(order) {
+  const li = document.createElement("li");
+  li.className = `ticket status-${order.status}`;
+  li.dataset.orderId = order.id;
+  const title = document.createElement("p");
+  title.className = "ticket-title";
+  const toppings = order.toppings.length ? ` + ${order.toppings.join(", ").replaceAll("_", " ")}` : "";
+  title.textContent = `${order.size}${toppings}`;
+  const address = document.createElement("p");
+  address.textContent = order.address;
+  const status = document.createElement("p");
+  status.className = "ticket-status";
+  const last = order.history[order.history.length - 1];
+  status.textContent = `${WORDS[order.status] || order.status}${last ? ` · ${clock(last.at)}` : ""}${last?.reason ? ` · ${last.reason}` : ""}`;
+  li.append(title, address, status);
+  const actions = document.createElement("div");
+  actions.className = "actions no-print";
+  const next = NEXT[order.status];
+  if (next) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "step";
+    button.textContent = next[1];
+    button.disabled = state.busy.has(order.id);
+    button.addEventListener("click", () => move(order, next[0]));
+    actions.append(button);
+  }
+  if (order.status === "out_for_delivery") {
+    const failed = document.createElement("button");
+    failed.type = "button";
+    failed.className = "danger step";
+    failed.textContent = "Not delivered…";
+    failed.addEventListener("click", () => {
+      const reason = window.prompt("Why could it not be delivered?", "Nobody at the door");
+      if (reason && reason.trim()) move(order, "not_delivered", reason.trim());
+    });
+    actions.append(failed);
+  }
+  li.append(actions);
+  return li;
+}
+
+function render(data) {
+  state.store = data.store;
+  $("kitchen-title").textContent = `Kitchen — ${data.store.name}`;
+  const root = $("slots");
+  root.innerHTML = "";
+  $("empty").hidden = data.slots.length > 0;
+  for (const slot of data.slots) {
+    const section = document.createElement("section");
+    section.className = "slot";
+    section.dataset.start = slot.start;
+    const head = document.createElement("div");
+    head.className = "slot-head";
+    const h2 = document.createElement("h2");
+    h2.textContent = `${day(slot.start)} ${clock(slot.start)}–${clock(slot.end)} · ${slot.orders.length} ${slot.orders.length === 1 ? "pizza" : "pizzas"}`;
+    const print = document.createElement("button");
+    print.type = "button";
+    print.className = "secondary no-print";
+    print.textContent = "Print";
+    print.addEventListener("click", () => {
+      section.classList.add("printing");
+      document.body.classList.add("print-one");
+      window.print();
+      document.body.classList.remove("print-one");
+      section.classList.remove("printing");
+    });
+    head.append(h2, print);
+    const list = document.createElement("ul");
+    list.className = "tickets";
+    slot.orders.forEach((o) => list.append(orderCard(o)));
+    section.append(head, list);
+    root.append(section);
+  }
+}
+
+async function refresh() {
+  if (!state.token) return;
+  try {
+    render(await api("GET", "/v1/kitchen/orders"));
+    alertMessage("");
+  } catch (e) {
+    if (state.token) alertMessage(e.message);
+  }
+}
+
+async function move(order, status, reason) {
+  state.busy.add(order.id);
+  try {
+    const body = reason ? { status, reason } : { status };
+    await api("POST", `/v1/kitchen/orders/${order.id}/status`, body);
+    say(`${order.size} for ${order.address}: ${WORDS[status]}.`);
+  } catch (e) {
+    alertMessage(e.message);
+  } finally {
+    state.busy.delete(order.id);
+    await refresh();
+  }
+}
+
+function start() {
+  $("sign-in").hidden = true;
+  $("who").hidden = false;
+  $("who-name").textContent = "Staff";
+  refresh();
+  clearInterval(state.timer);
+  state.timer = setInterval(refresh, POLL_MS);
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = $("token-input").value.trim();
+  sessionStorage.setItem("staff-token", state.token);
+  start();
+});
+$("sign-out").addEventListener("click", () => signOut(""));
+if (state.token) start(); else $("sign-in").hidden = false;
