@@ -13,14 +13,19 @@ use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Heade
 use serde::{Deserialize, Serialize};
 
 use crate::config::{NamedSecret, TokenSecret};
-use crate::domain::{Timestamp, UserId};
+use crate::domain::{StoreId, Timestamp, UserId};
 
 /// Who is calling, once their token has been verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub user: UserId,
     pub admin: bool,
+    /// Staff of this store (`role: "staff"`, `store`): sees and moves that store's orders.
+    pub staff: Option<StoreId>,
 }
+
+/// The role a token grants beside its user's own orders.
+pub const STAFF_ROLE: &str = "staff";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -30,6 +35,10 @@ struct Claims {
     iat: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     admin: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,9 +102,27 @@ impl TokenKeys {
 
     /// A token for `user` valid for `ttl` from `now`.
     pub fn mint(&self, user: &UserId, admin: bool, ttl: Duration, now: Timestamp) -> Result<String, AuthError> {
+        self.mint_as(user, admin, None, ttl, now)
+    }
+
+    /// A token for `user`, staff of `store` when given.
+    pub fn mint_as(
+        &self,
+        user: &UserId,
+        admin: bool,
+        staff: Option<&StoreId>,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<String, AuthError> {
         let iat = u64::try_from(now.millis() / 1000).unwrap_or(0);
-        let claims =
-            Claims { sub: user.as_str().to_owned(), exp: iat.saturating_add(ttl.as_secs()), iat: Some(iat), admin };
+        let claims = Claims {
+            sub: user.as_str().to_owned(),
+            exp: iat.saturating_add(ttl.as_secs()),
+            iat: Some(iat),
+            admin,
+            role: staff.map(|_| STAFF_ROLE.to_owned()),
+            store: staff.map(|s| s.as_str().to_owned()),
+        };
         let (kid, key) = self.encoding.as_ref().ok_or(AuthError::UnknownKey)?;
         let mut header = Header::new(Algorithm::HS256);
         header.kid.clone_from(kid);
@@ -156,7 +183,16 @@ impl TokenKeys {
         }
         let data = outcome?;
         let user = UserId::parse(&data.claims.sub).map_err(|e| AuthError::Claims(format!("sub: {e}")))?;
-        let principal = Principal { user, admin: data.claims.admin };
+        let staff = match (data.claims.role.as_deref(), data.claims.store.as_deref()) {
+            (None, None) => None,
+            (Some(STAFF_ROLE), Some(store)) => {
+                Some(StoreId::parse(store).map_err(|e| AuthError::Claims(format!("store: {e}")))?)
+            }
+            (Some(STAFF_ROLE), None) => return Err(AuthError::Claims("a staff token must name its store".into())),
+            (Some(other), _) => return Err(AuthError::Claims(format!("unknown role '{other}'"))),
+            (None, Some(_)) => return Err(AuthError::Claims("'store' needs role 'staff'".into())),
+        };
+        let principal = Principal { user, admin: data.claims.admin, staff };
         self.verified.insert(token.into(), (principal.clone(), data.claims.exp));
         Ok(principal)
     }
@@ -189,7 +225,10 @@ mod tests {
         let alice = UserId::parse("alice").unwrap();
         let token = k.mint(&alice, true, Duration::from_secs(60), Timestamp::now()).unwrap();
         let p = k.verify_header(Some(&format!("Bearer {token}"))).unwrap();
-        assert_eq!(p, Principal { user: alice, admin: true });
+        assert_eq!(p, Principal { user: alice.clone(), admin: true, staff: None });
+        let store = StoreId::parse("berlin-mitte").unwrap();
+        let staff = k.mint_as(&alice, false, Some(&store), Duration::from_secs(60), Timestamp::now()).unwrap();
+        assert_eq!(k.verify(&staff).unwrap().staff, Some(store));
     }
 
     #[test]
@@ -223,7 +262,7 @@ mod tests {
         // Remembered now; still valid within the leeway after exp, refused after it.
         assert_eq!(k.verify_at(&token, secs + 60 + LEEWAY_SECONDS).unwrap().user, alice);
         assert_eq!(k.verify_at(&token, secs + 61 + LEEWAY_SECONDS), Err(AuthError::Expired));
-        assert_eq!(k.verify_at(&token, secs), Ok(Principal { user: alice.clone(), admin: false }));
+        assert_eq!(k.verify_at(&token, secs), Ok(Principal { user: alice.clone(), admin: false, staff: None }));
 
         // The same claims with another signature, or another payload with this signature.
         let (rest, signature) = token.rsplit_once('.').unwrap();

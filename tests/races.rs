@@ -24,9 +24,12 @@ async fn tally(responses: Vec<reqwest::Response>) -> BTreeMap<String, usize> {
     counts
 }
 
+/// One user racing 50 requests at once is what these tests are about; the per-user write limit
+/// (tests/tls.rs) would answer most of them 429 before they race.
+const NO_LIMITS: &str = "limits.enabled=false";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_creates_for_one_user_give_exactly_one_order() {
-    let node = TestNode::start();
+    let node = TestNode::start_with(&[NO_LIMITS]);
     let attempts = (0..50).map(|i| {
         let body = order_body(&slot(3, 22 + (i % 10)));
         let node = &node;
@@ -58,7 +61,7 @@ async fn two_hundred_users_racing_for_ten_places_ten_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_changes_with_the_same_if_match_one_wins() {
-    let node = TestNode::start();
+    let node = TestNode::start_with(&[NO_LIMITS]);
     let order: Value = create(&node, "editor", &order_body(&slot(3, 30))).await.json().await.unwrap();
     let url = node.url(&format!("/v1/orders/{}", order["id"].as_str().unwrap()));
     let attempts = (0..20).map(|i| {

@@ -180,6 +180,10 @@ pub fn record(applied: &Applied) {
         Ok(Outcome::Changed(_)) => "updated",
         Ok(Outcome::Cancelled(_)) => "cancelled",
         Ok(Outcome::Catalog { .. } | Outcome::Waiting { .. } | Outcome::LeftWaitlist(_)) => return,
+        Ok(Outcome::Advanced { order, .. }) => {
+            metrics::counter!("pizza_orders_kitchen_steps_total", "status" => order.status.as_str()).increment(1);
+            return;
+        }
         Err(rejection) => {
             let reason = match rejection {
                 Rejection::OrderExists(_) => "order_exists",
@@ -201,6 +205,9 @@ pub fn record(applied: &Applied) {
                 Rejection::CatalogVersionConflict(_) => "catalog_version_conflict",
                 Rejection::InvalidCatalog(_) => "invalid_catalog",
                 Rejection::StoreInUse(_) => "store_in_use",
+                Rejection::InKitchen(_) => "in_kitchen",
+                Rejection::StepNotAllowed(..) => "step_not_allowed",
+                Rejection::ReasonRequired => "reason_required",
             };
             metrics::counter!("pizza_orders_rejections_total", "reason" => reason).increment(1);
             "rejected"

@@ -10,6 +10,7 @@ mod dev_login;
 mod export;
 mod extract;
 mod health;
+mod kitchen;
 mod limits;
 mod live;
 mod menu;
@@ -139,6 +140,8 @@ fn routes() -> Router<AppState> {
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/v1/waitlist", get(waitlist::show).post(waitlist::join).delete(waitlist::leave))
+        .route("/v1/kitchen/orders", get(kitchen::list))
+        .route("/v1/kitchen/orders/{id}/status", post(kitchen::advance))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))

@@ -110,6 +110,8 @@ impl Modify for BearerAuth {
         super::waitlist::join,
         super::waitlist::show,
         super::waitlist::leave,
+        super::kitchen::list,
+        super::kitchen::advance,
         super::health::healthz,
         super::health::readyz,
         super::metrics::metrics,

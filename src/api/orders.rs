@@ -16,7 +16,7 @@ use super::{etag, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::codec;
 use crate::domain::{
-    Address, DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, Size, StoreId, Timestamp, Topping, Toppings,
+    Address, DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, Size, Step, StoreId, Timestamp, Topping, Toppings,
 };
 use crate::node::{Consistency, Node};
 use crate::state::{
@@ -129,6 +129,38 @@ pub struct OrderView<'a> {
     longitude: Option<f64>,
     /// The catalog version the order was last placed or changed under (0: before catalogs).
     catalog_version: u64,
+    /// Its way to the door so far, oldest first: `placed`, then each kitchen step (or
+    /// `cancelled`), with times.
+    history: Vec<StepView>,
+}
+
+/// One step of an order's history.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StepView {
+    status: OrderStatus,
+    #[schema(value_type = String)]
+    #[serde(serialize_with = "timestamp_text")]
+    at: Timestamp,
+    /// Why it was not delivered (only on `not_delivered`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl StepView {
+    /// The whole history of `order` whose kitchen steps are `steps`.
+    pub(super) fn history(order: &Order, steps: &[Step]) -> Vec<Self> {
+        let mut history = Vec::with_capacity(steps.len() + 2);
+        history.push(StepView { status: OrderStatus::Placed, at: order.created_at, reason: None });
+        history.extend(steps.iter().map(|s| StepView {
+            status: s.status,
+            at: s.at,
+            reason: s.reason.as_ref().map(|r| r.as_str().to_owned()),
+        }));
+        if order.status == OrderStatus::Cancelled {
+            history.push(StepView { status: OrderStatus::Cancelled, at: order.updated_at, reason: None });
+        }
+        history
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -159,7 +191,7 @@ fn topping_list<S: serde::Serializer>(toppings: &Toppings, serializer: S) -> Res
 }
 
 impl<'a> OrderView<'a> {
-    fn new(order: &'a Order, now: Timestamp) -> Self {
+    pub(super) fn new(order: &'a Order, now: Timestamp, steps: &[Step]) -> Self {
         Self {
             id: order.id,
             status: order.status,
@@ -179,6 +211,7 @@ impl<'a> OrderView<'a> {
             latitude: order.delivery.location.map(|l| l.lat()),
             longitude: order.delivery.location.map(|l| l.lon()),
             catalog_version: order.catalog_version,
+            history: StepView::history(order, steps),
         }
     }
 }
@@ -187,10 +220,19 @@ impl SlotView {
     pub(super) fn of(slot: crate::domain::Slot) -> Self {
         Self { start: slot.start(), end: slot.end() }
     }
+
+    pub(super) fn start_millis(&self) -> i64 {
+        self.start.millis()
+    }
 }
 
 fn order_response(status: StatusCode, order: &Order, now: Timestamp) -> Response {
-    let view = OrderView::new(order, now);
+    order_response_with(status, order, now, &[])
+}
+
+/// An order's answer with its kitchen steps.
+pub(super) fn order_response_with(status: StatusCode, order: &Order, now: Timestamp, steps: &[Step]) -> Response {
+    let view = OrderView::new(order, now, steps);
     // Serialised into a Vec sized for an order: axum's `Json` writes through a 128-byte
     // `BytesMut` writer, one `io::Write` call per JSON token, and regrows it twice.
     let mut body = Vec::with_capacity(512);
@@ -340,7 +382,10 @@ pub async fn get_order(
     let id = parse_id(&id)?;
     node.read_barrier(consistency(&query)?).await?;
     match node.store.order(id)? {
-        Some(order) if order.user == principal.user => Ok(order_response(StatusCode::OK, &order, Timestamp::now())),
+        Some(order) if order.user == principal.user => {
+            let steps = node.store.steps(&order)?;
+            Ok(order_response_with(StatusCode::OK, &order, Timestamp::now(), &steps))
+        }
         _ => Err(ApiError::OrderNotFound),
     }
 }
@@ -385,8 +430,9 @@ pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, qu
         orders.last().map(|o| o.id.to_string())
     });
     let now = Timestamp::now();
-    Ok(Json(OrderPage { orders: orders.iter().map(|o| OrderView::new(o, now)).collect(), next: next.flatten() })
-        .into_response())
+    let steps = orders.iter().map(|o| node.store.steps(o)).collect::<Result<Vec<_>, _>>()?;
+    let views = orders.iter().zip(&steps).map(|(o, s)| OrderView::new(o, now, s)).collect();
+    Ok(Json(OrderPage { orders: views, next: next.flatten() }).into_response())
 }
 
 #[utoipa::path(put, path = "/v1/orders/{id}", tag = "orders", request_body = OrderRequest,

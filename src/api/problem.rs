@@ -30,6 +30,8 @@ pub enum ApiError {
     Unauthorized(#[from] AuthError),
     #[error("this needs an admin token")]
     Forbidden,
+    #[error("this needs a staff token (pizza-orders token --staff --store <store>)")]
+    StaffOnly,
     #[error("no such order")]
     OrderNotFound,
     #[error("no store with this id")]
@@ -137,6 +139,7 @@ impl ApiError {
             ApiError::InvalidHeader { .. } => (S::BAD_REQUEST, "invalid-header", "Invalid header"),
             ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Not authenticated"),
             ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Admin token required"),
+            ApiError::StaffOnly => (S::FORBIDDEN, "staff-only", "Staff token required"),
             ApiError::NoLeader(_) => (S::SERVICE_UNAVAILABLE, "no-leader", "No leader"),
             ApiError::OutcomeUnknown(_) => (S::SERVICE_UNAVAILABLE, "outcome-unknown", "Outcome unknown"),
             ApiError::Cluster(_) => (S::CONFLICT, "cluster-change-refused", "Cluster change refused"),
@@ -180,6 +183,9 @@ impl ApiError {
                 }
                 Rejection::InvalidCatalog(_) => (S::UNPROCESSABLE_ENTITY, "invalid-catalog", "Invalid catalog"),
                 Rejection::StoreInUse(_) => (S::CONFLICT, "store-in-use", "Store still has orders to deliver"),
+                Rejection::InKitchen(_) => (S::CONFLICT, "order-in-kitchen", "The kitchen has the order"),
+                Rejection::StepNotAllowed(..) => (S::CONFLICT, "step-not-allowed", "Not the order's next step"),
+                Rejection::ReasonRequired => (S::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field"),
             },
         }
     }
@@ -229,6 +235,18 @@ impl ApiError {
             }
             ApiError::Rejected(Rejection::InvalidCatalog(problems)) | ApiError::InvalidCatalog(_, problems) => {
                 ext.insert("errors".into(), problems.clone().into());
+            }
+            // `status` is the problem's HTTP status (RFC 9457): the order's is `order_status`.
+            ApiError::Rejected(Rejection::InKitchen(status)) => {
+                ext.insert("order_status".into(), status.as_str().into());
+            }
+            ApiError::Rejected(Rejection::StepNotAllowed(from, _)) => {
+                ext.insert("order_status".into(), from.as_str().into());
+                let next: Vec<Value> = from.next_steps().iter().map(|s| s.as_str().into()).collect();
+                ext.insert("next_steps".into(), next.into());
+            }
+            ApiError::Rejected(Rejection::ReasonRequired) => {
+                ext.insert("field".into(), "reason".into());
             }
             ApiError::Rejected(Rejection::StoreInUse(id)) => {
                 ext.insert("store_id".into(), id.to_string().into());

@@ -55,7 +55,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   pizza-orders token --user alice
-  pizza-orders token --user ops --admin --ttl 1h")]
+  pizza-orders token --user ops --admin --ttl 1h
+  pizza-orders token --user ana --staff --store berlin-mitte --ttl 12h")]
     Token(TokenArgs),
     /// Manage the Raft cluster through any node's admin API (needs an admin token).
     #[command(
@@ -294,6 +295,12 @@ pub struct TokenArgs {
     /// Grant the admin API.
     #[arg(long)]
     pub admin: bool,
+    /// A staff member's token: sees and moves the orders of --store (the kitchen page).
+    #[arg(long, requires = "store")]
+    pub staff: bool,
+    /// The store a staff member works for (a store id of the catalog).
+    #[arg(long, requires = "staff", value_name = "STORE")]
+    pub store: Option<String>,
     /// How long the token is valid, e.g. 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
@@ -405,7 +412,11 @@ fn token(args: TokenArgs) -> ExitCode {
         Ok(user) => user,
         Err(e) => return usage_error(format!("--user: {e}")),
     };
-    match keys.mint(&user, args.admin, args.ttl, Timestamp::now()) {
+    let store = match args.store.as_deref().map(crate::domain::StoreId::parse).transpose() {
+        Ok(store) => store,
+        Err(e) => return usage_error(format!("--store: {e}")),
+    };
+    match keys.mint_as(&user, args.admin, store.as_ref(), args.ttl, Timestamp::now()) {
         Ok(token) => {
             println!("{token}");
             ExitCode::SUCCESS

@@ -19,7 +19,7 @@ pub use catalog::{
     Catalog, CatalogDoc, CatalogError, DeliveryDoc, MenuDoc, SizePrices, Store, StoreDoc, ToppingPrices, Unplaceable,
     WeekHours,
 };
-pub use order::{Order, OrderId, OrderSpec, OrderStatus, OrderVersion};
+pub use order::{NotDeliveredReason, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Step};
 pub use pizza::{Size, Topping, Toppings};
 pub use price::{Cents, Currency, Menu, MenuError, Price};
 pub use slot::{Slot, SlotError};

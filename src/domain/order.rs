@@ -51,11 +51,117 @@ impl OrderVersion {
     }
 }
 
+/// Where an order is on its way to the door. The kitchen moves it forward one step at a time:
+/// `placed → preparing → baked → out_for_delivery → delivered`, or `→ not_delivered` after
+/// `out_for_delivery`; the customer can cancel only while it is `placed`. New variants go at
+/// the end: the stored encoding is the variant's index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Placed,
     Cancelled,
+    Preparing,
+    Baked,
+    OutForDelivery,
+    Delivered,
+    NotDelivered,
+}
+
+impl OrderStatus {
+    /// The statuses a kitchen step may lead to from this one.
+    pub fn next_steps(self) -> &'static [OrderStatus] {
+        match self {
+            OrderStatus::Placed => &[OrderStatus::Preparing],
+            OrderStatus::Preparing => &[OrderStatus::Baked],
+            OrderStatus::Baked => &[OrderStatus::OutForDelivery],
+            OrderStatus::OutForDelivery => &[OrderStatus::Delivered, OrderStatus::NotDelivered],
+            OrderStatus::Cancelled | OrderStatus::Delivered | OrderStatus::NotDelivered => &[],
+        }
+    }
+
+    /// Whether the kitchen has taken the order (the customer can no longer change or cancel).
+    pub fn in_kitchen(self) -> bool {
+        !matches!(self, OrderStatus::Placed | OrderStatus::Cancelled)
+    }
+
+    /// No step follows: delivered, not delivered or cancelled.
+    pub fn is_final(self) -> bool {
+        self.next_steps().is_empty()
+    }
+
+    /// Its place on the way to the door (cancelled: 0, like placed).
+    pub fn rank(self) -> u8 {
+        match self {
+            OrderStatus::Placed | OrderStatus::Cancelled => 0,
+            OrderStatus::Preparing => 1,
+            OrderStatus::Baked => 2,
+            OrderStatus::OutForDelivery => 3,
+            OrderStatus::Delivered | OrderStatus::NotDelivered => 4,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "placed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Preparing => "preparing",
+            OrderStatus::Baked => "baked",
+            OrderStatus::OutForDelivery => "out_for_delivery",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::NotDelivered => "not_delivered",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            OrderStatus::Placed,
+            OrderStatus::Cancelled,
+            OrderStatus::Preparing,
+            OrderStatus::Baked,
+            OrderStatus::OutForDelivery,
+            OrderStatus::Delivered,
+            OrderStatus::NotDelivered,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// Why an order out for delivery did not arrive: 1 to 200 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NotDeliveredReason(String);
+
+impl NotDeliveredReason {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("a reason is required when an order could not be delivered".into());
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(format!("the reason may be at most {} characters", Self::MAX_CHARS));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err("the reason may not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One kitchen step in an order's history: the status reached, when (the proposing node's
+/// clock, never earlier than the step before), by which staff member, and for `not_delivered`
+/// why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub status: OrderStatus,
+    pub at: Timestamp,
+    pub by: UserId,
+    pub reason: Option<NotDeliveredReason>,
 }
 
 /// What the customer chose: everything about an order that they may change.
@@ -94,10 +200,15 @@ pub struct Order {
 }
 
 impl Order {
-    /// An order blocks its user from placing another one while it is placed and its delivery
-    /// window has not ended.
+    /// An order blocks its user from placing another one until it is delivered, not
+    /// delivered or cancelled. One the kitchen never took (still `placed`) lapses when its
+    /// delivery window ends, so a store that does not use the kitchen page blocks nobody.
     pub fn is_active(&self, at: Timestamp) -> bool {
-        self.status == OrderStatus::Placed && at < self.spec.slot.end()
+        match self.status {
+            OrderStatus::Placed => at < self.spec.slot.end(),
+            OrderStatus::Preparing | OrderStatus::Baked | OrderStatus::OutForDelivery => true,
+            OrderStatus::Cancelled | OrderStatus::Delivered | OrderStatus::NotDelivered => false,
+        }
     }
 
     /// Changes and cancellation are accepted until this time.
@@ -118,5 +229,24 @@ mod tests {
         assert_eq!(OrderId::from_u128(a.as_u128()), a);
         assert_eq!(OrderId::parse(&a.to_string()), Some(a));
         assert_eq!(OrderId::parse("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn the_way_to_the_door_only_goes_forward() {
+        use OrderStatus::*;
+        let all = [Placed, Cancelled, Preparing, Baked, OutForDelivery, Delivered, NotDelivered];
+        for status in all {
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+            for next in status.next_steps() {
+                assert_eq!(next.rank(), status.rank() + 1, "{status:?} -> {next:?}");
+            }
+        }
+        assert_eq!(Placed.next_steps(), [Preparing]);
+        assert!(Cancelled.is_final() && Delivered.is_final() && NotDelivered.is_final());
+        assert!(!Placed.in_kitchen() && Preparing.in_kitchen() && Delivered.in_kitchen());
+        assert!(NotDeliveredReason::parse("  ").is_err());
+        assert!(NotDeliveredReason::parse(&"x".repeat(201)).is_err());
+        assert!(NotDeliveredReason::parse("bell\u{7}").is_err());
+        assert_eq!(NotDeliveredReason::parse(" nobody home ").unwrap().as_str(), "nobody home");
     }
 }

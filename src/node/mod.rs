@@ -458,6 +458,19 @@ impl Node {
 /// old format, so it is dropped; the next one is built from the converted state.
 fn convert_to_stores(config: &Config, store: &Store) -> Result<(), NodeError> {
     use crate::state::migrate;
+    convert_format_4(config, store)?;
+    if let Some(indexed) = migrate::convert_to_kitchen(&store.shared_database())? {
+        tracing::info!(
+            orders = indexed,
+            "indexed orders for the kitchen (data format {})",
+            crate::state::tables::DATA_FORMAT
+        );
+    }
+    Ok(())
+}
+
+fn convert_format_4(config: &Config, store: &Store) -> Result<(), NodeError> {
+    use crate::state::migrate;
     let seed_store = config.seed_catalog.stores.iter().find(|s| s.id == migrate::LEGACY_STORE_ID);
     let cutoff_ms = seed_store.map_or(30, |s| s.cutoff_minutes).saturating_mul(60_000);
     if let Some(done) = migrate::convert_to_stores(&store.shared_database(), cutoff_ms)? {

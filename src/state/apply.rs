@@ -9,16 +9,17 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::command::{
-    ChangeOrder, Command, CommandId, IdempotencyClaim, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder,
-    Precondition, Rejection, SlotCapacity,
+    AdvanceOrder, ChangeOrder, Command, CommandId, IdempotencyClaim, LegacyChangeOrder, LegacyPlaceOrder, Outcome,
+    PlaceOrder, Precondition, Rejection, SlotCapacity,
 };
 use super::tables::{
-    ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, STORE_SLOT_LOAD, USER_ORDERS,
+    ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, ORDER_STEPS, STORE_SLOT_LOAD,
+    STORE_SLOT_ORDERS, USER_ORDERS,
 };
 use super::{catalog, migrate, waitlist, StoreError};
 use crate::codec;
 use crate::domain::{
-    DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Price, Slot, SlotError, StoreCalendar,
+    DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Price, Slot, SlotError, Step, StoreCalendar,
     StoreId, Timestamp, UserId,
 };
 
@@ -83,6 +84,7 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
             })
         }),
         Command::LeaveWaitlist(c) => waitlist::leave(txn, &c.user),
+        Command::AdvanceOrder(c) => advance(txn, revision, c),
         Command::LegacyPlaceOrder(c) => legacy_place(txn, revision, c),
         Command::LegacyChangeOrder(c) => legacy_change(txn, revision, c).map(Outcome::Changed),
         Command::LegacyCancelOrder(c) => {
@@ -267,6 +269,7 @@ fn place(
     txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
     active.insert(c.user.as_str(), order.id.as_u128())?;
     add_load(&mut load, &order.store, c.spec.slot, 1)?;
+    index_in_kitchen(txn, &order, true)?;
     if let Some(claim) = c.idempotency {
         let record =
             IdempotencyRecord { fingerprint: claim.fingerprint, expires_at: claim.expires_at, order: order.clone() };
@@ -357,6 +360,9 @@ fn change(
     if moves {
         add_load(&mut load, &old_store, old_slot, -1)?;
         add_load(&mut load, &order.store, c.spec.slot, 1)?;
+        let mut index = txn.open_table(STORE_SLOT_ORDERS)?;
+        index.remove((old_store.as_str(), old_slot.start().millis(), order.id.as_u128()))?;
+        index.insert((order.store.as_str(), c.spec.slot.start().millis(), order.id.as_u128()), ())?;
     }
     write_changed(txn, &mut orders, &order, current_revision)?;
     drop((orders, load));
@@ -395,6 +401,7 @@ fn cancel_order(
         ..current
     };
     add_load(&mut txn.open_table(STORE_SLOT_LOAD)?, &order.store, order.spec.slot, -1)?;
+    index_in_kitchen(txn, &order, false)?;
     let mut active = txn.open_table(ACTIVE)?;
     let points_here = active.get(c.user.as_str())?.map(|g| g.value()) == Some(order.id.as_u128());
     if points_here {
@@ -404,6 +411,74 @@ fn cancel_order(
     drop((orders, active));
     waitlist::promote(txn, revision, order.store.as_str(), order.spec.slot.start().millis(), c.at)?;
     Ok(order)
+}
+
+/// Add `order` to (or take it off) the kitchen's index of its store and slot.
+pub(super) fn index_in_kitchen(txn: &WriteTransaction, order: &Order, present: bool) -> Result<(), StoreError> {
+    let mut index = txn.open_table(STORE_SLOT_ORDERS)?;
+    let key = (order.store.as_str(), order.spec.slot.start().millis(), order.id.as_u128());
+    if present {
+        index.insert(key, ())?;
+    } else {
+        index.remove(key)?;
+    }
+    Ok(())
+}
+
+/// An order's kitchen steps, oldest first.
+pub(super) fn steps_of(txn: &WriteTransaction, id: OrderId) -> Result<Vec<Step>, StoreError> {
+    let steps = txn.open_table(ORDER_STEPS)?;
+    let raw = steps.get(id.as_u128())?;
+    Ok(match raw {
+        Some(raw) => codec::decode(raw.value())?,
+        None => Vec::new(),
+    })
+}
+
+/// A kitchen step. Checked before anything is written: the order is this store's, not
+/// cancelled, and `to` is one of the next steps from where it is.
+fn advance(txn: &WriteTransaction, revision: u64, c: &AdvanceOrder) -> Result<Outcome, Stop> {
+    let mut orders = txn.open_table(ORDERS)?;
+    let Some(raw) = orders.get(c.order_id.as_u128())? else {
+        return Err(Rejection::NotFound.into());
+    };
+    let current: Order = codec::decode(raw.value())?;
+    drop(raw);
+    // Another store's order does not exist for this store's staff.
+    if current.store != c.store {
+        return Err(Rejection::NotFound.into());
+    }
+    let mut history = steps_of(txn, c.order_id)?;
+    // The same step proposed again after a leader change: answer as the first time.
+    if current.last_command == c.command_id.0 {
+        return Ok(Outcome::Advanced { order: current, history });
+    }
+    if current.status == OrderStatus::Cancelled {
+        return Err(Rejection::NotActive.into());
+    }
+    if !current.status.next_steps().contains(&c.to) {
+        return Err(Rejection::StepNotAllowed(current.status, c.to).into());
+    }
+    let reason = match c.to {
+        OrderStatus::NotDelivered => Some(c.reason.clone().ok_or(Rejection::ReasonRequired)?),
+        _ => None,
+    };
+    // Never before the step it follows, whatever the proposing node's clock says.
+    let previous = history.last().map_or(current.created_at, |s| s.at);
+    let at = c.at.max(previous).max(current.updated_at);
+    history.push(Step { status: c.to, at, by: c.staff.clone(), reason });
+    let current_revision = current.revision;
+    let order = Order {
+        status: c.to,
+        version: current.version.next(),
+        updated_at: at,
+        revision,
+        last_command: c.command_id.0,
+        ..current
+    };
+    write_changed(txn, &mut orders, &order, current_revision)?;
+    txn.open_table(ORDER_STEPS)?.insert(order.id.as_u128(), codec::encode(&history)?.as_slice())?;
+    Ok(Outcome::Advanced { order, history })
 }
 
 /// The order as it stands if `command` already changed it (a re-proposed command).
@@ -473,6 +548,9 @@ fn editable_order(
     }
     if order.status == OrderStatus::Cancelled {
         return Err(Rejection::NotActive.into());
+    }
+    if order.status.in_kitchen() {
+        return Err(Rejection::InKitchen(order.status).into());
     }
     let cutoff_ms = legacy_cutoff_ms.unwrap_or(order.cutoff_ms);
     if at.plus_millis(cutoff_ms) > order.spec.slot.start() {

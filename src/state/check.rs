@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use super::tables::{
     self, ACTIVE, CATALOG, CATALOG_HISTORY, CATALOG_MENU, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, ORDERS,
-    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS, WAITING, WAITLIST,
+    ORDERS_BY_REVISION, ORDER_STEPS, STORES, STORE_SLOT_LOAD, STORE_SLOT_ORDERS, USER_ORDERS, WAITING, WAITLIST,
 };
 use super::{CatalogRecord, StoreError, WaitEntry};
 use crate::codec;
-use crate::domain::{Catalog, MenuDoc, Order, OrderStatus, StoreDoc, Timestamp};
+use crate::domain::{Catalog, MenuDoc, Order, OrderStatus, Step, StoreDoc, Timestamp};
 
 /// At most this many problems are listed; the count is always exact.
 const MAX_LISTED: usize = 100;
@@ -115,7 +115,7 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
     for entry in txn.open_table(ACTIVE)?.iter()? {
         let (user, id) = entry?;
         match orders.get(&id.value()) {
-            Some(order) if order.user.as_str() == user.value() && order.status == OrderStatus::Placed => {}
+            Some(order) if order.user.as_str() == user.value() && order.status != OrderStatus::Cancelled => {}
             Some(order) => report.problem(format!(
                 "active-order index names order {} for '{}', but it is {:?} and belongs to '{}'",
                 order.id,
@@ -136,7 +136,8 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
 
     let catalog = check_catalog(txn, &mut report)?;
     let mut expected_load: BTreeMap<(String, i64), u32> = BTreeMap::new();
-    for order in orders.values().filter(|o| o.status == OrderStatus::Placed) {
+    // Every order that is not cancelled holds its place, delivered or not.
+    for order in orders.values().filter(|o| o.status != OrderStatus::Cancelled) {
         let key = (order.store.as_str().to_owned(), order.spec.slot.start().millis());
         *expected_load.entry(key).or_default() += 1;
     }
@@ -151,8 +152,9 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
             (stored_load.get(key).copied().unwrap_or(0), expected_load.get(key).copied().unwrap_or(0));
         let (store, at) = (&key.0, Timestamp::from_millis(key.1));
         if stored != expected {
-            report
-                .problem(format!("store '{store}' slot {at} load is {stored}, but {expected} placed orders are in it"));
+            report.problem(format!(
+                "store '{store}' slot {at} load is {stored}, but {expected} orders hold places in it"
+            ));
         }
         let capacity = catalog.as_ref().and_then(|c| c.store(store)).map(|s| s.calendar.capacity_at(at));
         if capacity.is_some_and(|c| expected > c) {
@@ -161,6 +163,7 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
     }
 
     check_waitlists(txn, &orders, &stored_load, catalog.as_ref(), now, &mut report)?;
+    check_kitchen(txn, &orders, &mut report)?;
 
     let mut keys: BTreeSet<(String, String, i64)> = BTreeSet::new();
     for entry in txn.open_table(IDEMPOTENCY)?.iter()? {
@@ -186,6 +189,94 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
         report.problem(format!("expiry entry ('{}', '{}') names no idempotency key", orphan.0, orphan.1));
     }
     Ok(report)
+}
+
+/// Every order's kitchen history goes forward one step at a time from `placed`, its times never
+/// decrease, the order's status is where it ends, and the kitchen's index holds exactly the
+/// orders that are not cancelled.
+fn check_kitchen(
+    txn: &ReadTransaction,
+    orders: &BTreeMap<u128, Order>,
+    report: &mut CheckReport,
+) -> Result<(), StoreError> {
+    let mut histories: BTreeMap<u128, Vec<Step>> = BTreeMap::new();
+    for entry in txn.open_table(ORDER_STEPS)?.iter()? {
+        let (key, value) = entry?;
+        match codec::decode::<Vec<Step>>(value.value()) {
+            Ok(steps) if orders.contains_key(&key.value()) => {
+                histories.insert(key.value(), steps);
+            }
+            Ok(_) => {
+                report.problem(format!("kitchen steps are stored for order {:032x}, which does not exist", key.value()))
+            }
+            Err(e) => report.problem(format!("kitchen steps of order {:032x} are unreadable: {e}", key.value())),
+        }
+    }
+    for order in orders.values() {
+        let steps = histories.get(&order.id.as_u128()).map_or(&[][..], Vec::as_slice);
+        let (mut status, mut at) = (OrderStatus::Placed, order.created_at);
+        for step in steps {
+            if !status.next_steps().contains(&step.status) {
+                report.problem(format!(
+                    "order {} goes from {} to {}, which is not a step forward",
+                    order.id,
+                    status.as_str(),
+                    step.status.as_str()
+                ));
+            }
+            if step.at < at {
+                report.problem(format!(
+                    "order {}: the {} step at {} is earlier than the step before it",
+                    order.id,
+                    step.status.as_str(),
+                    step.at
+                ));
+            }
+            if (step.status == OrderStatus::NotDelivered) != step.reason.is_some() {
+                report.problem(format!(
+                    "order {}: only not_delivered carries a reason ({})",
+                    order.id,
+                    step.status.as_str()
+                ));
+            }
+            (status, at) = (step.status, step.at);
+        }
+        let expected = if steps.is_empty() {
+            [OrderStatus::Placed, OrderStatus::Cancelled].contains(&order.status)
+        } else {
+            order.status == status
+        };
+        if !expected {
+            report.problem(format!(
+                "order {} is {} but its kitchen history ends at {}",
+                order.id,
+                order.status.as_str(),
+                status.as_str()
+            ));
+        }
+    }
+    let mut indexed: BTreeSet<(String, i64, u128)> = BTreeSet::new();
+    for entry in txn.open_table(STORE_SLOT_ORDERS)?.iter()? {
+        let (key, _) = entry?;
+        let (store, start, id) = key.value();
+        indexed.insert((store.to_owned(), start, id));
+    }
+    let expected: BTreeSet<(String, i64, u128)> = orders
+        .values()
+        .filter(|o| o.status != OrderStatus::Cancelled)
+        .map(|o| (o.store.as_str().to_owned(), o.spec.slot.start().millis(), o.id.as_u128()))
+        .collect();
+    for missing in expected.difference(&indexed) {
+        report
+            .problem(format!("order {:032x} is missing from the kitchen's index of store '{}'", missing.2, missing.0));
+    }
+    for extra in indexed.difference(&expected) {
+        report.problem(format!(
+            "the kitchen's index of store '{}' lists order {:032x}, which is cancelled, moved or missing",
+            extra.0, extra.2
+        ));
+    }
+    Ok(())
 }
 
 /// Each line entry and its user's pointer agree; no one waits while holding an active order;

@@ -13,7 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CatalogDoc, DeliveryPoint, Order, OrderId, OrderSpec, OrderVersion, Price, Slot, StoreId, Timestamp, UserId,
+    CatalogDoc, DeliveryPoint, NotDeliveredReason, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Price, Slot,
+    Step, StoreId, Timestamp, UserId,
 };
 
 /// Identifies one change or cancellation, stamped by the node that received it. If a leader
@@ -170,6 +171,21 @@ pub struct CancelOrder {
     pub if_match: Option<Precondition>,
 }
 
+/// A kitchen step: staff of `store` move the order one step on its way to the door. `apply`
+/// refuses an order of another store (as not found), a status that is not the next one, and a
+/// step on a cancelled order; the step's time is `at`, or the previous step's if that is later
+/// (clocks of different nodes differ), so an order's history never goes back in time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvanceOrder {
+    pub command_id: CommandId,
+    pub order_id: OrderId,
+    pub store: StoreId,
+    pub staff: UserId,
+    pub at: Timestamp,
+    pub to: OrderStatus,
+    pub reason: Option<NotDeliveredReason>,
+}
+
 /// Leave the line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaveWaitlist {
@@ -233,6 +249,7 @@ pub enum Command {
     /// request as a create; its order id is the one the order will have).
     JoinWaitlist(PlaceOrder),
     LeaveWaitlist(LeaveWaitlist),
+    AdvanceOrder(AdvanceOrder),
 }
 
 impl Command {
@@ -247,6 +264,7 @@ impl Command {
             Command::SetCatalog(c) => c.at,
             Command::JoinWaitlist(c) => c.at,
             Command::LeaveWaitlist(c) => c.at,
+            Command::AdvanceOrder(c) => c.at,
         }
     }
 }
@@ -281,6 +299,11 @@ pub enum Outcome {
         replayed: bool,
     },
     LeftWaitlist(WaitEntry),
+    /// A kitchen step, with the order's whole history after it.
+    Advanced {
+        order: Order,
+        history: Vec<Step>,
+    },
 }
 
 /// Why a command was refused. A rejected command changes nothing.
@@ -326,4 +349,19 @@ pub enum Rejection {
     AlreadyWaiting(Slot),
     #[error("you are not on any waitlist")]
     NotWaiting,
+    #[error("the kitchen has the order (it is {}); it can no longer be changed or cancelled", .0.as_str())]
+    InKitchen(OrderStatus),
+    #[error("the order is {}; the next step can only be {}", .0.as_str(), next_words(*.0))]
+    StepNotAllowed(OrderStatus, OrderStatus),
+    #[error("a reason is required when an order could not be delivered")]
+    ReasonRequired,
+}
+
+fn next_words(from: OrderStatus) -> String {
+    let next: Vec<&str> = from.next_steps().iter().map(|s| s.as_str()).collect();
+    if next.is_empty() {
+        "none: it has reached its end".into()
+    } else {
+        next.join(" or ")
+    }
 }

@@ -1,4 +1,6 @@
-//! Data format 4 → 5: one kitchen becomes the store "main".
+//! Data format 4 → 5: one kitchen becomes the store "main". 5 → 6: the kitchen's index of
+//! orders by store and slot is built from the orders (nothing else changes: format 5's orders
+//! are `placed` or `cancelled`, which format 6 reads as they are).
 //!
 //! Format 4 stored orders without a store and counted slot loads by slot alone. Converting
 //! rewrites every order (and every idempotency record, which holds one) with the store
@@ -131,7 +133,39 @@ pub fn convert_to_stores(db: &Database, cutoff_ms: i64) -> Result<Option<Convert
         }
     }
     tables::create_all(&txn)?;
-    txn.open_table(META)?.insert(META_SCHEMA_VERSION, tables::DATA_FORMAT)?;
+    txn.open_table(META)?.insert(META_SCHEMA_VERSION, tables::DATA_FORMAT_STORES)?;
     txn.commit()?;
     Ok(Some(done))
+}
+
+/// Convert a data format 5 state to format 6 (a no-op on format 6): index every order that is
+/// not cancelled under its store and slot, in one durable transaction. Returns how many.
+pub fn convert_to_kitchen(db: &Database) -> Result<Option<u64>, StoreError> {
+    let format = db.begin_read()?.open_table(META)?.get(META_SCHEMA_VERSION)?.map(|v| v.value());
+    if format != Some(tables::DATA_FORMAT_STORES) {
+        return Ok(None);
+    }
+    let txn = db.begin_write()?;
+    tables::create_all(&txn)?;
+    let indexed = rebuild_kitchen_index(&txn)?;
+    txn.open_table(META)?.insert(META_SCHEMA_VERSION, tables::DATA_FORMAT)?;
+    txn.commit()?;
+    Ok(Some(indexed))
+}
+
+/// Make `STORE_SLOT_ORDERS` hold exactly the orders that are not cancelled (after a conversion,
+/// or a snapshot of schema 3, which does not carry it).
+pub(super) fn rebuild_kitchen_index(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    let mut index = txn.open_table(tables::STORE_SLOT_ORDERS)?;
+    index.retain(|_, _| false)?;
+    let mut indexed = 0;
+    for entry in txn.open_table(ORDERS)?.iter()? {
+        let (_, raw) = entry?;
+        let order: Order = codec::decode(raw.value())?;
+        if order.status != OrderStatus::Cancelled {
+            index.insert((order.store.as_str(), order.spec.slot.start().millis(), order.id.as_u128()), ())?;
+            indexed += 1;
+        }
+    }
+    Ok(indexed)
 }

@@ -19,9 +19,9 @@ mod model_tests;
 
 pub use apply::{apply, Applied};
 pub use command::{
-    CancelOrder, CatalogRecord, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey, LeaveWaitlist,
-    LegacyCancelOrder, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition, Rejection, SetCatalog,
-    SlotCapacity, SlotRoom, WaitEntry,
+    AdvanceOrder, CancelOrder, CatalogRecord, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey,
+    LeaveWaitlist, LegacyCancelOrder, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition,
+    Rejection, SetCatalog, SlotCapacity, SlotRoom, WaitEntry,
 };
 pub use error::StoreError;
 pub(crate) use store::{make_durable, open_database};

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::tables::META_WAITLIST_SEQ;
 use super::tables::{
     self, ACTIVE, CATALOG, CATALOG_HISTORY, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, META_CATALOG_VERSION, ORDERS,
-    ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS, WAITING, WAITLIST,
+    ORDERS_BY_REVISION, ORDER_STEPS, STORES, STORE_SLOT_LOAD, STORE_SLOT_ORDERS, USER_ORDERS, WAITING, WAITLIST,
 };
 use super::StoreError;
 use crate::codec::{self, CodecError};
@@ -53,6 +53,8 @@ enum Record {
     WaitlistSeq(u64),
     WaitlistEntry(String, i64, u64, Vec<u8>),
     WaitingUser(String, Vec<u8>),
+    /// Schema 4: an order's kitchen steps.
+    OrderSteps(u128, Vec<u8>),
 }
 
 /// What a stream held: how many records and their digest (hex in the admin API).
@@ -153,6 +155,10 @@ pub fn write_state(txn: &ReadTransaction, out: &mut impl Write) -> Result<StateS
         let (at, user, key) = k.value();
         w.put(&Record::IdempotencyExpiry(at, user.to_owned(), key.to_owned()))?;
     }
+    for entry in txn.open_table(ORDER_STEPS)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::OrderSteps(k.value(), v.value().to_vec()))?;
+    }
     let summary = StateSummary { records: w.records, digest: w.hasher.clone().finalize().into() };
     w.put(&Record::End { records: summary.records, digest: summary.digest })?;
     w.out.flush().map_err(io_error)?;
@@ -212,7 +218,8 @@ impl<'r, R: Read> RecordReader<'r, R> {
                 if !first || magic != MAGIC {
                     return Err(corrupt("not a pizza-orders state stream"));
                 }
-                if *schema_version != tables::SCHEMA_VERSION {
+                if *schema_version != tables::SCHEMA_VERSION && *schema_version != tables::SCHEMA_VERSION_BEFORE_KITCHEN
+                {
                     return Err(StoreError::FormatVersion {
                         path: "(state stream)".into(),
                         found: *schema_version,
@@ -268,6 +275,8 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
     clear(txn, CATALOG)?;
     clear(txn, WAITLIST)?;
     clear(txn, WAITING)?;
+    clear(txn, ORDER_STEPS)?;
+    clear(txn, STORE_SLOT_ORDERS)?;
     txn.open_table(META)?.remove(META_CATALOG_VERSION)?;
     txn.open_table(META)?.remove(META_WAITLIST_SEQ)?;
     let mut orders = txn.open_table(ORDERS)?;
@@ -283,6 +292,7 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
     let mut meta = txn.open_table(META)?;
     let mut line = txn.open_table(WAITLIST)?;
     let mut waiting = txn.open_table(WAITING)?;
+    let mut steps = txn.open_table(ORDER_STEPS)?;
     let mut reader = RecordReader::new(input);
     while let Some(record) = reader.next()? {
         match record {
@@ -330,9 +340,16 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
             Record::IdempotencyExpiry(at, user, key) => {
                 expiry.insert((at, user.as_str(), key.as_str()), ())?;
             }
+            Record::OrderSteps(id, bytes) => {
+                steps.insert(id, bytes.as_slice())?;
+            }
         }
     }
-    reader.done.ok_or_else(|| corrupt("the stream has no end record"))
+    let done = reader.done.ok_or_else(|| corrupt("the stream has no end record"))?;
+    drop((orders, steps));
+    // Derived from the orders, so not in the stream (and schema 3 streams have none).
+    super::migrate::rebuild_kitchen_index(txn)?;
+    Ok(done)
 }
 
 fn clear<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -10,10 +10,10 @@ use std::sync::{Arc, RwLock};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 
-use super::tables::{self, META, ORDERS, STORE_SLOT_LOAD, USER_ORDERS};
+use super::tables::{self, META, ORDERS, ORDER_STEPS, STORE_SLOT_LOAD, STORE_SLOT_ORDERS, USER_ORDERS};
 use super::{CatalogRecord, StoreError};
 use crate::codec;
-use crate::domain::{Catalog, Order, OrderId, StoreId, Timestamp, UserId};
+use crate::domain::{Catalog, Order, OrderId, Step, StoreId, Timestamp, UserId};
 
 /// The catalog in force, checked, with its record (version, when, by whom).
 #[derive(Debug)]
@@ -70,6 +70,7 @@ impl Store {
                 // The older formats are converted by `LogStore::open`.
                 Some(
                     tables::DATA_FORMAT
+                    | tables::DATA_FORMAT_STORES
                     | tables::DATA_FORMAT_SEGMENT_LOG
                     | tables::DATA_FORMAT_REDB_LOG
                     | tables::DATA_FORMAT_SHARED_LOG,
@@ -136,6 +137,46 @@ impl Store {
         let orders = txn.open_table(ORDERS)?;
         let raw = orders.get(id.as_u128())?;
         Ok(raw.map(|g| codec::decode(g.value())).transpose()?)
+    }
+
+    /// An order's kitchen steps, oldest first (none while it is placed or cancelled).
+    pub fn steps(&self, order: &Order) -> Result<Vec<Step>, StoreError> {
+        if !order.status.in_kitchen() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read()?;
+        let steps = txn.open_table(ORDER_STEPS)?;
+        let raw = steps.get(order.id.as_u128())?;
+        Ok(raw.map(|g| codec::decode(g.value())).transpose()?.unwrap_or_default())
+    }
+
+    /// The orders of `store` (not cancelled) with slots starting in `[from, to)`, by slot,
+    /// each with its kitchen steps; at most `limit`.
+    pub fn kitchen_orders(
+        &self,
+        store: &StoreId,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Order, Vec<Step>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(STORE_SLOT_ORDERS)?;
+        let orders = txn.open_table(ORDERS)?;
+        let steps = txn.open_table(ORDER_STEPS)?;
+        let range = (store.as_str(), from.millis(), 0u128)..(store.as_str(), to.millis(), 0u128);
+        let mut found = Vec::new();
+        for entry in index.range(range)?.take(limit) {
+            let (key, _) = entry?;
+            let (_, _, id) = key.value();
+            let Some(raw) = orders.get(id)? else { continue };
+            let order: Order = codec::decode(raw.value())?;
+            let history = match steps.get(id)? {
+                Some(raw) => codec::decode(raw.value())?,
+                None => Vec::new(),
+            };
+            found.push((order, history));
+        }
+        Ok(found)
     }
 
     /// A page of `user`'s orders, newest first, strictly older than `before` when given.

@@ -1,8 +1,9 @@
 //! Every redb table and key layout, in one place. Values are `codec` bytes unless noted.
 //!
 //! Invariants kept by `apply` (checked by the property tests):
-//! - `ACTIVE[user]` names the user's newest placed order, if that order still exists; an order
-//!   blocks a new one only while it is active (placed and its slot not yet over).
+//! - `ACTIVE[user]` names the user's newest order, if that order still exists; an order blocks
+//!   a new one only while it is active (in the kitchen or on its way, or placed with its slot
+//!   not yet over).
 //! - `STORE_SLOT_LOAD[(store, slot start)]` equals the number of placed orders of that store in
 //!   that slot, and never exceeds the capacity in force when each of them was booked (a later,
 //!   lower capacity closes the slot and keeps its orders). Zero entries are removed.
@@ -14,17 +15,29 @@
 //!   catalog_version]` holds; version 0 (no row) means no catalog yet, and orders wait for one.
 //! - `USER_ORDERS` has one key per order, so a user's history is one key range, newest last.
 //! - `ORDERS_BY_REVISION` has one key per order: (its `revision`, its id).
+//! - `STORE_SLOT_ORDERS` has exactly one key per order that is not cancelled, under its store
+//!   and slot; `STORE_SLOT_LOAD` counts those keys (a delivered order keeps its place: only a
+//!   cancel releases one).
+//! - `ORDER_STEPS[id]` is the order's kitchen history: each step one forward from the last,
+//!   times never decreasing, and the order's status is the last step's (`placed` or
+//!   `cancelled` when there is none).
 
 use redb::{TableDefinition, TableError, WriteTransaction};
 
 /// Bumped whenever a state table, key layout or value encoding changes incompatibly; snapshots
 /// and backups carry it.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
+/// Snapshots and backups of schema 3 (before the kitchen's steps) are read too: they hold no
+/// steps, and the kitchen's index is rebuilt from their orders.
+pub const SCHEMA_VERSION_BEFORE_KITCHEN: u64 = 3;
 
 /// The data directory's format, stored under `schema_version` in `meta` (builds before 3 check
 /// it against their `SCHEMA_VERSION`, so they refuse a directory they cannot read): 5 keeps the
 /// replicated catalog and keys orders and slot loads by store.
-pub const DATA_FORMAT: u64 = 5;
+pub const DATA_FORMAT: u64 = 6;
+/// Orders with only `placed` and `cancelled`, no kitchen steps or index; converted at start
+/// (`state::migrate`: the index is built from the orders).
+pub const DATA_FORMAT_STORES: u64 = 5;
 /// The Raft log's entries in segment files (`raft-log/`) and its vote in `raft-log.redb`; one
 /// kitchen, orders without a store. Converted at start (`state::migrate`).
 pub const DATA_FORMAT_SEGMENT_LOG: u64 = 4;
@@ -77,6 +90,14 @@ pub const CATALOG_MENU: &str = "menu";
 /// "everything changed after revision N" as one key range. One key per order.
 pub const ORDERS_BY_REVISION: TableDefinition<(u64, u128), ()> = TableDefinition::new("orders_by_revision");
 
+/// order id → encoded `Vec<Step>`: the kitchen's steps of an order, oldest first (no row: none
+/// yet). Kept beside `ORDERS` so the order's own encoding did not change.
+pub const ORDER_STEPS: TableDefinition<u128, &[u8]> = TableDefinition::new("order_steps");
+
+/// (store id, slot start ms, order id) → (): every order of a store that is not cancelled, by
+/// slot, so the kitchen's view of the next hours is one key range.
+pub const STORE_SLOT_ORDERS: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("store_slot_orders");
+
 /// (user id, idempotency key) → encoded `IdempotencyRecord`.
 pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
 
@@ -110,5 +131,7 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(REPLICATION)?;
     txn.open_table(WAITLIST)?;
     txn.open_table(WAITING)?;
+    txn.open_table(ORDER_STEPS)?;
+    txn.open_table(STORE_SLOT_ORDERS)?;
     Ok(())
 }

@@ -217,6 +217,7 @@ pub(super) fn promote(
         txn.open_table(USER_ORDERS)?.insert((order.user.as_str(), order.id.as_u128()), ())?;
         txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
         txn.open_table(ACTIVE)?.insert(order.user.as_str(), order.id.as_u128())?;
+        super::apply::index_in_kitchen(txn, &order, true)?;
         loads.insert((order.store.as_str(), start), booked + 1)?;
         super::changes::touched(order.store.as_str(), start);
     }

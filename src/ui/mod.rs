@@ -1,4 +1,4 @@
-//! The customer web page: static assets embedded in the binary, served with a strict
+//! The customer web page and the kitchen's (`/kitchen/`): static assets embedded in the binary, served with a strict
 //! Content-Security-Policy (no inline script or style) and cache validators.
 
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use crate::node::Node;
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
+const KITCHEN: &str = include_str!("assets/kitchen.html");
+const KITCHEN_JS: &str = include_str!("assets/kitchen.js");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -24,6 +26,14 @@ pub fn router() -> Router<Arc<Node>> {
         .route(
             "/ui/app.js",
             get(|headers: HeaderMap| async move { asset(&headers, APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/kitchen/",
+            get(|headers: HeaderMap| async move { asset(&headers, KITCHEN, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/ui/kitchen.js",
+            get(|headers: HeaderMap| async move { asset(&headers, KITCHEN_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/ui/style.css",
