@@ -16,7 +16,7 @@ use super::extract::QueryParams;
 use super::stream::stream_blocking;
 use super::{ApiError, ApiResult};
 use crate::auth::Principal;
-use crate::domain::{Order, OrderStatus, Size};
+use crate::domain::{Order, OrderStatus, Size, Step};
 use crate::node::{Consistency, Node};
 use crate::raft::state_machine::applied_index;
 use crate::state::export::{for_each_order, for_each_wait_entry};
@@ -50,10 +50,19 @@ struct Row<'a> {
     longitude: Option<f64>,
     /// The catalog version the order was last placed or changed under (0: before catalogs).
     catalog_version: u64,
+    /// The kitchen's steps (empty until it took the order); appended after the store's.
+    preparing_at: Option<String>,
+    baked_at: Option<String>,
+    out_for_delivery_at: Option<String>,
+    delivered_at: Option<String>,
+    not_delivered_at: Option<String>,
+    not_delivered_reason: Option<&'a str>,
 }
 
 impl<'a> Row<'a> {
-    fn new(order: &'a Order) -> Self {
+    fn new(order: &'a Order, steps: &'a [Step]) -> Self {
+        let at = |status: OrderStatus| steps.iter().find(|s| s.status == status).map(|s| s.at.to_rfc3339());
+        let failed = steps.iter().find(|s| s.status == OrderStatus::NotDelivered);
         Self {
             order_id: order.id.to_string(),
             user: order.user.as_str(),
@@ -72,6 +81,12 @@ impl<'a> Row<'a> {
             latitude: order.delivery.location.map(|l| l.lat()),
             longitude: order.delivery.location.map(|l| l.lon()),
             catalog_version: order.catalog_version,
+            preparing_at: at(OrderStatus::Preparing),
+            baked_at: at(OrderStatus::Baked),
+            out_for_delivery_at: at(OrderStatus::OutForDelivery),
+            delivered_at: at(OrderStatus::Delivered),
+            not_delivered_at: failed.map(|s| s.at.to_rfc3339()),
+            not_delivered_reason: failed.and_then(|s| s.reason.as_ref()).map(|r| r.as_str()),
         }
     }
 }
@@ -188,7 +203,7 @@ pub async fn export(State(node): State<Arc<Node>>, principal: Principal, query: 
         let written = if waitlist {
             for_each_wait_entry(&txn, |entry, position| sink.put(&WaitRow::new(entry, position)))
         } else {
-            for_each_order(&txn, since, |order| sink.put(&Row::new(order)))
+            for_each_order(&txn, since, |order, steps| sink.put(&Row::new(order, steps)))
         };
         written.map_err(|e| e.to_string())?;
         sink.finish()

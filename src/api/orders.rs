@@ -439,7 +439,7 @@ pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, qu
     params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read", pattern = "^(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)$")),
     responses((status = 429, description = "rate-limited: too many writes by this user, or attempts on this slot; Retry-After says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Changed and re-priced", body = OrderView),
-        (status = 409, description = "cutoff-passed, slot-full or order-cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "cutoff-passed, slot-full, order-cancelled or order-in-kitchen (with order_status)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn update_order(
@@ -482,7 +482,7 @@ pub async fn update_order(
     params(("id" = String, Path, description = "Order id"), ("If-Match" = Option<String>, Header, description = "The ETag you read", pattern = "^(\\*|(W/)?\"[^\"]*\"(\\s*,\\s*(W/)?\"[^\"]*\")*)$")),
     responses((status = 429, description = "rate-limited: too many writes by this user, or attempts on this slot; Retry-After says when to try again", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Cancelled (kept for billing)", body = OrderView),
-        (status = 409, description = "cutoff-passed or order-cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "cutoff-passed, order-cancelled or order-in-kitchen (with order_status)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The order changed since you read it", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn cancel_order(

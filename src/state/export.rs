@@ -2,10 +2,10 @@
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::tables::{ORDERS, ORDERS_BY_REVISION, WAITLIST};
+use super::tables::{ORDERS, ORDERS_BY_REVISION, ORDER_STEPS, WAITLIST};
 use super::{StoreError, WaitEntry};
 use crate::codec;
-use crate::domain::Order;
+use crate::domain::{Order, Step};
 
 /// Call `visit` for every waitlist entry with its position (1 = next), line by line in
 /// (store, slot) order, each line in joining order. Returns how many were visited. Entries
@@ -32,19 +32,32 @@ pub fn for_each_wait_entry(
 }
 
 /// Call `visit` for every order (in id order), or, with `since`, for every order whose last
-/// change has a revision above `since` (in revision order). Returns how many were visited.
+/// change has a revision above `since` (in revision order), with its kitchen steps (a step
+/// changes the order's revision, so an increment carries status changes). Returns how many
+/// were visited.
 pub fn for_each_order(
     txn: &ReadTransaction,
     since: Option<u64>,
-    mut visit: impl FnMut(&Order) -> Result<(), StoreError>,
+    mut visit: impl FnMut(&Order, &[Step]) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
     let orders = txn.open_table(ORDERS)?;
+    let steps = txn.open_table(ORDER_STEPS)?;
+    let mut with_steps = |order: Order| -> Result<(), StoreError> {
+        if !order.status.in_kitchen() {
+            return visit(&order, &[]);
+        }
+        let history: Vec<Step> = match steps.get(order.id.as_u128())? {
+            Some(raw) => codec::decode(raw.value())?,
+            None => Vec::new(),
+        };
+        visit(&order, &history)
+    };
     let mut count = 0;
     match since {
         None => {
             for entry in orders.iter()? {
                 let (_, value) = entry?;
-                visit(&codec::decode(value.value())?)?;
+                with_steps(codec::decode(value.value())?)?;
                 count += 1;
             }
         }
@@ -54,7 +67,7 @@ pub fn for_each_order(
                 let (key, _) = entry?;
                 let (_, id) = key.value();
                 if let Some(value) = orders.get(id)? {
-                    visit(&codec::decode(value.value())?)?;
+                    with_steps(codec::decode(value.value())?)?;
                     count += 1;
                 }
             }

@@ -365,22 +365,65 @@ async function leaveWaitlist() {
 }
 
 // ---- orders ----
+// The way to the door, as the kitchen moves the order along; shown with each step's time.
+const STEPS = [["placed", "Placed"], ["preparing", "Being made"], ["baked", "Baked"], ["out_for_delivery", "Out for delivery"], ["delivered", "Delivered"]];
+const TRACK_MS = 5000;
+
+function renderTracker(order, zone) {
+  const list = $("tracker");
+  list.innerHTML = "";
+  const reached = new Map(order.history.map((h) => [h.status, h]));
+  const steps = reached.has("not_delivered") ? [...STEPS.slice(0, 4), ["not_delivered", "Not delivered"]] : STEPS;
+  for (const [status, words] of steps) {
+    const li = document.createElement("li");
+    li.dataset.status = status;
+    const step = reached.get(status);
+    li.className = step ? "done" : "";
+    li.textContent = step ? `${words} ${clockTime(step.at, zone)}${step.reason ? ` (${step.reason})` : ""}` : words;
+    if (order.status === status) li.setAttribute("aria-current", "step");
+    list.append(li);
+  }
+}
+
+// While an order is on its way, look again every few seconds (only while the page is shown).
+function trackCurrent() {
+  clearTimeout(state.trackTimer);
+  const order = state.current?.order;
+  if (!order || !order.active || state.editing) return;
+  state.trackTimer = setTimeout(async () => {
+    if (document.hidden || !state.token) { trackCurrent(); return; }
+    try {
+      const { data, etag } = await api("GET", `/v1/orders/${order.id}`, { cache: "no-cache" });
+      if (data.version !== state.current?.order.version) {
+        if (data.active) renderCurrent(data, etag); else await loadOrders();
+        if (data.status !== order.status) say(`Your order: ${STEPS.find(([s]) => s === data.status)?.[1] || data.status.replaceAll("_", " ")}.`);
+      }
+    } catch { /* shown on the next action; keep tracking */ }
+    trackCurrent();
+  }, TRACK_MS);
+}
+
 function renderCurrent(order, etag) {
   state.current = order ? { order, etag } : null;
   show("current", Boolean(order));
   if (!order) return;
+  trackCurrent();
+  const kitchen = order.status !== "placed";
+  show("edit-order", !kitchen);
+  show("cancel-order", !kitchen);
   const m = state.menu;
   const store = state.stores.find((s) => s.id === order.store_id);
   const zone = store?.time_zone;
   const rows = [
-    ["Status", order.status],
+    ["Status", order.status.replaceAll("_", " ")],
     ["Store", store ? store.name : order.store_id],
     ["Delivery", `${localTime(order.delivery_slot.start, zone)}${zone ? ` (${zone})` : ""}`],
     ["Address", order.address],
     ["Pizza", `${order.size}${order.toppings.length ? " with " + order.toppings.join(", ").replaceAll("_", " ") : ""}`],
     ["Price", euros(order.price_cents, order.currency || m?.currency)],
-    ["Changes until", localTime(order.editable_until, zone)],
+    kitchen ? ["Changes", "The kitchen has your order: it can no longer be changed or cancelled."] : ["Changes until", localTime(order.editable_until, zone)],
   ];
+  renderTracker(order, zone);
   $("current-details").innerHTML = "";
   rows.forEach(([k, v]) => { const dt = document.createElement("dt"); dt.textContent = k; const dd = document.createElement("dd"); dd.textContent = v; $("current-details").append(dt, dd); });
 }
@@ -392,7 +435,7 @@ function renderHistory(orders) {
   past.forEach((o) => {
     const li = document.createElement("li");
     const zone = state.stores.find((s) => s.id === o.store_id)?.time_zone;
-    li.textContent = `${localTime(o.delivery_slot.start, zone)} — ${o.size}, ${euros(o.price_cents, o.currency)} — ${o.status}`;
+    li.textContent = `${localTime(o.delivery_slot.start, zone)} — ${o.size}, ${euros(o.price_cents, o.currency)} — ${o.status.replaceAll("_", " ")}`;
     $("history-list").append(li);
   });
 }
