@@ -208,6 +208,7 @@ pub fn record(applied: &Applied) {
                 Rejection::InKitchen(_) => "in_kitchen",
                 Rejection::StepNotAllowed(..) => "step_not_allowed",
                 Rejection::ReasonRequired => "reason_required",
+                Rejection::Lapsed => "lapsed",
             };
             metrics::counter!("pizza_orders_rejections_total", "reason" => reason).increment(1);
             "rejected"

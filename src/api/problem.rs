@@ -186,6 +186,7 @@ impl ApiError {
                 Rejection::InKitchen(_) => (S::CONFLICT, "order-in-kitchen", "The kitchen has the order"),
                 Rejection::StepNotAllowed(..) => (S::CONFLICT, "step-not-allowed", "Not the order's next step"),
                 Rejection::ReasonRequired => (S::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field"),
+                Rejection::Lapsed => (S::CONFLICT, "order-lapsed", "The order lapsed"),
             },
         }
     }

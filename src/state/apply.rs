@@ -459,6 +459,11 @@ fn advance(txn: &WriteTransaction, revision: u64, c: &AdvanceOrder) -> Result<Ou
     if !current.status.next_steps().contains(&c.to) {
         return Err(Rejection::StepNotAllowed(current.status, c.to).into());
     }
+    // A placed order no longer blocks its user once its window is over (they may have ordered
+    // again since): taking it now would give them two active orders.
+    if current.status == OrderStatus::Placed && !current.is_active(c.at) {
+        return Err(Rejection::Lapsed.into());
+    }
     let reason = match c.to {
         OrderStatus::NotDelivered => Some(c.reason.clone().ok_or(Rejection::ReasonRequired)?),
         _ => None,

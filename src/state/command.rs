@@ -355,6 +355,8 @@ pub enum Rejection {
     StepNotAllowed(OrderStatus, OrderStatus),
     #[error("a reason is required when an order could not be delivered")]
     ReasonRequired,
+    #[error("the order's delivery window ended before the kitchen took it; it has lapsed")]
+    Lapsed,
 }
 
 fn next_words(from: OrderStatus) -> String {

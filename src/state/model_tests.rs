@@ -1,5 +1,5 @@
 //! Property test: random command sequences — orders at two stores interleaved with catalog
-//! changes — applied through `apply` on a real (in-memory) redb give exactly the outcomes of a
+//! changes, waitlists, and the kitchen's steps racing customers' changes and cancels — applied through `apply` on a real (in-memory) redb give exactly the outcomes of a
 //! small in-memory model, and the invariants hold after every step, read straight from the
 //! tables.
 
@@ -11,7 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::apply;
 use super::command::*;
-use super::tables::{ACTIVE, ORDERS, ORDERS_BY_REVISION, STORE_SLOT_LOAD, USER_ORDERS};
+use super::tables::{ACTIVE, ORDERS, ORDERS_BY_REVISION, ORDER_STEPS, STORE_SLOT_LOAD, USER_ORDERS};
 use crate::codec;
 use crate::domain::*;
 
@@ -61,9 +61,32 @@ enum Op {
     Leave {
         user: usize,
     },
+    /// Staff of `store` move an order to one of the kitchen's statuses (often not the next).
+    Advance {
+        store: usize,
+        order: usize,
+        to: usize,
+        reason: bool,
+        /// The proposing node's clock runs this far behind (steps must not go back in time).
+        behind_ms: i64,
+        /// Staff of the order's own store asking for its next step (else `store` and `to`).
+        next: bool,
+    },
     /// Propose the previous command again, as after a leader change.
     Repeat,
 }
+
+fn to_index(_: Option<&OrderStatus>) -> usize {
+    0
+}
+
+const KITCHEN: [OrderStatus; 5] = [
+    OrderStatus::Preparing,
+    OrderStatus::Baked,
+    OrderStatus::OutForDelivery,
+    OrderStatus::Delivered,
+    OrderStatus::NotDelivered,
+];
 
 fn op() -> impl Strategy<Value = (Op, i64)> {
     let user = 0..USERS;
@@ -82,6 +105,8 @@ fn op() -> impl Strategy<Value = (Op, i64)> {
         2 => (0..USERS, 0..2usize, 0..SLOTS, proptest::option::of(0u8..2))
             .prop_map(|(user, store, slot, key)| Op::Join { user, store, slot, key }),
         1 => (0..USERS).prop_map(|user| Op::Leave { user }),
+        4 => (0..2usize, 0..8usize, 0..KITCHEN.len(), proptest::bool::weighted(0.8), 0i64..600_000, proptest::bool::weighted(0.7))
+            .prop_map(|(store, order, to, reason, behind_ms, next)| Op::Advance { store, order, to, reason, behind_ms, next }),
         1 => Just(Op::Repeat),
     ];
     // Time moves forward 0–25 minutes per step, so slots pass their cutoff and their end.
@@ -154,13 +179,16 @@ struct Model {
     /// Each (store, slot start)'s line, in joining order.
     lines: BTreeMap<(String, i64), Vec<WaitEntry>>,
     seq: u64,
+    /// Each order's kitchen steps.
+    steps: BTreeMap<OrderId, Vec<Step>>,
 }
 
 impl Model {
     fn load(&self, store: &StoreId, slot: Slot) -> u32 {
         self.orders
             .values()
-            .filter(|o| o.status == OrderStatus::Placed && o.spec.slot == slot && o.store == *store)
+            // Delivered or not, an order keeps its place: only a cancel frees one.
+            .filter(|o| o.status != OrderStatus::Cancelled && o.spec.slot == slot && o.store == *store)
             .count() as u32
     }
 
@@ -430,7 +458,7 @@ impl Model {
                 for id in self.catalog.1.keys().filter(|id| !capacities.contains_key(*id)) {
                     let since = c.at.millis() - 240 * 60_000;
                     let in_use = self.orders.values().any(|o| {
-                        o.status == OrderStatus::Placed
+                        o.status != OrderStatus::Cancelled
                             && o.store.as_str() == id
                             && o.spec.slot.start().millis() >= since
                     });
@@ -441,6 +469,49 @@ impl Model {
                 self.catalog = (version + 1, capacities, c.catalog.menu.sizes.small);
                 self.promote_everywhere(revision, c.at);
                 Ok(Outcome::Catalog { version: version + 1, changed: true })
+            }
+            Command::AdvanceOrder(c) => {
+                let current = self.orders.get(&c.order_id).filter(|o| o.store == c.store).ok_or(Rejection::NotFound)?;
+                let history = self.steps.get(&c.order_id).cloned().unwrap_or_default();
+                if current.last_command == c.command_id.0 {
+                    return Ok(Outcome::Advanced { order: current.clone(), history });
+                }
+                // The way to the door, spelled out.
+                let allowed = matches!(
+                    (current.status, c.to),
+                    (OrderStatus::Placed, OrderStatus::Preparing)
+                        | (OrderStatus::Preparing, OrderStatus::Baked)
+                        | (OrderStatus::Baked, OrderStatus::OutForDelivery)
+                        | (OrderStatus::OutForDelivery, OrderStatus::Delivered | OrderStatus::NotDelivered)
+                );
+                if current.status == OrderStatus::Cancelled {
+                    return Err(Rejection::NotActive);
+                }
+                if !allowed {
+                    return Err(Rejection::StepNotAllowed(current.status, c.to));
+                }
+                if current.status == OrderStatus::Placed && c.at >= current.spec.slot.end() {
+                    return Err(Rejection::Lapsed);
+                }
+                if c.to == OrderStatus::NotDelivered && c.reason.is_none() {
+                    return Err(Rejection::ReasonRequired);
+                }
+                let reason = if c.to == OrderStatus::NotDelivered { c.reason.clone() } else { None };
+                let previous = history.last().map_or(current.created_at, |s| s.at);
+                let at = c.at.max(previous).max(current.updated_at);
+                let mut history = history;
+                history.push(Step { status: c.to, at, by: c.staff.clone(), reason });
+                let order = Order {
+                    status: c.to,
+                    version: current.version.next(),
+                    updated_at: at,
+                    revision,
+                    last_command: c.command_id.0,
+                    ..current.clone()
+                };
+                self.orders.insert(order.id, order.clone());
+                self.steps.insert(order.id, history.clone());
+                Ok(Outcome::Advanced { order, history })
             }
             other => unreachable!("the model has no legacy commands: {other:?}"),
         }
@@ -461,6 +532,9 @@ impl Model {
         }
         if order.status == OrderStatus::Cancelled {
             return Err(Rejection::NotActive);
+        }
+        if order.status != OrderStatus::Placed {
+            return Err(Rejection::InKitchen(order.status));
         }
         if at.plus_millis(order.cutoff_ms) > order.spec.slot.start() {
             return Err(Rejection::CutoffPassed(order.cutoff_ms / 60_000));
@@ -509,6 +583,24 @@ fn check_invariants(db: &Database, model: &Model, slots: &[Slot], at: Timestamp)
     let mut expected: Vec<(u64, u128)> = orders.values().map(|o| (o.revision, o.id.as_u128())).collect();
     expected.sort();
     assert_eq!(by_revision, expected, "revision index does not list each order at its last revision");
+    let steps: BTreeMap<OrderId, Vec<Step>> = txn
+        .open_table(ORDER_STEPS)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|e| {
+            let (k, v) = e.unwrap();
+            (OrderId::from_u128(k.value()), codec::decode::<Vec<Step>>(v.value()).unwrap())
+        })
+        .collect();
+    assert_eq!(steps, model.steps, "stored kitchen steps differ from the model");
+    for (id, history) in &steps {
+        // Never a step backwards, never back in time, and the order is where its history ends.
+        for pair in history.windows(2) {
+            assert!(pair[1].status.rank() == pair[0].status.rank() + 1 && pair[1].at >= pair[0].at, "{history:?}");
+        }
+        assert_eq!(orders[id].status, history.last().map_or(OrderStatus::Placed, |s| s.status));
+    }
     let report = super::check::check_state(&txn, at).unwrap();
     assert!(report.is_clean(), "check found problems in a state built by apply: {:?}", report.problems);
 }
@@ -606,6 +698,27 @@ proptest! {
                     })
                 }
                 Op::Leave { user: u } => Command::LeaveWaitlist(LeaveWaitlist { user: user(u), at: now }),
+                Op::Advance { store, order, to, reason, behind_ms, next } => {
+                    let order_id = ids.get(order).copied().unwrap_or(OrderId::from_u128(order as u128));
+                    let known = model.orders.get(&order_id).filter(|_| next);
+                    let (store, to) = match known {
+                        Some(o) => {
+                            let steps = o.status.next_steps();
+                            let to = if reason { steps.last() } else { steps.first() };
+                            (o.store.clone(), to.copied().unwrap_or(KITCHEN[to_index(to)]))
+                        }
+                        None => (store_id(store), KITCHEN[to]),
+                    };
+                    Command::AdvanceOrder(AdvanceOrder {
+                        command_id: CommandId::new(),
+                        order_id,
+                        store,
+                        staff: UserId::parse("staff").unwrap(),
+                        at: now.plus_millis(-behind_ms),
+                        to,
+                        reason: reason.then(|| NotDeliveredReason::parse("nobody home").unwrap()),
+                    })
+                }
                 Op::Catalog { capacity, with_b, small, expected, seed } => Command::SetCatalog(SetCatalog {
                     at: now,
                     author: "test".into(),
