@@ -383,3 +383,59 @@ async fn a_slot_filled_through_one_node_shows_full_on_another_nodes_page_without
     dora.close().await.unwrap();
     emil.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kitchen_moves_an_order_out_for_delivery_and_the_customers_page_follows_without_a_reload() {
+    let node = TestNode::start_with(&["auth.dev_login=true"]);
+    let driver = Driver::start();
+    let (customer, kitchen) = (driver.browser(900, 1100).await, driver.browser(1200, 900).await);
+    sign_in(&customer, &node.url("/"), "frida").await;
+    choose_slot(&customer, 1, None).await;
+    fill(&customer, "Frida's Door 3").await;
+    customer.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&customer, "#current:not([hidden]) #tracker li.done[data-status='placed']").await;
+
+    let keys = pizza_orders::auth::TokenKeys::new(
+        &pizza_orders::config::TokenSecret::parse(common::SECRET.as_bytes()).unwrap(),
+    );
+    let staff = keys
+        .mint_as(
+            &pizza_orders::domain::UserId::parse("ana").unwrap(),
+            false,
+            Some(&pizza_orders::domain::StoreId::parse("main").unwrap()),
+            Duration::from_secs(3600),
+            Timestamp::now(),
+        )
+        .unwrap();
+    kitchen.goto(&node.url("/kitchen/?hours=60")).await.unwrap();
+    visible(&kitchen, "#sign-in:not([hidden]) #token-input").await;
+    kitchen.find(Locator::Css("#token-input")).await.unwrap().send_keys(&staff).await.unwrap();
+    kitchen.find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
+    wait_text(&kitchen, ".ticket", "Frida's Door 3").await;
+    screenshot(&kitchen, "10-kitchen").await;
+    // One tap per step; the page shows each step before the next button appears.
+    for (button, reached) in
+        [("Start preparing", "preparing"), ("Baked", "baked"), ("Out for delivery", "out_for_delivery")]
+    {
+        let css = ".ticket button.step:not(.danger)";
+        wait_text(&kitchen, css, button).await;
+        kitchen.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        visible(&kitchen, &format!(".ticket.status-{reached}")).await;
+    }
+    visible(&kitchen, ".ticket.status-out_for_delivery button.danger").await;
+    screenshot(&kitchen, "11-kitchen-out-for-delivery").await;
+
+    // The customer's page, never reloaded, shows the order on its way and no longer offers
+    // to change or cancel it.
+    visible(&customer, "#tracker li.done[data-status='out_for_delivery']").await;
+    let tracker = text(&customer, "#tracker").await;
+    assert!(
+        tracker.contains("Being made") && tracker.contains("Baked") && tracker.contains("Out for delivery"),
+        "{tracker}"
+    );
+    let buttons = customer.find(Locator::Css("#cancel-order")).await.unwrap();
+    assert!(!buttons.is_displayed().await.unwrap(), "cancel is not offered once the kitchen has the order");
+    screenshot(&customer, "12-customer-tracker").await;
+    customer.close().await.unwrap();
+    kitchen.close().await.unwrap();
+}
