@@ -112,9 +112,26 @@ async fn who_may_see_and_move_an_order_and_the_way_it_goes_to_the_door() {
     let again = client().post(node.url("/v1/orders")).bearer_auth(token("carla")).json(&request).send().await.unwrap();
     assert_eq!(problem(again).await.1["type"], "/problems/order-exists");
 
+    // Billing's increment since now carries the status changes that follow.
+    let export = |since: Option<String>| {
+        let mut url = node.url("/admin/export?format=ndjson");
+        if let Some(since) = since {
+            url = format!("{url}&since_revision={since}");
+        }
+        async move { client().get(url).bearer_auth(admin_token()).send().await.unwrap() }
+    };
+    let revision = export(None).await.headers()["x-pizza-revision"].to_str().unwrap().to_owned();
     for next in ["baked", "out_for_delivery"] {
         assert_eq!(step(&base, &mitte, &id, json!({ "status": next })).await.status(), StatusCode::OK, "{next}");
     }
+    let increment = export(Some(revision)).await.text().await.unwrap();
+    let rows: Vec<Value> = increment.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{increment}");
+    assert_eq!(
+        (rows[0]["order_id"].as_str(), rows[0]["status"].as_str()),
+        (Some(id.as_str()), Some("out_for_delivery"))
+    );
+    assert!(rows[0]["baked_at"].is_string() && rows[0]["delivered_at"].is_null(), "{}", rows[0]);
     let (status, body_) = problem(step(&base, &mitte, &id, json!({ "status": "not_delivered" })).await).await;
     assert_eq!((status, body_["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reason")));
     let failed = step(&base, &mitte, &id, json!({ "status": "not_delivered", "reason": "Nobody at the door" })).await;

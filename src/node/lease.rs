@@ -53,16 +53,21 @@ pub struct Lease {
     committed: Arc<AtomicU64>,
     held: Mutex<Option<Held>>,
     renewing: AtomicBool,
+    /// See [`Lease::floor`].
+    floor: AtomicU64,
 }
 
 impl Lease {
     /// `duration: None` disables leases. `votes` counts vote changes and `committed` is the
     /// commit index, both as the log store keeps them.
+    /// `floor`: the last log index at start, which every read index covers until
+    /// [`Lease::drop_floor`] (see `LogStore::opened`).
     pub fn new(
         duration: Option<Duration>,
         quarantine: Duration,
         votes: Arc<AtomicU64>,
         committed: Arc<AtomicU64>,
+        floor: u64,
     ) -> Self {
         Self {
             duration,
@@ -72,7 +77,20 @@ impl Lease {
             committed,
             held: Mutex::new(None),
             renewing: AtomicBool::new(false),
+            floor: AtomicU64::new(floor),
         }
+    }
+
+    /// The least index a read index may be: the last log index at start, while this node
+    /// has not yet seen another term (0 after).
+    pub fn floor(&self) -> u64 {
+        self.floor.load(Ordering::SeqCst)
+    }
+
+    /// The node is in a term after the one it started in: openraft's own read index (a new
+    /// leader's first entry of its term) covers everything committed before.
+    pub fn drop_floor(&self) {
+        self.floor.store(0, Ordering::SeqCst);
     }
 
     /// Whether this node may vote yet: not during its first `quarantine` after starting, so a
@@ -105,7 +123,7 @@ impl Lease {
         let duration = self.duration?;
         // The order matters: the index is read first, then the lease is checked at a later
         // instant, so the index was covered by the lease when it was read.
-        let index = self.committed.load(Ordering::SeqCst);
+        let index = self.committed.load(Ordering::SeqCst).max(self.floor());
         let votes = self.votes.load(Ordering::SeqCst);
         let now = Instant::now();
         let held = *self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -134,7 +152,7 @@ mod tests {
     fn lease(ms: u64) -> (Lease, Arc<AtomicU64>, Arc<AtomicU64>) {
         let (votes, committed) = (Arc::new(AtomicU64::new(1)), Arc::new(AtomicU64::new(0)));
         let lease =
-            Lease::new(Some(Duration::from_millis(ms)), Duration::from_millis(ms), votes.clone(), committed.clone());
+            Lease::new(Some(Duration::from_millis(ms)), Duration::from_millis(ms), votes.clone(), committed.clone(), 0);
         (lease, votes, committed)
     }
 
@@ -183,7 +201,7 @@ mod tests {
     #[test]
     fn disabled_leases_serve_nothing_and_never_delay_votes() {
         let (votes, committed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let lease = Lease::new(None, Duration::from_secs(60), votes, committed);
+        let lease = Lease::new(None, Duration::from_secs(60), votes, committed, 0);
         lease.confirmed(lease.begin());
         assert_eq!(lease.read_index(), None);
         assert!(lease.may_vote());
@@ -195,5 +213,21 @@ mod tests {
         assert!(!lease.may_vote());
         std::thread::sleep(Duration::from_millis(35));
         assert!(lease.may_vote());
+    }
+
+    #[test]
+    fn a_restarted_node_reads_at_least_up_to_the_log_it_had_until_its_term_changes() {
+        let (votes, committed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(7)));
+        let lease = Lease::new(Some(Duration::from_secs(60)), Duration::ZERO, votes, committed.clone(), 12);
+        let round = lease.begin();
+        lease.confirmed(round);
+        // The commit index known after the crash (7) is older than entries it may have
+        // committed before it (up to 12).
+        assert_eq!(lease.read_index().map(|r| r.index), Some(12));
+        committed.store(15, Ordering::SeqCst);
+        assert_eq!(lease.read_index().map(|r| r.index), Some(15));
+        committed.store(9, Ordering::SeqCst);
+        lease.drop_floor();
+        assert_eq!(lease.read_index().map(|r| r.index), Some(9));
     }
 }

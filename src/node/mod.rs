@@ -223,11 +223,13 @@ impl Node {
         let applied = state_machine.applied_counter();
         checkpoint::spawn(store.weak_database(), applied.clone());
         let r = &config.raft;
+        let (opened_end, opened_term) = log_store.opened();
         let lease = Arc::new(Lease::new(
             r.lease_reads.then(|| Duration::from_millis(r.election_timeout_min_ms / 2)),
             Duration::from_millis(r.election_timeout_min_ms),
             log_store.vote_changes(),
             committed.clone(),
+            opened_end,
         ));
         let peers = PeerClient::new(
             &String::from_utf8_lossy(config.cluster.secret.bytes()),
@@ -260,7 +262,7 @@ impl Node {
         let submitter = Submitter { raft: raft.clone(), peers: peers.clone(), id };
         let read_index_here = ReadIndex::spawn({
             let (raft, lease) = (raft.clone(), lease.clone());
-            move || confirm_leadership(raft.clone(), lease.clone())
+            move || confirm_leadership(raft.clone(), lease.clone(), opened_term)
         });
         let read_index = ReadIndex::spawn({
             let (raft, peers, here) = (raft.clone(), peers.clone(), read_index_here.clone());
@@ -554,12 +556,21 @@ async fn wait_for_leader(raft: &Raft) -> Result<(NodeId, String), NodeError> {
 
 /// One leadership confirmation on this node: a heartbeat round to a quorum, which also
 /// starts or extends the read lease.
-async fn confirm_leadership(raft: Raft, lease: Arc<Lease>) -> Result<u64, NodeError> {
+/// A read index confirmed by a quorum. A leader that restarted into the term it led before
+/// (openraft 0.9 resumes under its own committed vote) also waits for every entry it had at
+/// start: which of them were committed before the crash it cannot know, and openraft's read
+/// index (the term's first entry, from before the crash) may be older than an acknowledged
+/// write — found by the fault suite as a stale read on a leader restarted before the others
+/// had elected a new one.
+async fn confirm_leadership(raft: Raft, lease: Arc<Lease>, opened_term: u64) -> Result<u64, NodeError> {
     let round = lease.begin();
     match raft.ensure_linearizable().await {
         Ok(read) => {
+            if raft.metrics().borrow().current_term != opened_term {
+                lease.drop_floor();
+            }
             lease.confirmed(round);
-            Ok(read.map_or(0, |l| l.index))
+            Ok(read.map_or(0, |l| l.index).max(lease.floor()))
         }
         Err(RaftError::APIError(_)) => Err(NodeError::NoLeader),
         Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),

@@ -67,6 +67,8 @@ pub struct LogStore {
     /// How many times the vote changed since start (a leader's read lease is for one vote).
     vote_changes: Arc<AtomicU64>,
     durable_end: Arc<DurableEnd>,
+    /// The last log index and the vote's term when the log was opened (see `opened`).
+    opened: (u64, u64),
 }
 
 /// A lower bound of the log's end, saved in `raft-log.redb` about once a second while appends
@@ -124,7 +126,10 @@ impl LogStore {
             .map_err(segment_store_error)?;
         move_redb_log(&db, &entries, &state.shared_database())?;
         let end = entries.last_index().or(purged.map(|p| p.index)).unwrap_or(0);
+        let vote: Option<Vote<NodeId>> = Self::read_meta(&db, VOTE).map_err(|e| StoreError::Io(e.to_string()))?;
+        let term = vote.map_or(0, |v| v.leader_id().term);
         Ok(Self {
+            opened: (end, term),
             db: Arc::new(db),
             entries: Arc::new(entries),
             state,
@@ -158,6 +163,14 @@ impl LogStore {
             .map(|dir| dir.filter_map(|e| e.ok()).map(|e| len(&e.path())).sum())
             .unwrap_or(0);
         len(&data_dir.join(Self::FILE_NAME)) + segments
+    }
+
+    /// The last log index and the vote's term when this log was opened. A leader that restarts
+    /// (openraft 0.9 resumes leading under a committed vote of its own) does not know which of
+    /// its entries were committed before the crash: the commit index is not saved with every
+    /// commit. Its read indexes must cover every entry it had until its term changes.
+    pub fn opened(&self) -> (u64, u64) {
+        self.opened
     }
 
     /// The commit index last reported by openraft on this node.

@@ -401,4 +401,25 @@ mod tests {
         assert!(report.problems.iter().any(|p| p.contains("load is 3, but 0")));
         assert!(report.problems.iter().any(|p| p.contains("'ghost'")));
     }
+
+    #[test]
+    fn kitchen_steps_and_index_entries_of_missing_orders_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let db = store.shared_database();
+        let txn = db.begin_write().unwrap();
+        let steps = vec![Step {
+            status: OrderStatus::Preparing,
+            at: Timestamp::from_millis(1_800_000_000_000),
+            by: crate::domain::UserId::parse("ana").unwrap(),
+            reason: None,
+        }];
+        txn.open_table(ORDER_STEPS).unwrap().insert(9u128, codec::encode(&steps).unwrap().as_slice()).unwrap();
+        txn.open_table(STORE_SLOT_ORDERS).unwrap().insert(("main", 1_800_000_000_000, 9u128), ()).unwrap();
+        txn.commit().unwrap();
+        let report = check_state(&db.begin_read().unwrap(), Timestamp::now()).unwrap();
+        assert_eq!(report.problem_count, 2, "{:?}", report.problems);
+        assert!(report.problems.iter().any(|p| p.contains("kitchen steps are stored for order")));
+        assert!(report.problems.iter().any(|p| p.contains("kitchen's index of store 'main' lists order")));
+    }
 }
