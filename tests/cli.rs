@@ -141,7 +141,7 @@ fn a_default_start_says_in_one_line_where_the_node_is_and_keeps_library_chatter_
     let _ = child.wait();
     let serving =
         lines.iter().find(|l| l.contains("is serving")).unwrap_or_else(|| panic!("no start-up line: {lines:#?}"));
-    for wanted in ["node_id=1", "role=single node", "data_format=5", "listen=127.0.0.1:", "ui=http://127.0.0.1:"] {
+    for wanted in ["node_id=1", "role=single node", "data_format=6", "listen=127.0.0.1:", "ui=http://127.0.0.1:"] {
         assert!(serving.contains(wanted), "{wanted} missing from {serving}");
     }
     assert!(serving.contains(&format!("data_dir={}", data.display())), "{serving}");
