@@ -71,6 +71,27 @@ pub struct Settings {
     pub runtime: RuntimeSettings,
     pub tls: TlsSettings,
     pub limits: LimitSettings,
+    pub analytics: AnalyticsSettings,
+}
+
+/// `[analytics]`: first-party product analytics from the web UI's beacons.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalyticsSettings {
+    /// Accept beacons (`POST /v1/events`); off: 404, and the page sends none.
+    pub enabled: bool,
+    /// How often this node hands its counts to the cluster (one replicated command).
+    pub flush_ms: u64,
+    /// Days of figures kept; older days are purged by a replicated command (0: kept for ever).
+    pub retention_days: u32,
+    /// Beacons one node takes per second (429 beyond).
+    pub beacons_per_second: u32,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        Self { enabled: true, flush_ms: 5_000, retention_days: 400, beacons_per_second: 2_000 }
+    }
 }
 
 /// `[tls]`: HTTPS on the API listener. Unset: plain HTTP (the local single-node default).
@@ -320,6 +341,7 @@ impl Default for Settings {
             runtime: RuntimeSettings::default(),
             tls: TlsSettings::default(),
             limits: LimitSettings::default(),
+            analytics: AnalyticsSettings::default(),
         }
     }
 }
@@ -460,6 +482,7 @@ pub struct Config {
     /// HTTPS on the API listener; `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
     pub limits: LimitSettings,
+    pub analytics: AnalyticsSettings,
     /// Worker threads of the node's async runtime, resolved (unset: one per core).
     pub worker_threads: usize,
 }
@@ -632,6 +655,11 @@ impl Config {
             }
         };
         let (peer_tls, tls) = tls_settings(&s)?;
+        if s.analytics.flush_ms < 100 || s.analytics.beacons_per_second == 0 {
+            return Err(ConfigError::Invalid(
+                "analytics: flush_ms must be at least 100 and beacons_per_second at least 1 (analytics.enabled = false turns beacons off)".into(),
+            ));
+        }
         let l = &s.limits;
         if l.enabled
             && (l.per_address_per_second == 0
@@ -663,6 +691,7 @@ impl Config {
             http: s.http,
             tls,
             limits: s.limits,
+            analytics: s.analytics,
             worker_threads,
         })
     }

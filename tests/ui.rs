@@ -201,8 +201,9 @@ async fn two_customers_race_for_the_last_place_and_the_loser_gets_it_from_the_wa
     let submit_carol = async { carol.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap() };
     tokio::join!(submit_bob, submit_carol);
 
+    // Two browsers and a node on two shared cores: a full test run can take a while here.
     let outcome = |b: Client| async move {
-        eventually(WAIT, "a visible outcome", || async {
+        eventually(WAIT * 2, "a visible outcome", || async {
             if b.find(Locator::Css("#current:not([hidden])")).await.is_ok() {
                 return Some(("won", b.clone()));
             }

@@ -179,7 +179,9 @@ pub fn record(applied: &Applied) {
         Ok(Outcome::Placed { .. }) => "created",
         Ok(Outcome::Changed(_)) => "updated",
         Ok(Outcome::Cancelled(_)) => "cancelled",
-        Ok(Outcome::Catalog { .. } | Outcome::Waiting { .. } | Outcome::LeftWaitlist(_)) => return,
+        Ok(
+            Outcome::Catalog { .. } | Outcome::Waiting { .. } | Outcome::LeftWaitlist(_) | Outcome::Analytics { .. },
+        ) => return,
         Ok(Outcome::Advanced { order, .. }) => {
             metrics::counter!("pizza_orders_kitchen_steps_total", "status" => order.status.as_str()).increment(1);
             return;
@@ -209,6 +211,7 @@ pub fn record(applied: &Applied) {
                 Rejection::StepNotAllowed(..) => "step_not_allowed",
                 Rejection::ReasonRequired => "reason_required",
                 Rejection::Lapsed => "lapsed",
+                Rejection::InvalidAnalytics(_) => "invalid_analytics",
             };
             metrics::counter!("pizza_orders_rejections_total", "reason" => reason).increment(1);
             "rejected"

@@ -2,11 +2,13 @@
 //! to the node, and render outcomes. Errors leave as `application/problem+json`.
 
 mod admin;
+mod analytics;
 mod backup;
 mod caching;
 mod catalog;
 mod deadline;
 mod dev_login;
+mod events;
 mod export;
 mod extract;
 mod health;
@@ -140,6 +142,8 @@ fn routes() -> Router<AppState> {
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
         .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/v1/waitlist", get(waitlist::show).post(waitlist::join).delete(waitlist::leave))
+        .route("/v1/events", post(events::beacon).layer(DefaultBodyLimit::max(events::MAX_BEACON_BYTES)))
+        .route("/admin/analytics", get(analytics::report))
         .route("/v1/kitchen/orders", get(kitchen::list))
         .route("/v1/kitchen/orders/{id}/status", post(kitchen::advance))
         .route("/healthz", get(health::healthz))

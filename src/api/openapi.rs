@@ -110,6 +110,8 @@ impl Modify for BearerAuth {
         super::waitlist::join,
         super::waitlist::show,
         super::waitlist::leave,
+        super::events::beacon,
+        super::analytics::report,
         super::kitchen::list,
         super::kitchen::advance,
         super::health::healthz,

@@ -187,6 +187,9 @@ impl ApiError {
                 Rejection::StepNotAllowed(..) => (S::CONFLICT, "step-not-allowed", "Not the order's next step"),
                 Rejection::ReasonRequired => (S::UNPROCESSABLE_ENTITY, "invalid-field", "Invalid field"),
                 Rejection::Lapsed => (S::CONFLICT, "order-lapsed", "The order lapsed"),
+                Rejection::InvalidAnalytics(_) => {
+                    (S::UNPROCESSABLE_ENTITY, "invalid-analytics", "Unreadable analytics")
+                }
             },
         }
     }

@@ -2,6 +2,7 @@
 //! so code that receives one never checks it again.
 
 mod address;
+mod analytics;
 mod calendar;
 mod catalog;
 mod order;
@@ -14,6 +15,7 @@ mod user;
 mod zone;
 
 pub use address::{Address, AddressError};
+pub use analytics::{Day, EventKind, VisitorId, VisitorSketch};
 pub use calendar::{CalendarError, StoreCalendar};
 pub use catalog::{
     Catalog, CatalogDoc, CatalogError, DeliveryDoc, MenuDoc, SizePrices, Store, StoreDoc, ToppingPrices, Unplaceable,

@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitSettings;
 use crate::domain::{Timestamp, UserId};
@@ -25,6 +25,8 @@ pub struct Limits {
     address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     writes: Option<DefaultKeyedRateLimiter<UserId>>,
     slots: Option<DefaultKeyedRateLimiter<(UserId, i64)>>,
+    /// Analytics beacons this node takes per second (`analytics.beacons_per_second`), always on.
+    beacons: DefaultDirectRateLimiter,
     limit_loopback: bool,
     clock: DefaultClock,
 }
@@ -38,7 +40,7 @@ fn keyed<K: Hash + Eq + Clone>(enabled: bool, quota: Option<Quota>) -> Option<De
 }
 
 impl Limits {
-    pub fn new(s: &LimitSettings) -> Self {
+    pub fn new(s: &LimitSettings, beacons_per_second: u32) -> Self {
         let burst = |rate: u32, burst: u32| nonzero(burst.max(rate));
         Self {
             address: keyed(
@@ -54,6 +56,7 @@ impl Limits {
                     .map(|(rate, burst)| Quota::per_minute(rate).allow_burst(burst)),
             ),
             slots: keyed(s.enabled, nonzero(s.slot_attempts_per_user_per_hour).map(Quota::per_hour)),
+            beacons: RateLimiter::direct(Quota::per_second(nonzero(beacons_per_second).unwrap_or(NonZeroU32::MIN))),
             limit_loopback: s.limit_loopback,
             clock: DefaultClock::default(),
         }
@@ -76,6 +79,14 @@ impl Limits {
     /// waitlist join).
     pub fn slot_attempt(&self, user: &UserId, slot_start: Timestamp) -> Result<(), Limited> {
         self.check(self.slots.as_ref(), &(user.clone(), slot_start.millis()), "attempts per user on one slot")
+    }
+
+    /// One analytics beacon.
+    pub fn beacon(&self) -> Result<(), Limited> {
+        self.beacons.check().map_err(|not_until| {
+            metrics::counter!("pizza_orders_rate_limited_total", "limit" => "beacons per node").increment(1);
+            Limited { limit: "beacons per node", retry_after: not_until.wait_time_from(self.clock.now()) }
+        })
     }
 
     fn check<K: Hash + Eq + Clone>(
@@ -126,7 +137,7 @@ mod tests {
 
     #[test]
     fn each_key_has_its_own_budget_and_a_refusal_says_how_long_to_wait() {
-        let limits = Limits::new(&settings());
+        let limits = Limits::new(&settings(), 10);
         let (alice, bob) = (UserId::parse("alice").unwrap(), UserId::parse("bob").unwrap());
         assert!(limits.write(&alice).is_ok() && limits.write(&alice).is_ok());
         let refused = limits.write(&alice).unwrap_err();
@@ -157,7 +168,7 @@ mod tests {
 
     #[test]
     fn disabled_limits_pass_everything() {
-        let limits = Limits::new(&LimitSettings { enabled: false, ..settings() });
+        let limits = Limits::new(&LimitSettings { enabled: false, ..settings() }, 10);
         let alice = UserId::parse("alice").unwrap();
         for _ in 0..100 {
             limits.write(&alice).unwrap();

@@ -25,6 +25,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
 use crate::state::{Applied, Command, CurrentCatalog, Outcome, SetCatalog, Store, StoreError};
 
+pub mod analytics;
 mod checkpoint;
 mod lease;
 pub mod limits;
@@ -94,6 +95,8 @@ pub struct Node {
     pub streams: Arc<Semaphore>,
     /// Rate limits per client address, per user and per user and slot (`[limits]`).
     pub limits: Arc<limits::Limits>,
+    /// This node's count of the web UI's beacons, handed to the cluster in batches.
+    pub analytics: Arc<analytics::Analytics>,
     /// The newest read index learned here, with the instant the round that produced it began:
     /// once applied, this node's state reflects every write acknowledged before that instant.
     fresh: std::sync::Mutex<Option<(Instant, u64)>>,
@@ -272,7 +275,13 @@ impl Node {
         let max_batch = if config.raft.group_commit { config.raft.max_batch } else { 1 };
         tokio::spawn(run_batcher(submitter.clone(), queue, max_batch, config.raft.batches_in_flight));
         let streams = Arc::new(Semaphore::new(config.http.max_streams));
-        let limits = Arc::new(limits::Limits::new(&config.limits));
+        let limits = Arc::new(limits::Limits::new(&config.limits, config.analytics.beacons_per_second));
+        let analytics = Arc::new(analytics::Analytics::new(
+            id,
+            config.cluster.secret.bytes(),
+            config.analytics.clone(),
+            Timestamp::now(),
+        ));
         tokio::spawn({
             let limits = Arc::downgrade(&limits);
             async move {
@@ -301,9 +310,13 @@ impl Node {
             applied,
             streams,
             limits,
+            analytics,
             fresh: std::sync::Mutex::new(None),
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));
+        if node.config.analytics.enabled {
+            analytics::spawn_flusher(Arc::downgrade(&node), Duration::from_millis(node.config.analytics.flush_ms));
+        }
         if node.config.cluster.bootstrap {
             node.wait_for_catalog(SEED_WAIT).await;
         }
@@ -442,6 +455,8 @@ impl Node {
     /// Stop Raft and make the state durable (a restart then re-applies nothing); storage
     /// closes when the last handle is dropped.
     pub async fn shutdown(&self) {
+        // The beacons counted since the last batch: handed over if a leader takes them soon.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.analytics.clone().flush_now(self)).await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not stop cleanly");
         }

@@ -85,6 +85,7 @@ pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result
         }),
         Command::LeaveWaitlist(c) => waitlist::leave(txn, &c.user),
         Command::AdvanceOrder(c) => advance(txn, revision, c),
+        Command::RecordAnalytics(c) => super::analytics::record(txn, c),
         Command::LegacyPlaceOrder(c) => legacy_place(txn, revision, c),
         Command::LegacyChangeOrder(c) => legacy_change(txn, revision, c).map(Outcome::Changed),
         Command::LegacyCancelOrder(c) => {

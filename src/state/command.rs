@@ -250,6 +250,8 @@ pub enum Command {
     JoinWaitlist(PlaceOrder),
     LeaveWaitlist(LeaveWaitlist),
     AdvanceOrder(AdvanceOrder),
+    /// One node's analytics counts since its last batch.
+    RecordAnalytics(super::analytics::AnalyticsBatch),
 }
 
 impl Command {
@@ -265,6 +267,7 @@ impl Command {
             Command::JoinWaitlist(c) => c.at,
             Command::LeaveWaitlist(c) => c.at,
             Command::AdvanceOrder(c) => c.at,
+            Command::RecordAnalytics(c) => c.at,
         }
     }
 }
@@ -303,6 +306,10 @@ pub enum Outcome {
     Advanced {
         order: Order,
         history: Vec<Step>,
+    },
+    /// An analytics batch: `applied` is false for one applied before (proposed again).
+    Analytics {
+        applied: bool,
     },
 }
 
@@ -357,6 +364,8 @@ pub enum Rejection {
     ReasonRequired,
     #[error("the order's delivery window ended before the kitchen took it; it has lapsed")]
     Lapsed,
+    #[error("the analytics batch is not readable: {0}")]
+    InvalidAnalytics(String),
 }
 
 fn next_words(from: OrderStatus) -> String {

@@ -1,6 +1,7 @@
 //! The deterministic state machine: commands, their `apply` over one redb write transaction,
 //! the tables they write, and the reads the API serves. Nothing here knows about HTTP or Raft.
 
+pub mod analytics;
 mod apply;
 pub mod catalog;
 pub mod changes;

@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::tables::META_WAITLIST_SEQ;
 use super::tables::{
-    self, ACTIVE, CATALOG, CATALOG_HISTORY, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, META, META_CATALOG_VERSION, ORDERS,
-    ORDERS_BY_REVISION, ORDER_STEPS, STORES, STORE_SLOT_LOAD, STORE_SLOT_ORDERS, USER_ORDERS, WAITING, WAITLIST,
+    self, ACTIVE, ANALYTICS_COUNTS, ANALYTICS_SEQ, ANALYTICS_VISITORS, CATALOG, CATALOG_HISTORY, IDEMPOTENCY,
+    IDEMPOTENCY_EXPIRY, META, META_CATALOG_VERSION, ORDERS, ORDERS_BY_REVISION, ORDER_STEPS, STORES, STORE_SLOT_LOAD,
+    STORE_SLOT_ORDERS, USER_ORDERS, WAITING, WAITLIST,
 };
 use super::StoreError;
 use crate::codec::{self, CodecError};
@@ -55,6 +56,10 @@ enum Record {
     WaitingUser(String, Vec<u8>),
     /// Schema 4: an order's kitchen steps.
     OrderSteps(u128, Vec<u8>),
+    /// Schema 4: analytics counts, visitor sketches and each node's last batch.
+    AnalyticsCount(u32, String, String, u64),
+    AnalyticsVisitors(u32, Vec<u8>),
+    AnalyticsSeq(u64, u64),
 }
 
 /// What a stream held: how many records and their digest (hex in the admin API).
@@ -158,6 +163,19 @@ pub fn write_state(txn: &ReadTransaction, out: &mut impl Write) -> Result<StateS
     for entry in txn.open_table(ORDER_STEPS)?.iter()? {
         let (k, v) = entry?;
         w.put(&Record::OrderSteps(k.value(), v.value().to_vec()))?;
+    }
+    for entry in txn.open_table(ANALYTICS_COUNTS)?.iter()? {
+        let (k, v) = entry?;
+        let (day, event, store) = k.value();
+        w.put(&Record::AnalyticsCount(day, event.to_owned(), store.to_owned(), v.value()))?;
+    }
+    for entry in txn.open_table(ANALYTICS_VISITORS)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::AnalyticsVisitors(k.value(), v.value().to_vec()))?;
+    }
+    for entry in txn.open_table(ANALYTICS_SEQ)?.iter()? {
+        let (k, v) = entry?;
+        w.put(&Record::AnalyticsSeq(k.value(), v.value()))?;
     }
     let summary = StateSummary { records: w.records, digest: w.hasher.clone().finalize().into() };
     w.put(&Record::End { records: summary.records, digest: summary.digest })?;
@@ -277,6 +295,9 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
     clear(txn, WAITING)?;
     clear(txn, ORDER_STEPS)?;
     clear(txn, STORE_SLOT_ORDERS)?;
+    clear(txn, ANALYTICS_COUNTS)?;
+    clear(txn, ANALYTICS_VISITORS)?;
+    clear(txn, ANALYTICS_SEQ)?;
     txn.open_table(META)?.remove(META_CATALOG_VERSION)?;
     txn.open_table(META)?.remove(META_WAITLIST_SEQ)?;
     let mut orders = txn.open_table(ORDERS)?;
@@ -293,6 +314,9 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
     let mut line = txn.open_table(WAITLIST)?;
     let mut waiting = txn.open_table(WAITING)?;
     let mut steps = txn.open_table(ORDER_STEPS)?;
+    let mut analytics_counts = txn.open_table(ANALYTICS_COUNTS)?;
+    let mut analytics_visitors = txn.open_table(ANALYTICS_VISITORS)?;
+    let mut analytics_seq = txn.open_table(ANALYTICS_SEQ)?;
     let mut reader = RecordReader::new(input);
     while let Some(record) = reader.next()? {
         match record {
@@ -342,6 +366,15 @@ pub fn install_state(txn: &WriteTransaction, input: &mut impl Read) -> Result<St
             }
             Record::OrderSteps(id, bytes) => {
                 steps.insert(id, bytes.as_slice())?;
+            }
+            Record::AnalyticsCount(day, event, store, count) => {
+                analytics_counts.insert((day, event.as_str(), store.as_str()), count)?;
+            }
+            Record::AnalyticsVisitors(day, bytes) => {
+                analytics_visitors.insert(day, bytes.as_slice())?;
+            }
+            Record::AnalyticsSeq(node, seq) => {
+                analytics_seq.insert(node, seq)?;
             }
         }
     }

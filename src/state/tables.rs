@@ -98,6 +98,15 @@ pub const ORDER_STEPS: TableDefinition<u128, &[u8]> = TableDefinition::new("orde
 /// slot, so the kitchen's view of the next hours is one key range.
 pub const STORE_SLOT_ORDERS: TableDefinition<(&str, i64, u128), ()> = TableDefinition::new("store_slot_orders");
 
+/// (day, event, store id or "") → count: the web UI's beacons, summed over every node.
+pub const ANALYTICS_COUNTS: TableDefinition<(u32, &str, &str), u64> = TableDefinition::new("analytics_counts");
+
+/// day → encoded `VisitorSketch`: that day's distinct visitors.
+pub const ANALYTICS_VISITORS: TableDefinition<u32, &[u8]> = TableDefinition::new("analytics_visitors");
+
+/// node id → the sequence number of its last analytics batch applied.
+pub const ANALYTICS_SEQ: TableDefinition<u64, u64> = TableDefinition::new("analytics_seq");
+
 /// (user id, idempotency key) → encoded `IdempotencyRecord`.
 pub const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
 
@@ -133,5 +142,8 @@ pub fn create_all(txn: &WriteTransaction) -> Result<(), TableError> {
     txn.open_table(WAITING)?;
     txn.open_table(ORDER_STEPS)?;
     txn.open_table(STORE_SLOT_ORDERS)?;
+    txn.open_table(ANALYTICS_COUNTS)?;
+    txn.open_table(ANALYTICS_VISITORS)?;
+    txn.open_table(ANALYTICS_SEQ)?;
     Ok(())
 }

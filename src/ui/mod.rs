@@ -1,4 +1,4 @@
-//! The customer web page and the kitchen's (`/kitchen/`): static assets embedded in the binary, served with a strict
+//! The customer web page, the kitchen's (`/kitchen/`) and the operations dashboard (`/admin/`): static assets embedded in the binary, served with a strict
 //! Content-Security-Policy (no inline script or style) and cache validators.
 
 use std::sync::Arc;
@@ -15,6 +15,11 @@ const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const KITCHEN: &str = include_str!("assets/kitchen.html");
+const ADMIN: &str = include_str!("assets/admin.html");
+const ADMIN_JS: &str = include_str!("assets/admin.js");
+/// uPlot 1.6.32 (MIT, `assets/vendor/uPlot.LICENSE`), vendored unmodified: the dashboard's charts.
+const UPLOT_JS: &str = include_str!("assets/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
 const KITCHEN_JS: &str = include_str!("assets/kitchen.js");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
@@ -30,6 +35,19 @@ pub fn router() -> Router<Arc<Node>> {
         .route(
             "/kitchen/",
             get(|headers: HeaderMap| async move { asset(&headers, KITCHEN, "text/html; charset=utf-8") }),
+        )
+        .route("/admin/", get(|headers: HeaderMap| async move { asset(&headers, ADMIN, "text/html; charset=utf-8") }))
+        .route(
+            "/ui/admin.js",
+            get(|headers: HeaderMap| async move { asset(&headers, ADMIN_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/ui/vendor/uPlot.iife.min.js",
+            get(|headers: HeaderMap| async move { asset(&headers, UPLOT_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/ui/vendor/uPlot.min.css",
+            get(|headers: HeaderMap| async move { asset(&headers, UPLOT_CSS, "text/css; charset=utf-8") }),
         )
         .route(
             "/ui/kitchen.js",

@@ -44,6 +44,23 @@ async function api(method, path, { body, headers = {}, cache } = {}) {
   return { data, etag: response.headers.get("ETag") };
 }
 
+// ---- analytics: first-party beacons, counted not tracked ----
+// A random visitor id kept in this browser (hashed on the node with a daily salt; nothing else
+// identifies the visitor). Nothing is sent when the browser says Do Not Track or Global
+// Privacy Control.
+function track(event) {
+  if (navigator.doNotTrack === "1" || window.doNotTrack === "1" || navigator.globalPrivacyControl === true) return;
+  if (!navigator.sendBeacon) return;
+  let visitor = localStorage.getItem("visitor");
+  if (!visitor) {
+    visitor = globalThis.crypto?.randomUUID ? crypto.randomUUID() : `v-${Date.now()}-${Math.random().toString(36).slice(2, 12)}`;
+    localStorage.setItem("visitor", visitor);
+  }
+  const beacon = { event, visitor };
+  if (state.store?.id) beacon.store = state.store.id;
+  navigator.sendBeacon("/v1/events", new Blob([JSON.stringify(beacon)], { type: "application/json" }));
+}
+
 function show(id, visible) { $(id).hidden = !visible; }
 function focus(id) { const el = $(id); if (el) { el.setAttribute("tabindex", "-1"); el.focus(); } }
 
@@ -82,6 +99,7 @@ function showError(problem) {
   if (["latitude", "longitude", "store_id"].includes(field) || problem.type.endsWith("outside-delivery-area")) field = "postcode";
   if (problem.type.endsWith("outside-delivery-area")) problem = new Problem(422, { ...problem.body, detail: outsideText(problem.body) });
   const target = field && $(`err-${field}`) ? $(`err-${field}`) : $("err-form");
+  track(problem.type.endsWith("slot-full") ? "slot_full_seen" : "error_shown");
   target.textContent = problem.message;
   target.hidden = false;
   target.setAttribute("tabindex", "-1");
@@ -138,6 +156,7 @@ function useStore(store) {
   info.textContent = `Baked by ${store.name}${store.address ? `, ${store.address}` : ""}.`;
   $("tz-note").textContent = `Times are the store's local time (${store.time_zone}).`;
   $("day").min = localDay(new Date(), store.time_zone);
+  track("catalog_shown");
 }
 
 // The date a moment falls on in `zone`, as YYYY-MM-DD.
@@ -279,6 +298,7 @@ function watchSlots(from, to) {
 }
 
 function pickSlot(start) {
+  if (state.slot !== start) track("slot_picked");
   state.slot = start;
   document.querySelectorAll("#slots button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.start === start)));
   $("err-delivery_slot").hidden = true;
@@ -505,12 +525,14 @@ async function submitOrder(event) {
       await api("PUT", `/v1/orders/${state.editing.order.id}`, { body, headers: { "If-Match": state.editing.etag } });
       state.editing = null;
       say("Your order was changed.");
+      track("order_changed");
     } else {
       // One key per attempt: a retry of the same attempt can never create a second order.
       state.idempotencyKey ||= crypto.randomUUID();
       await api("POST", "/v1/orders", { body, headers: { "Idempotency-Key": state.idempotencyKey } });
       state.idempotencyKey = null;
       say("Your order is placed.");
+      track("order_placed");
     }
     await loadOrders();
     focus("current-title");
@@ -569,6 +591,7 @@ async function cancelOrder() {
   try {
     await api("DELETE", `/v1/orders/${order.id}`, { headers: { "If-Match": etag } });
     say("Your order was cancelled.");
+    track("order_cancelled");
     state.editing = null;
     await loadOrders();
     focus("order-title");
@@ -580,6 +603,7 @@ async function cancelOrder() {
 }
 
 async function start() {
+  track("page_opened");
   if (!state.token) { signOut(""); return; }
   show("sign-in", false);
   $("who-name").textContent = sessionStorage.getItem("name") || "";

@@ -1,0 +1,163 @@
+// The operations dashboard: views, visitors and the funnel per day (GET /admin/analytics),
+// orders per slot as a heatmap (the kitchen's view, admin), and the cluster's members.
+// Charts by uPlot, vendored (src/ui/assets/vendor); no CDN, the same strict CSP.
+
+const $ = (id) => document.getElementById(id);
+const REFRESH_MS = 10000;
+const DAYS = 14;
+const state = { token: sessionStorage.getItem("admin-token"), chart: null, stores: [], timer: null };
+
+function alertMessage(text) { const a = $("alert"); a.textContent = text || ""; a.hidden = !text; }
+function isoDay(date) { return date.toISOString().slice(0, 10); }
+
+async function api(path) {
+  let response;
+  try { response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" }); }
+  catch { throw new Error("The network failed; retrying."); }
+  const text = await response.text();
+  const data = text ? JSON.parse(text) : null;
+  if (response.status === 401 || response.status === 403) { signOut(data?.detail || "Sign in with an admin token."); throw new Error("not signed in"); }
+  if (!response.ok) throw new Error(data?.detail || `HTTP ${response.status}`);
+  return data;
+}
+
+function signOut(message) {
+  state.token = null;
+  sessionStorage.removeItem("admin-token");
+  clearInterval(state.timer);
+  $("panels").hidden = true;
+  $("who").hidden = true;
+  $("sign-in").hidden = false;
+  alertMessage(message);
+}
+
+function drawTraffic(report) {
+  const xs = report.days.map((d) => Date.parse(`${d.day}T00:00:00Z`) / 1000);
+  const data = [xs, report.days.map((d) => d.views), report.days.map((d) => d.visitors)];
+  const width = Math.max(320, $("traffic-chart").clientWidth || 640);
+  if (state.chart) { state.chart.setData(data); state.chart.setSize({ width, height: 240 }); return; }
+  state.chart = new uPlot({
+    width, height: 240,
+    scales: { x: { time: true } },
+    series: [{}, { label: "views", stroke: "#c8472a", width: 2 }, { label: "visitors", stroke: "#1a5fb4", width: 2 }],
+    axes: [{}, { label: "per day" }],
+  }, data, $("traffic-chart"));
+  const total = (key) => report.days.reduce((n, d) => n + d[key], 0);
+  $("traffic-note").textContent = `${report.from} to ${report.to}: ${total("views")} views; visitors are distinct per day (HyperLogLog, about 1 % error).`;
+}
+
+function drawFunnel(report) {
+  const steps = [["page_opened", "opened the page"], ["catalog_shown", "saw their store"], ["slot_picked", "picked a slot"], ["order_placed", "placed an order"]];
+  const totals = steps.map(([key]) => report.days.reduce((n, d) => n + (d.funnel[key] || 0), 0));
+  const top = Math.max(1, totals[0]);
+  const list = $("funnel");
+  list.innerHTML = "";
+  steps.forEach(([key, words], i) => {
+    const li = document.createElement("li");
+    li.dataset.step = key;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${Math.round((totals[i] / top) * 100)}%`;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = `${totals[i]} ${words}`;
+    li.append(bar, label);
+    list.append(li);
+  });
+  const cancelled = report.days.reduce((n, d) => n + d.cancellations, 0);
+  const full = report.days.reduce((n, d) => n + d.slot_full, 0);
+  const conversion = totals[0] ? ((totals[3] / totals[0]) * 100).toFixed(1) : "0.0";
+  $("funnel-note").textContent = `Orders per page view: ${conversion} %. Cancellations: ${cancelled}. Full slots met: ${full}.`;
+}
+
+async function drawHeatmap() {
+  const store = state.stores.find((s) => s.id === $("heat-store").value);
+  const day = $("heat-day").value;
+  if (!store || !day) return;
+  const from = `${day}T00:00:00Z`;
+  const to = new Date(Date.parse(from) + 86400000).toISOString();
+  const view = await api(`/v1/kitchen/orders?store=${encodeURIComponent(store.id)}&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+  const grid = $("heatmap");
+  grid.innerHTML = "";
+  const counts = new Map(view.slots.map((s) => [s.start, s.orders.length]));
+  const minutes = store.slot_minutes || 30;
+  for (let t = Date.parse(from); t < Date.parse(to); t += minutes * 60000) {
+    const start = new Date(t).toISOString().replace(".000Z", "Z");
+    const n = counts.get(start) || 0;
+    const cell = document.createElement("div");
+    cell.className = "cell";
+    cell.dataset.start = start;
+    cell.dataset.orders = String(n);
+    const load = store.capacity ? Math.min(1, n / store.capacity) : 0;
+    cell.style.backgroundColor = `rgba(200, 71, 42, ${n ? 0.15 + 0.85 * load : 0.04})`;
+    const time = new Date(t).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: store.time_zone });
+    cell.title = `${time}: ${n} of ${store.capacity}`;
+    cell.textContent = n ? `${time} · ${n}` : time;
+    grid.append(cell);
+  }
+}
+
+function drawCluster(status) {
+  $("cluster-summary").textContent = `Leader: node ${status.leader ?? "none"} · term ${status.term} · committed ${status.committed} · answered by node ${status.node_id}`;
+  const body = document.querySelector("#members tbody");
+  body.innerHTML = "";
+  for (const m of status.members) {
+    const tr = document.createElement("tr");
+    if (m.id === status.leader) tr.className = "leader";
+    for (const value of [m.id === status.leader ? `${m.id} (leader)` : m.id, m.addr, m.role, m.matched ?? "–", m.lag ?? "–"]) {
+      const td = document.createElement("td");
+      td.textContent = String(value);
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+}
+
+async function refresh() {
+  if (!state.token) return;
+  try {
+    const to = new Date();
+    const from = new Date(to.getTime() - (DAYS - 1) * 86400000);
+    const report = await api(`/admin/analytics?from=${isoDay(from)}&to=${isoDay(to)}`);
+    drawTraffic(report);
+    drawFunnel(report);
+    drawCluster(await api("/admin/cluster"));
+    await drawHeatmap();
+    alertMessage("");
+  } catch (e) {
+    if (state.token) alertMessage(e.message);
+  }
+}
+
+async function start() {
+  $("sign-in").hidden = true;
+  $("who").hidden = false;
+  $("panels").hidden = false;
+  try {
+    const stores = await (await fetch("/v1/stores")).json();
+    state.stores = stores.stores || [];
+  } catch { state.stores = []; }
+  const select = $("heat-store");
+  select.innerHTML = "";
+  for (const s of state.stores) {
+    const option = document.createElement("option");
+    option.value = s.id;
+    option.textContent = s.name;
+    select.append(option);
+  }
+  if (!$("heat-day").value) $("heat-day").value = isoDay(new Date(Date.now() + 86400000));
+  await refresh();
+  clearInterval(state.timer);
+  state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = $("token-input").value.trim();
+  sessionStorage.setItem("admin-token", state.token);
+  start();
+});
+$("sign-out").addEventListener("click", () => signOut(""));
+$("heat-store").addEventListener("change", () => drawHeatmap().catch((e) => alertMessage(e.message)));
+$("heat-day").addEventListener("change", () => drawHeatmap().catch((e) => alertMessage(e.message)));
+if (state.token) start(); else $("sign-in").hidden = false;
