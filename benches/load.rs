@@ -30,6 +30,9 @@
 //! p99 is compared with an uncontended create run in the same process. Then up to 1 000 of
 //! them join the slot's waitlist, and the 50 winners cancel (each cancel places the first in
 //! line's order), side by side with cancels in a slot nobody waits for.
+//! `beacons`: the create benchmark with and without 1 000 analytics beacons a second spread over
+//! the nodes, alternating `--rounds` times (at most 5) on one cluster: medians of throughput and
+//! p99, and their ratio.
 //! `abuse`: the hot slot again (capacity 50, `--users` customers each trying once), while one
 //! abusive token loops create → cancel on it from 16 connections; run with the default rate
 //! limits and with `limits.enabled=false`, side by side: places won by customers, their p99,
@@ -128,6 +131,7 @@ async fn main() {
         "mix" => mix(&args).await,
         "hotslot" => hotslot(&args).await,
         "abuse" => abuse(&args).await,
+        "beacons" => beacons(&args).await,
         "reads" => reads(&args).await,
         "stores" => stores(&args).await,
         "live" => live(&args).await,
@@ -586,6 +590,87 @@ async fn mix(args: &Args) {
         ms(&all, 0.5),
         ms(&all, 0.99),
         ms(&all, 0.999)
+    );
+}
+
+/// Send `per_second` beacons a second, spread over `ports`, until `stop`; returns how many
+/// were answered 204.
+async fn send_beacons(ports: Vec<u16>, per_second: u64, stop: Arc<std::sync::atomic::AtomicBool>) -> u64 {
+    let senders = 8u64;
+    let tasks: Vec<_> = (0..senders)
+        .map(|s| {
+            let (ports, stop) = (ports.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = client();
+                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * senders / per_second));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let (mut n, mut ok) = (0u64, 0u64);
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    tick.tick().await;
+                    n += 1;
+                    let port = ports[((s + n) as usize) % ports.len()];
+                    let event = ["page_opened", "catalog_shown", "slot_picked"][(n % 3) as usize];
+                    let body = json!({ "event": event, "visitor": format!("bench-visitor-{s}-{}", n % 5000) });
+                    let sent = http.post(format!("http://127.0.0.1:{port}/v1/events")).json(&body).send().await;
+                    if sent.is_ok_and(|r| r.status() == 204) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap_or(0);
+    }
+    total
+}
+
+async fn beacons(args: &Args) {
+    let cluster = TestCluster::start(args.nodes, &EXTRA).await;
+    drive(&cluster.ports, args.clients, 1, 10_000_000, &one_store()).await;
+    let (mut plain, mut with) = (Vec::new(), Vec::new());
+    let mut beacon_rate = Vec::new();
+    for round in 0..args.rounds.clamp(1, 5) as u64 {
+        let first = 20_000_000 + round * 2_000_000;
+        let (done, h, _) = drive(&cluster.ports, args.clients, args.seconds, first, &one_store()).await;
+        plain.push((done as f64 / args.seconds as f64, ms(&h, 0.99)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = tokio::spawn(send_beacons(cluster.ports.clone(), 1000, stop.clone()));
+        let started = Instant::now();
+        let (done, h, _) = drive(&cluster.ports, args.clients, args.seconds, first + 1_000_000, &one_store()).await;
+        stop.store(true, Ordering::Relaxed);
+        let sent = sender.await.unwrap_or(0);
+        beacon_rate.push(sent as f64 / started.elapsed().as_secs_f64());
+        with.push((done as f64 / args.seconds as f64, ms(&h, 0.99)));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (rate_plain, p99_plain) =
+        (median(plain.iter().map(|r| r.0).collect()), median(plain.iter().map(|r| r.1).collect()));
+    let (rate_with, p99_with) =
+        (median(with.iter().map(|r| r.0).collect()), median(with.iter().map(|r| r.1).collect()));
+    println!(
+        "{}",
+        json!({"scenario": "beacons", "nodes": args.nodes, "clients": args.clients, "rounds": plain.len(),
+        "creates_per_s": {"without": rate_plain, "with": rate_with}, "create_p99_ms": {"without": p99_plain, "with": p99_with},
+        "beacons_per_s": median(beacon_rate.clone())})
+    );
+    println!(
+        "| beacons ({} nodes, {} clients) | without: {:.0}/s p99 {:.2} ms | with {:.0} beacons/s: {:.0}/s p99 {:.2} ms | throughput {:.2}×, p99 {:.2}× |",
+        args.nodes,
+        args.clients,
+        rate_plain,
+        p99_plain,
+        median(beacon_rate),
+        rate_with,
+        p99_with,
+        rate_with / rate_plain,
+        p99_with / p99_plain
     );
 }
 

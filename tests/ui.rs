@@ -440,3 +440,44 @@ async fn the_kitchen_moves_an_order_out_for_delivery_and_the_customers_page_foll
     customer.close().await.unwrap();
     kitchen.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_dashboard_charts_the_day_the_funnel_and_the_hot_slots() {
+    let node = TestNode::start_with(&["auth.dev_login=true", "analytics.flush_ms=200"]);
+    let driver = Driver::start();
+    let (customer, admin) = (driver.browser(900, 1100).await, driver.browser(1280, 1600).await);
+    sign_in(&customer, &node.url("/"), "gina").await;
+    let start = choose_slot(&customer, 1, None).await;
+    fill(&customer, "Gina's Gate 9").await;
+    customer.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&customer, "#current:not([hidden])").await;
+    // The page's beacons reach the replicated figures within a flush or two.
+    let admin_token = token_with("ops", true, 3600, Timestamp::now());
+    eventually(WAIT, "the order counted", || async {
+        let report: Value = common::client()
+            .get(node.url("/admin/analytics"))
+            .bearer_auth(&admin_token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let today = report["days"].as_array()?.last()?.clone();
+        (today["funnel"]["order_placed"] == 1 && today["views"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+
+    admin.goto(&node.url("/admin/")).await.unwrap();
+    visible(&admin, "#sign-in:not([hidden]) #token-input").await;
+    admin.find(Locator::Css("#token-input")).await.unwrap().send_keys(&admin_token).await.unwrap();
+    admin.find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
+    visible(&admin, "#traffic-chart canvas").await;
+    wait_text(&admin, "#funnel li[data-step='order_placed']", "1 placed an order").await;
+    wait_text(&admin, "#cluster-summary", "Leader: node 1").await;
+    let hot = format!("#heatmap .cell[data-start='{start}'][data-orders='1']");
+    visible(&admin, &hot).await;
+    screenshot(&admin, "13-dashboard").await;
+    customer.close().await.unwrap();
+    admin.close().await.unwrap();
+}

@@ -14,6 +14,7 @@ mod catalog;
 pub mod certs;
 mod cluster;
 mod data;
+mod stats;
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, ConfigError, LogFormat, NamedSecret, Overrides, Settings};
@@ -141,6 +142,24 @@ Exit codes: 0 success, 1 failure (node unreachable, refused, broken transfer), 2
     /// Certificates for HTTPS and mutual TLS between nodes.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Page views, visitors, the ordering funnel and conversion per day (admin token).
+    #[command(after_help = "\
+Examples:
+  pizza-orders stats
+  pizza-orders stats --days 30 --node http://127.0.0.1:7001 --config config/node1.toml
+  pizza-orders stats --json | jq '.days[] | {day, visitors}'
+
+Exit codes: 0 success, 1 the node failed or refused, 2 bad usage.")]
+    Stats {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Days back from today (today included).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Print the node's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -316,6 +335,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Restore(args) => data::restore(args),
         Command::Check(args) => data::check(args),
         Command::Export(args) => data::export(args),
+        Command::Stats { admin, days, json } => stats::run(admin, days, json),
         Command::Certs(CertsCommand::Init { out, nodes, san, days }) => match certs::init(&out, nodes, &san, days) {
             Ok(written) => {
                 for file in written.files {

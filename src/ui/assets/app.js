@@ -603,7 +603,6 @@ async function cancelOrder() {
 }
 
 async function start() {
-  track("page_opened");
   if (!state.token) { signOut(""); return; }
   show("sign-in", false);
   $("who-name").textContent = sessionStorage.getItem("name") || "";
@@ -643,4 +642,5 @@ $("postcode").addEventListener("keydown", (event) => { if (event.key === "Enter"
 $("postcode").addEventListener("input", () => { state.point = { postcode: state.point.postcode }; });
 $("cancel-order").addEventListener("click", cancelOrder);
 $("stop-editing").addEventListener("click", () => { state.editing = null; clearErrors(); loadOrders(); });
+track("page_opened");
 start();
