@@ -30,8 +30,8 @@
 //! p99 is compared with an uncontended create run in the same process. Then up to 1 000 of
 //! them join the slot's waitlist, and the 50 winners cancel (each cancel places the first in
 //! line's order), side by side with cancels in a slot nobody waits for.
-//! `beacons`: the create benchmark with and without 1 000 analytics beacons a second spread over
-//! the nodes, alternating `--rounds` times (at most 5) on one cluster: medians of throughput and
+//! `beacons`: the create benchmark with and without about 1 000 analytics beacons a second
+//! spread over the nodes (sent by wrk, `benches/beacons.lua`), alternating `--rounds` times (at most 5) on one cluster: medians of throughput and
 //! p99, and their ratio.
 //! `abuse`: the hot slot again (capacity 50, `--users` customers each trying once), while one
 //! abusive token loops create → cancel on it from 16 connections; run with the default rate
@@ -593,39 +593,35 @@ async fn mix(args: &Args) {
     );
 }
 
-/// Send `per_second` beacons a second, spread over `ports`, until `stop`; returns how many
-/// were answered 204.
-async fn send_beacons(ports: Vec<u16>, per_second: u64, stop: Arc<std::sync::atomic::AtomicBool>) -> u64 {
-    let senders = 8u64;
-    let tasks: Vec<_> = (0..senders)
-        .map(|s| {
-            let (ports, stop) = (ports.clone(), stop.clone());
-            tokio::spawn(async move {
-                let http = client();
-                let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 * senders / per_second));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                let (mut n, mut ok) = (0u64, 0u64);
-                let deadline = Instant::now() + Duration::from_secs(120);
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                    tick.tick().await;
-                    n += 1;
-                    let port = ports[((s + n) as usize) % ports.len()];
-                    let event = ["page_opened", "catalog_shown", "slot_picked"][(n % 3) as usize];
-                    let body = json!({ "event": event, "visitor": format!("bench-visitor-{s}-{}", n % 5000) });
-                    let sent = http.post(format!("http://127.0.0.1:{port}/v1/events")).json(&body).send().await;
-                    if sent.is_ok_and(|r| r.status() == 204) {
-                        ok += 1;
-                    }
-                }
-                ok
-            })
+/// Beacons at about 1 000 a second: one wrk (the C load generator, far cheaper per request than
+/// this process's client) per node, 3 connections each waiting 9 ms between requests, for
+/// `seconds`. Returns the wrk processes; their output says how many were sent.
+fn start_beacons(ports: &[u16], seconds: u64) -> Vec<std::process::Child> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/beacons.lua");
+    ports
+        .iter()
+        .map(|port| {
+            std::process::Command::new("wrk")
+                .args([
+                    "-t1",
+                    "-c3",
+                    &format!("-d{seconds}s"),
+                    "-s",
+                    script,
+                    &format!("http://127.0.0.1:{port}/v1/events"),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("wrk (Debian package wrk) for the beacon load")
         })
-        .collect();
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap_or(0);
-    }
-    total
+        .collect()
+}
+
+/// Requests wrk made, from its summary.
+fn wrk_requests(child: std::process::Child) -> u64 {
+    let out = child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    out.lines().find(|l| l.contains("requests in")).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
 async fn beacons(args: &Args) {
@@ -637,13 +633,10 @@ async fn beacons(args: &Args) {
         let first = 20_000_000 + round * 2_000_000;
         let (done, h, _) = drive(&cluster.ports, args.clients, args.seconds, first, &one_store()).await;
         plain.push((done as f64 / args.seconds as f64, ms(&h, 0.99)));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sender = tokio::spawn(send_beacons(cluster.ports.clone(), 1000, stop.clone()));
-        let started = Instant::now();
+        let wrks = start_beacons(&cluster.ports, args.seconds);
         let (done, h, _) = drive(&cluster.ports, args.clients, args.seconds, first + 1_000_000, &one_store()).await;
-        stop.store(true, Ordering::Relaxed);
-        let sent = sender.await.unwrap_or(0);
-        beacon_rate.push(sent as f64 / started.elapsed().as_secs_f64());
+        let sent: u64 = wrks.into_iter().map(wrk_requests).sum();
+        beacon_rate.push(sent as f64 / args.seconds as f64);
         with.push((done as f64 / args.seconds as f64, ms(&h, 0.99)));
     }
     let median = |mut v: Vec<f64>| {
