@@ -132,10 +132,21 @@ async fn choose_slot(b: &Client, days: i64, start: Option<&str>) -> String {
         None => "#slots button:not([disabled])".to_owned(),
     };
     visible(b, &css).await;
-    let button = b.find(Locator::Css(&css)).await.unwrap();
-    let picked = button.attr("data-start").await.unwrap().unwrap();
-    button.click().await.unwrap();
-    picked
+    // The list is redrawn when availability changes (the live stream): a button found just
+    // before a redraw is stale, so it is looked up again.
+    for attempt in 0.. {
+        let button = b.find(Locator::Css(&css)).await.unwrap();
+        let picked = button.attr("data-start").await.unwrap().unwrap();
+        match button.click().await {
+            Ok(()) => return picked,
+            Err(e) if attempt < 3 => {
+                eprintln!("clicking {css} again after: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot click {css}: {e}"),
+        }
+    }
+    unreachable!("the loop returns or panics")
 }
 
 async fn fill(b: &Client, address: &str) {

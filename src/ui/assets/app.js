@@ -411,10 +411,13 @@ function trackCurrent() {
   const order = state.current?.order;
   if (!order || !order.active || state.editing) return;
   state.trackTimer = setTimeout(async () => {
+    // Only while this order is still the one shown and not being edited.
+    if (state.current?.order.id !== order.id || state.editing) return;
     if (document.hidden || !state.token) { trackCurrent(); return; }
     try {
       const { data, etag } = await api("GET", `/v1/orders/${order.id}`, { cache: "no-cache" });
-      if (data.version !== state.current?.order.version) {
+      if (state.current?.order.id !== order.id || state.editing) return;
+      if (data.version !== state.current.order.version) {
         if (data.active) renderCurrent(data, etag); else await loadOrders();
         if (data.status !== order.status) say(`Your order: ${STEPS.find(([s]) => s === data.status)?.[1] || data.status.replaceAll("_", " ")}.`);
       }
@@ -424,6 +427,7 @@ function trackCurrent() {
 }
 
 function renderCurrent(order, etag) {
+  clearTimeout(state.trackTimer);
   state.current = order ? { order, etag } : null;
   show("current", Boolean(order));
   if (!order) return;
