@@ -80,7 +80,9 @@ impl Cluster {
         let mut advertised = Vec::new();
         for i in 0..NODES {
             let ip = node_ip(i);
-            let (port, proxy_port) = (free_port(), free_port());
+            let listener = proxy::bind(i).await;
+            let proxy_port = listener.local_addr().expect("proxy address").port();
+            let port = free_port();
             let mut sets = vec![
                 format!("listen={ip}:{port}"),
                 format!("cluster.advertise={ip}:{proxy_port}"),
@@ -96,7 +98,7 @@ impl Cluster {
             nodes.push(TestNode::start_with(&refs));
             let upstream: SocketAddr = format!("{ip}:{port}").parse().unwrap();
             let listen: SocketAddr = format!("{ip}:{proxy_port}").parse().unwrap();
-            proxy::start(listen, upstream, i, links.clone()).await;
+            proxy::start(listener, upstream, i, links.clone());
             advertised.push(listen.to_string());
             sets_all.push(sets);
         }

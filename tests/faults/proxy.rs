@@ -55,9 +55,15 @@ fn node_of(ip: IpAddr) -> Option<usize> {
     }
 }
 
-/// Accept on `listen` and relay to `upstream` (node `to`) subject to `links`.
-pub async fn start(listen: SocketAddr, upstream: SocketAddr, to: usize, links: Links) -> JoinHandle<()> {
-    let listener = TcpListener::bind(listen).await.expect("bind proxy");
+/// A listener for node `i`'s proxy on its own address and a port the system chose: bound
+/// before the node starts, so no connection the nodes make can take the port first (a port
+/// picked free and bound later was, once: "Address already in use").
+pub async fn bind(i: usize) -> TcpListener {
+    TcpListener::bind(SocketAddr::new(node_ip(i), 0)).await.expect("bind proxy")
+}
+
+/// Accept on `listener` and relay to `upstream` (node `to`) subject to `links`.
+pub fn start(listener: TcpListener, upstream: SocketAddr, to: usize, links: Links) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Ok((downstream, peer)) = listener.accept().await {
             let from = node_of(peer.ip()).filter(|f| *f != to);
