@@ -127,9 +127,10 @@ async fn choose_slot(b: &Client, days: i64, start: Option<&str>) -> String {
     )
     .await
     .unwrap();
+    // Only the list drawn for that day (the one shown before may still be on screen).
     let css = match start {
-        Some(s) => format!("#slots button[data-start='{s}']:not([disabled])"),
-        None => "#slots button:not([disabled])".to_owned(),
+        Some(s) => format!("#slots[data-day='{day}'] button[data-start='{s}']:not([disabled])"),
+        None => format!("#slots[data-day='{day}'] button:not([disabled])"),
     };
     visible(b, &css).await;
     // The list is redrawn when availability changes (the live stream): a button found just

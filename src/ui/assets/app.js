@@ -313,7 +313,9 @@ async function loadSlots() {
     const { data } = await api("GET", slotsPath(from, to), { cache: "no-cache" });
     const today = data.slots.filter((s) => s.local_start.slice(0, 10) === day);
     $("day-words").textContent = capital(dayInWords(day, { long: true }));
+    if ($("day").value !== day) return; // another day was chosen meanwhile; its answer draws
     $("slots").innerHTML = "";
+    $("slots").dataset.day = day;
     if (today.length === 0) $("slots").textContent = "No delivery slots on this day.";
     today.forEach((s) => $("slots").append(slotButton(s, pickSlot)));
     watchSlots(from, to);
