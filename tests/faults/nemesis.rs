@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::cluster::{admin_json, admin_token, eventually, free_port};
+use crate::common::cluster::{admin_json, admin_token, free_port};
 use crate::common::{client, TestNode};
 use crate::history::{Fault, History};
 use crate::proxy::{self, node_ip, Links};
@@ -237,17 +237,39 @@ impl Cluster {
         history.fault(Fault { kind: kind.name(), nodes, started, healed: history.now() });
     }
 
-    /// Wait until every node has applied the same index with the same digest.
+    /// Wait until every node has applied the same index with the same digest. On a timeout the
+    /// panic says what each node last answered (state and cluster view), so a node that lagged
+    /// can be told from one that diverged.
     pub async fn converged(&self) -> Value {
-        eventually(Duration::from_secs(60), "identical state on every node", || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
             let mut states = Vec::new();
             for i in 0..NODES {
-                states.push(self.admin_get(i, "/admin/state").await?);
+                states.push(self.admin_get(i, "/admin/state").await);
             }
-            let first = states[0].clone();
-            states.iter().all(|s| s["applied"] == first["applied"] && s["digest"] == first["digest"]).then_some(first)
-        })
-        .await
+            if let Some(Some(first)) = states.first().cloned() {
+                let same = states.iter().all(|s| {
+                    s.as_ref().is_some_and(|s| s["applied"] == first["applied"] && s["digest"] == first["digest"])
+                });
+                if same {
+                    return first;
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                let mut seen = String::new();
+                for (i, state) in states.iter().enumerate() {
+                    let cluster = self.admin_get(i, "/admin/cluster").await;
+                    seen.push_str(&format!(
+                        "\n  node {}: state {} cluster {}",
+                        i + 1,
+                        state.as_ref().map_or("no answer".into(), Value::to_string),
+                        cluster.as_ref().map_or("no answer".into(), Value::to_string)
+                    ));
+                }
+                panic!("timed out after 60 s waiting for identical state on every node; last seen:{seen}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The node's own invariant check (`/admin/check`) found nothing.
