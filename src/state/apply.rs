@@ -428,12 +428,16 @@ pub(super) fn index_in_kitchen(txn: &WriteTransaction, order: &Order, present: b
 
 /// An order's kitchen steps, oldest first.
 pub(super) fn steps_of(txn: &WriteTransaction, id: OrderId) -> Result<Vec<Step>, StoreError> {
-    let steps = txn.open_table(ORDER_STEPS)?;
-    let raw = steps.get(id.as_u128())?;
-    Ok(match raw {
-        Some(raw) => codec::decode(raw.value())?,
-        None => Vec::new(),
-    })
+    read_steps(&txn.open_table(ORDER_STEPS)?, id.as_u128())
+}
+
+/// The kitchen steps `steps` (an `ORDER_STEPS` table, read or write) holds for order `id`;
+/// none without a row.
+pub(super) fn read_steps(steps: &impl ReadableTable<u128, &'static [u8]>, id: u128) -> Result<Vec<Step>, StoreError> {
+    match steps.get(id)? {
+        Some(raw) => Ok(codec::decode(raw.value())?),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// A kitchen step. Checked before anything is written: the order is this store's, not

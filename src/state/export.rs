@@ -46,11 +46,7 @@ pub fn for_each_order(
         if !order.status.in_kitchen() {
             return visit(&order, &[]);
         }
-        let history: Vec<Step> = match steps.get(order.id.as_u128())? {
-            Some(raw) => codec::decode(raw.value())?,
-            None => Vec::new(),
-        };
-        visit(&order, &history)
+        visit(&order, &super::apply::read_steps(&steps, order.id.as_u128())?)
     };
     let mut count = 0;
     match since {

@@ -145,9 +145,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let txn = self.db.begin_read()?;
-        let steps = txn.open_table(ORDER_STEPS)?;
-        let raw = steps.get(order.id.as_u128())?;
-        Ok(raw.map(|g| codec::decode(g.value())).transpose()?.unwrap_or_default())
+        super::apply::read_steps(&txn.open_table(ORDER_STEPS)?, order.id.as_u128())
     }
 
     /// The orders of `store` (not cancelled) with slots starting in `[from, to)`, by slot,
@@ -170,11 +168,7 @@ impl Store {
             let (_, _, id) = key.value();
             let Some(raw) = orders.get(id)? else { continue };
             let order: Order = codec::decode(raw.value())?;
-            let history = match steps.get(id)? {
-                Some(raw) => codec::decode(raw.value())?,
-                None => Vec::new(),
-            };
-            found.push((order, history));
+            found.push((order, super::apply::read_steps(&steps, id)?));
         }
         Ok(found)
     }

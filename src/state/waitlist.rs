@@ -378,32 +378,29 @@ mod tests {
             Timestamp::from_millis(T0 + self.revision as i64 * 1000)
         }
 
-        fn place(&mut self, user: &str) -> Result<Outcome, Rejection> {
-            let (at, spec) = (self.at(), self.spec());
-            self.run(Command::PlaceOrder(PlaceOrder {
+        /// A new order of `user` at store `s` for the next command, read under catalog `version`.
+        fn new_order(&self, user: &str, version: u64) -> PlaceOrder {
+            let at = self.at();
+            PlaceOrder {
                 order_id: OrderId::new_at(at),
                 user: UserId::parse(user).unwrap(),
                 at,
-                spec,
-                store: StoreId::parse("s").unwrap(),
-                delivery: DeliveryPoint::default(),
-                catalog_version: 1,
-                idempotency: None,
-            }))
-        }
-
-        fn join(&mut self, user: &str, version: u64) -> Result<Outcome, Rejection> {
-            let (at, spec) = (self.at(), self.spec());
-            self.run(Command::JoinWaitlist(PlaceOrder {
-                order_id: OrderId::new_at(at),
-                user: UserId::parse(user).unwrap(),
-                at,
-                spec,
+                spec: self.spec(),
                 store: StoreId::parse("s").unwrap(),
                 delivery: DeliveryPoint::default(),
                 catalog_version: version,
                 idempotency: None,
-            }))
+            }
+        }
+
+        fn place(&mut self, user: &str) -> Result<Outcome, Rejection> {
+            let order = self.new_order(user, 1);
+            self.run(Command::PlaceOrder(order))
+        }
+
+        fn join(&mut self, user: &str, version: u64) -> Result<Outcome, Rejection> {
+            let order = self.new_order(user, version);
+            self.run(Command::JoinWaitlist(order))
         }
 
         fn position(&self, user: &str) -> Option<u64> {
