@@ -176,3 +176,201 @@ pub fn verify_backup(path: &Path, out: &mut impl Write) -> Result<BackupHeader, 
     }
     Ok(header)
 }
+
+/// Scheduled backups into a directory: `pizza-orders-<UTC time>-r<revision>.backup`, newest
+/// kept, the oldest removed only after the new one verified (`backup --out-dir --keep`).
+pub mod rotation {
+    use std::path::{Path, PathBuf};
+
+    use super::{io, BackupError};
+    use crate::domain::Timestamp;
+
+    const PREFIX: &str = "pizza-orders-";
+    const SUFFIX: &str = ".backup";
+
+    /// The file name of a backup taken at `created` at `revision`; names sort by time.
+    pub fn file_name(created: Timestamp, revision: u64) -> String {
+        format!("{PREFIX}{}-r{revision}{SUFFIX}", created.to_datetime().format("%Y%m%dT%H%M%SZ"))
+    }
+
+    /// The (time, revision) a rotated backup's name carries; `None` for any other file.
+    fn rotated_key(name: &str) -> Option<(String, u64)> {
+        let (time, revision) = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.split_once("-r")?;
+        let well_formed = time.len() == 16
+            && time.as_bytes()[8] == b'T'
+            && time.ends_with('Z')
+            && time.bytes().filter(u8::is_ascii_digit).count() == 14;
+        (well_formed && revision.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| revision.parse().ok().map(|r| (time.to_owned(), r)))
+            .flatten()
+    }
+
+    #[cfg(test)]
+    fn is_rotated(name: &str) -> bool {
+        rotated_key(name).is_some()
+    }
+
+    /// The rotated backups in `dir`, oldest first (by time, then revision). Other files (and
+    /// downloads under way, which start with a dot) are never listed, so never removed.
+    pub fn list(dir: &Path) -> Result<Vec<PathBuf>, BackupError> {
+        let mut found: Vec<((String, u64), String)> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter_map(|name| rotated_key(&name).map(|key| (key, name)))
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, name)| dir.join(name)).collect())
+    }
+
+    /// Remove all but the newest `keep` rotated backups; returns what was removed.
+    pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
+        let all = list(dir)?;
+        let excess = all.len().saturating_sub(keep.max(1));
+        let mut removed = Vec::with_capacity(excess);
+        for path in all.into_iter().take(excess) {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+            removed.push(path);
+        }
+        Ok(removed)
+    }
+
+    /// What one scheduled run leaves for Prometheus' textfile collector.
+    #[derive(Clone, Debug, Default, PartialEq)]
+    pub struct RunMetrics {
+        pub attempt_at: i64,
+        pub success: bool,
+        pub last_success_at: Option<i64>,
+        pub last_success_bytes: Option<u64>,
+        pub last_success_orders: Option<u64>,
+        pub kept_files: usize,
+    }
+
+    const LAST_SUCCESS: &str = "pizza_orders_backup_last_success_timestamp_seconds";
+    const LAST_BYTES: &str = "pizza_orders_backup_last_success_bytes";
+    const LAST_ORDERS: &str = "pizza_orders_backup_last_success_orders";
+
+    impl RunMetrics {
+        /// A failed run keeps the last success the previous file recorded.
+        pub fn carry_success_from(&mut self, previous: &str) {
+            let value = |name: &str| {
+                previous.lines().find_map(|line| {
+                    let rest = line.strip_prefix(name)?.strip_prefix(' ')?;
+                    rest.trim().parse::<f64>().ok()
+                })
+            };
+            self.last_success_at = value(LAST_SUCCESS).map(|v| v as i64);
+            self.last_success_bytes = value(LAST_BYTES).map(|v| v as u64);
+            self.last_success_orders = value(LAST_ORDERS).map(|v| v as u64);
+        }
+
+        pub fn render(&self) -> String {
+            let mut out = String::new();
+            let mut gauge = |name: &str, help: &str, value: String| {
+                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+            };
+            gauge(
+                "pizza_orders_backup_last_attempt_timestamp_seconds",
+                "When the last scheduled backup ran (Unix time).",
+                self.attempt_at.to_string(),
+            );
+            gauge(
+                "pizza_orders_backup_last_attempt_success",
+                "1 if the last scheduled backup was written and verified, else 0.",
+                u8::from(self.success).to_string(),
+            );
+            if let Some(at) = self.last_success_at {
+                gauge(LAST_SUCCESS, "When the newest verified backup was taken (Unix time).", at.to_string());
+            }
+            if let Some(bytes) = self.last_success_bytes {
+                gauge(LAST_BYTES, "Size of the newest verified backup.", bytes.to_string());
+            }
+            if let Some(orders) = self.last_success_orders {
+                gauge(LAST_ORDERS, "Orders in the newest verified backup.", orders.to_string());
+            }
+            gauge(
+                "pizza_orders_backup_kept_files",
+                "Verified backups kept in the directory.",
+                self.kept_files.to_string(),
+            );
+            out
+        }
+
+        /// Write atomically (temporary file, then rename), so the collector never reads half.
+        pub fn write(&self, path: &Path) -> Result<(), BackupError> {
+            let tmp = path.with_file_name(format!(
+                ".{}.tmp-{}",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                std::process::id()
+            ));
+            std::fs::write(&tmp, self.render()).map_err(io(&tmp))?;
+            std::fs::rename(&tmp, path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                BackupError::Io { path: path.to_owned(), source: e }
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn names_sort_by_time_and_only_rotated_files_count() {
+            let at = |s: &str| Timestamp::parse_rfc3339(s).expect("time");
+            let a = file_name(at("2026-11-30T07:05:09Z"), 12);
+            assert_eq!(a, "pizza-orders-20261130T070509Z-r12.backup");
+            assert!(is_rotated(&a));
+            for other in [
+                "orders.backup",
+                ".pizza-orders-20261130T070509Z-r12.backup.partial-7",
+                "pizza-orders-20261130T070509Z-r.backup",
+                "pizza-orders-2026113T070509Z-r1.backup",
+                "pizza-orders-20261130T070509Z-r1x.backup",
+            ] {
+                assert!(!is_rotated(other), "{other}");
+            }
+        }
+
+        #[test]
+        fn prune_keeps_the_newest_and_leaves_other_files() {
+            let dir = tempfile::tempdir().expect("dir");
+            let at = |s: &str| Timestamp::parse_rfc3339(s).expect("time");
+            let names = [
+                file_name(at("2026-11-30T03:00:00Z"), 9),
+                file_name(at("2026-11-30T01:00:00Z"), 3),
+                file_name(at("2026-11-30T03:00:00Z"), 10),
+            ];
+            for name in &names {
+                std::fs::write(dir.path().join(name), b"x").expect("write");
+            }
+            std::fs::write(dir.path().join("notes.txt"), b"keep me").expect("write");
+            let removed = prune(dir.path(), 2).expect("prune");
+            assert_eq!(removed, vec![dir.path().join(&names[1])]);
+            let left = list(dir.path()).expect("list");
+            assert_eq!(left, vec![dir.path().join(&names[0]), dir.path().join(&names[2])], "r10 after r9");
+            assert!(dir.path().join("notes.txt").exists());
+        }
+
+        #[test]
+        fn a_failed_run_keeps_the_last_success() {
+            let ok = RunMetrics {
+                attempt_at: 100,
+                success: true,
+                last_success_at: Some(100),
+                last_success_bytes: Some(8192),
+                last_success_orders: Some(7),
+                kept_files: 3,
+            };
+            let mut failed = RunMetrics { attempt_at: 200, kept_files: 3, ..RunMetrics::default() };
+            failed.carry_success_from(&ok.render());
+            assert_eq!(failed.last_success_at, Some(100));
+            assert_eq!(failed.last_success_bytes, Some(8192));
+            assert_eq!(failed.last_success_orders, Some(7));
+            let text = failed.render();
+            assert!(text.contains("pizza_orders_backup_last_attempt_success 0\n"), "{text}");
+            assert!(text.contains("pizza_orders_backup_last_success_timestamp_seconds 100\n"), "{text}");
+        }
+    }
+}

@@ -458,3 +458,97 @@ async fn disaster_recovery_runbook_rebuilds_a_three_node_cluster_from_a_backup()
         client().get(others[1].url("/v1/orders")).bearer_auth(token("dr3")).send().await.unwrap().json().await.unwrap();
     assert_eq!(page["orders"].as_array().unwrap().len(), 1);
 }
+
+/// What an operator's timer runs: `backup --out-dir --keep --metrics-file`, then the restore drill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_keep_the_newest_verified_files_and_the_drill_restores_the_newest() {
+    let node = TestNode::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (backups, metrics) = (dir.path().join("backups"), dir.path().join("pizza-orders-backup.prom"));
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::write(backups.join("README.txt"), "not a backup").unwrap();
+    let config = node.config_file.to_str().unwrap().to_owned();
+    let scheduled = |node: String| {
+        args(&[
+            "backup",
+            "--node",
+            &node,
+            "--config",
+            &config,
+            "--out-dir",
+            backups.to_str().unwrap(),
+            "--keep",
+            "2",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let gauge = |text: &str, name: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let mut revisions = Vec::new();
+    for run in 0..3 {
+        let r = client()
+            .post(node.url("/v1/orders"))
+            .bearer_auth(token(&format!("s{run}")))
+            .json(&order_body(&slot(2, 30)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let (code, out, err) = cli(scheduled(node.base.clone())).await;
+        assert_eq!(code, Some(0), "run {run}: {err}");
+        let revision: u64 =
+            out.split("at revision ").nth(1).and_then(|r| r.split(':').next()).unwrap().parse().unwrap();
+        revisions.push(revision);
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        assert_eq!(gauge(&text, "pizza_orders_backup_last_attempt_success"), Some(1.0), "{text}");
+        assert_eq!(gauge(&text, "pizza_orders_backup_last_success_orders"), Some(run as f64 + 1.0), "{text}");
+        assert_eq!(gauge(&text, "pizza_orders_backup_kept_files"), Some((run + 1).min(2) as f64), "{text}");
+    }
+    // The two newest are kept, the README is untouched, nothing half-written is left.
+    let mut names: Vec<String> =
+        std::fs::read_dir(&backups).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"README.txt".to_owned()), "{names:?}");
+    for revision in &revisions[1..] {
+        assert!(names.iter().any(|n| n.ends_with(&format!("-r{revision}.backup"))), "r{revision} kept: {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.ends_with(&format!("-r{}.backup", revisions[0]))), "oldest removed: {names:?}");
+    let good = std::fs::read_to_string(&metrics).unwrap();
+    let last_success = gauge(&good, "pizza_orders_backup_last_success_timestamp_seconds").unwrap();
+
+    // A run that fails (node unreachable) says so, keeps the last success and removes nothing.
+    let (code, _, err) = cli(scheduled("http://127.0.0.1:1".into())).await;
+    assert_eq!(code, Some(1), "{err}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(gauge(&text, "pizza_orders_backup_last_attempt_success"), Some(0.0), "{text}");
+    assert_eq!(gauge(&text, "pizza_orders_backup_last_success_timestamp_seconds"), Some(last_success), "{text}");
+    assert_eq!(gauge(&text, "pizza_orders_backup_kept_files"), Some(2.0), "{text}");
+    assert_eq!(std::fs::read_dir(&backups).unwrap().count(), 3);
+
+    // --keep needs --out-dir and at least 1.
+    let (code, _, err) = cli(args(&["backup", "--node", &node.base, "--out-dir", "x", "--keep", "0"])).await;
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) =
+        cli(args(&["backup", "--node", &node.base, "--out", "x.backup", "--out-dir", "x", "--keep", "1"])).await;
+    assert_eq!(code, Some(2), "{err}");
+
+    // The drill: restore the newest into a scratch directory and check it.
+    let newest = names.iter().filter(|n| n.ends_with(".backup")).max_by_key(|n| {
+        n.rsplit("-r").next().and_then(|r| r.strip_suffix(".backup")).and_then(|r| r.parse::<u64>().ok())
+    });
+    let newest = backups.join(newest.unwrap());
+    let scratch = dir.path().join("drill");
+    let (code, _, err) =
+        cli(args(&["restore", "--in", newest.to_str().unwrap(), "--data-dir", scratch.to_str().unwrap(), "--quiet"]))
+            .await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = cli(args(&["check", "--data-dir", scratch.to_str().unwrap(), "--json"])).await;
+    assert_eq!(code, Some(0), "{out} {err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["report"]["orders"], 3, "{report}");
+}

@@ -39,8 +39,18 @@ pub struct BackupArgs {
     #[command(flatten)]
     pub admin: AdminArgs,
     /// Where to write the backup file.
+    #[arg(long, value_name = "FILE", required_unless_present = "out_dir", conflicts_with = "out_dir")]
+    pub out: Option<PathBuf>,
+    /// Scheduled backups: write pizza-orders-<UTC time>-r<revision>.backup into DIR, verify it,
+    /// then remove the oldest beyond --keep.
+    #[arg(long, value_name = "DIR", requires = "keep")]
+    pub out_dir: Option<PathBuf>,
+    /// How many verified backups to keep in --out-dir (at least 1).
+    #[arg(long, value_name = "N", requires = "out_dir", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+    /// Write the run's outcome for Prometheus' textfile collector (node_exporter), atomically.
     #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
+    pub metrics_file: Option<PathBuf>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -143,20 +153,89 @@ fn backup_failed(e: BackupError) -> ExitCode {
 }
 
 pub fn backup(args: BackupArgs) -> ExitCode {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
+    let attempt_at = Timestamp::now();
+    let outcome = match (&args.out, &args.out_dir, args.keep) {
+        (Some(out), _, _) => download(&args, |_| out.clone()).map(|_| None),
+        (None, Some(dir), Some(keep)) => scheduled(&args, dir, keep as usize).map(Some),
+        _ => Err(usage_error("pass --out FILE, or --out-dir DIR with --keep N")),
     };
+    if let Some(path) = &args.metrics_file {
+        let mut metrics = backup::rotation::RunMetrics { attempt_at: attempt_at.millis() / 1000, ..Default::default() };
+        match &outcome {
+            Ok(Some((header, kept))) => {
+                metrics.success = true;
+                metrics.last_success_at = Some(attempt_at.millis() / 1000);
+                metrics.last_success_bytes = Some(header.body_bytes + 4096);
+                metrics.last_success_orders = Some(header.orders);
+                metrics.kept_files = *kept;
+            }
+            Ok(None) => metrics.success = true,
+            Err(_) => {
+                metrics.carry_success_from(&std::fs::read_to_string(path).unwrap_or_default());
+                if let Some(dir) = &args.out_dir {
+                    metrics.kept_files = backup::rotation::list(dir).map(|l| l.len()).unwrap_or(0);
+                }
+            }
+        }
+        if let Err(e) = metrics.write(path) {
+            eprintln!("error: cannot write the metrics file: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match outcome {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+/// `--out-dir DIR --keep N`: download under a time-stamped name, read the new file back whole,
+/// and only then remove the oldest beyond N. Returns the new backup's header and how many are kept.
+fn scheduled(args: &BackupArgs, dir: &Path, keep: usize) -> Result<(backup::BackupHeader, usize), ExitCode> {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return Err(ExitCode::FAILURE);
+    }
+    let started = Timestamp::now();
+    let target = std::cell::RefCell::new(PathBuf::new());
+    let header = download(args, |revision| {
+        let path = dir.join(backup::rotation::file_name(started, revision));
+        target.replace(path.clone());
+        path
+    })?;
+    let target = target.into_inner();
+    if let Err(e) = backup::verify_backup(&target, &mut std::io::sink()) {
+        let _ = std::fs::remove_file(&target);
+        eprintln!("error: the new backup did not verify when read back; it was removed and no old one was: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    let removed = backup::rotation::prune(dir, keep).map_err(|e| {
+        eprintln!("error: the new backup {} is good, but removing old ones failed: {e}", target.display());
+        ExitCode::FAILURE
+    })?;
+    for path in &removed {
+        if !args.output.json {
+            println!("removed {}", path.display());
+        }
+    }
+    let kept = backup::rotation::list(dir).map(|l| l.len()).unwrap_or(0);
+    Ok((header, kept))
+}
+
+/// Download one backup from the node into the file `out` names for the node's revision
+/// (written whole or not at all).
+fn download(args: &BackupArgs, out: impl FnOnce(u64) -> PathBuf) -> Result<backup::BackupHeader, ExitCode> {
+    let rt = runtime()?;
     let started = Instant::now();
     let response = match rt.block_on(admin_client::get(&args.admin, "/admin/backup", DOWNLOAD_TIMEOUT)) {
         Ok(r) => r,
-        Err(e) => return call_failed(e),
+        Err(e) => return Err(call_failed(e)),
     };
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let Some(revision) = header("x-pizza-revision").and_then(|r| r.parse::<u64>().ok()) else {
         eprintln!("error: {} did not say which revision the backup is at; is it a pizza-orders node?", args.admin.node);
-        return ExitCode::FAILURE;
+        return Err(ExitCode::FAILURE);
     };
+    let out = out(revision);
     let cluster = header("x-pizza-cluster").unwrap_or_default();
     let bar = spinner(args.output.quiet, "downloading");
     // Bridge the async download to the blocking writer through a bounded channel.
@@ -181,13 +260,13 @@ pub fn backup(args: BackupArgs) -> ExitCode {
     });
     let mut reader = ChannelReader { rx, pending: Vec::new(), pos: 0 };
     let created = Timestamp::now().to_rfc3339();
-    let result = backup::write_backup(&args.out, &cluster, revision, &created, &mut reader);
+    let result = backup::write_backup(&out, &cluster, revision, &created, &mut reader);
     drop(reader);
     let _ = rt.block_on(download);
     bar.finish_and_clear();
     match result {
         Ok(header) => {
-            let summary = json!({"file": args.out, "cluster": header.cluster, "revision": header.revision,
+            let summary = json!({"file": out, "cluster": header.cluster, "revision": header.revision,
                 "orders": header.orders, "bytes": header.body_bytes + 4096, "checksum": header.checksum,
                 "seconds": started.elapsed().as_secs_f64()});
             if args.output.json {
@@ -199,12 +278,12 @@ pub fn backup(args: BackupArgs) -> ExitCode {
                     header.revision,
                     header.orders,
                     header.body_bytes + 4096,
-                    args.out.display()
+                    out.display()
                 );
             }
-            ExitCode::SUCCESS
+            Ok(header)
         }
-        Err(e) => backup_failed(e),
+        Err(e) => Err(backup_failed(e)),
     }
 }
 

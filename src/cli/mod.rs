@@ -91,6 +91,11 @@ Exit codes: 0 success, 1 the node failed or refused, 2 bad usage or an invalid f
 Examples:
   pizza-orders backup --node http://127.0.0.1:7001 --config config/node1.toml --out orders.backup
   head -c 4096 orders.backup      # the header: cluster, revision, order count, checksum
+  pizza-orders backup --node http://127.0.0.1:7001 --config config/node1.toml \\
+    --out-dir /var/backups/pizza-orders --keep 48 --metrics-file /var/lib/node_exporter/pizza-orders-backup.prom
+
+--out-dir names each file pizza-orders-<UTC time>-r<revision>.backup, reads it back whole, and only
+then removes the oldest beyond --keep (the systemd timer pizza-orders-backup@.timer runs this).
 
 Exit codes: 0 success, 1 failure (node unreachable, refused, disk), 2 bad usage,
 3 the node sent data that does not verify. A failed backup leaves no file behind.")]
