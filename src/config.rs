@@ -72,6 +72,23 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub limits: LimitSettings,
     pub analytics: AnalyticsSettings,
+    pub storage: StorageSettings,
+}
+
+/// `[storage]`: the data directory's disk.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSettings {
+    /// Free space kept in reserve (MiB): below it new writes are refused (503 `storage-full`)
+    /// and `/readyz` says why; the Raft log waits rather than write into its last half.
+    /// 0 keeps no reserve.
+    pub min_free_mb: u64,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { min_free_mb: 64 }
+    }
 }
 
 /// `[analytics]`: first-party product analytics from the web UI's beacons.
@@ -342,6 +359,7 @@ impl Default for Settings {
             tls: TlsSettings::default(),
             limits: LimitSettings::default(),
             analytics: AnalyticsSettings::default(),
+            storage: StorageSettings::default(),
         }
     }
 }
@@ -483,6 +501,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub limits: LimitSettings,
     pub analytics: AnalyticsSettings,
+    pub storage: StorageSettings,
     /// Worker threads of the node's async runtime, resolved (unset: one per core).
     pub worker_threads: usize,
 }
@@ -692,6 +711,7 @@ impl Config {
             tls,
             limits: s.limits,
             analytics: s.analytics,
+            storage: s.storage,
             worker_threads,
         })
     }

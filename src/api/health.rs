@@ -17,6 +17,11 @@ pub async fn healthz() -> Json<Value> {
 
 /// The node can serve: it knows a leader, has applied everything it knows to be committed,
 /// its storage answers a read, and a catalog is in force (orders need one).
+/// Entries a node may be behind its commit index and still be ready: under write load the
+/// entries being applied right now are always a few behind, which is no reason to leave a load
+/// balancer's rotation (a node catching up after a restart or a full disk is thousands behind).
+const CATCH_UP_SLACK: u64 = 256;
+
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "No leader, catching up, no catalog yet, or storage failing")))]
 pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) {
     let m = node.metrics();
@@ -24,8 +29,10 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) 
     let committed = node.committed_index();
     let reason = if m.current_leader.is_none() {
         Some("no leader known".to_owned())
-    } else if applied < committed {
+    } else if committed.saturating_sub(applied) > CATCH_UP_SLACK {
         Some(format!("catching up: applied {applied} of {committed}"))
+    } else if let Err(full) = node.disk.check() {
+        Some(full.to_string())
     } else if let Err(e) = node.store.state_digest_cheap() {
         Some(format!("storage: {e}"))
     } else {

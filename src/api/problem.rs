@@ -55,6 +55,8 @@ pub enum ApiError {
     #[error("{0}")]
     NoLeader(String),
     #[error("{0}")]
+    StorageFull(String),
+    #[error("{0}")]
     OutcomeUnknown(String),
     #[error("{0}")]
     Cluster(String),
@@ -93,6 +95,7 @@ impl From<NodeError> for ApiError {
             NodeError::OutcomeUnknown => ApiError::OutcomeUnknown(e.to_string()),
             NodeError::ShuttingDown => ApiError::Unavailable,
             NodeError::NoCatalog => ApiError::NoCatalog,
+            NodeError::StorageFull(reason) => ApiError::StorageFull(reason),
             NodeError::Store(e) => e.into(),
             NodeError::Raft(message) | NodeError::Tls(message) => {
                 tracing::error!(error = %message, "replication error while serving a request");
@@ -141,6 +144,7 @@ impl ApiError {
             ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Admin token required"),
             ApiError::StaffOnly => (S::FORBIDDEN, "staff-only", "Staff token required"),
             ApiError::NoLeader(_) => (S::SERVICE_UNAVAILABLE, "no-leader", "No leader"),
+            ApiError::StorageFull(_) => (S::SERVICE_UNAVAILABLE, "storage-full", "Storage full"),
             ApiError::OutcomeUnknown(_) => (S::SERVICE_UNAVAILABLE, "outcome-unknown", "Outcome unknown"),
             ApiError::Cluster(_) => (S::CONFLICT, "cluster-change-refused", "Cluster change refused"),
             ApiError::OrderNotFound => (S::NOT_FOUND, "order-not-found", "Order not found"),
@@ -296,6 +300,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::TooManyStreams => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::StorageFull(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
             ApiError::RateLimited(limited) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(limited.retry_after)));

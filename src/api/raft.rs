@@ -97,6 +97,9 @@ async fn propose(State(node): State<Arc<Node>>, PeerBody(commands): PeerBody<Vec
     match node.propose_here(commands).await {
         Ok(outcomes) => reply(&Ok::<Vec<Applied>, String>(outcomes)),
         Err(NodeError::NoLeader) => reply(&Err::<Vec<Applied>, String>("not the leader".into())),
+        Err(NodeError::StorageFull(reason)) => {
+            reply(&Err::<Vec<Applied>, String>(format!("{}{reason}", crate::node::STORAGE_FULL_MARK)))
+        }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

@@ -23,6 +23,7 @@ use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, PeerClient, PeerError};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
+use crate::state::disk::DiskSpace;
 use crate::state::{Applied, Command, CurrentCatalog, Outcome, SetCatalog, Store, StoreError};
 
 pub mod analytics;
@@ -56,6 +57,9 @@ pub enum NodeError {
     Raft(String),
     #[error("no catalog is in force yet: the cluster's first leader proposes its configured one; retry shortly")]
     NoCatalog,
+    /// The leader's disk is nearly full (its reason, as the leader worded it).
+    #[error("{0}")]
+    StorageFull(String),
 }
 
 /// How fresh a read must be.
@@ -97,6 +101,8 @@ pub struct Node {
     pub limits: Arc<limits::Limits>,
     /// This node's count of the web UI's beacons, handed to the cluster in batches.
     pub analytics: Arc<analytics::Analytics>,
+    /// Free space on the data directory's disk and the reserve kept there.
+    pub disk: DiskSpace,
     /// The newest read index learned here, with the instant the round that produced it began:
     /// once applied, this node's state reflects every write acknowledged before that instant.
     fresh: std::sync::Mutex<Option<(Instant, u64)>>,
@@ -115,7 +121,26 @@ impl NodeError {
             NodeError::OutcomeUnknown => NodeError::OutcomeUnknown,
             NodeError::ShuttingDown => NodeError::ShuttingDown,
             NodeError::NoCatalog => NodeError::NoCatalog,
+            NodeError::StorageFull(reason) => NodeError::StorageFull(reason.clone()),
             other => NodeError::Raft(other.to_string()),
+        }
+    }
+}
+
+/// Publish the data directory's free space every 2 s, and say when writes stop and resume.
+async fn watch_disk(disk: DiskSpace) {
+    let mut was_full = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let probe = disk.clone();
+        let Ok(full) = tokio::task::spawn_blocking(move || probe.publish()).await else { return };
+        if full != was_full {
+            match disk.check() {
+                Err(reason) => tracing::error!(%reason, "not ready; while this node leads it refuses new writes"),
+                Ok(()) => tracing::info!("disk space is back above the reserve: writes resume"),
+            }
+            was_full = full;
         }
     }
 }
@@ -126,11 +151,20 @@ struct Submitter {
     raft: Raft,
     peers: PeerClient,
     id: NodeId,
+    /// The leader proposes nothing new while its disk is within the reserve.
+    disk: DiskSpace,
 }
+
+/// How a leader that refuses for want of disk space says so to the follower that forwarded
+/// the write (the answer stays a string, as older nodes send and expect).
+pub const STORAGE_FULL_MARK: &str = "storage-full: ";
 
 impl Submitter {
     async fn here(&self, commands: Vec<Command>) -> Result<Vec<Applied>, NodeError> {
         let expected = commands.len();
+        if self.raft.metrics().borrow().current_leader == Some(self.id) {
+            self.disk.check().map_err(|full| NodeError::StorageFull(full.to_string()))?;
+        }
         match self.raft.client_write(Proposal { commands }).await {
             Ok(response) if response.data.len() == expected => Ok(response.data),
             Ok(_) => Err(NodeError::Raft("a proposal produced the wrong number of outcomes".into())),
@@ -157,6 +191,10 @@ impl Submitter {
                     self.peers.call(&addr, "/raft/propose", &commands, FORWARD_TIMEOUT).await;
                 match forwarded {
                     Ok(Ok(outcomes)) if outcomes.len() == commands.len() => return Ok(outcomes),
+                    Ok(Err(refused)) if refused.starts_with(STORAGE_FULL_MARK) => {
+                        let reason = refused.trim_start_matches(STORAGE_FULL_MARK);
+                        return Err(NodeError::StorageFull(format!("the leader (node {addr}) refused: {reason}")));
+                    }
                     // Not the leader there (any more): look again. Should the old leader have
                     // appended the batch after all, `apply` recognises the re-proposed commands.
                     Ok(Err(_)) => {}
@@ -217,7 +255,8 @@ impl Node {
     /// `cluster.bootstrap` is set. `advertise` is how peers reach this node.
     pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
         let store = Store::open(&config.data_dir)?;
-        let log_store = LogStore::open(&config.data_dir, store.clone())?;
+        let disk = DiskSpace::new(&config.data_dir, config.storage.min_free_mb);
+        let log_store = LogStore::open(&config.data_dir, store.clone())?.with_disk_space(disk.clone());
         convert_to_stores(&config, &store)?;
         let committed = log_store.committed_index();
         let state_machine =
@@ -262,7 +301,8 @@ impl Node {
             raft.initialize(members).await.map_err(|e| NodeError::Raft(e.to_string()))?;
             tracing::info!(node = id, "initialised a one-node cluster");
         }
-        let submitter = Submitter { raft: raft.clone(), peers: peers.clone(), id };
+        let submitter = Submitter { raft: raft.clone(), peers: peers.clone(), id, disk: disk.clone() };
+        tokio::spawn(watch_disk(disk.clone()));
         let read_index_here = ReadIndex::spawn({
             let (raft, lease) = (raft.clone(), lease.clone());
             move || confirm_leadership(raft.clone(), lease.clone(), opened_term)
@@ -311,6 +351,7 @@ impl Node {
             streams,
             limits,
             analytics,
+            disk,
             fresh: std::sync::Mutex::new(None),
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));

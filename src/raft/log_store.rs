@@ -36,6 +36,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::log_segments::{SegmentError, SegmentLog};
 use super::{storage_error, NodeId, TypeConfig};
 use crate::codec;
+use crate::state::disk::DiskSpace;
 use crate::state::tables::{RAFT_LOG, RAFT_META};
 use crate::state::{Store, StoreError};
 
@@ -69,6 +70,8 @@ pub struct LogStore {
     durable_end: Arc<DurableEnd>,
     /// The last log index and the vote's term when the log was opened (see `opened`).
     opened: (u64, u64),
+    /// Appends wait while the disk is within the last half of its reserve.
+    disk: DiskSpace,
 }
 
 /// A lower bound of the log's end, saved in `raft-log.redb` about once a second while appends
@@ -137,7 +140,14 @@ impl LogStore {
             committed_id: Arc::default(),
             vote_changes: Arc::default(),
             durable_end: Arc::new(DurableEnd { latest: AtomicU64::new(end), ..DurableEnd::default() }),
+            disk: DiskSpace::new(data_dir, 0),
         })
+    }
+
+    /// Keep appends out of the last half of the reserve on the data directory's disk.
+    pub fn with_disk_space(mut self, disk: DiskSpace) -> Self {
+        self.disk = disk;
+        self
     }
 
     /// After an offline restore: the log starts after `last_purged`, which the restored state
@@ -311,7 +321,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(write_err)?;
         let log = self.entries.clone();
         let last = encoded.last().map(|(i, _)| *i);
+        let disk = self.disk.clone();
         let result = super::run_blocking(move || {
+            disk.wait_for_room();
             let started = std::time::Instant::now();
             let appended = log.append(&encoded).map_err(write_err);
             metrics::histogram!("pizza_orders_raft_append_seconds").record(started.elapsed().as_secs_f64());

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod changes;
 pub mod check;
 mod command;
+pub mod disk;
 mod error;
 pub mod export;
 pub mod migrate;
