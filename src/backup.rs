@@ -239,6 +239,9 @@ pub mod rotation {
     /// What one scheduled run leaves for Prometheus' textfile collector.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct RunMetrics {
+        /// Where the backups go, as the `dir` label: two schedules on one host (two files in
+        /// node_exporter's directory) must not write the same series.
+        pub dir: String,
         pub attempt_at: i64,
         pub success: bool,
         pub last_success_at: Option<i64>,
@@ -256,8 +259,12 @@ pub mod rotation {
         pub fn carry_success_from(&mut self, previous: &str) {
             let value = |name: &str| {
                 previous.lines().find_map(|line| {
-                    let rest = line.strip_prefix(name)?.strip_prefix(' ')?;
-                    rest.trim().parse::<f64>().ok()
+                    let rest = line.strip_prefix(name)?;
+                    let value = match rest.strip_prefix('{') {
+                        Some(labelled) => labelled.split_once("} ")?.1,
+                        None => rest.strip_prefix(' ')?,
+                    };
+                    value.trim().parse::<f64>().ok()
                 })
             };
             self.last_success_at = value(LAST_SUCCESS).map(|v| v as i64);
@@ -267,8 +274,9 @@ pub mod rotation {
 
         pub fn render(&self) -> String {
             let mut out = String::new();
+            let dir = self.dir.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
             let mut gauge = |name: &str, help: &str, value: String| {
-                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+                out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{dir=\"{dir}\"}} {value}\n"));
             };
             gauge(
                 "pizza_orders_backup_last_attempt_timestamp_seconds",
@@ -356,6 +364,7 @@ pub mod rotation {
         #[test]
         fn a_failed_run_keeps_the_last_success() {
             let ok = RunMetrics {
+                dir: "/backups/\"a\"".into(),
                 attempt_at: 100,
                 success: true,
                 last_success_at: Some(100),
@@ -369,8 +378,9 @@ pub mod rotation {
             assert_eq!(failed.last_success_bytes, Some(8192));
             assert_eq!(failed.last_success_orders, Some(7));
             let text = failed.render();
-            assert!(text.contains("pizza_orders_backup_last_attempt_success 0\n"), "{text}");
-            assert!(text.contains("pizza_orders_backup_last_success_timestamp_seconds 100\n"), "{text}");
+            assert!(text.contains("pizza_orders_backup_last_attempt_success{dir=\"\"} 0\n"), "{text}");
+            assert!(text.contains("pizza_orders_backup_last_success_timestamp_seconds{dir=\"\"} 100\n"), "{text}");
+            assert!(ok.render().contains("{dir=\"/backups/\\\"a\\\"\"} 100\n"), "{}", ok.render());
         }
     }
 }

@@ -485,7 +485,7 @@ async fn scheduled_backups_keep_the_newest_verified_files_and_the_drill_restores
         ])
     };
     let gauge = |text: &str, name: &str| -> Option<f64> {
-        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix('{')?.split_once("} ")?.1.parse().ok())
     };
     let mut revisions = Vec::new();
     for run in 0..3 {

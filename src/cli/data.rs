@@ -160,7 +160,9 @@ pub fn backup(args: BackupArgs) -> ExitCode {
         _ => Err(usage_error("pass --out FILE, or --out-dir DIR with --keep N")),
     };
     if let Some(path) = &args.metrics_file {
-        let mut metrics = backup::rotation::RunMetrics { attempt_at: attempt_at.millis() / 1000, ..Default::default() };
+        let dir = args.out_dir.as_ref().or(args.out.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+        let mut metrics =
+            backup::rotation::RunMetrics { dir, attempt_at: attempt_at.millis() / 1000, ..Default::default() };
         match &outcome {
             Ok(Some((header, kept))) => {
                 metrics.success = true;
