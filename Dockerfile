@@ -5,6 +5,8 @@
 #   docker run --stop-timeout 40 -v /srv/node1.toml:/etc/pizza-orders/node.toml:ro \
 #     -v pizza-orders-data:/var/lib/pizza-orders -p 8080:8080 pizza-orders
 # --stop-timeout: Docker's default 10 s would SIGKILL a node still draining (drain ≤ 20 s).
+# Without a registry (no rust/debian images to pull): the same final stage from an mmdebstrap
+# base and the host's cargo build, deploy/container/Containerfile.runtime (its README.md).
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
