@@ -349,7 +349,8 @@ fn change(
         spec: c.spec.clone(),
         price: booking.price,
         version: current.version.next(),
-        updated_at: c.at,
+        // Never before the order's last change, whatever the proposer's clock says.
+        updated_at: c.at.max(current.updated_at),
         revision,
         last_command: c.command_id.0,
         store: booking.store,
@@ -396,7 +397,7 @@ fn cancel_order(
     let order = Order {
         status: OrderStatus::Cancelled,
         version: current.version.next(),
-        updated_at: c.at,
+        updated_at: c.at.max(current.updated_at),
         revision,
         last_command: c.command_id.0,
         ..current

@@ -14,6 +14,8 @@ pub struct TestCluster {
     alive: Vec<bool>,
     /// Nodes keep their logs in files ([`TestNode::log_text`]).
     logged: bool,
+    /// Environment variables per node (such as libfaketime's), kept across restarts.
+    envs: Vec<Vec<(String, String)>>,
 }
 
 pub fn free_port() -> u16 {
@@ -68,10 +70,21 @@ impl TestCluster {
         Self::start_with_logs(&vec![extra; n], true).await
     }
 
+    /// [`Self::start_each`] with environment variables per node.
+    pub async fn start_each_with_env(extras: &[&[&str]], envs: &[&[(&str, &str)]]) -> Self {
+        let envs = envs.iter().map(|e| e.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).collect();
+        Self::start_inner(extras, false, envs).await
+    }
+
     async fn start_with_logs(extras: &[&[&str]], logged: bool) -> Self {
+        Self::start_inner(extras, logged, Vec::new()).await
+    }
+
+    async fn start_inner(extras: &[&[&str]], logged: bool, envs: Vec<Vec<(String, String)>>) -> Self {
         let n = extras.len();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut cluster = Self { nodes: Vec::new(), ports: ports.clone(), sets: Vec::new(), alive: Vec::new(), logged };
+        let mut cluster =
+            Self { nodes: Vec::new(), ports: ports.clone(), sets: Vec::new(), alive: Vec::new(), logged, envs };
         for (i, extra) in extras.iter().enumerate() {
             cluster.spawn_member(i, extra);
         }
@@ -104,7 +117,9 @@ impl TestCluster {
         ];
         sets.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-        let node = if self.logged { TestNode::start_logged(&refs) } else { TestNode::start_with(&refs) };
+        let env: Vec<(&str, &str)> =
+            self.envs.get(i).map(|e| e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).unwrap_or_default();
+        let node = if self.logged { TestNode::start_logged(&refs) } else { TestNode::start_with_env(&refs, &env) };
         if self.nodes.len() <= i {
             self.nodes.resize_with(i + 1, || None);
             self.sets.resize_with(i + 1, Vec::new);
