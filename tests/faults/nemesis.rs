@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::common::cluster::{admin_json, admin_token, free_port};
 use crate::common::{client, TestNode};
 use crate::history::{Fault, History};
-use crate::proxy::{self, node_ip, Links};
+use crate::proxy::{self, node_ip, Cut, Links};
 
 pub const NODES: usize = 3;
 
@@ -29,9 +29,13 @@ pub enum FaultKind {
     Bridge,
     /// The leader is isolated and another node is killed: no quorum until it heals.
     IsolateLeaderAndKillOther,
+    /// The leader's connections to and from the others are reset (RST), not black-holed.
+    ResetLeader,
+    /// Two nodes reset each other's connections; the third sees both.
+    ResetBridge,
 }
 
-pub const ALL_FAULTS: [FaultKind; 10] = [
+pub const ALL_FAULTS: [FaultKind; 12] = [
     FaultKind::KillLeader,
     FaultKind::KillRandom,
     FaultKind::PauseLeader,
@@ -42,6 +46,8 @@ pub const ALL_FAULTS: [FaultKind; 10] = [
     FaultKind::LeaderCannotHear,
     FaultKind::Bridge,
     FaultKind::IsolateLeaderAndKillOther,
+    FaultKind::ResetLeader,
+    FaultKind::ResetBridge,
 ];
 
 impl FaultKind {
@@ -57,6 +63,8 @@ impl FaultKind {
             FaultKind::LeaderCannotHear => "one-way: others -> leader lost",
             FaultKind::Bridge => "bridge (two nodes cut, third sees both)",
             FaultKind::IsolateLeaderAndKillOther => "isolate leader + kill -9 another",
+            FaultKind::ResetLeader => "isolate leader with RSTs",
+            FaultKind::ResetBridge => "bridge with RSTs (two nodes reset each other)",
         }
     }
 }
@@ -224,6 +232,16 @@ impl Cluster {
                 let (a, b) = (random, (random + 1) % NODES);
                 self.links.cut(a, b);
                 self.links.cut(b, a);
+                vec![a, b]
+            }
+            FaultKind::ResetLeader => {
+                self.links.isolate_with(leader, NODES, Cut::Reset);
+                vec![leader]
+            }
+            FaultKind::ResetBridge => {
+                let (a, b) = (random, (random + 1) % NODES);
+                self.links.cut_with(a, b, Cut::Reset);
+                self.links.cut_with(b, a, Cut::Reset);
                 vec![a, b]
             }
             FaultKind::IsolateLeaderAndKillOther => {
