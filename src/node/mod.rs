@@ -177,9 +177,14 @@ impl Submitter {
     async fn submit(&self, commands: Vec<Command>) -> Result<Vec<Applied>, NodeError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            match self.here(commands.clone()).await {
-                Err(NodeError::NoLeader) => {}
-                other => return other,
+            // Straight to the leader a follower knows of: its own Raft may be busy (a slow or
+            // full disk holds it in an append) and need not be asked.
+            let known = self.raft.metrics().borrow().current_leader;
+            if known.is_none_or(|l| l == self.id) {
+                match self.here(commands.clone()).await {
+                    Err(NodeError::NoLeader) => {}
+                    other => return other,
+                }
             }
             let metrics = self.raft.metrics().borrow().clone();
             let leader = metrics

@@ -159,6 +159,17 @@ impl TestCluster {
         self.alive[i] = true;
     }
 
+    /// Stop node `i` with SIGTERM (it drains) and start `program` on its data directory.
+    pub fn replace_program(&mut self, i: usize, program: &std::path::Path) {
+        let node = self.nodes[i].as_mut().expect("node exists");
+        node.terminate();
+        node.set_program(program);
+        let sets = self.sets[i].clone();
+        let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+        node.restart_with(&refs);
+        self.alive[i] = true;
+    }
+
     pub async fn admin_get(&self, i: usize, path: &str) -> Option<Value> {
         admin_json(&self.url(i, path), Duration::from_secs(2)).await
     }

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod pki;
+pub mod writers;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -143,6 +144,13 @@ impl TestNode {
         self.base = base;
     }
 
+    /// Run `program` (another build of pizza-orders, such as the previous release) from the
+    /// next restart on.
+    pub fn set_program(&mut self, program: &Path) {
+        self.env.retain(|(k, _)| k != PROGRAM_ENV);
+        self.env.push((PROGRAM_ENV.to_owned(), program.display().to_string()));
+    }
+
     /// SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
@@ -165,10 +173,17 @@ impl TestNode {
     }
 }
 
+/// In a node's environment list: the program to start instead of this build (not passed on).
+pub const PROGRAM_ENV: &str = "PIZZA_TEST_PROGRAM";
+
 /// The binary with no inherited `PIZZA_ORDERS_*` variables, so tests are hermetic.
 /// `PIZZA_BENCH_BINARY` runs another build instead (benchmarks compare two builds side by side).
 pub fn binary() -> Command {
-    let path = std::env::var_os("PIZZA_BENCH_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_pizza-orders").into());
+    program_command(std::env::var_os("PIZZA_BENCH_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_pizza-orders").into()))
+}
+
+/// `path` to run, without the test process's own `PIZZA_ORDERS_*` settings.
+fn program_command(path: std::ffi::OsString) -> Command {
     let mut cmd = Command::new(path);
     for (key, _) in std::env::vars() {
         if key.starts_with("PIZZA_ORDERS_") {
@@ -208,7 +223,11 @@ fn spawn(
     env: &[(String, String)],
     log: Option<&Path>,
 ) -> (Child, String) {
-    let mut cmd = binary();
+    let mut cmd = match env.iter().find(|(k, _)| k == PROGRAM_ENV) {
+        Some((_, program)) => program_command(program.into()),
+        None => binary(),
+    };
+    let env: Vec<(String, String)> = env.iter().filter(|(k, _)| k != PROGRAM_ENV).cloned().collect();
     cmd.arg("serve").arg("--config").arg(config).arg("--data-dir").arg(data_dir);
     for set in sets {
         cmd.arg("--set").arg(set);
