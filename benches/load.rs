@@ -19,7 +19,8 @@
 //! (If-Match), 5 % cancel + re-order; latency by kind. `--think-ms N`: each user pauses a
 //! random 0..2N ms (mean N) between actions, as a person at a UI does; `--stale` reads stale.
 //! `--preload N` first loads N orders (N users over 144 000 slots), runs the mix at that size,
-//! then reports RSS and the time for a `kill -9`ed node to restart and be ready.
+//! then reports RSS and the time for a `kill -9`ed node to restart and be ready. `--set K=V`
+//! (repeatable) passes node settings, e.g. `--set storage.cache_mb=1024` to compare caches.
 //! `reads`: GET of one order per client, against a hello-world axum server (same client, same
 //! machine), stale reads and linearizable reads, interleaved `--rounds` times; medians and
 //! ratios to the hello-world ceiling, and to hello-world run as separate processes, one per
@@ -75,6 +76,8 @@ struct Args {
     preload: u64,
     /// `reads --workers N`: worker threads of each node and each hello-world server.
     workers: Option<usize>,
+    /// `mix --set key=value` (repeatable): node settings, such as `storage.cache_mb=1024`.
+    sets: Vec<String>,
 }
 
 fn args() -> Args {
@@ -96,6 +99,7 @@ fn args() -> Args {
         stale: raw.iter().any(|a| a == "--stale"),
         preload: value("--preload", 0),
         workers: raw.iter().any(|a| a == "--workers").then(|| value("--workers", 2) as usize),
+        sets: raw.windows(2).filter(|w| w[0] == "--set").map(|w| w[1].clone()).collect(),
     }
 }
 
@@ -536,7 +540,8 @@ async fn mix_run(
 }
 
 async fn mix(args: &Args) {
-    let extra = [EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000", NO_LIMITS];
+    let mut extra = vec![EXTRA[0], EXTRA[1], "raft.snapshot_after_entries=100000", NO_LIMITS];
+    extra.extend(args.sets.iter().map(String::as_str));
     let mut cluster = TestCluster::start(args.nodes, &extra).await;
     if args.preload > 0 {
         let loading = Instant::now();

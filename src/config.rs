@@ -83,11 +83,14 @@ pub struct StorageSettings {
     /// and `/readyz` says why; the Raft log waits rather than write into its last half.
     /// 0 keeps no reserve.
     pub min_free_mb: u64,
+    /// redb's page cache for the state (`orders.redb`), MiB. The node's memory is mostly this
+    /// cache plus a few tens of MiB; pages not cached are read from the OS page cache.
+    pub cache_mb: u64,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { min_free_mb: 64 }
+        Self { min_free_mb: 64, cache_mb: 128 }
     }
 }
 
@@ -678,6 +681,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "analytics: flush_ms must be at least 100 and beacons_per_second at least 1 (analytics.enabled = false turns beacons off)".into(),
             ));
+        }
+        if s.storage.cache_mb < 8 {
+            return Err(ConfigError::Invalid(format!(
+                "storage.cache_mb must be at least 8 (MiB of redb page cache), not {}",
+                s.storage.cache_mb
+            )));
         }
         let l = &s.limits;
         if l.enabled

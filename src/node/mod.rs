@@ -259,7 +259,8 @@ impl Node {
     /// Open storage, start Raft, and initialise a one-node cluster on first start when
     /// `cluster.bootstrap` is set. `advertise` is how peers reach this node.
     pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
-        let store = Store::open(&config.data_dir)?;
+        let cache = usize::try_from(config.storage.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let store = Store::open_with_cache(&config.data_dir, Some(cache))?;
         let disk = DiskSpace::new(&config.data_dir, config.storage.min_free_mb);
         let log_store = LogStore::open(&config.data_dir, store.clone())?.with_disk_space(disk.clone());
         convert_to_stores(&config, &store)?;

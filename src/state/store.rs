@@ -49,10 +49,16 @@ impl Store {
     /// Open (or create) the database in `data_dir`, creating every table and checking that the
     /// schema version on disk is the one this build writes.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, None)
+    }
+
+    /// [`Self::open`] with redb's page cache bounded to `cache_bytes` (`None`: redb's default,
+    /// up to 1 GiB): a node's memory then stays flat as the data grows (`storage.cache_mb`).
+    pub fn open_with_cache(data_dir: &Path, cache_bytes: Option<usize>) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
-        let db = open_database(&path, None)?;
+        let db = open_database(&path, cache_bytes)?;
         let store = Self { db: Arc::new(db), path, catalog: Arc::default(), loads: Default::default() };
         store.initialise()?;
         Ok(store)
