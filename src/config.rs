@@ -423,9 +423,9 @@ impl Default for ClusterSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             snapshot_after_entries: 20_000,
             entries_kept_after_snapshot: 2_000,
             max_payload_entries: 512,
