@@ -24,6 +24,10 @@ use crate::state::{Store, StoreError};
 
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// redb's page cache while restoring (default: up to 1 GiB, and the restore's memory grew with
+/// the data).
+const RESTORE_CACHE_BYTES: usize = 64 << 20;
+
 #[derive(Args, Debug)]
 pub struct Output {
     /// No progress bar.
@@ -350,7 +354,9 @@ pub fn restore(args: RestoreArgs) -> ExitCode {
         let mut file = std::fs::File::create(&body_copy).map_err(|e| e.to_string())?;
         backup::verify_backup(&args.input, &mut std::io::BufWriter::new(&mut file)).map_err(|e| e.to_string())?;
         file.sync_all().map_err(|e| e.to_string())?;
-        let store = Store::open(&args.data_dir).map_err(|e| e.to_string())?;
+        // A bounded page cache bounds the memory of the one big transaction too: redb writes
+        // dirty pages out (uncommitted) once its cache is full.
+        let store = Store::open_with_cache(&args.data_dir, Some(RESTORE_CACHE_BYTES)).map_err(|e| e.to_string())?;
         let db = store.shared_database();
         let txn = db.begin_write().map_err(|e| e.to_string())?;
         let mut body = std::io::BufReader::new(std::fs::File::open(&body_copy).map_err(|e| e.to_string())?);

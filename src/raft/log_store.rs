@@ -390,7 +390,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 meta.insert(COMMITTED, committed.as_slice()).map_err(write_err)?;
             }
             txn.commit().map_err(write_err)?;
-            log.purge(log_id.index).map_err(write_err)
+            log.purge(log_id.index).map_err(write_err)?;
+            tracing::info!(upto = %log_id, "Raft log purged");
+            Ok(())
         })
         .await
     }

@@ -6,6 +6,7 @@
 //!
 //! Short mode (CI): `cargo test --test faults` runs seed 1 for 40 s. Long mode:
 //! `PIZZA_FAULTS_SECONDS=600 PIZZA_FAULTS_SEEDS=1,2,3 cargo test --release --test faults -- --nocapture`.
+//! `PIZZA_FAULTS_LOG` sets the nodes' log filter (default `error,tower_http=off,openraft=off`).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -49,11 +50,14 @@ async fn under_kills_pauses_and_partitions_no_acknowledged_write_is_lost_and_rea
 
 async fn run(seed: u64, duration: Duration) -> Result<(), String> {
     let capacity = format!("slots.capacity={}", workload::CAPACITY);
+    // PIZZA_FAULTS_LOG: the nodes' log filter, e.g. "error,pizza_orders::raft=info" to see
+    // snapshots and purges.
+    let log_filter = format!("log.filter={}", setting("PIZZA_FAULTS_LOG", "error,tower_http=off,openraft=off"));
     let extra = [
         capacity.as_str(),
         "raft.snapshot_after_entries=64",
         "raft.entries_kept_after_snapshot=8",
-        "log.filter=error,tower_http=off,openraft=off",
+        log_filter.as_str(),
         // Twelve users writing as fast as six clients can: the per-user write limit (made for
         // people) would refuse most writes and leave the faults little to work on.
         "limits.enabled=false",
