@@ -72,6 +72,8 @@ pub struct LogStore {
     opened: (u64, u64),
     /// Appends wait while the disk is within the last half of its reserve.
     disk: DiskSpace,
+    /// The last purged index when the log was opened (0 = none).
+    opened_purged: u64,
 }
 
 /// A lower bound of the log's end, saved in `raft-log.redb` about once a second while appends
@@ -133,6 +135,7 @@ impl LogStore {
         let term = vote.map_or(0, |v| v.leader_id().term);
         Ok(Self {
             opened: (end, term),
+            opened_purged: purged.map_or(0, |p| p.index),
             db: Arc::new(db),
             entries: Arc::new(entries),
             state,
@@ -142,6 +145,12 @@ impl LogStore {
             durable_end: Arc::new(DurableEnd { latest: AtomicU64::new(end), ..DurableEnd::default() }),
             disk: DiskSpace::new(data_dir, 0),
         })
+    }
+
+    /// The last index purged from the log when it was opened (0: none): the current snapshot
+    /// must reach at least this far.
+    pub fn opened_purged(&self) -> u64 {
+        self.opened_purged
     }
 
     /// Keep appends out of the last half of the reserve on the data directory's disk.

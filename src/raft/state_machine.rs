@@ -55,6 +55,10 @@ pub struct StateMachine {
     applied: Arc<AtomicU64>,
     /// Where each applied batch's load changes go (live availability); none in tools and tests.
     loads: Option<crate::state::changes::LoadFeed>,
+    /// Held while a snapshot is made current: a build (on its own task, from a read
+    /// transaction taken earlier) and an install of the leader's snapshot may finish in either
+    /// order, and the older one must not replace the newer.
+    publishing: Arc<Mutex<()>>,
 }
 
 fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -77,10 +81,38 @@ impl StateMachine {
         std::fs::create_dir_all(&snapshot_dir)?;
         let (applied, _) = Self::read_applied(&db).map_err(|e| std::io::Error::other(e.to_string()))?;
         let applied = Arc::new(AtomicU64::new(applied.map_or(0, |l| l.index)));
-        let machine = Self { db, snapshot_dir, receiving: Arc::default(), applied, loads: None };
+        let machine =
+            Self { db, snapshot_dir, receiving: Arc::default(), applied, loads: None, publishing: Arc::default() };
         machine.remove_stale_files();
         machine.forget_snapshot_ahead_of_state()?;
         Ok(machine)
+    }
+
+    /// Make sure the current snapshot covers the log purged up to `purged` (openraft refuses to
+    /// start otherwise, with a panic). A node whose older build let a late snapshot build
+    /// replace a newer installed one has a state that does cover it: a snapshot is built from
+    /// that state. A state behind the purge cannot be repaired here.
+    pub fn cover_purged_log(&self, purged: u64) -> std::result::Result<(), String> {
+        let current = self.current_meta().map_err(|e| e.to_string())?;
+        let snapshot = current.and_then(|m| m.last_log_id).map_or(0, |l| l.index);
+        if snapshot >= purged {
+            return Ok(());
+        }
+        let applied = self.applied.load(Ordering::SeqCst);
+        if applied < purged {
+            return Err(format!(
+                "the Raft log was purged up to {purged}, but the state is at {applied} and the newest \
+                 snapshot at {snapshot}: this node's data cannot be used. Stop it, remove its data \
+                 directory, start it empty and add it again ('cluster add'): it catches up from the others"
+            ));
+        }
+        tracing::warn!(
+            purged,
+            snapshot,
+            applied,
+            "the newest snapshot is behind the purged log; building one from the state"
+        );
+        self.build().map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Publish what each applied batch changed on `feed` (live availability).
@@ -204,7 +236,11 @@ impl StateMachine {
                 &summary.digest_hex()[..12]
             ),
         };
-        self.publish(&tmp, &meta)?;
+        if let Some(newer) = self.publish(&tmp, &meta)? {
+            // A snapshot from the leader was installed while this one was being built.
+            tracing::info!(built = %meta.snapshot_id, current = %newer.snapshot_id, "a newer snapshot is current; the one built is dropped");
+            return Ok(newer);
+        }
         let took = started.elapsed();
         metrics::histogram!("pizza_orders_raft_snapshot_build_seconds").record(took.as_secs_f64());
         tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, ms = took.as_millis() as u64, "snapshot built");
@@ -212,9 +248,20 @@ impl StateMachine {
     }
 
     /// Make `file` the current snapshot with `meta`: the meta is written after the file is in
-    /// place, both by rename, so a crash leaves the old pair or the new pair.
-    fn publish(&self, file: &Path, meta: &Meta) -> Result<()> {
-        publish_in(&self.snapshot_dir, file, meta)
+    /// place, both by rename, so a crash leaves the old pair or the new pair. Unless the current
+    /// snapshot is newer: then `file` is removed and the current meta returned. (A build that
+    /// finished after an install once put an older snapshot back while the log had been purged
+    /// up to the installed one; that node could not start again: found by the 30-minute soak.)
+    fn publish(&self, file: &Path, meta: &Meta) -> Result<Option<Meta>> {
+        let _publishing = self.publishing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(current) = self.current_meta()? {
+            if current.last_log_id > meta.last_log_id {
+                let _ = std::fs::remove_file(file);
+                return Ok(Some(current));
+            }
+        }
+        publish_in(&self.snapshot_dir, file, meta)?;
+        Ok(None)
     }
 
     fn current_meta(&self) -> Result<Option<Meta>> {
@@ -237,7 +284,14 @@ impl StateMachine {
         if let Some(feed) = &self.loads {
             feed.publish(crate::state::changes::LoadChanges::everything());
         }
-        self.publish(path, meta)?;
+        if let Some(newer) = self.publish(path, meta)? {
+            // openraft installs only snapshots past its committed index, so this would mean two
+            // installs out of order; the state is now the older one's, so refuse loudly.
+            return Err(snap_err(format!(
+                "installed snapshot {} while {} is current",
+                meta.snapshot_id, newer.snapshot_id
+            )));
+        }
         tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot installed");
         Ok(())
     }
@@ -458,6 +512,48 @@ mod tests {
         assert_eq!(meta.last_log_id.map(|l| l.index), Some(5));
         assert!(applied >= 5, "the state is at {applied}, behind the snapshot at 5");
         assert_eq!(machine.current_meta().unwrap().map(|m| m.snapshot_id), Some(meta.snapshot_id));
+    }
+
+    #[test]
+    fn an_older_snapshot_finishing_late_never_replaces_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = open(dir.path());
+        let meta_at = |index: u64| Meta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+            last_membership: Membership::default(),
+            snapshot_id: format!("at-{index}"),
+        };
+        let file = |name: &str| {
+            let path = dir.path().join("snapshots").join(name);
+            std::fs::write(&path, name.as_bytes()).unwrap();
+            path
+        };
+        // The leader's snapshot at 9 is installed while a build from the state at 5 runs...
+        assert!(machine.publish(&file("installed.tmp"), &meta_at(9)).unwrap().is_none());
+        // ...and the build finishes last: it is dropped, the installed one stays current.
+        let built = file("built.tmp");
+        let current = machine.publish(&built, &meta_at(5)).unwrap();
+        assert_eq!(current.map(|m| m.snapshot_id), Some("at-9".to_owned()));
+        assert!(!built.exists(), "the older file was left behind");
+        assert_eq!(machine.current_meta().unwrap().map(|m| m.snapshot_id), Some("at-9".to_owned()));
+        assert_eq!(std::fs::read(machine.snapshot_path()).unwrap(), b"installed.tmp");
+        // A newer one still replaces it.
+        assert!(machine.publish(&file("newer.tmp"), &meta_at(12)).unwrap().is_none());
+        assert_eq!(machine.current_meta().unwrap().map(|m| m.snapshot_id), Some("at-12".to_owned()));
+    }
+
+    #[test]
+    fn a_snapshot_behind_the_purged_log_is_rebuilt_from_the_state_or_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let machine = open(dir.path());
+        machine.apply_entries(blanks(1..=5)).unwrap();
+        crate::state::make_durable(&machine.db).unwrap();
+        assert!(machine.cover_purged_log(0).is_ok());
+        assert!(machine.current_meta().unwrap().is_none(), "nothing purged, nothing built");
+        machine.cover_purged_log(3).unwrap();
+        assert_eq!(machine.current_meta().unwrap().and_then(|m| m.last_log_id).map(|l| l.index), Some(5));
+        let refused = machine.cover_purged_log(9).unwrap_err();
+        assert!(refused.contains("purged up to 9") && refused.contains("remove its data directory"), "{refused}");
     }
 
     #[test]
