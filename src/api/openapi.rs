@@ -63,7 +63,10 @@ impl Modify for CommonProblems {
                 add("422", "A field or parameter is invalid");
                 add("431", "The request headers are too large");
                 add("500", "Internal error");
-                add("503", "No leader, outcome unknown, or shutting down");
+                add(
+                    "503",
+                    "No leader, outcome unknown, shutting down, or storage-full (the leader's disk is within its reserve; Retry-After)",
+                );
                 if secured {
                     add("401", "Missing, expired or invalid token");
                     add("403", "This needs an admin token");
