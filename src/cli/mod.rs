@@ -328,6 +328,10 @@ pub struct TokenArgs {
     /// How long the token is valid, e.g. 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// Mint N tokens, one per line, for users USER-0 … USER-(N-1) (load generators such as
+    /// wrk, whose scripts cannot sign tokens).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub count: Option<u32>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -441,11 +445,33 @@ fn token(args: TokenArgs) -> ExitCode {
         Ok(store) => store,
         Err(e) => return usage_error(format!("--store: {e}")),
     };
-    match keys.mint_as(&user, args.admin, store.as_ref(), args.ttl, Timestamp::now()) {
-        Ok(token) => {
-            println!("{token}");
-            ExitCode::SUCCESS
+    let now = Timestamp::now();
+    let Some(count) = args.count else {
+        return match keys.mint_as(&user, args.admin, store.as_ref(), args.ttl, now) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(ConfigError::Invalid(e.to_string())),
+        };
+    };
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for n in 0..count {
+        let minted = UserId::parse(&format!("{}-{n}", args.user))
+            .map_err(|e| format!("--user with --count: {e}"))
+            .and_then(|user| keys.mint_as(&user, args.admin, store.as_ref(), args.ttl, now).map_err(|e| e.to_string()));
+        match minted {
+            Ok(token) => {
+                if writeln!(out, "{token}").is_err() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => return usage_error(ConfigError::Invalid(e)),
         }
-        Err(e) => usage_error(ConfigError::Invalid(e.to_string())),
     }
+    if out.flush().is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
