@@ -66,6 +66,27 @@ fn body(slot: &str, address: &str) -> Value {
     json!({ "address": address, "size": "small", "toppings": [], "delivery_slot": slot })
 }
 
+/// POST an order for `user` through node `i`.
+async fn place(cluster: &TestCluster, i: usize, user: &str, slot: &str, address: &str) -> reqwest::Response {
+    let url = cluster.url(i, "/v1/orders");
+    client().post(url).bearer_auth(token(user)).json(&body(slot, address)).send().await.expect("create")
+}
+
+/// PUT a change of `user`'s order (at `version`) through node `i`.
+async fn change(
+    cluster: &TestCluster,
+    i: usize,
+    user: &str,
+    order: &Value,
+    slot: &str,
+    address: &str,
+) -> reqwest::Response {
+    let url = cluster.url(i, &format!("/v1/orders/{}", order["id"].as_str().unwrap_or_default()));
+    let version = format!("\"{}\"", order["version"]);
+    let request = client().put(url).bearer_auth(token(user)).header("if-match", version);
+    request.json(&body(slot, address)).send().await.expect("change")
+}
+
 async fn order(cluster: &TestCluster, i: usize, user: &str, id: &str) -> Value {
     let r = client().get(cluster.url(i, &format!("/v1/orders/{id}"))).bearer_auth(token(user)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "order {id} on node {}", i + 1);
@@ -111,23 +132,11 @@ async fn wall_clock_jumps_keep_orders_consistent_and_reads_fresh() {
     // 1. An hour fast: the node's own stamps decide.
     set_clock(&cluster, &files, jumpy, 3600, true).await;
     let soon = slot_just_ahead();
-    let r = client()
-        .post(cluster.url(jumpy, "/v1/orders"))
-        .bearer_auth(token("fast-1"))
-        .json(&body(&soon, "1 Fast St"))
-        .send()
-        .await
-        .unwrap();
+    let r = place(&cluster, jumpy, "fast-1", &soon, "1 Fast St").await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "a node an hour fast sees the cutoff passed");
     let problem: Value = r.json().await.unwrap();
     assert!(problem["detail"].as_str().unwrap().contains("starts too soon"), "{problem}");
-    let r = client()
-        .post(cluster.url(steady, "/v1/orders"))
-        .bearer_auth(token("fast-1"))
-        .json(&body(&soon, "1 Fast St"))
-        .send()
-        .await
-        .unwrap();
+    let r = place(&cluster, steady, "fast-1", &soon, "1 Fast St").await;
     assert_eq!(r.status(), StatusCode::CREATED, "a true clock takes the same order");
     // A token with 30 minutes left: valid on a true clock, expired on the fast one.
     let short = token_with("short-lived", false, 1800, Timestamp::now());
@@ -137,13 +146,7 @@ async fn wall_clock_jumps_keep_orders_consistent_and_reads_fresh() {
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(refused.text().await.unwrap().contains("expired"));
     // An order placed through the fast node carries its stamp.
-    let r = client()
-        .post(cluster.url(jumpy, "/v1/orders"))
-        .bearer_auth(token("stamped"))
-        .json(&body(&later_slot(3, 20), "2 Stamp St"))
-        .send()
-        .await
-        .unwrap();
+    let r = place(&cluster, jumpy, "stamped", &later_slot(3, 20), "2 Stamp St").await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let placed: Value = r.json().await.unwrap();
     let id = placed["id"].as_str().unwrap().to_owned();
@@ -153,24 +156,11 @@ async fn wall_clock_jumps_keep_orders_consistent_and_reads_fresh() {
     // 2. Then an hour slow (two hours back in one step): a change through it never goes back
     // before the order's last change, and every node shows the same order.
     set_clock(&cluster, &files, jumpy, -3600, false).await;
-    let r = client()
-        .put(cluster.url(jumpy, &format!("/v1/orders/{id}")))
-        .bearer_auth(token("stamped"))
-        .header("if-match", format!("\"{}\"", placed["version"]))
-        .json(&body(&later_slot(3, 21), "3 Stamp St"))
-        .send()
-        .await
-        .unwrap();
+    let r = change(&cluster, jumpy, "stamped", &placed, &later_slot(3, 21), "3 Stamp St").await;
     assert_eq!(r.status(), StatusCode::OK);
     let changed: Value = r.json().await.unwrap();
     assert!(millis(&changed, "updated_at") >= millis(&changed, "created_at"), "{changed}");
-    let r = client()
-        .post(cluster.url(jumpy, "/v1/orders"))
-        .bearer_auth(token("slow-probe"))
-        .json(&body(&later_slot(3, 22), "4 Slow St"))
-        .send()
-        .await
-        .unwrap();
+    let r = place(&cluster, jumpy, "slow-probe", &later_slot(3, 22), "4 Slow St").await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let probe: Value = r.json().await.unwrap();
     let behind = Timestamp::now().millis() - millis(&probe, "created_at");
@@ -188,13 +178,7 @@ async fn wall_clock_jumps_keep_orders_consistent_and_reads_fresh() {
     // lease runs on the monotonic clock, so it serves no read older than a change the new
     // leader acknowledged meanwhile.
     set_clock(&cluster, &files, jumpy, 0, false).await;
-    let r = client()
-        .post(cluster.url(leader, "/v1/orders"))
-        .bearer_auth(token("lease"))
-        .json(&body(&later_slot(2, 26), "1 Before St"))
-        .send()
-        .await
-        .unwrap();
+    let r = place(&cluster, leader, "lease", &later_slot(2, 26), "1 Before St").await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let before: Value = r.json().await.unwrap();
     let lid = before["id"].as_str().unwrap().to_owned();
@@ -214,14 +198,7 @@ async fn wall_clock_jumps_keep_orders_consistent_and_reads_fresh() {
         (id != leader).then_some(id)
     })
     .await;
-    let r = client()
-        .put(cluster.url(new_leader, &format!("/v1/orders/{lid}")))
-        .bearer_auth(token("lease"))
-        .header("if-match", format!("\"{}\"", before["version"]))
-        .json(&body(&later_slot(2, 26), "2 After Ave"))
-        .send()
-        .await
-        .unwrap();
+    let r = change(&cluster, new_leader, "lease", &before, &later_slot(2, 26), "2 After Ave").await;
     assert_eq!(r.status(), StatusCode::OK, "the new leader acknowledges the change");
     std::fs::write(&files[leader], "-3600").unwrap();
     drop(resume);

@@ -190,20 +190,8 @@ async fn a_full_disk_refuses_writes_clearly_loses_nothing_and_recovers_when_spac
     // 3. Nothing acknowledged is lost, on any node; the state checks clean; nothing half-written.
     let state = cluster.converged().await;
     eprintln!("acknowledged {} orders; converged at {}", acked.len(), state["applied"]);
+    common::writers::assert_every_order_everywhere(&cluster, &acked).await;
     for (i, mount) in mounts.iter().enumerate() {
-        for order in &acked {
-            let (user, id) = (&order.user, &order.id);
-            let r = client()
-                .get(cluster.url(i, &format!("/v1/orders/{id}?consistency=stale")))
-                .bearer_auth(token(user))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK, "order {id} of {user} on node {}", i + 1);
-        }
-        let check = client().get(cluster.url(i, "/admin/check")).bearer_auth(admin_token()).send().await.unwrap();
-        let report: Value = check.json().await.unwrap();
-        assert_eq!(report["ok"], true, "node {}: {report}", i + 1);
         let partial: Vec<String> = files_under(&mount.path)
             .into_iter()
             .filter(|f| f.contains("partial") || f.ends_with(".tmp") || f.contains("filler"))

@@ -11,11 +11,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::cluster::{admin_token, eventually, TestCluster};
-use common::writers::{longest_gap, Writers};
-use common::{client, token, PROGRAM_ENV};
+use common::cluster::{eventually, TestCluster};
+use common::writers::{assert_every_order_everywhere, longest_gap, Writers};
+use common::{client, PROGRAM_ENV};
 use reqwest::StatusCode;
-use serde_json::Value;
 
 async fn term(cluster: &TestCluster) -> u64 {
     let mut highest = 0;
@@ -86,26 +85,6 @@ async fn a_rolling_upgrade_and_its_rollback_under_load_lose_nothing() {
     assert!(gap < Duration::from_secs(3), "writes stood still for {gap:?}");
 
     let state = cluster.converged().await;
-    for i in 0..3 {
-        for order in &acked {
-            let r = client()
-                .get(cluster.url(i, &format!("/v1/orders/{}?consistency=stale", order.id)))
-                .bearer_auth(token(&order.user))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK, "order {} on node {}", order.id, i + 1);
-        }
-        let report: Value = client()
-            .get(cluster.url(i, "/admin/check"))
-            .bearer_auth(admin_token())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(report["ok"], true, "node {}: {report}", i + 1);
-    }
+    assert_every_order_everywhere(&cluster, &acked).await;
     eprintln!("converged at {}", state["applied"]);
 }

@@ -101,3 +101,21 @@ pub fn longest_gap(acked: &[Acked]) -> Duration {
     times.sort();
     times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
+
+/// After convergence: every acknowledged order reads back on every running node (this node's
+/// own state, no leader needed) and every node's `/admin/check` is clean.
+pub async fn assert_every_order_everywhere(cluster: &super::cluster::TestCluster, acked: &[Acked]) {
+    for i in cluster.running() {
+        for order in acked {
+            let r = client()
+                .get(cluster.url(i, &format!("/v1/orders/{}?consistency=stale", order.id)))
+                .bearer_auth(token(&order.user))
+                .send()
+                .await
+                .expect("read an acknowledged order");
+            assert_eq!(r.status(), StatusCode::OK, "order {} of {} on node {}", order.id, order.user, i + 1);
+        }
+        let report = cluster.admin_get(i, "/admin/check").await.expect("the check");
+        assert_eq!(report["ok"], true, "node {}: {report}", i + 1);
+    }
+}
