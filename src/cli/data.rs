@@ -159,8 +159,10 @@ fn backup_failed(e: BackupError) -> ExitCode {
 pub fn backup(args: BackupArgs) -> ExitCode {
     let attempt_at = Timestamp::now();
     let outcome = match (&args.out, &args.out_dir, args.keep) {
-        (Some(out), _, _) => download(&args, |_| out.clone()).map(|_| None),
-        (None, Some(dir), Some(keep)) => scheduled(&args, dir, keep as usize).map(Some),
+        (Some(out), _, _) => download(&args, |_| out.clone()).map(|header| (header, None)),
+        (None, Some(dir), Some(keep)) => {
+            scheduled(&args, dir, keep as usize).map(|(header, kept)| (header, Some(kept)))
+        }
         _ => Err(usage_error("pass --out FILE, or --out-dir DIR with --keep N")),
     };
     if let Some(path) = &args.metrics_file {
@@ -168,14 +170,13 @@ pub fn backup(args: BackupArgs) -> ExitCode {
         let mut metrics =
             backup::rotation::RunMetrics { dir, attempt_at: attempt_at.millis() / 1000, ..Default::default() };
         match &outcome {
-            Ok(Some((header, kept))) => {
+            Ok((header, kept)) => {
                 metrics.success = true;
                 metrics.last_success_at = Some(attempt_at.millis() / 1000);
                 metrics.last_success_bytes = Some(header.body_bytes + 4096);
                 metrics.last_success_orders = Some(header.orders);
-                metrics.kept_files = *kept;
+                metrics.kept_files = kept.unwrap_or(1);
             }
-            Ok(None) => metrics.success = true,
             Err(_) => {
                 metrics.carry_success_from(&std::fs::read_to_string(path).unwrap_or_default());
                 if let Some(dir) = &args.out_dir {
