@@ -224,16 +224,18 @@ pub mod rotation {
         Ok(found.into_iter().map(|(_, name)| dir.join(name)).collect())
     }
 
-    /// Remove all but the newest `keep` rotated backups; returns what was removed.
-    pub fn prune(dir: &Path, keep: usize) -> Result<Vec<PathBuf>, BackupError> {
+    /// Remove all but the newest `keep` rotated backups; returns what was removed and how many
+    /// are left.
+    pub fn prune(dir: &Path, keep: usize) -> Result<(Vec<PathBuf>, usize), BackupError> {
         let all = list(dir)?;
         let excess = all.len().saturating_sub(keep.max(1));
+        let left = all.len() - excess;
         let mut removed = Vec::with_capacity(excess);
         for path in all.into_iter().take(excess) {
             std::fs::remove_file(&path).map_err(io(&path))?;
             removed.push(path);
         }
-        Ok(removed)
+        Ok((removed, left))
     }
 
     /// What one scheduled run leaves for Prometheus' textfile collector.
@@ -354,7 +356,8 @@ pub mod rotation {
                 std::fs::write(dir.path().join(name), b"x").expect("write");
             }
             std::fs::write(dir.path().join("notes.txt"), b"keep me").expect("write");
-            let removed = prune(dir.path(), 2).expect("prune");
+            let (removed, left) = prune(dir.path(), 2).expect("prune");
+            assert_eq!(left, 2);
             assert_eq!(removed, vec![dir.path().join(&names[1])]);
             let left = list(dir.path()).expect("list");
             assert_eq!(left, vec![dir.path().join(&names[0]), dir.path().join(&names[2])], "r10 after r9");

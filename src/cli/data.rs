@@ -215,7 +215,7 @@ fn scheduled(args: &BackupArgs, dir: &Path, keep: usize) -> Result<(backup::Back
         eprintln!("error: the new backup did not verify when read back; it was removed and no old one was: {e}");
         return Err(ExitCode::FAILURE);
     }
-    let removed = backup::rotation::prune(dir, keep).map_err(|e| {
+    let (removed, kept) = backup::rotation::prune(dir, keep).map_err(|e| {
         eprintln!("error: the new backup {} is good, but removing old ones failed: {e}", target.display());
         ExitCode::FAILURE
     })?;
@@ -224,7 +224,6 @@ fn scheduled(args: &BackupArgs, dir: &Path, keep: usize) -> Result<(backup::Back
             println!("removed {}", path.display());
         }
     }
-    let kept = backup::rotation::list(dir).map(|l| l.len()).unwrap_or(0);
     Ok((header, kept))
 }
 
