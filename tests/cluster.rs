@@ -352,3 +352,66 @@ async fn a_follower_with_a_damaged_data_file_refuses_to_start_and_rejoins_empty(
         .unwrap();
     assert!(mine.to_string().contains("7 Damage Detection Lane"), "{mine}");
 }
+
+/// Answers to GET of an order are kept in memory while the order is unchanged: a change
+/// acknowledged through any node is what a linearizable read on every node shows next, even
+/// right after each node served (and kept) the old answer; a kept answer is never shown to
+/// another user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_is_read_back_at_once_on_every_node_though_each_had_just_served_the_old_answer() {
+    let cluster = TestCluster::start(3, &[]).await;
+    let user = "kept-answers";
+    let created = create_via(&cluster, 0, user, &order_body(&slot(3, 20))).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let order: Value = created.json().await.unwrap();
+    let id = order["id"].as_str().unwrap().to_owned();
+    let get = |i: usize, who: &'static str, stale: bool| {
+        let url = cluster.url(i, &format!("/v1/orders/{id}"));
+        let query: &[(&str, &str)] = if stale { &[("consistency", "stale")] } else { &[] };
+        client().get(url).query(query).bearer_auth(token(who)).send()
+    };
+    let mut version = order["version"].as_u64().unwrap();
+    for round in 0..12usize {
+        for i in 0..3 {
+            // Served twice: the second is the kept answer.
+            for _ in 0..2 {
+                let seen: Value = eventually(Duration::from_secs(5), "the node has the order", || async {
+                    let r = get(i, user, true).await.ok()?;
+                    (r.status() == StatusCode::OK).then_some(())?;
+                    r.json::<Value>().await.ok().filter(|o| o["version"].as_u64() == Some(version))
+                })
+                .await;
+                assert_eq!(seen["id"], id.as_str());
+            }
+            let other = get(i, "someone-else", false).await.unwrap();
+            assert_eq!(other.status(), StatusCode::NOT_FOUND, "another user is not shown a kept answer");
+        }
+        let via = round % 3;
+        let new_slot = slot(3, 21 + (round % 2) as i64);
+        let response = client()
+            .put(cluster.url(via, &format!("/v1/orders/{id}")))
+            .bearer_auth(token(user))
+            .header("if-match", format!("\"{version}\""))
+            .json(&order_body(&new_slot))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "change {round} through node {}", via + 1);
+        let changed: Value = response.json().await.unwrap();
+        version = changed["version"].as_u64().unwrap();
+        for i in 0..3 {
+            let read = get(i, user, false).await.unwrap();
+            assert_eq!(read.headers().get("etag").unwrap(), &format!("\"{version}\""), "node {}", i + 1);
+            let read: Value = read.json().await.unwrap();
+            assert_eq!(read, changed, "round {round}: node {} shows the change at once", i + 1);
+        }
+    }
+    let cancelled =
+        client().delete(cluster.url(1, &format!("/v1/orders/{id}"))).bearer_auth(token(user)).send().await.unwrap();
+    assert!(cancelled.status().is_success(), "{}", cancelled.status());
+    for i in 0..3 {
+        let read: Value = get(i, user, false).await.unwrap().json().await.unwrap();
+        assert_eq!(read["status"], "cancelled", "node {}", i + 1);
+        assert_eq!(read["active"], false);
+    }
+}

@@ -16,9 +16,11 @@ use super::{etag, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::codec;
 use crate::domain::{
-    Address, DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, Size, Step, StoreId, Timestamp, Topping, Toppings,
+    Address, DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Size, Step, StoreId, Timestamp,
+    Topping, Toppings,
 };
 use crate::node::{Consistency, Node};
+use crate::state::views::OrderAnswer;
 use crate::state::{
     CancelOrder, ChangeOrder, Command, CommandId, CurrentCatalog, IdempotencyClaim, IdempotencyKey, Outcome,
     PlaceOrder, Rejection,
@@ -381,13 +383,48 @@ pub async fn get_order(
 ) -> ApiResult {
     let id = parse_id(&id)?;
     node.read_barrier(consistency(&query)?).await?;
-    match node.store.order(id)? {
-        Some(order) if order.user == principal.user => {
+    let now = Timestamp::now();
+    let views = node.store.order_views();
+    let answer = match views.get(id) {
+        Some(answer) if answer.fresh_at(now) => answer,
+        _ => {
+            // Taken before the read: a change committed after it keeps this answer out.
+            let ticket = views.ticket(id);
+            let Some(order) = node.store.order(id)? else { return Err(ApiError::OrderNotFound) };
             let steps = node.store.steps(&order)?;
-            Ok(order_response_with(StatusCode::OK, &order, Timestamp::now(), &steps))
+            let answer = Arc::new(render_answer(&order, now, &steps)?);
+            if answer.fresh_at(now) {
+                views.store(id, ticket, answer.clone());
+            }
+            answer
         }
-        _ => Err(ApiError::OrderNotFound),
+    };
+    if answer.owner != principal.user {
+        return Err(ApiError::OrderNotFound);
     }
+    let json = HeaderValue::from_static("application/json");
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, json), (header::ETAG, etag(OrderVersion(answer.version)))],
+        answer.body.clone(),
+    )
+        .into_response())
+}
+
+/// An order's answer as [`get_order`] gives it, with how long it holds: an order placed and
+/// not yet in the kitchen reads as active until its slot ends.
+fn render_answer(order: &Order, now: Timestamp, steps: &[Step]) -> Result<OrderAnswer, ApiError> {
+    let view = OrderView::new(order, now, steps);
+    let mut body = Vec::with_capacity(512);
+    serde_json::to_writer(&mut body, &view).map_err(|_| ApiError::Internal)?;
+    let slot_end = order.spec.slot.end();
+    let fresh_until = match order.status {
+        OrderStatus::Placed if now < slot_end => Some(slot_end),
+        // Past its slot's end: not kept (rare, and a clock stepping back would change it).
+        OrderStatus::Placed => Some(now),
+        _ => None,
+    };
+    Ok(OrderAnswer { owner: order.user.clone(), version: order.version.0, body: body.into(), fresh_until })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

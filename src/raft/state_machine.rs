@@ -55,6 +55,9 @@ pub struct StateMachine {
     applied: Arc<AtomicU64>,
     /// Where each applied batch's load changes go (live availability); none in tools and tests.
     loads: Option<crate::state::changes::LoadFeed>,
+    /// The API's cache of rendered order answers: the answers of the orders a batch wrote are
+    /// dropped after it commits and before it counts as applied; none in tools and tests.
+    views: Option<Arc<crate::state::views::OrderViews>>,
     /// Held while a snapshot is made current: a build (on its own task, from a read
     /// transaction taken earlier) and an install of the leader's snapshot may finish in either
     /// order, and the older one must not replace the newer.
@@ -81,8 +84,15 @@ impl StateMachine {
         std::fs::create_dir_all(&snapshot_dir)?;
         let (applied, _) = Self::read_applied(&db).map_err(|e| std::io::Error::other(e.to_string()))?;
         let applied = Arc::new(AtomicU64::new(applied.map_or(0, |l| l.index)));
-        let machine =
-            Self { db, snapshot_dir, receiving: Arc::default(), applied, loads: None, publishing: Arc::default() };
+        let machine = Self {
+            db,
+            snapshot_dir,
+            receiving: Arc::default(),
+            applied,
+            loads: None,
+            views: None,
+            publishing: Arc::default(),
+        };
         machine.remove_stale_files();
         machine.forget_snapshot_ahead_of_state()?;
         Ok(machine)
@@ -118,6 +128,12 @@ impl StateMachine {
     /// Publish what each applied batch changed on `feed` (live availability).
     pub fn with_load_feed(mut self, feed: crate::state::changes::LoadFeed) -> Self {
         self.loads = Some(feed);
+        self
+    }
+
+    /// Keep `views` (the API's rendered order answers) current with the state.
+    pub fn with_views(mut self, views: Arc<crate::state::views::OrderViews>) -> Self {
+        self.views = Some(views);
         self
     }
 
@@ -171,6 +187,7 @@ impl StateMachine {
     fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
         // Whatever an earlier, failed batch noted on this thread is not news.
         crate::state::changes::take();
+        crate::state::changes::take_written_orders();
         let mut membership = None;
         let mut txn = self.db.begin_write().map_err(sm_err)?;
         txn.set_durability(Durability::None).map_err(sm_err)?;
@@ -196,6 +213,10 @@ impl StateMachine {
             Self::write_applied(&txn, last, membership.as_ref())?;
         }
         txn.commit().map_err(sm_err)?;
+        let written = crate::state::changes::take_written_orders();
+        if let Some(views) = &self.views {
+            views.invalidate(&written);
+        }
         if let Some(last) = last {
             self.applied.store(last.index, Ordering::SeqCst);
         }
@@ -280,6 +301,9 @@ impl StateMachine {
         let summary = snapshot::install_state(&txn, &mut BufReader::new(file)).map_err(snap_err)?;
         Self::write_applied(&txn, meta.last_log_id, Some(&meta.last_membership))?;
         txn.commit().map_err(snap_err)?;
+        if let Some(views) = &self.views {
+            views.invalidate_all();
+        }
         self.applied.store(meta.last_log_id.map_or(0, |l| l.index), Ordering::SeqCst);
         if let Some(feed) = &self.loads {
             feed.publish(crate::state::changes::LoadChanges::everything());

@@ -265,7 +265,7 @@ fn place(
         cutoff_ms: booking.cutoff_ms,
         catalog_version: booking.catalog_version,
     };
-    orders.insert(order.id.as_u128(), codec::encode(&order)?.as_slice())?;
+    put_order(&mut orders, &order)?;
     txn.open_table(USER_ORDERS)?.insert((c.user.as_str(), order.id.as_u128()), ())?;
     txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
     active.insert(c.user.as_str(), order.id.as_u128())?;
@@ -489,6 +489,7 @@ fn advance(txn: &WriteTransaction, revision: u64, c: &AdvanceOrder) -> Result<Ou
     };
     write_changed(txn, &mut orders, &order, current_revision)?;
     txn.open_table(ORDER_STEPS)?.insert(order.id.as_u128(), codec::encode(&history)?.as_slice())?;
+    super::changes::order_written(order.id.as_u128());
     Ok(Outcome::Advanced { order, history })
 }
 
@@ -504,6 +505,14 @@ fn already_applied(
     Ok((order.user == *user && order.last_command == command.0).then_some(order))
 }
 
+/// Write `order`, noting it for the cache of rendered answers: every write of an order goes
+/// through here.
+pub(super) fn put_order(orders: &mut Table<u128, &[u8]>, order: &Order) -> Result<(), StoreError> {
+    orders.insert(order.id.as_u128(), codec::encode(order)?.as_slice())?;
+    super::changes::order_written(order.id.as_u128());
+    Ok(())
+}
+
 /// Store a changed order and move its key in the revision index.
 fn write_changed(
     txn: &WriteTransaction,
@@ -511,7 +520,7 @@ fn write_changed(
     order: &Order,
     previous_revision: u64,
 ) -> Result<(), StoreError> {
-    orders.insert(order.id.as_u128(), codec::encode(order)?.as_slice())?;
+    put_order(orders, order)?;
     let mut by_revision = txn.open_table(ORDERS_BY_REVISION)?;
     by_revision.remove((previous_revision, order.id.as_u128()))?;
     by_revision.insert((order.revision, order.id.as_u128()), ())?;

@@ -37,6 +37,17 @@ impl LoadChanges {
 
 thread_local! {
     static TOUCHED: RefCell<LoadChanges> = RefCell::new(LoadChanges::default());
+    static WRITTEN: RefCell<Vec<u128>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `apply` wrote order `id` (or its kitchen steps): its cached answer must go.
+pub(super) fn order_written(id: u128) {
+    WRITTEN.with(|w| w.borrow_mut().push(id));
+}
+
+/// Take (and clear) the orders this thread's applies wrote since the last call.
+pub fn take_written_orders() -> Vec<u128> {
+    WRITTEN.with(|w| std::mem::take(&mut *w.borrow_mut()))
 }
 
 pub(super) fn touched(store: &str, start: i64) {

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod snapshot;
 mod store;
 pub mod tables;
+pub mod views;
 pub mod waitlist;
 
 #[cfg(test)]

@@ -605,6 +605,19 @@ fn check_invariants(db: &Database, model: &Model, slots: &[Slot], at: Timestamp)
     assert!(report.is_clean(), "check found problems in a state built by apply: {:?}", report.problems);
 }
 
+/// Every order's stored row and kitchen steps, by id.
+fn order_rows(db: &Database) -> BTreeMap<u128, (Vec<u8>, Option<Vec<u8>>)> {
+    let txn = db.begin_read().unwrap();
+    let steps = txn.open_table(ORDER_STEPS).unwrap();
+    let orders = txn.open_table(ORDERS).unwrap();
+    let rows = orders.iter().unwrap().map(|entry| {
+        let (id, row) = entry.unwrap();
+        let id = id.value();
+        (id, (row.value().to_vec(), steps.get(id).unwrap().map(|s| s.value().to_vec())))
+    });
+    rows.collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -727,9 +740,17 @@ proptest! {
                     catalog: catalog_doc(capacity, with_b, small),
                 }),
             };
+            let before = order_rows(&db);
+            super::changes::take_written_orders();
             let txn = db.begin_write().unwrap();
             let real = apply(&txn, revision, &command).unwrap();
             txn.commit().unwrap();
+            // Every order whose row or kitchen steps changed was noted, so its cached answer goes.
+            let noted: std::collections::BTreeSet<u128> = super::changes::take_written_orders().into_iter().collect();
+            let after = order_rows(&db);
+            for (id, row) in &after {
+                prop_assert!(before.get(id) == Some(row) || noted.contains(id), "order {id:x} changed unnoted by {command:?}");
+            }
             let expected = model.apply(revision, &command);
             // The model does not compute a full slot's alternatives; the real ones must have room.
             let real = match real {

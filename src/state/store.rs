@@ -41,6 +41,8 @@ pub struct Store {
     catalog: Arc<RwLock<Option<Arc<CurrentCatalog>>>>,
     /// What each applied batch changed, for live availability.
     loads: super::changes::LoadFeed,
+    /// Rendered answers of single orders, dropped by the state machine as orders change.
+    views: Arc<super::views::OrderViews>,
 }
 
 impl Store {
@@ -59,7 +61,8 @@ impl Store {
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
         let db = open_database(&path, cache_bytes)?;
-        let store = Self { db: Arc::new(db), path, catalog: Arc::default(), loads: Default::default() };
+        let store =
+            Self { db: Arc::new(db), path, catalog: Arc::default(), loads: Default::default(), views: Arc::default() };
         store.initialise()?;
         Ok(store)
     }
@@ -98,6 +101,16 @@ impl Store {
     /// The feed of load changes the state machine publishes after each applied batch.
     pub fn load_feed(&self) -> super::changes::LoadFeed {
         self.loads.clone()
+    }
+
+    /// The cache of rendered order answers the state machine keeps current.
+    pub fn views(&self) -> Arc<super::views::OrderViews> {
+        self.views.clone()
+    }
+
+    /// [`Self::views`], borrowed (a read needs no handle of its own).
+    pub fn order_views(&self) -> &super::views::OrderViews {
+        &self.views
     }
 
     /// A consistent, point-in-time view for bulk reads (backup, export, check).

@@ -213,7 +213,7 @@ pub(super) fn promote(
             cutoff_ms: entry.cutoff_ms,
             catalog_version: entry.catalog_version,
         };
-        orders.insert(order.id.as_u128(), codec::encode(&order)?.as_slice())?;
+        super::apply::put_order(&mut orders, &order)?;
         txn.open_table(USER_ORDERS)?.insert((order.user.as_str(), order.id.as_u128()), ())?;
         txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
         txn.open_table(ACTIVE)?.insert(order.user.as_str(), order.id.as_u128())?;
