@@ -6,6 +6,8 @@
 //!   streamed snapshots from a read transaction and installs them atomically.
 //! - `network`: Raft RPCs to peers over HTTP (`/raft/*`, codec bodies, cluster secret).
 
+#[cfg(feature = "raft-log-eval")]
+pub mod log_raftlog;
 pub mod log_segments;
 pub mod log_store;
 pub mod network;
