@@ -105,11 +105,12 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
         report.problem(format!("revision index lists order {id:032x}, which does not exist"));
     }
 
-    let mut active_per_user: BTreeMap<&str, u32> = BTreeMap::new();
+    // Per user: how many active orders, and the first of them (by id).
+    let mut active_per_user: BTreeMap<&str, (u32, u128)> = BTreeMap::new();
     for order in orders.values().filter(|o| o.is_active(now)) {
-        *active_per_user.entry(order.user.as_str()).or_default() += 1;
+        active_per_user.entry(order.user.as_str()).or_insert((0, order.id.as_u128())).0 += 1;
     }
-    for (user, count) in active_per_user.iter().filter(|(_, c)| **c > 1) {
+    for (user, (count, _)) in active_per_user.iter().filter(|(_, (c, _))| *c > 1) {
         report.problem(format!("user '{user}' has {count} active orders"));
     }
     for entry in txn.open_table(ACTIVE)?.iter()? {
@@ -126,10 +127,10 @@ pub fn check_state(txn: &ReadTransaction, now: Timestamp) -> Result<CheckReport,
             None => report.problem(format!("active-order index names a missing order for '{}'", user.value())),
         }
     }
-    for (user, _) in active_per_user {
-        let pointer = txn.open_table(ACTIVE)?.get(user)?.map(|g| g.value());
-        let active = orders.values().find(|o| o.user.as_str() == user && o.is_active(now)).map(|o| o.id.as_u128());
-        if pointer != active {
+    let active_index = txn.open_table(ACTIVE)?;
+    for (user, (_, active)) in active_per_user {
+        let pointer = active_index.get(user)?.map(|g| g.value());
+        if pointer != Some(active) {
             report.problem(format!("active-order index for '{user}' does not name the user's active order"));
         }
     }
