@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Two builds of pizza-orders side by side, creates driven by wrk: each build runs one node and a
+# three-node cluster at once (fresh data dirs, 127.0.0.1), and every point alternates the builds
+# (which goes first alternates by round). Used for the Raft log evaluation (the default build
+# against `cargo build --release --features raft-log-eval`, docs/design.md "The Raft log").
+#   bash benches/peers/builds-ab.sh A_BIN B_BIN [SECS=5] [ROUNDS=3] [CONNS="1 64"]
+# Creates as in wrk.sh: every request a new user (tokens from `token --count`, a disjoint slice
+# per wrk thread, benches/peers/create.lua), one delivery slot per round and build, capacity
+# 1 000 000; writes go to the leader. Printed: per point the rate of each round, the medians of
+# rate and p50, B/A; then wrk's non-2xx and socket errors summed (none expected).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -ge 2 ] || { echo "usage: $0 A_BIN B_BIN [SECS=5] [ROUNDS=3] [CONNS=\"1 64\"]" >&2; exit 2; }
+a_bin=$(realpath "$1") b_bin=$(realpath "$2")
+secs=${3:-5} rounds=${4:-3} conns_list=${5:-"1 64"}
+for v in "$secs" "$rounds" $conns_list; do
+  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "SECS, ROUNDS and CONNS are positive integers" >&2; exit 2; }
+done
+((secs <= 60 && rounds <= 3)) || { echo "SECS at most 60, ROUNDS at most 3 (two delivery slots per round)" >&2; exit 2; }
+for b in "$a_bin" "$b_bin"; do [ -x "$b" ] || { echo "no executable $b" >&2; exit 1; }; done
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+here=benches/peers
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+wait_for() { # what command...: retry for at most 30 s
+  local what=$1 deadline=$(($(now_ms) + 30000)); shift
+  until "$@" >/dev/null 2>&1; do
+    (($(now_ms) < deadline)) || { echo "timed out waiting for $what" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+secret=builds-ab-secret-builds-ab-secret-0123456
+cfg=$work/node.toml
+cat > "$cfg" <<EOF
+[auth]
+jwt_secret = "$secret"
+[cluster]
+secret = "$secret-cluster"
+[slots]
+opens = "00:00"
+closes = "24:00"
+EOF
+common=(--config "$cfg" --set log.filter=error --set limits.enabled=false --set analytics.enabled=false
+        --set slots.capacity=1000000)
+admin=$("$a_bin" token --config "$cfg" --user ab-admin --admin --ttl 2h)
+start() { # bin name port settings...
+  local bin=$1 name=$2 port=$3; shift 3
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is in use" >&2; exit 1; fi
+  "$bin" serve "${common[@]}" --listen "127.0.0.1:$port" --data-dir "$work/$name" "$@" > "$work/$name.log" 2>&1 &
+  pids+=($!)
+}
+declare -A single cluster leader
+for build in a b; do
+  bin=${build}_bin; bin=${!bin}
+  base=$([ $build = a ] && echo 17300 || echo 17310)
+  single[$build]=$base
+  start "$bin" "$build-single" "$base" --set cluster.node_id=1 --set cluster.bootstrap=true
+  cluster[$build]="$((base + 1)) $((base + 2)) $((base + 3))"
+  i=0
+  for p in ${cluster[$build]}; do
+    i=$((i + 1))
+    start "$bin" "$build-node$i" "$p" --set "cluster.node_id=$i" --set cluster.bootstrap=false --set runtime.worker_threads=1
+  done
+done
+cluster_json() { curl -sf --max-time 2 -H "authorization: Bearer $admin" "http://127.0.0.1:$1/admin/cluster"; }
+json_num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" | head -1; }
+for build in a b; do
+  wait_for "build $build single node" curl -sf "http://127.0.0.1:${single[$build]}/readyz"
+  read -r p1 p2 p3 <<<"${cluster[$build]}"
+  for p in $p1 $p2 $p3; do wait_for "build $build node on $p" curl -sf "http://127.0.0.1:$p/healthz"; done
+  curl -sf -X POST "http://127.0.0.1:$p1/admin/cluster/init" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
+    -d "{\"members\":{\"1\":\"127.0.0.1:$p1\",\"2\":\"127.0.0.1:$p2\",\"3\":\"127.0.0.1:$p3\"}}" >/dev/null \
+    || { echo "build $build: cluster init failed" >&2; exit 1; }
+  for p in $p1 $p2 $p3; do wait_for "build $build node on $p ready" curl -sf "http://127.0.0.1:$p/readyz"; done
+  id=""
+  deadline=$(($(now_ms) + 30000))
+  until [ -n "$id" ]; do
+    id=$(cluster_json "$p1" | json_num leader || true)
+    (($(now_ms) < deadline)) || { echo "build $build: no leader" >&2; exit 1; }
+    [ -n "$id" ] || sleep 0.1
+  done
+  ports=("$p1" "$p2" "$p3")
+  leader[$build]=${ports[id - 1]}
+done
+echo "== $(date -u +%FT%TZ), $(nproc) cores; A=$a_bin B=$b_bin; leaders: A ${leader[a]}, B ${leader[b]}" >&2
+
+tomorrow=$(date -u -d tomorrow +%Y-%m-%d)
+declare -A R P50 BAD
+mint=0
+create_run() { # key build port connections round
+  local key=$1 build=$2 port=$3 c=$4 r=$5 threads=2 out
+  ((c >= 2)) || threads=1
+  mint=$((mint + 1))
+  "$a_bin" token --config "$cfg" --user "ab$mint" --count $((secs * 40000)) --ttl 2h |
+    awk -v t="$threads" -v f="$work/tokens" '{ print > (f "." ((NR - 1) % t)) }'
+  hour=$((10 + 2 * r)); [ "$build" = b ] && hour=$((hour + 1))
+  out=$(SLOT="${tomorrow}T${hour}:00:00Z" TOKENS=$work/tokens \
+    wrk -t"$threads" -c"$c" -d"${secs}s" --timeout 5s --latency -s "$here/create.lua" "http://127.0.0.1:$port/v1/orders" 2>&1) || true
+  rm -f "$work"/tokens.*
+  read -r rate p50 bad < <(awk '
+    function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+                     if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 } return v }
+    /^Requests\/sec/ { rate = $2 } $1 == "50%" { p50 = ms($2) }
+    /Non-2xx or 3xx responses/ { bad += $NF } /Socket errors/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
+    END { printf "%d %.3f %d\n", rate, p50, bad }' <<<"$out")
+  R[$key]+="$rate "; P50[$key]+="$p50 "; BAD[$key]=$((${BAD[$key]:-0} + bad))
+  echo "   round $r $key: $rate/s p50 $p50 ms${bad:+, $bad non-2xx/errors}" >&2
+}
+median() { tr ' ' '\n' <<<"$*" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for r in $(seq "$rounds"); do
+  order="a b"; ((r % 2)) || order="b a"
+  for c in $conns_list; do
+    for build in $order; do create_run "1node-c$c-$build" "$build" "${single[$build]}" "$c" "$r"; done
+    for build in $order; do create_run "3nodes-c$c-$build" "$build" "${leader[$build]}" "$c" "$r"; done
+  done
+done
+for build in a b; do
+  read -r p1 _ <<<"${cluster[$build]}"
+  echo "build $build: leader term now $(cluster_json "$p1" | json_num term) (an election during the run would show as a term above the first)" >&2
+done
+printf '| point | A per s (rounds) | B per s (rounds) | A p50 ms | B p50 ms | B/A | non-2xx+errors A/B |\n|---|---|---|---|---|---|---|\n'
+for c in $conns_list; do
+  for shape in 1node 3nodes; do
+    a=$(median "${R[$shape-c$c-a]}"); b=$(median "${R[$shape-c$c-b]}")
+    printf '| %s, %s connections | %s (%s) | %s (%s) | %s | %s | %s | %s/%s |\n' "$shape" "$c" "$a" "${R[$shape-c$c-a]% }" "$b" "${R[$shape-c$c-b]% }" \
+      "$(median "${P50[$shape-c$c-a]}")" "$(median "${P50[$shape-c$c-b]}")" "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b / a}')" \
+      "${BAD[$shape-c$c-a]}" "${BAD[$shape-c$c-b]}"
+  done
+done
