@@ -413,5 +413,13 @@ async fn a_change_is_read_back_at_once_on_every_node_though_each_had_just_served
         let read: Value = get(i, user, false).await.unwrap().json().await.unwrap();
         assert_eq!(read["status"], "cancelled", "node {}", i + 1);
         assert_eq!(read["active"], false);
+        // The second read of each round was served from what the node kept.
+        let metrics = client().get(cluster.url(i, "/metrics")).send().await.unwrap().text().await.unwrap();
+        let kept: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("pizza_orders_order_answers_total{source=\"kept\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(kept >= 12.0, "node {} served {kept} kept answers", i + 1);
     }
 }

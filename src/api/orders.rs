@@ -386,8 +386,12 @@ pub async fn get_order(
     let now = Timestamp::now();
     let views = node.store.order_views();
     let answer = match views.get(id) {
-        Some(answer) if answer.fresh_at(now) => answer,
+        Some(answer) if answer.fresh_at(now) => {
+            answers_counted(true).increment(1);
+            answer
+        }
         _ => {
+            answers_counted(false).increment(1);
             // Taken before the read: a change committed after it keeps this answer out.
             let ticket = views.ticket(id);
             let Some(order) = node.store.order(id)? else { return Err(ApiError::OrderNotFound) };
@@ -409,6 +413,15 @@ pub async fn get_order(
         answer.body.clone(),
     )
         .into_response())
+}
+
+/// `pizza_orders_order_answers_total{source}`: answers of `GET /v1/orders/{id}` that were
+/// kept (`kept`) or read and rendered (`read`); handles made once, as a lookup per read costs.
+fn answers_counted(kept: bool) -> &'static metrics::Counter {
+    static KEPT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    static READ: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    let (cell, source) = if kept { (&KEPT, "kept") } else { (&READ, "read") };
+    cell.get_or_init(|| metrics::counter!("pizza_orders_order_answers_total", "source" => source))
 }
 
 /// An order's answer as [`get_order`] gives it, with how long it holds: an order placed and
