@@ -30,27 +30,12 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-wait_for() { # what command...: retry for at most 30 s
-  local what=$1 deadline=$(($(now_ms) + 30000)); shift
-  until "$@" >/dev/null 2>&1; do
-    (($(now_ms) < deadline)) || { echo "timed out waiting for $what" >&2; exit 1; }
-    sleep 0.1
-  done
-}
+# shellcheck source=benches/peers/common.sh
+. benches/peers/common.sh
 secret=builds-ab-secret-builds-ab-secret-0123456
 cfg=$work/node.toml
-cat > "$cfg" <<EOF
-[auth]
-jwt_secret = "$secret"
-[cluster]
-secret = "$secret-cluster"
-[slots]
-opens = "00:00"
-closes = "24:00"
-EOF
-common=(--config "$cfg" --set log.filter=error --set limits.enabled=false --set analytics.enabled=false
-        --set slots.capacity=1000000)
+bench_config "$cfg" "$secret"
+mapfile -t common < <(bench_settings "$cfg")
 admin=$("$a_bin" token --config "$cfg" --user ab-admin --admin --ttl 2h)
 start() { # bin name port settings...
   local bin=$1 name=$2 port=$3; shift 3

@@ -12,23 +12,17 @@ cd "$(dirname "$0")/../.."
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5} secs=${4:-5}
 [[ $rounds =~ ^[1-9][0-9]?$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS and SECS: 1 to 99" >&2; exit 2; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+# shellcheck source=benches/peers/common.sh
+. benches/peers/common.sh
 W=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
 trap cleanup EXIT
 secret=wrk-bench-secret-wrk-bench-secret-0123456
-cat > "$W/node.toml" <<EOT
-[auth]
-jwt_secret = "$secret"
-[cluster]
-secret = "$secret-cluster"
-[slots]
-opens = "00:00"
-closes = "24:00"
-EOT
+bench_config "$W/node.toml" "$secret"
+mapfile -t common < <(bench_settings "$W/node.toml")
 start() { # name bin port
-  "$2" serve --config "$W/node.toml" --set log.filter=error --set limits.enabled=false --set analytics.enabled=false \
-    --set slots.capacity=1000000 --listen "127.0.0.1:$3" --data-dir "$W/$1" --set cluster.node_id=1 --set cluster.bootstrap=true > "$W/$1.log" 2>&1 &
+  "$2" serve "${common[@]}" --listen "127.0.0.1:$3" --data-dir "$W/$1" --set cluster.node_id=1 --set cluster.bootstrap=true > "$W/$1.log" 2>&1 &
   pids+=("$!"); echo "$!" > "$W/$1.pid"
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$3/readyz" >/dev/null && break; sleep 0.1; done
   local tok slot id

@@ -13,6 +13,8 @@ a_bin=$(realpath "$1") rounds=${3:-3} secs=${4:-5}
 b_bin=$(realpath "$2"); export b_bin  # read through ${!bin}
 [[ $rounds =~ ^[1-9]$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS 1 to 9, SECS 1 to 99" >&2; exit 2; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+# shellcheck source=benches/peers/common.sh
+. benches/peers/common.sh
 work=$(mktemp -d)
 pid=""
 cleanup() {
@@ -23,13 +25,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 secret=restart-ab-secret-restart-ab-secret-0123
 cfg=$work/node.toml
-printf '[auth]\njwt_secret = "%s"\n[cluster]\nsecret = "%s-cluster"\n[slots]\nopens = "00:00"\ncloses = "24:00"\n' "$secret" "$secret" > "$cfg"
+bench_config "$cfg" "$secret"
+mapfile -t common < <(bench_settings "$cfg")
 port=17330
 admin=$("$a_bin" token --config "$cfg" --user restart-admin --admin --ttl 2h)
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 start() { # bin dir
-  "$1" serve --config "$cfg" --set log.filter=error --set limits.enabled=false --set analytics.enabled=false \
-    --set slots.capacity=1000000 --listen "127.0.0.1:$port" --data-dir "$2" --set cluster.node_id=1 \
+  "$1" serve "${common[@]}" --listen "127.0.0.1:$port" --data-dir "$2" --set cluster.node_id=1 \
     --set cluster.bootstrap=true > "$2.log" 2>&1 &
   pid=$!
 }

@@ -47,7 +47,7 @@ pg_rate() {
 
 echo "== pizza-orders create-order (release, 1 and 3 nodes), alternating with PostgreSQL" >&2
 cargo bench --quiet --bench load --no-run >/dev/null 2>&1
-bin=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
+bin=$(find target/release/deps -maxdepth 1 -name 'load-*' -type f -executable -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
 ours_rate() {
   "$bin" --bench create --nodes "$1" --clients "$2" --seconds "$secs" 2>/dev/null | awk -F'|' '/^\| create/ {gsub(/[^0-9]/, "", $5); print $5}'
 }

@@ -45,7 +45,7 @@ done
 ((secs <= 60 && rounds <= 7)) || { echo "SECS at most 60, ROUNDS at most 7 (a delivery slot per round, 17:00Z-23:00Z)" >&2; exit 2; }
 here=benches/peers
 bin=target/release/pizza-orders
-load_bin=${PIZZA_LOAD_BIN:-$(ls -t target/release/deps/load-* 2>/dev/null | grep -v '\.d$' | head -1 || true)}
+load_bin=${PIZZA_LOAD_BIN:-$(find target/release/deps -maxdepth 1 -name 'load-*' -type f -executable -printf '%T@ %p\n' 2>/dev/null | sort -rn | head -1 | cut -d' ' -f2)}
 [ -x "$bin" ] || { echo "no $bin (cargo build --release)" >&2; exit 1; }
 [[ -n $load_bin && -x $load_bin ]] || { echo "no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
 
@@ -90,31 +90,16 @@ for port in $single "${ours[@]}" "${etcd_client[@]}" "${etcd_peer[@]}"; do
     echo "port $port on 127.0.0.1 is already in use" >&2; exit 1
   fi
 done
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-wait_for() { # what command... : retry for at most 30 s
-  local what=$1 deadline=$(($(now_ms) + 30000)); shift
-  until "$@" >/dev/null 2>&1; do
-    (($(now_ms) < deadline)) || { echo "timed out waiting for $what" >&2; exit 1; }
-    sleep 0.1
-  done
-}
+# shellcheck source=benches/peers/common.sh
+. benches/peers/common.sh
 
 echo "== $(date -u +%FT%TZ), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $(etcd --version | head -1)" >&2
 
 # --- the servers -----------------------------------------------------------------------------
 secret=wrk-bench-secret-wrk-bench-secret-0123456
 cfg=$work/node.toml
-cat > "$cfg" <<EOF
-[auth]
-jwt_secret = "$secret"
-[cluster]
-secret = "$secret-cluster"
-[slots]
-opens = "00:00"
-closes = "24:00"
-EOF
-common=(--config "$cfg" --set log.filter=error --set limits.enabled=false --set analytics.enabled=false
-        --set slots.capacity=1000000)  # the most a slot may hold
+bench_config "$cfg" "$secret"
+mapfile -t common < <(bench_settings "$cfg")
 admin=$("$bin" token --config "$cfg" --user wrk-admin --admin --ttl 2h)
 
 start_node() { # name port extra-settings...

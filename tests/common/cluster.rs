@@ -18,7 +18,25 @@ pub struct TestCluster {
     envs: Vec<Vec<(String, String)>>,
 }
 
+/// A loopback port nothing listens on, for a node to bind next. Taken from 20000–31999, below
+/// the kernel's ephemeral range (32768–60999 by default): a port the kernel handed out for a
+/// bind to port 0 could be handed again, or used as the source port of an outgoing connection
+/// (a peer's, a client's), before the node binds it, and the node would exit at start. Each
+/// call in a process moves on to the next port, from a start that differs per process.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let seed = std::process::id().wrapping_mul(2_654_435_761)
+        ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let _ = NEXT.compare_exchange(u32::MAX, seed % COUNT, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 

@@ -251,7 +251,12 @@ fn spawn(
     });
     match rx.recv_timeout(START_DEADLINE) {
         Ok(base) => (child, base),
-        Err(_) => {
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // Its output closed before it listened: it exited (its stderr says why).
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            panic!("node exited at start ({status}) before it listened");
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
             let _ = child.kill();
             panic!("node did not report its address within {START_DEADLINE:?}");
         }
