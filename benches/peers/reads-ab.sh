@@ -16,7 +16,12 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no
 . benches/peers/common.sh
 W=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() {
+  exec 9>&- 2>/dev/null || true  # the hello-world server's stdin: it stops when it closes
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
 trap cleanup EXIT
 secret=wrk-bench-secret-wrk-bench-secret-0123456
 bench_config "$W/node.toml" "$secret"
@@ -36,10 +41,13 @@ start old "$old" 17201
 start new "$new" 17202
 loadbin=$(find target/release/deps -maxdepth 1 -name 'load-*' -type f -executable -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
 [ -n "$loadbin" ] || { echo "no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
-(sleep 100000 | "$loadbin" hello-serve --bench --workers 2 > "$W/hport" 2>/dev/null) &
-pids+=("$!")
+mkfifo "$W/hello.in"
+"$loadbin" hello-serve --bench --workers 2 < "$W/hello.in" > "$W/hport" 2>/dev/null &
+hpid=$!
+pids+=("$hpid")
+exec 9> "$W/hello.in"
 for _ in $(seq 50); do [ -s "$W/hport" ] && break; sleep 0.1; done
-hp=$(head -1 "$W/hport"); hpid=$(pgrep -f "$loadbin hello-serve" -n)
+hp=$(head -1 "$W/hport")
 ut() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 declare -A rates cpus
 for r in $(seq "$rounds"); do
