@@ -234,15 +234,25 @@ fn order_response(status: StatusCode, order: &Order, now: Timestamp) -> Response
 
 /// An order's answer with its kitchen steps.
 pub(super) fn order_response_with(status: StatusCode, order: &Order, now: Timestamp, steps: &[Step]) -> Response {
-    let view = OrderView::new(order, now, steps);
-    // Serialised into a Vec sized for an order: axum's `Json` writes through a 128-byte
-    // `BytesMut` writer, one `io::Write` call per JSON token, and regrows it twice.
-    let mut body = Vec::with_capacity(512);
-    if serde_json::to_writer(&mut body, &view).is_err() {
-        return ApiError::Internal.into_response();
+    match order_json(order, now, steps) {
+        Ok(body) => order_reply(status, order.version, body),
+        Err(e) => e.into_response(),
     }
+}
+
+/// An order's JSON body. Serialised into a Vec sized for an order: axum's `Json` writes
+/// through a 128-byte `BytesMut` writer, one `io::Write` call per JSON token, and regrows it
+/// twice.
+fn order_json(order: &Order, now: Timestamp, steps: &[Step]) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::with_capacity(512);
+    serde_json::to_writer(&mut body, &OrderView::new(order, now, steps)).map_err(|_| ApiError::Internal)?;
+    Ok(body)
+}
+
+/// An order's body as an answer: JSON, with the version as its ETag.
+fn order_reply(status: StatusCode, version: OrderVersion, body: impl Into<axum::body::Body>) -> Response {
     let json = HeaderValue::from_static("application/json");
-    (status, [(header::CONTENT_TYPE, json), (header::ETAG, etag(order.version))], body).into_response()
+    (status, [(header::CONTENT_TYPE, json), (header::ETAG, etag(version))], body.into()).into_response()
 }
 
 fn location(id: OrderId) -> HeaderValue {
@@ -406,13 +416,7 @@ pub async fn get_order(
     if answer.owner != principal.user {
         return Err(ApiError::OrderNotFound);
     }
-    let json = HeaderValue::from_static("application/json");
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, json), (header::ETAG, etag(OrderVersion(answer.version)))],
-        answer.body.clone(),
-    )
-        .into_response())
+    Ok(order_reply(StatusCode::OK, OrderVersion(answer.version), answer.body.clone()))
 }
 
 /// `pizza_orders_order_answers_total{source}`: answers of `GET /v1/orders/{id}` that were
@@ -427,9 +431,7 @@ fn answers_counted(kept: bool) -> &'static metrics::Counter {
 /// An order's answer as [`get_order`] gives it, with how long it holds: an order placed and
 /// not yet in the kitchen reads as active until its slot ends.
 fn render_answer(order: &Order, now: Timestamp, steps: &[Step]) -> Result<OrderAnswer, ApiError> {
-    let view = OrderView::new(order, now, steps);
-    let mut body = Vec::with_capacity(512);
-    serde_json::to_writer(&mut body, &view).map_err(|_| ApiError::Internal)?;
+    let body = order_json(order, now, steps)?;
     let slot_end = order.spec.slot.end();
     let fresh_until = match order.status {
         OrderStatus::Placed if now < slot_end => Some(slot_end),

@@ -487,9 +487,9 @@ fn advance(txn: &WriteTransaction, revision: u64, c: &AdvanceOrder) -> Result<Ou
         last_command: c.command_id.0,
         ..current
     };
+    // The order's row, written just above, already noted it for the cached answers.
     write_changed(txn, &mut orders, &order, current_revision)?;
     txn.open_table(ORDER_STEPS)?.insert(order.id.as_u128(), codec::encode(&history)?.as_slice())?;
-    super::changes::order_written(order.id.as_u128());
     Ok(Outcome::Advanced { order, history })
 }
 
