@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::cluster::{admin_json, eventually, free_port};
-use common::{client, order_body, run_cli, slot, token, TestNode};
+use common::{client, create, order_body, run_cli, slot, token, TestNode};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -278,13 +278,7 @@ async fn bad_backups_and_bad_requests_fail_clearly_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = node.config_file.to_str().unwrap().to_owned();
     for i in 0..5 {
-        let r = client()
-            .post(node.url("/v1/orders"))
-            .bearer_auth(token(&format!("c{i}")))
-            .json(&order_body(&slot(2, 30)))
-            .send()
-            .await
-            .unwrap();
+        let r = create(&node, &format!("c{i}"), &order_body(&slot(2, 30))).await;
         assert_eq!(r.status(), StatusCode::CREATED);
     }
     let good = dir.path().join("good.backup");
@@ -489,13 +483,7 @@ async fn scheduled_backups_keep_the_newest_verified_files_and_the_drill_restores
     };
     let mut revisions = Vec::new();
     for run in 0..3 {
-        let r = client()
-            .post(node.url("/v1/orders"))
-            .bearer_auth(token(&format!("s{run}")))
-            .json(&order_body(&slot(2, 30)))
-            .send()
-            .await
-            .unwrap();
+        let r = create(&node, &format!("s{run}"), &order_body(&slot(2, 30))).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         let (code, out, err) = cli(scheduled(node.base.clone())).await;
         assert_eq!(code, Some(0), "run {run}: {err}");
