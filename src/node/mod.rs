@@ -134,13 +134,13 @@ async fn watch_disk(disk: DiskSpace) {
     loop {
         tick.tick().await;
         let probe = disk.clone();
-        let Ok(full) = tokio::task::spawn_blocking(move || probe.publish()).await else { return };
-        if full != was_full {
-            match disk.check() {
+        let Ok(verdict) = tokio::task::spawn_blocking(move || probe.publish()).await else { return };
+        if verdict.is_err() != was_full {
+            match &verdict {
                 Err(reason) => tracing::error!(%reason, "not ready; while this node leads it refuses new writes"),
                 Ok(()) => tracing::info!("disk space is back above the reserve: writes resume"),
             }
-            was_full = full;
+            was_full = verdict.is_err();
         }
     }
 }

@@ -47,7 +47,12 @@ impl DiskSpace {
 
     /// `Err` when less than the reserve is free: refuse new writes.
     pub fn check(&self) -> Result<(), DiskFull> {
-        match self.free() {
+        self.judge(self.free())
+    }
+
+    /// [`Self::check`] of a reading already taken (`None`: unknown, never refused).
+    fn judge(&self, free: Option<u64>) -> Result<(), DiskFull> {
+        match free {
             Some(free) if free < self.min_free => Err(DiskFull {
                 dir: self.dir.display().to_string(),
                 free_mib: free / MIB,
@@ -63,11 +68,11 @@ impl DiskSpace {
     pub fn wait_for_room(&self) {
         let floor = self.min_free / 2;
         let mut warned = false;
-        while self.free().is_some_and(|free| free < floor) {
+        while let Some(free) = self.free().filter(|&free| free < floor) {
             if !warned {
                 tracing::error!(
                     dir = %self.dir.display(),
-                    free_mib = self.free().unwrap_or(0) / MIB,
+                    free_mib = free / MIB,
                     "the disk is full: the Raft log waits for space before writing"
                 );
                 metrics::gauge!("pizza_orders_storage_log_waiting").set(1.0);
@@ -81,15 +86,17 @@ impl DiskSpace {
         }
     }
 
-    /// Publish the free space and whether writes are refused (every few seconds).
-    pub fn publish(&self) -> bool {
-        let low = self.check().is_err();
-        if let Some(free) = self.free() {
+    /// Publish the free space and whether writes are refused (every few seconds), from one
+    /// reading, and return that verdict ([`Self::check`]).
+    pub fn publish(&self) -> Result<(), DiskFull> {
+        let free = self.free();
+        let verdict = self.judge(free);
+        if let Some(free) = free {
             metrics::gauge!("pizza_orders_storage_free_bytes").set(free as f64);
         }
         metrics::gauge!("pizza_orders_storage_reserve_bytes").set(self.min_free as f64);
-        metrics::gauge!("pizza_orders_storage_full").set(if low { 1.0 } else { 0.0 });
-        low
+        metrics::gauge!("pizza_orders_storage_full").set(if verdict.is_err() { 1.0 } else { 0.0 });
+        verdict
     }
 }
 
