@@ -2,17 +2,26 @@
 //! in each node's config) opens in this one: its orders become store "main"'s, the log entries
 //! it had not yet made durable re-apply exactly as they did, and the catalog is seeded.
 //!
-//! The fixture `tests/fixtures/format4-data.tar.gz` was made with that release (f777dd9):
-//! slots.capacity = 3; ann, bob and cem booked 2030-01-07T12:00Z with Idempotency-Keys
-//! (dan was refused: full); bob moved to 12:30; cem cancelled; after a clean stop and a
-//! restart, eve booked 12:30 and ann changed her address, and the node was killed with
-//! SIGKILL at once, so those two writes were in the log but not in the durable state.
+//! The fixture `tests/fixtures/format4-data.tar.gz` was made with that release (f777dd9) by
+//! `tests/fixtures/make-format4-data.sh`: slots.capacity = 3; ann, bob and cem booked
+//! [`SLOT_DAY`] 12:00Z with Idempotency-Keys that live 100 years (dan was refused: full); bob
+//! moved to 12:30; cem cancelled; after a clean stop and a restart, eve booked 12:30 and ann
+//! changed her address, and the node was killed with SIGKILL at once, so those two writes were
+//! in the log but not in the durable state.
 
 mod common;
 
 use common::{client, token, TestNode};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+/// The day every order of the fixture books: the furthest a catalog's horizon (3650 days)
+/// allowed when the fixture was made, so the test holds until then; the script rebuilds it.
+const SLOT_DAY: &str = "2036-11-22";
+
+fn at(time: &str) -> String {
+    format!("{SLOT_DAY}T{time}:00Z")
+}
 
 async fn orders_of(node: &TestNode, user: &str) -> Vec<Value> {
     let page: Value =
@@ -34,10 +43,10 @@ async fn a_format_4_data_directory_converts_into_store_main_and_loses_nothing() 
     assert_eq!(ann[0]["address"], "1 Main St, flat 2", "the change in the log re-applied");
     assert_eq!((ann[0]["version"].clone(), ann[0]["store_id"].clone()), (json!(2), json!("main")));
     assert_eq!(ann[0]["price_cents"], 1420, "the price fixed by the old release is kept");
-    assert_eq!(ann[0]["editable_until"], "2030-01-07T11:30:00Z", "the old cutoff (30 min) is kept");
+    assert_eq!(ann[0]["editable_until"], at("11:30"), "the old cutoff (30 min) is kept");
     let eve = orders_of(&node, "eve").await;
     assert_eq!(eve.len(), 1, "the create in the log re-applied");
-    assert_eq!(orders_of(&node, "bob").await[0]["delivery_slot"]["start"], "2030-01-07T12:30:00Z");
+    assert_eq!(orders_of(&node, "bob").await[0]["delivery_slot"]["start"], at("12:30"));
     assert_eq!(orders_of(&node, "cem").await[0]["status"], "cancelled");
     assert!(orders_of(&node, "dan").await.is_empty());
 
@@ -48,7 +57,7 @@ async fn a_format_4_data_directory_converts_into_store_main_and_loses_nothing() 
     assert_eq!(stores["stores"][0]["id"], "main");
     let slots: Value = client()
         .get(node.url("/v1/slots"))
-        .query(&[("from", "2030-01-07T12:00:00Z"), ("to", "2030-01-07T13:00:00Z")])
+        .query(&[("from", at("12:00")), ("to", at("13:00"))])
         .send()
         .await
         .unwrap()
@@ -64,7 +73,7 @@ async fn a_format_4_data_directory_converts_into_store_main_and_loses_nothing() 
         .post(node.url("/v1/orders"))
         .bearer_auth(token("bob"))
         .header("Idempotency-Key", "key-bob")
-        .json(&json!({ "address": "1 Main St", "size": "large", "toppings": ["mushroom"], "delivery_slot": "2030-01-07T12:00:00Z" }))
+        .json(&json!({ "address": "1 Main St", "size": "large", "toppings": ["mushroom"], "delivery_slot": at("12:00") }))
         .send()
         .await
         .unwrap();
