@@ -3,7 +3,8 @@
 
 use std::io::Write;
 
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft_legacy::network_v1::InstallSnapshotRequest;
 use pizza_orders::auth::TokenKeys;
 use pizza_orders::backup;
 use pizza_orders::codec;
@@ -41,7 +42,7 @@ proptest! {
         let _ = codec::decode::<Command>(&bytes);
         let _ = codec::decode::<Vec<Command>>(&bytes);
         let _ = codec::decode::<AppendEntriesRequest<TypeConfig>>(&bytes);
-        let _ = codec::decode::<VoteRequest<u64>>(&bytes);
+        let _ = codec::decode::<VoteRequest<TypeConfig>>(&bytes);
         let _ = codec::decode::<InstallSnapshotRequest<TypeConfig>>(&bytes);
         let mut versioned = vec![codec::FORMAT_VERSION];
         versioned.extend_from_slice(&bytes);

@@ -1,7 +1,7 @@
 //! openraft's own storage conformance suite against our log store (segment files) and state
 //! machine (redb).
 
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 use pizza_orders::raft::log_store::LogStore;
 use pizza_orders::raft::state_machine::StateMachine;
@@ -11,7 +11,7 @@ use pizza_orders::state::Store;
 struct DiskBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for DiskBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<u64>> {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
         let state_machine = StateMachine::new(store.shared_database(), dir.path()).expect("state machine");
@@ -20,7 +20,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Dis
     }
 }
 
-#[test]
-fn the_raft_storage_passes_openraft_conformance_suite() {
-    Suite::test_all(DiskBuilder).expect("openraft storage suite");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raft_storage_passes_openraft_conformance_suite() {
+    Suite::test_all(DiskBuilder).await.expect("openraft storage suite");
 }

@@ -195,6 +195,9 @@ async fn status_view(node: &Node) -> StatusView {
         applied: m.last_applied.map(|l| l.index),
         snapshot: m.snapshot.map(|l| l.index),
         purged: m.purged.map(|l| l.index),
+        // Still filled by openraft 0.10 (deprecated for the absolute `last_quorum_acked`); kept
+        // as it is a field of this API.
+        #[allow(deprecated)]
         millis_since_quorum_ack: m.millis_since_quorum_ack,
         members,
     }

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft_legacy::network_v1::{ChunkedSnapshotReceiver, InstallSnapshotRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -77,7 +78,7 @@ async fn append(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<AppendEnt
 
 /// No votes just after a start: a restarted voter has forgotten which leader it heard from,
 /// and must not help elect another while that leader's read lease may hold (`node::lease`).
-async fn vote(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<VoteRequest<u64>>) -> Response {
+async fn vote(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<VoteRequest<TypeConfig>>) -> Response {
     if !node.may_vote() {
         return (StatusCode::SERVICE_UNAVAILABLE, "just started: not voting yet").into_response();
     }

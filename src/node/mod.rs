@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::async_runtime::WatchReceiver;
 use openraft::BasicNode;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -162,7 +163,7 @@ pub const STORAGE_FULL_MARK: &str = "storage-full: ";
 impl Submitter {
     async fn here(&self, commands: Vec<Command>) -> Result<Vec<Applied>, NodeError> {
         let expected = commands.len();
-        if self.raft.metrics().borrow().current_leader == Some(self.id) {
+        if self.raft.metrics().borrow_watched().current_leader == Some(self.id) {
             self.disk.check().map_err(|full| NodeError::StorageFull(full.to_string()))?;
         }
         match self.raft.client_write(Proposal { commands }).await {
@@ -179,14 +180,14 @@ impl Submitter {
         loop {
             // Straight to the leader a follower knows of: its own Raft may be busy (a slow or
             // full disk holds it in an append) and need not be asked.
-            let known = self.raft.metrics().borrow().current_leader;
+            let known = self.raft.metrics().borrow_watched().current_leader;
             if known.is_none_or(|l| l == self.id) {
                 match self.here(commands.clone()).await {
                     Err(NodeError::NoLeader) => {}
                     other => return other,
                 }
             }
-            let metrics = self.raft.metrics().borrow().clone();
+            let metrics = self.raft.metrics().borrow_watched().clone();
             let leader = metrics
                 .current_leader
                 .filter(|l| *l != self.id)
@@ -402,7 +403,7 @@ impl Node {
     }
 
     pub fn metrics(&self) -> RaftMetrics {
-        self.raft.metrics().borrow().clone()
+        self.raft.metrics().borrow_watched().clone()
     }
 
     /// The commit index this node has learned of.
@@ -627,13 +628,13 @@ async fn wait_for_leader(raft: &Raft) -> Result<(NodeId, String), NodeError> {
 /// had elected a new one.
 async fn confirm_leadership(raft: Raft, lease: Arc<Lease>, opened_term: u64) -> Result<u64, NodeError> {
     let round = lease.begin();
-    match raft.ensure_linearizable().await {
+    match raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await {
         Ok(read) => {
-            if raft.metrics().borrow().current_term != opened_term {
+            if raft.metrics().borrow_watched().current_term != opened_term {
                 lease.drop_floor();
             }
             lease.confirmed(round);
-            Ok(read.map_or(0, |l| l.index).max(lease.floor()))
+            Ok(read.index().max(lease.floor()))
         }
         Err(RaftError::APIError(_)) => Err(NodeError::NoLeader),
         Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),

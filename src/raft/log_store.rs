@@ -19,17 +19,14 @@
 //! packs concurrent writes into one log entry (`node::Batcher`), and every `append` is one
 //! write and one fsync for however many entries openraft hands over.
 
-// The error type is openraft's `StorageError`, fixed by the storage traits.
-#![allow(clippy::result_large_err)]
-
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -38,7 +35,7 @@ use super::log_raftlog::RaftLogEntries as SegmentLog;
 use super::log_segments::SegmentError;
 #[cfg(not(feature = "raft-log-eval"))]
 use super::log_segments::SegmentLog;
-use super::{storage_error, NodeId, TypeConfig};
+use super::{io_error, Entry, LogId, TypeConfig, Vote};
 use crate::codec;
 use crate::state::disk::DiskSpace;
 use crate::state::tables::{RAFT_LOG, RAFT_META};
@@ -56,7 +53,7 @@ const DURABLE_END: &str = "durable_end";
 /// How often `DurableEnd` is saved while appends happen.
 const DURABLE_END_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-type Result<T> = std::result::Result<T, StorageError<NodeId>>;
+type Result<T> = std::io::Result<T>;
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -68,7 +65,7 @@ pub struct LogStore {
     /// The last committed index openraft told us, for `/readyz` and lease reads (0 = none yet).
     committed: Arc<AtomicU64>,
     /// The same as a log id, saved by the next append.
-    committed_id: Arc<Mutex<Option<LogId<NodeId>>>>,
+    committed_id: Arc<Mutex<Option<LogId>>>,
     /// How many times the vote changed since start (a leader's read lease is for one vote).
     vote_changes: Arc<AtomicU64>,
     durable_end: Arc<DurableEnd>,
@@ -128,15 +125,15 @@ impl LogStore {
         txn.open_table(RAFT_META)?;
         txn.commit()?;
         move_legacy_log(&db, &state.shared_database())?;
-        let purged: Option<LogId<NodeId>> =
+        let purged: Option<LogId> =
             Self::read_meta(&db, LAST_PURGED).map_err(|e| StoreError::Io(e.to_string()))?;
         let durable_end: Option<u64> = Self::read_meta(&db, DURABLE_END).map_err(|e| StoreError::Io(e.to_string()))?;
         let entries = SegmentLog::open(&data_dir.join(Self::SEGMENTS_DIR), purged.map(|p| p.index), durable_end)
             .map_err(segment_store_error)?;
         move_redb_log(&db, &entries, &state.shared_database())?;
         let end = entries.last_index().or(purged.map(|p| p.index)).unwrap_or(0);
-        let vote: Option<Vote<NodeId>> = Self::read_meta(&db, VOTE).map_err(|e| StoreError::Io(e.to_string()))?;
-        let term = vote.map_or(0, |v| v.leader_id().term);
+        let vote: Option<Vote> = Self::read_meta(&db, VOTE).map_err(|e| StoreError::Io(e.to_string()))?;
+        let term = vote.map_or(0, |v| v.leader_id.term);
         Ok(Self {
             opened: (end, term),
             opened_purged: purged.map_or(0, |p| p.index),
@@ -165,7 +162,7 @@ impl LogStore {
 
     /// After an offline restore: the log starts after `last_purged`, which the restored state
     /// covers.
-    pub fn record_restored(&self, last_purged: LogId<NodeId>) -> std::result::Result<(), StoreError> {
+    pub fn record_restored(&self, last_purged: LogId) -> std::result::Result<(), StoreError> {
         let bytes = codec::encode(&last_purged)?;
         let txn = self.db.begin_write()?;
         txn.open_table(RAFT_META)?.insert(LAST_PURGED, bytes.as_slice())?;
@@ -207,12 +204,12 @@ impl LogStore {
         self.vote_changes.clone()
     }
 
-    fn latest_committed(&self) -> Option<LogId<NodeId>> {
+    fn latest_committed(&self) -> Option<LogId> {
         *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Keep `committed` as the id the next append saves and as the index readers see.
-    fn remember_committed(&self, committed: Option<LogId<NodeId>>) {
+    fn remember_committed(&self, committed: Option<LogId>) {
         *self.committed_id.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = committed;
         self.committed.store(committed.map_or(0, |c| c.index), Ordering::SeqCst);
     }
@@ -223,14 +220,11 @@ impl LogStore {
         work: impl FnOnce(&Database) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let db = self.db.clone();
-        super::run_blocking(move || work(&db))
-            .await
-            .map_err(|e| storage_error(StorageIOError::write_logs, &std::io::Error::other(e)))?
+        super::run_blocking(move || work(&db)).await.map_err(io_error)?
     }
 
     fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>> {
-        let read =
-            |e: &dyn std::fmt::Display| storage_error(StorageIOError::read, &std::io::Error::other(e.to_string()));
+        let read = |e: &dyn std::fmt::Display| io_error(e);
         let txn = db.begin_read().map_err(|e| read(&e))?;
         let table = txn.open_table(RAFT_META).map_err(|e| read(&e))?;
         let raw = table.get(key).map_err(|e| read(&e))?;
@@ -238,8 +232,7 @@ impl LogStore {
     }
 
     fn write_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<()> {
-        let write =
-            |e: &dyn std::fmt::Display| storage_error(StorageIOError::write, &std::io::Error::other(e.to_string()));
+        let write = |e: &dyn std::fmt::Display| io_error(e);
         let bytes = codec::encode(value).map_err(|e| write(&e))?;
         let txn = db.begin_write().map_err(|e| write(&e))?;
         txn.open_table(RAFT_META).map_err(|e| write(&e))?.insert(key, bytes.as_slice()).map_err(|e| write(&e))?;
@@ -247,12 +240,12 @@ impl LogStore {
     }
 }
 
-fn read_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    storage_error(StorageIOError::read_logs, &std::io::Error::other(e.to_string()))
+fn read_err(e: impl std::fmt::Display) -> std::io::Error {
+    io_error(e)
 }
 
-fn write_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    storage_error(StorageIOError::write_logs, &std::io::Error::other(e.to_string()))
+fn write_err(e: impl std::fmt::Display) -> std::io::Error {
+    io_error(e)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -261,7 +254,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>> {
+    ) -> Result<Vec<Entry>> {
         let range = (range.start_bound().cloned(), range.end_bound().cloned());
         self.entries
             .read(range)
@@ -270,15 +263,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .map(|(_, payload)| codec::decode(payload).map_err(read_err))
             .collect()
     }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>> {
+        self.blocking(|db| Self::read_meta(db, VOTE)).await
+    }
 }
 
 impl LogStore {
-    fn last_log_id(&self) -> Result<Option<LogId<NodeId>>> {
+    fn last_log_id(&self) -> Result<Option<LogId>> {
         let Some(last) = self.entries.last_index() else { return Ok(None) };
         let entries =
             self.entries.read((std::ops::Bound::Included(last), std::ops::Bound::Included(last))).map_err(read_err)?;
         match entries.first() {
-            Some((_, payload)) => Ok(Some(codec::decode::<Entry<TypeConfig>>(payload).map_err(read_err)?.log_id)),
+            Some((_, payload)) => Ok(Some(codec::decode::<Entry>(payload).map_err(read_err)?.log_id)),
             None => Ok(None),
         }
     }
@@ -288,7 +285,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId<NodeId>> = self.blocking(|db| Self::read_meta(db, LAST_PURGED)).await?;
+        let last_purged_log_id: Option<LogId> = self.blocking(|db| Self::read_meta(db, LAST_PURGED)).await?;
         let last = self.last_log_id()?;
         Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
     }
@@ -297,34 +294,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<()> {
+    async fn save_vote(&mut self, vote: &Vote) -> Result<()> {
         let vote = *vote;
         self.vote_changes.fetch_add(1, Ordering::SeqCst);
         self.blocking(move |db| Self::write_meta(db, VOTE, &vote)).await
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>> {
-        self.blocking(|db| Self::read_meta(db, VOTE)).await
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<()> {
         self.remember_committed(committed);
         Ok(())
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>> {
+    async fn read_committed(&mut self) -> Result<Option<LogId>> {
         if let Some(latest) = self.latest_committed() {
             return Ok(Some(latest));
         }
-        let committed: Option<LogId<NodeId>> = self.blocking(|db| Self::read_meta(db, COMMITTED)).await?.flatten();
+        let committed: Option<LogId> = self.blocking(|db| Self::read_meta(db, COMMITTED)).await?.flatten();
         self.remember_committed(committed);
         Ok(committed)
     }
 
     /// One write and one fsync for the whole batch; openraft is told only after the fsync.
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<()>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let encoded: Vec<(u64, Vec<u8>)> = entries
@@ -346,8 +339,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         .map_err(write_err)
         .and_then(|r| r);
         match &result {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+            Ok(()) => callback.io_completed(Ok(())),
+            Err(e) => callback.io_completed(Err(std::io::Error::other(e.to_string()))),
         }
         if result.is_ok() {
             if let Some(last) = last {
@@ -366,21 +359,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         result
     }
 
-    /// Delete entries at and after `log_id` (a new leader overwrote them). The durable end is
-    /// lowered first, so the next start does not take the shorter log for a damaged one.
-    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
-        tracing::info!(
-            from = log_id.index,
-            "truncating the Raft log: a new leader replaced entries this node had not committed"
-        );
+    /// Delete entries after `last` (a new leader overwrote them; `None`: every entry). The
+    /// durable end is lowered first, so the next start does not take the shorter log for a
+    /// damaged one.
+    async fn truncate_after(&mut self, last: Option<LogId>) -> Result<()> {
+        let from = last.map_or(0, |l| l.index + 1);
+        tracing::info!(from, "truncating the Raft log: a new leader replaced entries this node had not committed");
         let (log, end) = (self.entries.clone(), self.durable_end.clone());
         self.blocking(move |db| {
             let saving = end.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let lowered = end.latest.load(Ordering::SeqCst).min(log_id.index.saturating_sub(1));
+            let lowered = end.latest.load(Ordering::SeqCst).min(from.saturating_sub(1));
             end.latest.store(lowered, Ordering::SeqCst);
             Self::write_meta(db, DURABLE_END, &lowered)?;
             drop(saving);
-            log.truncate(log_id.index).map_err(write_err)
+            log.truncate(from).map_err(write_err)
         })
         .await
     }
@@ -389,7 +381,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// that applied them is durable: after a crash openraft re-applies from the durable state,
     /// so the entries after it must still be here. The purge point (and the latest committed
     /// id) are saved before any file goes.
-    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<()> {
+    async fn purge(&mut self, log_id: LogId) -> Result<()> {
         let state = self.state.clone();
         let log = self.entries.clone();
         let committed = codec::encode(&self.latest_committed()).map_err(write_err)?;
@@ -523,7 +515,7 @@ mod tests {
     use crate::state::tables::{
         DATA_FORMAT_REDB_LOG, DATA_FORMAT_SEGMENT_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION,
     };
-    use openraft::CommittedLeaderId;
+    use crate::raft::CommittedLeaderId;
 
     fn data_format(store: &Store) -> Option<u64> {
         let txn = store.shared_database().begin_read().unwrap();
@@ -541,13 +533,13 @@ mod tests {
             txn.open_table(META).unwrap().insert(META_SCHEMA_VERSION, DATA_FORMAT_SHARED_LOG).unwrap();
             let mut log = txn.open_table(RAFT_LOG).unwrap();
             for index in 1..=3u64 {
-                let entry = Entry::<TypeConfig> {
-                    log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                let entry = Entry {
+                    log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index),
                     payload: openraft::EntryPayload::Blank,
                 };
                 log.insert(index, codec::encode(&entry).unwrap().as_slice()).unwrap();
             }
-            let vote = Vote::<NodeId>::new_committed(1, 1);
+            let vote = Vote::new_committed(1, 1);
             txn.open_table(RAFT_META).unwrap().insert(VOTE, codec::encode(&vote).unwrap().as_slice()).unwrap();
         }
         txn.commit().unwrap();
@@ -597,7 +589,7 @@ mod tests {
             for index in 1..=5u64 {
                 log.insert(index, codec::encode(&blank(index)).unwrap().as_slice()).unwrap();
             }
-            let vote = Vote::<NodeId>::new_committed(2, 1);
+            let vote = Vote::new_committed(2, 1);
             txn.open_table(RAFT_META).unwrap().insert(VOTE, codec::encode(&vote).unwrap().as_slice()).unwrap();
         }
         txn.commit().unwrap();
@@ -609,9 +601,9 @@ mod tests {
         dir
     }
 
-    fn blank(index: u64) -> Entry<TypeConfig> {
-        Entry::<TypeConfig> {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index),
             payload: openraft::EntryPayload::Blank,
         }
     }
@@ -647,7 +639,7 @@ mod tests {
         };
         let mut log = LogStore::open(dir.path(), store.clone()).unwrap();
         put(&log, 1..=5);
-        block_on(log.truncate(LogId::new(CommittedLeaderId::new(1, 1), 4))).unwrap();
+        block_on(log.truncate_after(Some(LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, 3)))).unwrap();
         drop(log);
         let log = LogStore::open(dir.path(), store.clone()).expect("a truncated log opens");
         put(&log, 4..=6);

@@ -1,4 +1,4 @@
-//! Replication: openraft 0.9 over the node's redb file.
+//! Replication: openraft 0.10 over the node's redb file.
 //!
 //! - `log_store`: the Raft log and vote in redb, durable (fsync) before openraft is told so;
 //!   one transaction per batch of entries.
@@ -13,7 +13,7 @@ pub mod log_store;
 pub mod network;
 pub mod state_machine;
 
-use openraft::{AnyError, BasicNode, StorageError, StorageIOError};
+use openraft::BasicNode;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,12 @@ use crate::state::{Applied, Command};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub commands: Vec<Command>,
+}
+
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "proposal of {} commands", self.commands.len())
+    }
 }
 
 /// What applying one log entry produced: one outcome per command; empty for blank and
@@ -38,19 +44,23 @@ openraft::declare_raft_types!(
         R = Response,
         NodeId = u64,
         Node = BasicNode,
-        SnapshotData = tokio::fs::File,
 );
 
 pub type NodeId = u64;
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type RaftMetrics = openraft::RaftMetrics<NodeId, BasicNode>;
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+/// A log id: the leader (term and node) that proposed an entry, and its index.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// The committed leader id a log id carries (term and node, as in openraft 0.9).
+pub type CommittedLeaderId = openraft::type_config::alias::CommittedLeaderIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
 
-/// Wrap any error as an openraft storage error of the given kind.
-pub(crate) fn storage_error<E: std::error::Error + 'static>(
-    kind: fn(AnyError) -> StorageIOError<NodeId>,
-    e: &E,
-) -> StorageError<NodeId> {
-    StorageError::from(kind(AnyError::new(e)))
+/// Wrap any error as the `io::Error` openraft's storage traits return.
+pub(crate) fn io_error(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 /// Run blocking storage work (a redb commit, an fsync) from async code.

@@ -7,13 +7,13 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
-};
+use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::BasicNode;
+use openraft_legacy::network_v1::{
+    Adapter, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse, RaftNetwork,
+};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{NodeId, TypeConfig};
@@ -191,10 +191,11 @@ impl Network {
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = Peer;
+    /// The v1 protocol (snapshots in chunks), whose messages 0.9 peers read too.
+    type Network = Adapter<TypeConfig, Peer, tokio::fs::File>;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { target, addr: node.addr.clone(), client: self.client.clone() }
+        Peer { target, addr: node.addr.clone(), client: self.client.clone() }.into_v2()
     }
 }
 
@@ -210,8 +211,8 @@ impl Peer {
         path: &str,
         request: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let answer: Result<Resp, RaftError<NodeId, E>> =
+    ) -> Result<Resp, RPCError<TypeConfig, RaftError<TypeConfig, E>>> {
+        let answer: Result<Resp, RaftError<TypeConfig, E>> =
             self.client.call(&self.addr, path, request, option.hard_ttl()).await.map_err(|e| match e {
                 PeerError::Unreachable { .. } | PeerError::Unauthorized(_) | PeerError::Status(..) => {
                     RPCError::Unreachable(Unreachable::new(&e))
@@ -227,7 +228,7 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig, RaftError<TypeConfig>>> {
         self.rpc("/raft/append", &rpc, &option).await
     }
 
@@ -235,16 +236,16 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    ) -> Result<InstallSnapshotResponse<TypeConfig>, RPCError<TypeConfig, RaftError<TypeConfig, InstallSnapshotError>>>
     {
         self.rpc("/raft/snapshot", &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig, RaftError<TypeConfig>>> {
         self.rpc("/raft/vote", &rpc, &option).await
     }
 }

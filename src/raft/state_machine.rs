@@ -10,23 +10,20 @@
 //! Snapshots are streamed from a redb read transaction to a file (`state::snapshot`), never
 //! built in memory; installing one replaces every state table in one write transaction.
 
-// The error type is openraft's `StorageError`, fixed by the storage traits.
-#![allow(clippy::result_large_err)]
-
 use std::io::{BufReader, BufWriter, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership,
-};
+use futures_util::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::{BasicNode, EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use openraft_legacy::network_v1::SnapshotReceiverFactory;
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{storage_error, NodeId, Response, TypeConfig};
+use super::{io_error, CommittedLeaderId, Entry, LogId, NodeId, Response, TypeConfig};
 use crate::codec;
 use crate::state::tables::REPLICATION;
 use crate::state::{apply, snapshot};
@@ -40,9 +37,10 @@ const MEMBERSHIP: &str = "membership";
 const CURRENT_SNAPSHOT: &str = "current.snapshot";
 const CURRENT_META: &str = "current.meta";
 
-type Result<T> = std::result::Result<T, StorageError<NodeId>>;
-type Membership = StoredMembership<NodeId, BasicNode>;
-pub type Meta = SnapshotMeta<NodeId, BasicNode>;
+type Result<T> = std::io::Result<T>;
+type Membership = super::StoredMembership;
+pub type Meta = super::SnapshotMeta;
+type Snapshot = SnapshotOf<TypeConfig, tokio::fs::File>;
 
 #[derive(Clone)]
 pub struct StateMachine {
@@ -64,12 +62,19 @@ pub struct StateMachine {
     publishing: Arc<Mutex<()>>,
 }
 
-fn sm_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    storage_error(StorageIOError::write_state_machine, &std::io::Error::other(e.to_string()))
+fn sm_err(e: impl std::fmt::Display) -> std::io::Error {
+    io_error(e)
 }
 
-fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
-    storage_error(|e| StorageIOError::write_snapshot(None, e), &std::io::Error::other(e.to_string()))
+fn snap_err(e: impl std::fmt::Display) -> std::io::Error {
+    io_error(e)
+}
+
+/// A snapshot's name in logs and file names: the term and index of the last entry it covers.
+/// (openraft 0.9 kept a `snapshot_id` in the metadata; 0.10 names a snapshot by what it
+/// covers.)
+pub fn snapshot_name(meta: &Meta) -> String {
+    meta.last_log_id.map_or_else(|| "empty".to_owned(), |l| format!("{}-{}", l.leader_id.term, l.index))
 }
 
 /// The snapshot metadata as stored beside the snapshot file.
@@ -164,14 +169,14 @@ impl StateMachine {
         super::run_blocking(move || work(&this)).await.map_err(sm_err)?
     }
 
-    fn read_applied(db: &Database) -> Result<(Option<LogId<NodeId>>, Membership)> {
+    fn read_applied(db: &Database) -> Result<(Option<LogId>, Membership)> {
         replication_record(&db.begin_read().map_err(sm_err)?).map_err(sm_err)
     }
 
     /// Record the last applied log id and, when given, the membership it brought.
     fn write_applied(
         txn: &WriteTransaction,
-        applied: Option<LogId<NodeId>>,
+        applied: Option<LogId>,
         membership: Option<&Membership>,
     ) -> Result<()> {
         let mut table = txn.open_table(REPLICATION).map_err(sm_err)?;
@@ -184,7 +189,7 @@ impl StateMachine {
 
     /// One write transaction for the batch; the membership is rewritten only by a batch that
     /// changes it.
-    fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
+    fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<Response>> {
         // Whatever an earlier, failed batch noted on this thread is not news.
         crate::state::changes::take();
         crate::state::changes::take_written_orders();
@@ -247,24 +252,15 @@ impl StateMachine {
         // A snapshot ahead of the durable state would be ahead of the committed id openraft
         // finds after a crash, which it refuses to start with.
         crate::state::make_durable(&self.db).map_err(snap_err)?;
-        let meta = Meta {
-            last_log_id: applied,
-            last_membership: membership,
-            snapshot_id: format!(
-                "{}-{}-{}",
-                applied.map_or(0, |l| l.leader_id.term),
-                applied.map_or(0, |l| l.index),
-                &summary.digest_hex()[..12]
-            ),
-        };
+        let meta = Meta { last_log_id: applied, last_membership: membership };
         if let Some(newer) = self.publish(&tmp, &meta)? {
             // A snapshot from the leader was installed while this one was being built.
-            tracing::info!(built = %meta.snapshot_id, current = %newer.snapshot_id, "a newer snapshot is current; the one built is dropped");
+            tracing::info!(built = %snapshot_name(&meta), current = %snapshot_name(&newer), "a newer snapshot is current; the one built is dropped");
             return Ok(newer);
         }
         let took = started.elapsed();
         metrics::histogram!("pizza_orders_raft_snapshot_build_seconds").record(took.as_secs_f64());
-        tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, ms = took.as_millis() as u64, "snapshot built");
+        tracing::info!(snapshot = %snapshot_name(&meta), digest = %&summary.digest_hex()[..12], records = summary.records, ms = took.as_millis() as u64, "snapshot built");
         Ok(meta)
     }
 
@@ -313,10 +309,11 @@ impl StateMachine {
             // installs out of order; the state is now the older one's, so refuse loudly.
             return Err(snap_err(format!(
                 "installed snapshot {} while {} is current",
-                meta.snapshot_id, newer.snapshot_id
+                snapshot_name(meta),
+                snapshot_name(&newer)
             )));
         }
-        tracing::info!(snapshot = %meta.snapshot_id, records = summary.records, "snapshot installed");
+        tracing::info!(snapshot = %snapshot_name(meta), records = summary.records, "snapshot installed");
         Ok(())
     }
 }
@@ -334,29 +331,39 @@ fn publish_in(dir: &Path, file: &Path, meta: &Meta) -> Result<()> {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
+    type SnapshotData = tokio::fs::File;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot> {
         let meta = self.blocking(|sm| sm.build()).await.inspect_err(|e| {
             metrics::counter!("pizza_orders_raft_snapshot_failures_total").increment(1);
             tracing::error!(error = %e, "building a snapshot failed");
         })?;
         let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(snap_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(file) })
+        Ok(Snapshot { meta, snapshot: file })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = tokio::fs::File;
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, Membership)> {
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership)> {
         self.blocking(|sm| Self::read_applied(&sm.db)).await
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>>
+    /// Entries arrive as a stream with a responder each (for the proposals this node leads):
+    /// the batch is applied in one transaction, then every responder gets its outcome.
+    async fn apply<S>(&mut self, mut stream: S) -> Result<()>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        S: Stream<Item = Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let entries: Vec<_> = entries.into_iter().collect();
+        let mut entries = Vec::new();
+        let mut responders = Vec::new();
+        while let Some(item) = stream.next().await {
+            let (entry, responder) = item?;
+            entries.push(entry);
+            responders.push(responder);
+        }
         let commands: usize = entries
             .iter()
             .map(|e| match &e.payload {
@@ -364,40 +371,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 _ => 1,
             })
             .sum();
-        if commands <= INLINE_APPLY_COMMANDS {
-            return self.apply_entries(entries);
+        let responses = if commands <= INLINE_APPLY_COMMANDS {
+            self.apply_entries(entries)?
+        } else {
+            self.blocking(move |sm| sm.apply_entries(entries)).await?
+        };
+        for (responder, response) in responders.into_iter().zip(responses) {
+            if let Some(responder) = responder {
+                responder.send(response);
+            }
         }
-        self.blocking(move |sm| sm.apply_entries(entries)).await
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>> {
-        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let path = self.snapshot_dir.join(format!("receiving-{nonce}.tmp"));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(snap_err)?;
-        if let Ok(mut receiving) = self.receiving.lock() {
-            if let Some(old) = receiving.replace(path) {
-                let _ = std::fs::remove_file(old);
-            }
-        }
-        Ok(Box::new(file))
-    }
-
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<()> {
-        let mut file = *snapshot;
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: tokio::fs::File) -> Result<()> {
+        let mut file = snapshot;
         tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(snap_err)?;
         let std_file = file.into_std().await;
         std_file.sync_all().map_err(snap_err)?;
-        let path = self.snapshot_dir.join(format!("installing-{}.tmp", meta.snapshot_id));
+        let path = self.snapshot_dir.join(format!("installing-{}.tmp", snapshot_name(meta)));
         // Copy through the descriptor we were given: it may be a received file or our own.
         let meta = meta.clone();
         self.blocking(move |sm| {
@@ -415,12 +411,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .await
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>> {
         let Some(meta) = self.blocking(|sm| sm.current_meta()).await? else {
             return Ok(None);
         };
         let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(snap_err)?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+        Ok(Some(Snapshot { meta, snapshot: file }))
+    }
+}
+
+/// Snapshots from a leader arrive in chunks (the v1 protocol, which 0.9 peers speak too) and
+/// are written to a file of their own until the last chunk.
+impl SnapshotReceiverFactory<TypeConfig> for StateMachine {
+    type SnapshotReceiver = tokio::fs::File;
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<tokio::fs::File> {
+        let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = self.snapshot_dir.join(format!("receiving-{nonce}.tmp"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
+        if let Ok(mut receiving) = self.receiving.lock() {
+            if let Some(old) = receiving.replace(path) {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        Ok(file)
     }
 }
 
@@ -451,7 +471,7 @@ pub fn applied_index(txn: &redb::ReadTransaction) -> std::result::Result<Option<
 /// The last applied log id and the membership, as the state `txn` sees them.
 fn replication_record(
     txn: &redb::ReadTransaction,
-) -> std::result::Result<(Option<LogId<NodeId>>, Membership), crate::state::StoreError> {
+) -> std::result::Result<(Option<LogId>, Membership), crate::state::StoreError> {
     let table = txn.open_table(REPLICATION)?;
     let applied = match table.get(APPLIED)? {
         Some(raw) => codec::decode(raw.value())?,
@@ -473,13 +493,14 @@ pub fn mark_restored(
     advertise: &str,
     revision: u64,
 ) -> std::result::Result<Meta, crate::state::StoreError> {
-    let log_id = LogId::new(openraft::CommittedLeaderId::new(0, node_id), revision);
+    let log_id = LogId::new(CommittedLeaderId { term: 0, node_id }, revision);
     let members = std::collections::BTreeMap::from([(node_id, BasicNode::new(advertise))]);
     let voters = vec![members.keys().copied().collect()];
-    let membership = Membership::new(Some(log_id), openraft::Membership::new(voters, members));
+    let members = openraft::Membership::new(voters, members).map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
+    let membership = Membership::new(Some(log_id), members);
     StateMachine::write_applied(txn, Some(log_id), Some(&membership))
         .map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
-    Ok(Meta { last_log_id: Some(log_id), last_membership: membership, snapshot_id: format!("restored-{revision}") })
+    Ok(Meta { last_log_id: Some(log_id), last_membership: membership })
 }
 
 /// Keep the state stream in `file` as the node's current snapshot, for members added later.
@@ -494,10 +515,10 @@ mod tests {
     use super::*;
     use crate::state::Store;
 
-    fn blanks(range: std::ops::RangeInclusive<u64>) -> Vec<Entry<TypeConfig>> {
+    fn blanks(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
         range
             .map(|index| Entry {
-                log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+                log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index),
                 payload: EntryPayload::Blank,
             })
             .collect()
@@ -535,7 +556,7 @@ mod tests {
         let applied = machine.applied.load(Ordering::SeqCst);
         assert_eq!(meta.last_log_id.map(|l| l.index), Some(5));
         assert!(applied >= 5, "the state is at {applied}, behind the snapshot at 5");
-        assert_eq!(machine.current_meta().unwrap().map(|m| m.snapshot_id), Some(meta.snapshot_id));
+        assert_eq!(machine.current_meta().unwrap(), Some(meta));
     }
 
     #[test]
@@ -543,9 +564,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let machine = open(dir.path());
         let meta_at = |index: u64| Meta {
-            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+            last_log_id: Some(LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index)),
             last_membership: Membership::default(),
-            snapshot_id: format!("at-{index}"),
         };
         let file = |name: &str| {
             let path = dir.path().join("snapshots").join(name);
@@ -557,13 +577,13 @@ mod tests {
         // ...and the build finishes last: it is dropped, the installed one stays current.
         let built = file("built.tmp");
         let current = machine.publish(&built, &meta_at(5)).unwrap();
-        assert_eq!(current.map(|m| m.snapshot_id), Some("at-9".to_owned()));
+        assert_eq!(current.map(|m| snapshot_name(&m)), Some("1-9".to_owned()));
         assert!(!built.exists(), "the older file was left behind");
-        assert_eq!(machine.current_meta().unwrap().map(|m| m.snapshot_id), Some("at-9".to_owned()));
+        assert_eq!(machine.current_meta().unwrap().map(|m| snapshot_name(&m)), Some("1-9".to_owned()));
         assert_eq!(std::fs::read(machine.snapshot_path()).unwrap(), b"installed.tmp");
         // A newer one still replaces it.
         assert!(machine.publish(&file("newer.tmp"), &meta_at(12)).unwrap().is_none());
-        assert_eq!(machine.current_meta().unwrap().map(|m| m.snapshot_id), Some("at-12".to_owned()));
+        assert_eq!(machine.current_meta().unwrap().map(|m| snapshot_name(&m)), Some("1-12".to_owned()));
     }
 
     #[test]
@@ -589,9 +609,8 @@ mod tests {
         let file = dir.path().join("snapshots").join("ahead.tmp");
         std::fs::write(&file, b"").unwrap();
         let ahead = Meta {
-            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 9)),
+            last_log_id: Some(LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, 9)),
             last_membership: Membership::default(),
-            snapshot_id: "ahead".into(),
         };
         machine.publish(&file, &ahead).unwrap();
         drop(machine);
