@@ -14,6 +14,10 @@
 //!
 //! Invariants:
 //! - `append`, `truncate` and `purge` return only after what they changed is on disk.
+//!   `write` is `append` without the sync: its entries are readable at once (replication
+//!   sends them while they are synced) and on disk once a later `sync` returns. A segment is
+//!   synced before the log rolls over to the next, so one `sync` of the active segment covers
+//!   every earlier `write`.
 //! - Records in a segment have consecutive indexes; a later segment starts right after the
 //!   records of the one before it that are not purged. Reading stops at the first record
 //!   whose length, CRC or index does not fit: a torn write at the tail is where the log ends.
@@ -287,6 +291,22 @@ impl SegmentLog {
 
     /// Append entries (consecutive indexes, following the last one) and sync them.
     pub fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
+        self.write(entries)?;
+        self.sync()
+    }
+
+    /// Make every entry written so far durable: one `fdatasync` of the active segment (the
+    /// segments before it were synced when the log rolled over).
+    pub fn sync(&self) -> Result<()> {
+        let active = lock(&self.writer).active.clone();
+        match active {
+            Some(segment) => segment.file.sync_data().map_err(io(&segment.path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Append entries (consecutive indexes, following the last one) without syncing them.
+    pub fn write(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
         let Some(&(first, _)) = entries.first() else { return Ok(()) };
         let mut writer = lock(&self.writer);
         let last = self.read_index().last();
@@ -304,6 +324,11 @@ impl SegmentLog {
             }
         };
         if roll {
+            // What was written to the segment before is synced before the log moves on, so a
+            // later `sync` of the new one covers everything.
+            if let Some(previous) = &writer.active {
+                previous.file.sync_data().map_err(io(&previous.path))?;
+            }
             let segment = Arc::new(self.create_segment(first)?);
             let stale: Vec<Arc<Segment>> = {
                 let mut index = self.write_index();
@@ -358,7 +383,6 @@ impl SegmentLog {
             writer.filled_to = target;
         }
         segment.file.write_all_at(&buffer, writer.position).map_err(io(&segment.path))?;
-        segment.file.sync_data().map_err(io(&segment.path))?;
         writer.position = end;
         writer.last_crc = crc;
         writer.next_index = first + entries.len() as u64;

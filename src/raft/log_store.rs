@@ -69,6 +69,8 @@ pub struct LogStore {
     /// How many times the vote changed since start (a leader's read lease is for one vote).
     vote_changes: Arc<AtomicU64>,
     durable_end: Arc<DurableEnd>,
+    /// Syncs what `append` wrote and tells openraft (see [`Flusher`]).
+    flusher: Arc<Flusher>,
     /// The last log index and the vote's term when the log was opened (see `opened`).
     opened: (u64, u64),
     /// Appends wait while the disk is within the last half of its reserve.
@@ -111,6 +113,89 @@ impl DurableEnd {
     }
 }
 
+/// One append waiting for its sync.
+struct Flush {
+    /// The append's last index (none: an empty append).
+    last: Option<u64>,
+    callback: IOFlushed<TypeConfig>,
+    /// When the append began, for `pizza_orders_raft_append_seconds` (append to durable).
+    started: std::time::Instant,
+}
+
+/// Syncs appended entries on a thread of its own. openraft 0.10 replicates entries as soon as
+/// `append` returns and waits for the callback only to count this node's copy as durable, so
+/// the leader's fsync runs beside the followers' round trip instead of before it. Appends are
+/// synced in order; all that wait when a sync starts share it (group commit).
+struct Flusher {
+    /// `None` once dropped: the thread then finishes what is queued and stops.
+    jobs: Option<std::sync::mpsc::Sender<Flush>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(log: Arc<SegmentLog>, end: Arc<DurableEnd>, db: Arc<Database>) -> std::io::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || Self::run(&queue, &log, &end, &db))?;
+        Ok(Self { jobs: Some(jobs), thread: Some(thread) })
+    }
+
+    fn submit(&self, flush: Flush) {
+        let refused = match &self.jobs {
+            Some(jobs) => jobs.send(flush).err().map(|std::sync::mpsc::SendError(flush)| flush),
+            None => Some(flush),
+        };
+        if let Some(flush) = refused {
+            flush.callback.io_completed(Err(std::io::Error::other("the Raft log's sync thread has stopped")));
+        }
+    }
+
+    /// Until the `Flusher` is dropped (with the last `LogStore` clone).
+    fn run(queue: &std::sync::mpsc::Receiver<Flush>, log: &SegmentLog, end: &DurableEnd, db: &Database) {
+        while let Ok(first) = queue.recv() {
+            let mut batch = vec![first];
+            batch.extend(queue.try_iter());
+            let synced = log.sync();
+            if synced.is_ok() {
+                // A truncation holds `saving` until its entries are gone: entries it removed
+                // never raise the bound again.
+                let saving = end.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let last = batch.iter().filter_map(|f| f.last).max().unwrap_or(0);
+                end.latest.fetch_max(last.min(log.last_index().unwrap_or(0)), Ordering::SeqCst);
+                drop(saving);
+            }
+            for flush in batch {
+                metrics::histogram!("pizza_orders_raft_append_seconds").record(flush.started.elapsed().as_secs_f64());
+                let result = match &synced {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(std::io::Error::other(e.to_string())),
+                };
+                flush.callback.io_completed(result);
+            }
+            if let Err(e) = &synced {
+                tracing::error!(error = %e, "syncing the Raft log failed");
+            } else if end.due() {
+                if let Err(e) = end.save(db) {
+                    tracing::warn!(error = %e, "could not save the Raft log's durable end");
+                }
+                end.in_flight.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// The last `LogStore` clone is gone: the queued syncs finish and the thread lets go of the
+/// files (a reopen of the same directory must find them closed).
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl LogStore {
     /// The vote and purge point.
     pub const FILE_NAME: &'static str = "raft-log.redb";
@@ -134,16 +219,21 @@ impl LogStore {
         let end = entries.last_index().or(purged.map(|p| p.index)).unwrap_or(0);
         let vote: Option<Vote> = Self::read_meta(&db, VOTE).map_err(|e| StoreError::Io(e.to_string()))?;
         let term = vote.map_or(0, |v| v.leader_id.term);
+        let (db, entries) = (Arc::new(db), Arc::new(entries));
+        let durable_end = Arc::new(DurableEnd { latest: AtomicU64::new(end), ..DurableEnd::default() });
+        let flusher = Flusher::start(entries.clone(), durable_end.clone(), db.clone())
+            .map_err(|e| StoreError::Io(format!("cannot start the Raft log's sync thread: {e}")))?;
         Ok(Self {
             opened: (end, term),
             opened_purged: purged.map_or(0, |p| p.index),
-            db: Arc::new(db),
-            entries: Arc::new(entries),
+            db,
+            entries,
             state,
             committed: Arc::default(),
             committed_id: Arc::default(),
             vote_changes: Arc::default(),
-            durable_end: Arc::new(DurableEnd { latest: AtomicU64::new(end), ..DurableEnd::default() }),
+            durable_end,
+            flusher: Arc::new(flusher),
             disk: DiskSpace::new(data_dir, 0),
         })
     }
@@ -314,7 +404,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(committed)
     }
 
-    /// One write and one fsync for the whole batch; openraft is told only after the fsync.
+    /// One write for the whole batch, then back to openraft, which replicates the entries
+    /// while the [`Flusher`] syncs them; openraft hears they are durable only after the fsync.
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
@@ -328,35 +419,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let log = self.entries.clone();
         let last = encoded.last().map(|(i, _)| *i);
         let disk = self.disk.clone();
-        let result = super::run_blocking(move || {
+        let started = std::time::Instant::now();
+        let written = super::run_blocking(move || {
             disk.wait_for_room();
-            let started = std::time::Instant::now();
-            let appended = log.append(&encoded).map_err(write_err);
-            metrics::histogram!("pizza_orders_raft_append_seconds").record(started.elapsed().as_secs_f64());
-            appended
+            log.write(&encoded).map_err(write_err)
         })
         .await
         .map_err(write_err)
         .and_then(|r| r);
-        match &result {
-            Ok(()) => callback.io_completed(Ok(())),
-            Err(e) => callback.io_completed(Err(std::io::Error::other(e.to_string()))),
-        }
-        if result.is_ok() {
-            if let Some(last) = last {
-                self.durable_end.latest.fetch_max(last, Ordering::SeqCst);
+        match written {
+            Ok(()) => {
+                self.flusher.submit(Flush { last, callback, started });
+                Ok(())
             }
-            if self.durable_end.due() {
-                let (end, db) = (self.durable_end.clone(), self.db.clone());
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = end.save(&db) {
-                        tracing::warn!(error = %e, "could not save the Raft log's durable end");
-                    }
-                    end.in_flight.store(false, Ordering::SeqCst);
-                });
+            Err(e) => {
+                callback.io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(e)
             }
         }
-        result
     }
 
     /// Delete entries after `last` (a new leader overwrote them; `None`: every entry). The
@@ -367,12 +447,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::info!(from, "truncating the Raft log: a new leader replaced entries this node had not committed");
         let (log, end) = (self.entries.clone(), self.durable_end.clone());
         self.blocking(move |db| {
+            // Held until the entries are gone, so the flusher cannot raise the bound again from
+            // the entries being removed (see `Flusher::run`).
             let saving = end.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let lowered = end.latest.load(Ordering::SeqCst).min(from.saturating_sub(1));
             end.latest.store(lowered, Ordering::SeqCst);
-            Self::write_meta(db, DURABLE_END, &lowered)?;
+            LogStore::write_meta(db, DURABLE_END, &lowered)?;
+            let truncated = log.truncate(from).map_err(write_err);
             drop(saving);
-            log.truncate(from).map_err(write_err)
+            truncated
         })
         .await
     }
