@@ -1,6 +1,7 @@
 //! A slow disk: every fsync on one node delayed (an LD_PRELOAD shim this test builds with the
 //! system's C compiler), first on a follower, then on the leader. Expected: commit latency
-//! follows the quorum (a slow follower costs nothing, a slow leader costs its fsync), no
+//! follows the quorum (a slow follower costs nothing, and neither does a slow leader: openraft
+//! 0.10 replicates while the leader's append is synced, and the followers are a quorum), no
 //! election is started by the slowness, and the slow node's append latency is what the
 //! PizzaOrdersSlowDisk alert reads (p99 of pizza_orders_raft_append_seconds over 25 ms).
 //! Without a C compiler the test says so and passes without running.
@@ -178,7 +179,7 @@ async fn a_slow_disk_costs_what_the_quorum_says_starts_no_election_and_shows_in_
     let follower_p99 = p99_bound(&before, &append_buckets(&cluster, follower).await);
     std::fs::write(&controls[follower], "0").unwrap();
 
-    // A slow leader: every commit waits for its own append.
+    // A slow leader: its followers commit without waiting for its append.
     std::fs::write(&controls[leader], (DELAY_MS * 1000).to_string()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = append_buckets(&cluster, leader).await;
@@ -197,7 +198,12 @@ async fn a_slow_disk_costs_what_the_quorum_says_starts_no_election_and_shows_in_
         slow_follower < baseline + DELAY_MS as f64 / 2.0,
         "a slow follower slowed commits: {slow_follower:.1} ms vs {baseline:.1} ms"
     );
-    assert!(slow_leader >= DELAY_MS as f64 * 0.9, "a slow leader's commits wait for its fsync: {slow_leader:.1} ms");
+    // openraft 0.10: the leader replicates while its own append is synced, and the two
+    // followers are a quorum without it, so a slow leader's disk costs no more than a follower's.
+    assert!(
+        slow_leader < baseline + DELAY_MS as f64 / 2.0,
+        "a slow leader's fsync held its commits: {slow_leader:.1} ms vs {baseline:.1} ms"
+    );
     assert!(follower_p99 > 0.025 && leader_p99 > 0.025, "the alert's threshold is crossed on the slow node");
     assert!(fast_p99 <= 0.025, "and not on a healthy node: {fast_p99}");
     assert_eq!(terms(&cluster).await, start_terms, "no election started by a slow disk");

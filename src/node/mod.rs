@@ -170,6 +170,10 @@ impl Submitter {
             Ok(response) if response.data.len() == expected => Ok(response.data),
             Ok(_) => Err(NodeError::Raft("a proposal produced the wrong number of outcomes".into())),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(NodeError::NoLeader),
+            // Appended here but replaced by a new leader's log before it committed (openraft
+            // 0.10 says so instead of ForwardToLeader): proposed again through the new leader,
+            // where `apply` recognises commands that did commit after all.
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(NodeError::NoLeader),
             Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
             Err(RaftError::Fatal(_)) => Err(NodeError::ShuttingDown),
         }
