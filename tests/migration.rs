@@ -73,7 +73,9 @@ async fn a_format_4_data_directory_converts_into_store_main_and_loses_nothing() 
         .post(node.url("/v1/orders"))
         .bearer_auth(token("bob"))
         .header("Idempotency-Key", "key-bob")
-        .json(&json!({ "address": "1 Main St", "size": "large", "toppings": ["mushroom"], "delivery_slot": at("12:00") }))
+        .json(
+            &json!({ "address": "1 Main St", "size": "large", "toppings": ["mushroom"], "delivery_slot": at("12:00") }),
+        )
         .send()
         .await
         .unwrap();

@@ -43,6 +43,7 @@ proptest! {
         let _ = codec::decode::<Vec<Command>>(&bytes);
         let _ = codec::decode::<AppendEntriesRequest<TypeConfig>>(&bytes);
         let _ = codec::decode::<VoteRequest<TypeConfig>>(&bytes);
+        let _ = pizza_orders::raft::network::decode_vote_request(&bytes);
         let _ = codec::decode::<InstallSnapshotRequest<TypeConfig>>(&bytes);
         let mut versioned = vec![codec::FORMAT_VERSION];
         versioned.extend_from_slice(&bytes);

@@ -69,6 +69,32 @@ async fn a_rolling_upgrade_and_its_rollback_under_load_lose_nothing() {
     let writers = Writers::start(4, bases, "u");
     writers.progress(100, Duration::from_secs(30), "writes on the previous release").await;
 
+    // Half-way, one node on this build and two on the previous: the leader (on the previous
+    // release) dies, so the other two, one of each version, must elect a leader between them
+    // (openraft 0.10 changed the vote request's shape; network.rs sends and reads 0.9's).
+    let leader = cluster.leader().await;
+    let first = (leader + 1) % 3;
+    cluster.replace_program(first, &current);
+    eventually(Duration::from_secs(30), "the first upgraded node to be ready", || async {
+        let r = client().get(cluster.url(first, "/readyz")).send().await.ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    cluster.kill(leader);
+    let mixed = eventually(Duration::from_secs(20), "a leader elected by the other two", || async {
+        let now = cluster.leader().await;
+        (now != leader).then_some(now)
+    })
+    .await;
+    writers.progress(30, Duration::from_secs(30), "writes after an election between the two versions").await;
+    eprintln!(
+        "node {} (this build) and node {} (previous) elected node {}",
+        first + 1,
+        3 - leader - first + 1,
+        mixed + 1
+    );
+    cluster.restart(leader);
+
     let upgrade = roll(&mut cluster, &writers, &current).await;
     let rollback = roll(&mut cluster, &writers, &previous).await;
     let acked = writers.stop().await;

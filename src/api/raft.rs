@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::AppendEntriesRequest;
 use openraft_legacy::network_v1::{ChunkedSnapshotReceiver, InstallSnapshotRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use crate::codec;
 use crate::node::{Node, NodeError};
-use crate::raft::network::SECRET_HEADER;
+use crate::raft::network::{decode_vote_request, SECRET_HEADER};
 use crate::raft::TypeConfig;
 use crate::state::{Applied, Command};
 
@@ -39,7 +39,10 @@ pub fn router() -> Router<AppState> {
 /// A request body from a peer that proved it knows the cluster secret.
 struct PeerBody<T>(T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for PeerBody<T> {
+/// The raw body of such a request, for messages with more than one shape on the wire.
+struct PeerBytes(Bytes);
+
+impl FromRequest<AppState> for PeerBytes {
     type Rejection = Response;
 
     async fn from_request(req: Request, node: &AppState) -> Result<Self, Self::Rejection> {
@@ -58,10 +61,20 @@ impl<T: DeserializeOwned> FromRequest<AppState> for PeerBody<T> {
         if presented != Some(expected) {
             return Err((StatusCode::UNAUTHORIZED, "cluster secret missing or wrong").into_response());
         }
-        let bytes = Bytes::from_request(req, node).await.map_err(IntoResponse::into_response)?;
-        codec::decode(&bytes)
-            .map(PeerBody)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("undecodable peer message: {e}")).into_response())
+        Bytes::from_request(req, node).await.map(PeerBytes).map_err(IntoResponse::into_response)
+    }
+}
+
+fn undecodable(e: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, format!("undecodable peer message: {e}")).into_response()
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for PeerBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, node: &AppState) -> Result<Self, Self::Rejection> {
+        let PeerBytes(bytes) = PeerBytes::from_request(req, node).await?;
+        codec::decode(&bytes).map(PeerBody).map_err(undecodable)
     }
 }
 
@@ -78,11 +91,15 @@ async fn append(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<AppendEnt
 
 /// No votes just after a start: a restarted voter has forgotten which leader it heard from,
 /// and must not help elect another while that leader's read lease may hold (`node::lease`).
-async fn vote(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<VoteRequest<TypeConfig>>) -> Response {
+/// Either shape of the request: openraft 0.9's or 0.10's (`decode_vote_request`).
+async fn vote(State(node): State<Arc<Node>>, PeerBytes(bytes): PeerBytes) -> Response {
     if !node.may_vote() {
         return (StatusCode::SERVICE_UNAVAILABLE, "just started: not voting yet").into_response();
     }
-    reply(&node.raft.vote(rpc).await)
+    match decode_vote_request(&bytes) {
+        Ok(rpc) => reply(&node.raft.vote(rpc).await),
+        Err(e) => undecodable(e),
+    }
 }
 
 async fn snapshot(

@@ -211,8 +211,7 @@ impl LogStore {
         txn.open_table(RAFT_META)?;
         txn.commit()?;
         move_legacy_log(&db, &state.shared_database())?;
-        let purged: Option<LogId> =
-            Self::read_meta(&db, LAST_PURGED).map_err(|e| StoreError::Io(e.to_string()))?;
+        let purged: Option<LogId> = Self::read_meta(&db, LAST_PURGED).map_err(|e| StoreError::Io(e.to_string()))?;
         let durable_end: Option<u64> = Self::read_meta(&db, DURABLE_END).map_err(|e| StoreError::Io(e.to_string()))?;
         let entries = SegmentLog::open(&data_dir.join(Self::SEGMENTS_DIR), purged.map(|p| p.index), durable_end)
             .map_err(segment_store_error)?;
@@ -385,10 +384,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
+    /// Every entry written before is synced first: openraft counts one watermark for votes and
+    /// log writes, so a saved vote tells it the appends before it are durable too (their
+    /// callbacks may still be on their way from the flusher).
     async fn save_vote(&mut self, vote: &Vote) -> Result<()> {
         let vote = *vote;
         self.vote_changes.fetch_add(1, Ordering::SeqCst);
-        self.blocking(move |db| Self::write_meta(db, VOTE, &vote)).await
+        let log = self.entries.clone();
+        self.blocking(move |db| {
+            log.sync().map_err(write_err)?;
+            Self::write_meta(db, VOTE, &vote)
+        })
+        .await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<()> {
@@ -596,10 +603,10 @@ fn move_legacy_log(log: &Database, state: &Database) -> std::result::Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::CommittedLeaderId;
     use crate::state::tables::{
         DATA_FORMAT_REDB_LOG, DATA_FORMAT_SEGMENT_LOG, DATA_FORMAT_SHARED_LOG, META, META_SCHEMA_VERSION,
     };
-    use crate::raft::CommittedLeaderId;
 
     fn data_format(store: &Store) -> Option<u64> {
         let txn = store.shared_database().begin_read().unwrap();

@@ -16,10 +16,31 @@ use openraft_legacy::network_v1::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::{NodeId, TypeConfig};
+use super::{LogId, NodeId, TypeConfig, Vote};
 use crate::codec;
 use crate::config::PeerTlsConfig;
 use crate::tls::TlsError;
+
+/// A vote request as openraft 0.9 sends and reads it. 0.10 added `leadership_transfer`, and the
+/// codec writes fields by position, so neither version reads the other's shape: elections in a
+/// cluster half-way through a rolling upgrade would fail. This node sends this shape (unless it
+/// transfers leadership, which 0.9 nodes do not take part in) and reads both
+/// ([`decode_vote_request`]).
+#[derive(Serialize, serde::Deserialize)]
+pub struct VoteRequestV09 {
+    pub vote: Vote,
+    pub last_log_id: Option<LogId>,
+}
+
+/// A vote request from a peer in either shape: 0.10's first, then 0.9's (the codec's length
+/// checks tell them apart: each leaves the other short or with a trailing byte).
+pub fn decode_vote_request(bytes: &[u8]) -> Result<VoteRequest<TypeConfig>, codec::CodecError> {
+    codec::decode::<VoteRequest<TypeConfig>>(bytes).or_else(|newer| {
+        codec::decode::<VoteRequestV09>(bytes)
+            .map(|v| VoteRequest { vote: v.vote, last_log_id: v.last_log_id, leadership_transfer: false })
+            .map_err(|_| newer)
+    })
+}
 
 /// Header carrying the shared secret between nodes.
 pub const SECRET_HEADER: &str = "x-cluster-secret";
@@ -241,11 +262,37 @@ impl RaftNetwork<TypeConfig> for Peer {
         self.rpc("/raft/snapshot", &rpc, &option).await
     }
 
+    /// In 0.9's shape unless it transfers leadership (see [`VoteRequestV09`]).
     async fn vote(
         &mut self,
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig, RaftError<TypeConfig>>> {
-        self.rpc("/raft/vote", &rpc, &option).await
+        if rpc.leadership_transfer {
+            return self.rpc("/raft/vote", &rpc, &option).await;
+        }
+        self.rpc("/raft/vote", &VoteRequestV09 { vote: rpc.vote, last_log_id: rpc.last_log_id }, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::CommittedLeaderId;
+
+    #[test]
+    fn a_vote_request_reads_in_the_shape_of_either_openraft_version() {
+        let vote = Vote::new(3, 2);
+        let last_log_id = Some(LogId::new(CommittedLeaderId { term: 2, node_id: 1 }, 41));
+        let from_09 = codec::encode(&VoteRequestV09 { vote, last_log_id }).unwrap();
+        let request = decode_vote_request(&from_09).expect("0.9's shape");
+        assert_eq!((request.vote, request.last_log_id, request.leadership_transfer), (vote, last_log_id, false));
+        let from_010 =
+            codec::encode(&VoteRequest::<TypeConfig> { vote, last_log_id, leadership_transfer: true }).unwrap();
+        assert!(decode_vote_request(&from_010).expect("0.10's shape").leadership_transfer);
+        // Neither shape reads as the other: the fallback is needed, and garbage stays refused.
+        assert!(codec::decode::<VoteRequest<TypeConfig>>(&from_09).is_err());
+        assert!(codec::decode::<VoteRequestV09>(&from_010).is_err());
+        assert!(decode_vote_request(&from_09[..from_09.len() - 1]).is_err());
     }
 }

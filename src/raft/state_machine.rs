@@ -174,11 +174,7 @@ impl StateMachine {
     }
 
     /// Record the last applied log id and, when given, the membership it brought.
-    fn write_applied(
-        txn: &WriteTransaction,
-        applied: Option<LogId>,
-        membership: Option<&Membership>,
-    ) -> Result<()> {
+    fn write_applied(txn: &WriteTransaction, applied: Option<LogId>, membership: Option<&Membership>) -> Result<()> {
         let mut table = txn.open_table(REPLICATION).map_err(sm_err)?;
         table.insert(APPLIED, codec::encode(&applied).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
         if let Some(membership) = membership {
@@ -496,7 +492,8 @@ pub fn mark_restored(
     let log_id = LogId::new(CommittedLeaderId { term: 0, node_id }, revision);
     let members = std::collections::BTreeMap::from([(node_id, BasicNode::new(advertise))]);
     let voters = vec![members.keys().copied().collect()];
-    let members = openraft::Membership::new(voters, members).map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
+    let members =
+        openraft::Membership::new(voters, members).map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
     let membership = Membership::new(Some(log_id), members);
     StateMachine::write_applied(txn, Some(log_id), Some(&membership))
         .map_err(|e| crate::state::StoreError::Io(e.to_string()))?;
