@@ -241,7 +241,7 @@ impl StoreCalendar {
         }
         let local = self.local(start);
         let minute = local.hour() * 60 + local.minute();
-        if minute % self.slot_minutes != 0 {
+        if !minute.is_multiple_of(self.slot_minutes) {
             return Err(SlotError::NotOnGrid(i64::from(self.slot_minutes), start));
         }
         let date = local.date();
