@@ -259,6 +259,11 @@ pub struct RaftSettings {
     /// instead of a heartbeat round each; safe while clocks tick at similar rates. Off: every
     /// read round confirms leadership with a quorum (etcd's default).
     pub lease_reads: bool,
+    /// The leader sends entries to the followers as soon as they are written, while its own
+    /// fsync runs (openraft 0.10's `broadcast_submitted_on_append`); the leader counts its own
+    /// copy only once synced either way. Off: openraft's default scheduling, which sends them
+    /// on its next round.
+    pub replicate_while_syncing: bool,
 }
 
 /// Our own events at info, libraries' at warn: openraft logs its state machine's every step at
@@ -433,6 +438,7 @@ impl Default for RaftSettings {
             max_batch: 256,
             batches_in_flight: 2,
             lease_reads: true,
+            replicate_while_syncing: true,
         }
     }
 }

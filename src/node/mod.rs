@@ -300,6 +300,7 @@ impl Node {
             max_in_snapshot_log_to_keep: r.entries_kept_after_snapshot,
             max_payload_entries: r.max_payload_entries,
             snapshot_max_chunk_size: 1 << 20,
+            broadcast_submitted_on_append: Some(r.replicate_while_syncing),
             ..openraft::Config::default()
         }
         .validate()
