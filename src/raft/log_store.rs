@@ -314,28 +314,18 @@ impl LogStore {
     }
 
     fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>> {
-        let read = |e: &dyn std::fmt::Display| io_error(e);
-        let txn = db.begin_read().map_err(|e| read(&e))?;
-        let table = txn.open_table(RAFT_META).map_err(|e| read(&e))?;
-        let raw = table.get(key).map_err(|e| read(&e))?;
-        raw.map(|g| codec::decode(g.value())).transpose().map_err(|e| read(&e))
+        let txn = db.begin_read().map_err(io_error)?;
+        let table = txn.open_table(RAFT_META).map_err(io_error)?;
+        let raw = table.get(key).map_err(io_error)?;
+        raw.map(|g| codec::decode(g.value())).transpose().map_err(io_error)
     }
 
     fn write_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<()> {
-        let write = |e: &dyn std::fmt::Display| io_error(e);
-        let bytes = codec::encode(value).map_err(|e| write(&e))?;
-        let txn = db.begin_write().map_err(|e| write(&e))?;
-        txn.open_table(RAFT_META).map_err(|e| write(&e))?.insert(key, bytes.as_slice()).map_err(|e| write(&e))?;
-        txn.commit().map_err(|e| write(&e))
+        let bytes = codec::encode(value).map_err(io_error)?;
+        let txn = db.begin_write().map_err(io_error)?;
+        txn.open_table(RAFT_META).map_err(io_error)?.insert(key, bytes.as_slice()).map_err(io_error)?;
+        txn.commit().map_err(io_error)
     }
-}
-
-fn read_err(e: impl std::fmt::Display) -> std::io::Error {
-    io_error(e)
-}
-
-fn write_err(e: impl std::fmt::Display) -> std::io::Error {
-    io_error(e)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -348,9 +338,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let range = (range.start_bound().cloned(), range.end_bound().cloned());
         self.entries
             .read(range)
-            .map_err(read_err)?
+            .map_err(io_error)?
             .iter()
-            .map(|(_, payload)| codec::decode(payload).map_err(read_err))
+            .map(|(_, payload)| codec::decode(payload).map_err(io_error))
             .collect()
     }
 
@@ -363,9 +353,9 @@ impl LogStore {
     fn last_log_id(&self) -> Result<Option<LogId>> {
         let Some(last) = self.entries.last_index() else { return Ok(None) };
         let entries =
-            self.entries.read((std::ops::Bound::Included(last), std::ops::Bound::Included(last))).map_err(read_err)?;
+            self.entries.read((std::ops::Bound::Included(last), std::ops::Bound::Included(last))).map_err(io_error)?;
         match entries.first() {
-            Some((_, payload)) => Ok(Some(codec::decode::<Entry>(payload).map_err(read_err)?.log_id)),
+            Some((_, payload)) => Ok(Some(codec::decode::<Entry>(payload).map_err(io_error)?.log_id)),
             None => Ok(None),
         }
     }
@@ -392,7 +382,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.vote_changes.fetch_add(1, Ordering::SeqCst);
         let log = self.entries.clone();
         self.blocking(move |db| {
-            log.sync().map_err(write_err)?;
+            log.sync().map_err(io_error)?;
             Self::write_meta(db, VOTE, &vote)
         })
         .await
@@ -423,17 +413,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|e| codec::encode(&e).map(|bytes| (e.log_id.index, bytes)))
             .collect::<std::result::Result<_, _>>()
-            .map_err(write_err)?;
+            .map_err(io_error)?;
         let log = self.entries.clone();
         let last = encoded.last().map(|(i, _)| *i);
         let disk = self.disk.clone();
         let started = std::time::Instant::now();
         let written = super::run_blocking(move || {
             disk.wait_for_room();
-            log.write(&encoded).map_err(write_err)
+            log.write(&encoded).map_err(io_error)
         })
         .await
-        .map_err(write_err)
+        .map_err(io_error)
         .and_then(|r| r);
         match written {
             Ok(()) => {
@@ -461,7 +451,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let lowered = end.latest.load(Ordering::SeqCst).min(from.saturating_sub(1));
             end.latest.store(lowered, Ordering::SeqCst);
             LogStore::write_meta(db, DURABLE_END, &lowered)?;
-            let truncated = log.truncate(from).map_err(write_err);
+            let truncated = log.truncate(from).map_err(io_error);
             drop(saving);
             truncated
         })
@@ -475,18 +465,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<()> {
         let state = self.state.clone();
         let log = self.entries.clone();
-        let committed = codec::encode(&self.latest_committed()).map_err(write_err)?;
+        let committed = codec::encode(&self.latest_committed()).map_err(io_error)?;
         self.blocking(move |db| {
-            state.make_durable().map_err(write_err)?;
-            let bytes = codec::encode(&log_id).map_err(write_err)?;
-            let txn = db.begin_write().map_err(write_err)?;
+            state.make_durable().map_err(io_error)?;
+            let bytes = codec::encode(&log_id).map_err(io_error)?;
+            let txn = db.begin_write().map_err(io_error)?;
             {
-                let mut meta = txn.open_table(RAFT_META).map_err(write_err)?;
-                meta.insert(LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
-                meta.insert(COMMITTED, committed.as_slice()).map_err(write_err)?;
+                let mut meta = txn.open_table(RAFT_META).map_err(io_error)?;
+                meta.insert(LAST_PURGED, bytes.as_slice()).map_err(io_error)?;
+                meta.insert(COMMITTED, committed.as_slice()).map_err(io_error)?;
             }
-            txn.commit().map_err(write_err)?;
-            log.purge(log_id.index).map_err(write_err)?;
+            txn.commit().map_err(io_error)?;
+            log.purge(log_id.index).map_err(io_error)?;
             tracing::info!(upto = %log_id, "Raft log purged");
             Ok(())
         })

@@ -62,14 +62,6 @@ pub struct StateMachine {
     publishing: Arc<Mutex<()>>,
 }
 
-fn sm_err(e: impl std::fmt::Display) -> std::io::Error {
-    io_error(e)
-}
-
-fn snap_err(e: impl std::fmt::Display) -> std::io::Error {
-    io_error(e)
-}
-
 /// A snapshot's name in logs and file names: the term and index of the last entry it covers.
 /// (openraft 0.9 kept a `snapshot_id` in the metadata; 0.10 names a snapshot by what it
 /// covers.)
@@ -166,19 +158,19 @@ impl StateMachine {
 
     async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Self) -> Result<T> + Send + 'static) -> Result<T> {
         let this = self.clone();
-        super::run_blocking(move || work(&this)).await.map_err(sm_err)?
+        super::run_blocking(move || work(&this)).await.map_err(io_error)?
     }
 
     fn read_applied(db: &Database) -> Result<(Option<LogId>, Membership)> {
-        replication_record(&db.begin_read().map_err(sm_err)?).map_err(sm_err)
+        replication_record(&db.begin_read().map_err(io_error)?).map_err(io_error)
     }
 
     /// Record the last applied log id and, when given, the membership it brought.
     fn write_applied(txn: &WriteTransaction, applied: Option<LogId>, membership: Option<&Membership>) -> Result<()> {
-        let mut table = txn.open_table(REPLICATION).map_err(sm_err)?;
-        table.insert(APPLIED, codec::encode(&applied).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
+        let mut table = txn.open_table(REPLICATION).map_err(io_error)?;
+        table.insert(APPLIED, codec::encode(&applied).map_err(io_error)?.as_slice()).map_err(io_error)?;
         if let Some(membership) = membership {
-            table.insert(MEMBERSHIP, codec::encode(membership).map_err(sm_err)?.as_slice()).map_err(sm_err)?;
+            table.insert(MEMBERSHIP, codec::encode(membership).map_err(io_error)?.as_slice()).map_err(io_error)?;
         }
         Ok(())
     }
@@ -190,8 +182,8 @@ impl StateMachine {
         crate::state::changes::take();
         crate::state::changes::take_written_orders();
         let mut membership = None;
-        let mut txn = self.db.begin_write().map_err(sm_err)?;
-        txn.set_durability(Durability::None).map_err(sm_err)?;
+        let mut txn = self.db.begin_write().map_err(io_error)?;
+        txn.set_durability(Durability::None).map_err(io_error)?;
         let mut responses = Vec::with_capacity(entries.len());
         let mut last = None;
         for entry in entries {
@@ -203,7 +195,7 @@ impl StateMachine {
                     .iter()
                     .map(|command| apply(&txn, entry.log_id.index, command))
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(sm_err)?,
+                    .map_err(io_error)?,
                 EntryPayload::Membership(m) => {
                     membership = Some(Membership::new(Some(entry.log_id), m));
                     Vec::new()
@@ -213,7 +205,7 @@ impl StateMachine {
         if last.is_some() {
             Self::write_applied(&txn, last, membership.as_ref())?;
         }
-        txn.commit().map_err(sm_err)?;
+        txn.commit().map_err(io_error)?;
         let written = crate::state::changes::take_written_orders();
         if let Some(views) = &self.views {
             views.invalidate(&written);
@@ -234,20 +226,20 @@ impl StateMachine {
 
     /// Stream the state to a new file, fsync it, then make it the current snapshot.
     fn build(&self) -> Result<Meta> {
-        let txn = self.db.begin_read().map_err(snap_err)?;
-        let (applied, membership) = replication_record(&txn).map_err(snap_err)?;
+        let txn = self.db.begin_read().map_err(io_error)?;
+        let (applied, membership) = replication_record(&txn).map_err(io_error)?;
         let started = std::time::Instant::now();
         let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let tmp = self.snapshot_dir.join(format!("building-{nonce}.tmp"));
-        let file = std::fs::File::create(&tmp).map_err(snap_err)?;
+        let file = std::fs::File::create(&tmp).map_err(io_error)?;
         let mut out = BufWriter::new(file);
-        let summary = snapshot::write_state(&txn, &mut out).map_err(snap_err)?;
-        let file = out.into_inner().map_err(snap_err)?;
-        file.sync_all().map_err(snap_err)?;
+        let summary = snapshot::write_state(&txn, &mut out).map_err(io_error)?;
+        let file = out.into_inner().map_err(io_error)?;
+        file.sync_all().map_err(io_error)?;
         // Apply commits lazily: the state this snapshot was read from may not be on disk yet.
         // A snapshot ahead of the durable state would be ahead of the committed id openraft
         // finds after a crash, which it refuses to start with.
-        crate::state::make_durable(&self.db).map_err(snap_err)?;
+        crate::state::make_durable(&self.db).map_err(io_error)?;
         let meta = Meta { last_log_id: applied, last_membership: membership };
         if let Some(newer) = self.publish(&tmp, &meta)? {
             // A snapshot from the leader was installed while this one was being built.
@@ -279,20 +271,20 @@ impl StateMachine {
 
     fn current_meta(&self) -> Result<Option<Meta>> {
         match std::fs::read(self.snapshot_dir.join(CURRENT_META)) {
-            Ok(bytes) => Ok(Some(codec::decode::<StoredMeta>(&bytes).map_err(snap_err)?.meta)),
+            Ok(bytes) => Ok(Some(codec::decode::<StoredMeta>(&bytes).map_err(io_error)?.meta)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(snap_err(e)),
+            Err(e) => Err(io_error(e)),
         }
     }
 
     /// Replace the state with the snapshot in `path`, atomically, then keep it as current.
     fn install(&self, path: &Path, meta: &Meta) -> Result<()> {
-        let mut file = std::fs::File::open(path).map_err(snap_err)?;
-        file.seek(SeekFrom::Start(0)).map_err(snap_err)?;
-        let txn = self.db.begin_write().map_err(snap_err)?;
-        let summary = snapshot::install_state(&txn, &mut BufReader::new(file)).map_err(snap_err)?;
+        let mut file = std::fs::File::open(path).map_err(io_error)?;
+        file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+        let txn = self.db.begin_write().map_err(io_error)?;
+        let summary = snapshot::install_state(&txn, &mut BufReader::new(file)).map_err(io_error)?;
         Self::write_applied(&txn, meta.last_log_id, Some(&meta.last_membership))?;
-        txn.commit().map_err(snap_err)?;
+        txn.commit().map_err(io_error)?;
         if let Some(views) = &self.views {
             views.invalidate_all();
         }
@@ -303,7 +295,7 @@ impl StateMachine {
         if let Some(newer) = self.publish(path, meta)? {
             // openraft installs only snapshots past its committed index, so this would mean two
             // installs out of order; the state is now the older one's, so refuse loudly.
-            return Err(snap_err(format!(
+            return Err(io_error(format!(
                 "installed snapshot {} while {} is current",
                 snapshot_name(meta),
                 snapshot_name(&newer)
@@ -317,13 +309,13 @@ impl StateMachine {
 /// Make `file` the current snapshot in `dir` with `meta`: the meta is written after the file
 /// is in place, both by rename, so a crash leaves the old pair or the new pair.
 fn publish_in(dir: &Path, file: &Path, meta: &Meta) -> Result<()> {
-    std::fs::rename(file, dir.join(CURRENT_SNAPSHOT)).map_err(snap_err)?;
+    std::fs::rename(file, dir.join(CURRENT_SNAPSHOT)).map_err(io_error)?;
     let tmp_meta = dir.join("meta.tmp");
-    let bytes = codec::encode(&StoredMeta { meta: meta.clone() }).map_err(snap_err)?;
-    std::fs::write(&tmp_meta, bytes).map_err(snap_err)?;
-    std::fs::File::open(&tmp_meta).and_then(|f| f.sync_all()).map_err(snap_err)?;
-    std::fs::rename(&tmp_meta, dir.join(CURRENT_META)).map_err(snap_err)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(snap_err)
+    let bytes = codec::encode(&StoredMeta { meta: meta.clone() }).map_err(io_error)?;
+    std::fs::write(&tmp_meta, bytes).map_err(io_error)?;
+    std::fs::File::open(&tmp_meta).and_then(|f| f.sync_all()).map_err(io_error)?;
+    std::fs::rename(&tmp_meta, dir.join(CURRENT_META)).map_err(io_error)?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -334,7 +326,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             metrics::counter!("pizza_orders_raft_snapshot_failures_total").increment(1);
             tracing::error!(error = %e, "building a snapshot failed");
         })?;
-        let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(snap_err)?;
+        let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(io_error)?;
         Ok(Snapshot { meta, snapshot: file })
     }
 }
@@ -386,18 +378,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: tokio::fs::File) -> Result<()> {
         let mut file = snapshot;
-        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(snap_err)?;
+        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(io_error)?;
         let std_file = file.into_std().await;
-        std_file.sync_all().map_err(snap_err)?;
+        std_file.sync_all().map_err(io_error)?;
         let path = self.snapshot_dir.join(format!("installing-{}.tmp", snapshot_name(meta)));
         // Copy through the descriptor we were given: it may be a received file or our own.
         let meta = meta.clone();
         self.blocking(move |sm| {
             let mut source = std_file;
-            source.seek(SeekFrom::Start(0)).map_err(snap_err)?;
-            let mut target = std::fs::File::create(&path).map_err(snap_err)?;
-            std::io::copy(&mut source, &mut target).map_err(snap_err)?;
-            target.sync_all().map_err(snap_err)?;
+            source.seek(SeekFrom::Start(0)).map_err(io_error)?;
+            let mut target = std::fs::File::create(&path).map_err(io_error)?;
+            std::io::copy(&mut source, &mut target).map_err(io_error)?;
+            target.sync_all().map_err(io_error)?;
             sm.install(&path, &meta)?;
             if let Some(received) = sm.receiving.lock().ok().and_then(|mut r| r.take()) {
                 let _ = std::fs::remove_file(received);
@@ -411,7 +403,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let Some(meta) = self.blocking(|sm| sm.current_meta()).await? else {
             return Ok(None);
         };
-        let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(snap_err)?;
+        let file = tokio::fs::File::open(self.snapshot_path()).await.map_err(io_error)?;
         Ok(Some(Snapshot { meta, snapshot: file }))
     }
 }
@@ -430,7 +422,7 @@ impl SnapshotReceiverFactory<TypeConfig> for StateMachine {
             .create_new(true)
             .open(&path)
             .await
-            .map_err(snap_err)?;
+            .map_err(io_error)?;
         if let Ok(mut receiving) = self.receiving.lock() {
             if let Some(old) = receiving.replace(path) {
                 let _ = std::fs::remove_file(old);
