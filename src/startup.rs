@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -114,6 +114,7 @@ impl Server {
                     value,
                 )
             })))
+            .layer(crate::api::DrainLayer::new(self.node.draining_flag()))
             .layer(crate::api::AddressLimitLayer::new(self.node.limits.clone()))
             .service(crate::api::around(crate::api::router(self.node.clone())));
         crate::telemetry::spawn_metrics_upkeep();
@@ -135,6 +136,52 @@ impl Server {
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(http.header_read_timeout_ms))
             .max_buf_size(MAX_HEADER_BYTES);
+        // One connection: its TLS handshake (if any) and its requests run in a task of its own,
+        // bounded like a request's headers, so a slow or silent client holds up nobody else.
+        let serve = |stream: TcpStream, remote: SocketAddr, watcher: Watcher| {
+            let (app, builder) = (app.clone(), builder.clone());
+            let tls = self.tls.as_ref().map(|tls| tls.current());
+            tokio::spawn(async move {
+                let ended = match tls {
+                    None => {
+                        let on = Connection { remote, peer_certificate: false };
+                        let service =
+                            TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
+                                req.extensions_mut().insert(on);
+                                req
+                            }));
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Some(config) => {
+                        let Some(stream) = handshake(stream, remote, config, handshake_timeout).await else { return };
+                        let peer_certificate = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                        let on = Connection { remote, peer_certificate };
+                        let service =
+                            TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
+                                req.extensions_mut().insert(on);
+                                req
+                            }));
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                };
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        };
+        let accept = |accepted: std::io::Result<(TcpStream, SocketAddr)>| async move {
+            match accepted {
+                Ok(accepted) => Some(accepted),
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    None
+                }
+            }
+        };
         let graceful = GracefulShutdown::new();
         // Tell systemd (Type=notify) we are serving; a no-op when not run by systemd.
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -142,57 +189,40 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
-                    let (stream, remote) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let Some(tls) = &self.tls else {
-                        let on = Connection { remote, peer_certificate: false };
-                        let service = TowerToHyperService::new(app.clone().map_request(move |mut req: axum::http::Request<_>| {
-                            req.extensions_mut().insert(on);
-                            req
-                        }));
-                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        let connection = graceful.watch(connection.into_owned());
-                        tokio::spawn(async move {
-                            if let Err(e) = connection.await {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
-                        });
-                        continue;
-                    };
-                    // The handshake runs in the connection's own task, bounded like a request's
-                    // headers, so a slow or silent client holds up nobody else.
-                    let (config, app, builder, watcher) = (tls.current(), app.clone(), builder.clone(), graceful.watcher());
-                    tokio::spawn(async move {
-                        let Some(stream) = handshake(stream, remote, config, handshake_timeout).await else { return };
-                        let peer_certificate = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-                        let on = Connection { remote, peer_certificate };
-                        let service = TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
-                            req.extensions_mut().insert(on);
-                            req
-                        }));
-                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        if let Err(e) = watcher.watch(connection.into_owned()).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
+                    if let Some((stream, remote)) = accept(accepted).await {
+                        serve(stream, remote, graceful.watcher());
+                    }
                 }
                 () = &mut shutdown => break,
             }
         }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        drop(self.listener);
+        // The drain: the connections open now finish their requests (each closes after its
+        // current one). Meanwhile the listener stays open, because the peers' Raft calls must
+        // still reach this node; new client requests are answered 503 (`api::DrainLayer`).
+        self.node.begin_drain();
+        let late = GracefulShutdown::new();
         let drain = Duration::from_millis(http.drain_timeout_ms);
-        if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-            tracing::warn!(?drain, "connections still busy after the drain timeout were closed");
+        let mut drained = std::pin::pin!(tokio::time::timeout(drain, graceful.shutdown()));
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    if let Some((stream, remote)) = accept(accepted).await {
+                        serve(stream, remote, late.watcher());
+                    }
+                }
+                finished = &mut drained => {
+                    if finished.is_err() {
+                        tracing::warn!(?drain, "connections still busy after the drain timeout were closed");
+                    }
+                    break;
+                }
+            }
         }
+        drop(self.listener);
         self.node.shutdown().await;
+        // Connections opened during the drain carried peers' calls and refusals only.
+        let _ = tokio::time::timeout(Duration::from_secs(1), late.shutdown()).await;
         Ok(())
     }
 }

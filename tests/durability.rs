@@ -5,7 +5,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, create, order_body, slot, token, token_with, TestNode};
+use common::{client, create, order_body, problem_type, slot, token, token_with, TestNode};
 use pizza_orders::domain::Timestamp;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -152,4 +152,47 @@ async fn sigterm_under_load_exits_0_and_loses_no_acknowledged_write() {
     assert!(acknowledged.len() >= 50, "only {} orders acknowledged before SIGTERM", acknowledged.len());
     node.restart_with(&["slots.capacity=1000"]);
     assert_all_stored(&node, &acknowledged, "SIGTERM").await;
+}
+
+/// While a node drains after SIGTERM (here held open by a live stream), it says so on /readyz,
+/// answers a new customer 503 with `Connection: close` so the client goes elsewhere, and still
+/// answers its peers (a Raft call without the cluster secret is refused as such, not left
+/// unconnected); once the last request ends, it exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_sends_customers_away_and_still_answers_its_peers() {
+    let mut node = TestNode::start();
+    let stream = client().get(node.url("/v1/stores/main/slots/stream")).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let pid = node.pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let ready = eventually_status(&node.url("/readyz"), StatusCode::SERVICE_UNAVAILABLE).await;
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["reason"], "shutting down", "{body}");
+
+    let refused = create(&node, "late-customer", &order_body(&slot(2, 30))).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["connection"], "close");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(problem_type(refused).await, "/problems/unavailable");
+
+    let peer = client().post(node.url("/raft/vote")).body(Vec::new()).send().await.unwrap();
+    assert_eq!(peer.status(), StatusCode::UNAUTHORIZED, "a peer's call is still routed to Raft");
+
+    drop(stream);
+    let status = tokio::task::block_in_place(|| node.terminate());
+    assert!(status.success(), "exit status after the drain: {status:?}");
+}
+
+/// GET `url` until it answers `status` (5 s at most).
+async fn eventually_status(url: &str, status: StatusCode) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(r) = client().get(url).send().await {
+            if r.status() == status {
+                return r;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} did not answer {status} within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -22,12 +22,14 @@ pub async fn healthz() -> Json<Value> {
 /// balancer's rotation (a node catching up after a restart or a full disk is thousands behind).
 const CATCH_UP_SLACK: u64 = 256;
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "No leader, catching up, no catalog yet, or storage failing")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready"), (status = 503, description = "No leader, catching up, no catalog yet, storage failing, or shutting down")))]
 pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) {
     let m = node.metrics();
     let applied = m.last_applied.map_or(0, |l| l.index);
     let committed = node.committed_index();
-    let reason = if m.current_leader.is_none() {
+    let reason = if node.is_draining() {
+        Some("shutting down".to_owned())
+    } else if m.current_leader.is_none() {
         Some("no leader known".to_owned())
     } else if committed.saturating_sub(applied) > CATCH_UP_SLACK {
         Some(format!("catching up: applied {applied} of {committed}"))

@@ -8,6 +8,7 @@ mod caching;
 mod catalog;
 mod deadline;
 mod dev_login;
+mod drain;
 mod events;
 mod export;
 mod extract;
@@ -45,6 +46,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::domain::OrderVersion;
 use crate::node::Node;
+pub use drain::DrainLayer;
 pub use limits::AddressLimitLayer;
 pub use problem::ApiError;
 

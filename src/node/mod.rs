@@ -8,7 +8,7 @@
 //! first: linearizable by default (read index from the leader), or local when stale is fine.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,9 @@ pub struct Node {
     /// The newest read index learned here, with the instant the round that produced it began:
     /// once applied, this node's state reflects every write acknowledged before that instant.
     fresh: std::sync::Mutex<Option<(Instant, u64)>>,
+    /// Set once a shutdown began (`begin_drain`): the node finishes what it has and takes no
+    /// new client requests, but still answers its peers.
+    draining: Arc<AtomicBool>,
 }
 
 type Pending = (Command, oneshot::Sender<Result<Applied, NodeError>>);
@@ -366,6 +369,7 @@ impl Node {
             analytics,
             disk,
             fresh: std::sync::Mutex::new(None),
+            draining: Arc::new(AtomicBool::new(false)),
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));
         if node.config.analytics.enabled {
@@ -504,6 +508,28 @@ impl Node {
     /// Whether this node may grant votes yet (see `lease`: not just after it started).
     pub fn may_vote(&self) -> bool {
         self.lease.may_vote()
+    }
+
+    /// The first step of a graceful stop. The node stops standing for election: while it
+    /// drains, its listener may be the last thing it serves, and a follower that stood as
+    /// candidate then would raise the term, and its next start would depose a healthy leader
+    /// (seen in tests/upgrade.rs: eight terms in one step, from v0.5.0, which still does so).
+    /// A leader keeps leading until Raft stops; client requests are refused from now on
+    /// (`api::DrainLayer`), peers' are not.
+    pub fn begin_drain(&self) {
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            self.raft.runtime_config().elect(false);
+        }
+    }
+
+    /// Whether a graceful stop has begun (see [`Self::begin_drain`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// A handle on the draining flag for the layer that refuses client requests meanwhile.
+    pub fn draining_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
     }
 
     /// Stop Raft and make the state durable (a restart then re-applies nothing); storage
