@@ -8,6 +8,9 @@
 # per wrk thread, benches/peers/create.lua), one delivery slot per round and build, capacity
 # 1 000 000; writes go to the leader. Printed: per point the rate of each round, the medians of
 # rate and p50, B/A; then wrk's non-2xx and socket errors summed (none expected).
+# An older release may not know some of the settings (v0.1.0, f777dd9, has no `analytics` or
+# `limits`): each build is started once on a scratch directory first, and a setting its
+# configuration refuses as an unknown field is dropped for that build and named on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: $0 A_BIN B_BIN [SECS=5] [ROUNDS=3] [CONNS=\"1 64\"]" >&2; exit 2; }
@@ -35,25 +38,74 @@ trap 'exit 130' INT TERM
 secret=builds-ab-secret-builds-ab-secret-0123456
 cfg=$work/node.toml
 bench_config "$cfg" "$secret"
-mapfile -t common < <(bench_settings "$cfg")
-admin=$("$a_bin" token --config "$cfg" --user ab-admin --admin --ttl 2h)
-start() { # bin name port settings...
-  local bin=$1 name=$2 port=$3; shift 3
+mapfile -t wanted < <(bench_settings "$cfg"; printf '%s\n' --set runtime.worker_threads=1)
+# accepted_settings BIN: the wanted settings less those BIN's configuration calls unknown (its
+# error names the field: `... for key "global.analytics"`), one start on a scratch dir each.
+accepted_settings() {
+  local bin=$1 probe=$work/probe port=17399 out drop kept=("${wanted[@]}") next i
+  for _ in 1 2 3 4 5 6 7 8; do
+    rm -rf "$probe"
+    "$bin" serve "${kept[@]}" --listen "127.0.0.1:$port" --data-dir "$probe" > "$work/probe.log" 2>&1 &
+    local pid=$! deadline=$(($(now_ms) + 3000))
+    while kill -0 "$pid" 2>/dev/null && (($(now_ms) < deadline)); do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid"; wait "$pid" 2>/dev/null || true
+      printf '%s\n' "${kept[@]}"
+      return 0
+    fi
+    wait "$pid" 2>/dev/null || true
+    out=$(cat "$work/probe.log")
+    drop=$(sed -n 's/.*unknown field.*for key "global\.\([A-Za-z0-9_.]*\)".*/\1/p' <<<"$out" | head -1)
+    [ -n "$drop" ] || { echo "$bin does not start with the benchmark settings:" >&2; tail -3 <<<"$out" >&2; exit 1; }
+    echo "   $bin does not know '$drop': runs without it" >&2
+    next=()
+    for ((i = 0; i < ${#kept[@]}; i++)); do
+      if [ "${kept[i]}" = --set ] && [[ ${kept[i + 1]} == "$drop"=* || ${kept[i + 1]} == "$drop".* ]]; then
+        i=$((i + 1))
+      else
+        next+=("${kept[i]}")
+      fi
+    done
+    kept=("${next[@]}")
+  done
+  echo "$bin: too many unknown settings" >&2
+  exit 1
+}
+# The cluster's nodes run on one worker thread each (three nodes on two cores), the single
+# node on its default: the probe's list has the setting, and it is split off again.
+declare -A settings one_thread
+for build in a b; do
+  bin=${build}_bin
+  all=$(accepted_settings "${!bin}")
+  settings[$build]=$(awk 'p != "" { if (!(p == "--set" && $0 == "runtime.worker_threads=1")) { print p; print $0 } p = ""; next }
+                          $0 == "--set" { p = $0; next } { print }' <<<"$all")
+  one_thread[$build]=$(grep -c -x 'runtime.worker_threads=1' <<<"$all" || true)
+done
+# Tokens from a build that mints many at once (`token --count`), the newer one if only one does.
+tok_bin=$b_bin
+"$tok_bin" token --help | grep -q -- --count || tok_bin=$a_bin
+"$tok_bin" token --help | grep -q -- --count || { echo "neither build mints tokens with --count" >&2; exit 1; }
+admin=$("$tok_bin" token --config "$cfg" --user ab-admin --admin --ttl 2h)
+start() { # build name port settings...
+  local build=$1 name=$2 port=$3 bin common; shift 3
+  bin=${build}_bin; bin=${!bin}
+  mapfile -t common <<<"${settings[$build]}"
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is in use" >&2; exit 1; fi
   "$bin" serve "${common[@]}" --listen "127.0.0.1:$port" --data-dir "$work/$name" "$@" > "$work/$name.log" 2>&1 &
   pids+=($!)
 }
 declare -A single cluster leader
 for build in a b; do
-  bin=${build}_bin; bin=${!bin}
   base=$([ $build = a ] && echo 17300 || echo 17310)
   single[$build]=$base
-  start "$bin" "$build-single" "$base" --set cluster.node_id=1 --set cluster.bootstrap=true
+  start "$build" "$build-single" "$base" --set cluster.node_id=1 --set cluster.bootstrap=true
   cluster[$build]="$((base + 1)) $((base + 2)) $((base + 3))"
   i=0
   for p in ${cluster[$build]}; do
     i=$((i + 1))
-    start "$bin" "$build-node$i" "$p" --set "cluster.node_id=$i" --set cluster.bootstrap=false --set runtime.worker_threads=1
+    node_threads=()
+    ((one_thread[$build])) && node_threads=(--set runtime.worker_threads=1)
+    start "$build" "$build-node$i" "$p" --set "cluster.node_id=$i" --set cluster.bootstrap=false "${node_threads[@]}"
   done
 done
 cluster_json() { curl -sf --max-time 2 -H "authorization: Bearer $admin" "http://127.0.0.1:$1/admin/cluster"; }
@@ -85,7 +137,7 @@ create_run() { # key build port connections round
   local key=$1 build=$2 port=$3 c=$4 r=$5 threads=2 out
   ((c >= 2)) || threads=1
   mint=$((mint + 1))
-  "$a_bin" token --config "$cfg" --user "ab$mint" --count $((secs * 40000)) --ttl 2h |
+  "$tok_bin" token --config "$cfg" --user "ab$mint" --count $((secs * 40000)) --ttl 2h |
     awk -v t="$threads" -v f="$work/tokens" '{ print > (f "." ((NR - 1) % t)) }'
   hour=$((10 + 2 * r)); [ "$build" = b ] && hour=$((hour + 1))
   out=$(SLOT="${tomorrow}T${hour}:00:00Z" TOKENS=$work/tokens \
