@@ -268,9 +268,12 @@ impl Node {
     /// `cluster.bootstrap` is set. `advertise` is how peers reach this node.
     pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
         let cache = usize::try_from(config.storage.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let starting = Instant::now();
         let store = Store::open_with_cache(&config.data_dir, Some(cache))?;
+        let store_ms = starting.elapsed().as_millis() as u64;
         let disk = DiskSpace::new(&config.data_dir, config.storage.min_free_mb);
         let log_store = LogStore::open(&config.data_dir, store.clone())?.with_disk_space(disk.clone());
+        let log_ms = starting.elapsed().as_millis() as u64 - store_ms;
         convert_to_stores(&config, &store)?;
         let committed = log_store.committed_index();
         let state_machine =
@@ -309,9 +312,17 @@ impl Node {
         .validate()
         .map_err(|e| NodeError::Raft(e.to_string()))?;
         let id = config.cluster.node_id;
+        let before_raft = starting.elapsed().as_millis() as u64;
         let raft = Raft::new(id, Arc::new(raft_config), Network::new(peers.clone()), log_store, state_machine)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        tracing::info!(
+            store_ms,
+            log_ms,
+            raft_ms = starting.elapsed().as_millis() as u64 - before_raft,
+            total_ms = starting.elapsed().as_millis() as u64,
+            "storage and Raft started"
+        );
         if config.cluster.bootstrap && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
             let members = BTreeMap::from([(id, BasicNode::new(&advertise))]);
             raft.initialize(members).await.map_err(|e| NodeError::Raft(e.to_string()))?;
