@@ -177,3 +177,30 @@ fn shell_completions_and_the_manual_page_cover_every_subcommand() {
     assert_eq!(code, Some(2));
     assert!(err.contains("possible values"), "{err}");
 }
+
+/// The order example in `pizza-orders --help`, run as written (bash, the binary on PATH, its
+/// config from PIZZA_ORDERS_CONFIG), only the address pointed at a test node: it places the
+/// order. The slot is computed by the example itself, so it is valid on any day.
+#[test]
+fn the_help_example_places_an_order_as_written() {
+    let node = TestNode::start();
+    let (code, help, _) = run_cli(&["--help"]);
+    assert_eq!(code, Some(0));
+    let from = help.find("TOKEN=$(").expect("the help has the order example");
+    let to = from + help[from..].find("/v1/orders").expect("the example posts to /v1/orders") + "/v1/orders".len();
+    let script = help[from..to].replace("http://127.0.0.1:8080", &node.base);
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_pizza-orders"));
+    let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("PATH", path)
+        .env("PIZZA_ORDERS_CONFIG", &node.config_file)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the example failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let order: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(order["id"].as_str().is_some_and(|id| !id.is_empty()), "{order}");
+    assert_eq!(order["size"], "large", "{order}");
+    assert_eq!(order["toppings"], serde_json::json!(["mushroom"]), "{order}");
+}

@@ -25,10 +25,14 @@ const EXAMPLES: &str = "\
 Examples:
   Run one node with the local config (data in ./data, API on http://127.0.0.1:8080):
     pizza-orders serve
-  Mint a token for alice and place an order:
+  Mint a token for alice and order a pizza to Berlin Mitte (the demo catalog's store there)
+  for the day after tomorrow at 18:00 UTC (a day the store is closed answers 422):
     TOKEN=$(pizza-orders token --user alice)
+    SLOT=$(date -u -d '+2 days' +%Y-%m-%dT18:00:00Z)
     curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\
-      -d '{\"address\":\"1 Main St\",\"size\":\"large\",\"toppings\":[\"mushroom\"],\"delivery_slot\":\"2030-01-01T18:00:00Z\"}' \\
+      -d '{\"address\": \"Invalidenstr. 1\", \"postcode\": \"10115\",
+           \"size\": \"large\", \"toppings\": [\"mushroom\"],
+           \"delivery_slot\": \"'$SLOT'\"}' \\
       http://127.0.0.1:8080/v1/orders
 
 Exit codes: 0 success, 1 failure while running, 2 bad usage or configuration.";
