@@ -395,3 +395,22 @@ async fn a_client_trickling_its_headers_is_disconnected_and_others_are_served() 
     let response = client().get(node.url("/healthz")).header("x-huge", huge).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }
+
+/// Each page (customer, kitchen, dashboard) has a description for search engines and names an
+/// icon that is served as an image, and `/favicon.ico`, where browsers and bookmark tools look
+/// without being told, answers with the same icon instead of a 404.
+#[tokio::test]
+async fn every_page_has_a_description_and_an_icon_that_is_served() {
+    let node = TestNode::start();
+    for page in ["/", "/kitchen/", "/admin/"] {
+        let html = client().get(node.url(page)).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains("<meta name=\"description\" content=\""), "{page} has no description");
+        assert!(html.contains("<link rel=\"icon\" href=\"/ui/favicon.svg\""), "{page} names no icon");
+    }
+    for path in ["/ui/favicon.svg", "/favicon.ico"] {
+        let icon = client().get(node.url(path)).send().await.unwrap();
+        assert_eq!(icon.status(), StatusCode::OK, "{path}");
+        assert_eq!(icon.headers()["content-type"], "image/svg+xml", "{path}");
+        assert!(icon.text().await.unwrap().starts_with("<svg"), "{path}");
+    }
+}

@@ -22,6 +22,7 @@ const UPLOT_JS: &str = include_str!("assets/vendor/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
 const UPLOT_LICENSE: &str = include_str!("assets/vendor/uPlot.LICENSE");
 const KITCHEN_JS: &str = include_str!("assets/kitchen.js");
+const FAVICON: &str = include_str!("assets/favicon.svg");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -29,9 +30,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 /// Every asset the binary serves: path, content, content type.
-const ASSETS: [(&str, &str, &str); 10] = [
+const ASSETS: [(&str, &str, &str); 12] = [
     ("/", INDEX, HTML),
     ("/ui/app.js", APP_JS, JS),
     ("/ui/style.css", STYLE_CSS, CSS),
@@ -42,6 +44,9 @@ const ASSETS: [(&str, &str, &str); 10] = [
     ("/ui/vendor/uPlot.iife.min.js", UPLOT_JS, JS),
     ("/ui/vendor/uPlot.min.css", UPLOT_CSS, CSS),
     ("/ui/vendor/uPlot.LICENSE", UPLOT_LICENSE, "text/plain; charset=utf-8"),
+    // The pages name this icon; /favicon.ico is where other clients look for one.
+    ("/ui/favicon.svg", FAVICON, SVG),
+    ("/favicon.ico", FAVICON, SVG),
 ];
 
 pub fn router() -> Router<Arc<Node>> {
