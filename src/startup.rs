@@ -114,8 +114,7 @@ impl Server {
                     value,
                 )
             })))
-            .layer(crate::api::DrainLayer::new(self.node.draining_flag()))
-            .layer(crate::api::AddressLimitLayer::new(self.node.limits.clone()))
+            .layer(crate::api::GateLayer::new(self.node.limits.clone(), self.node.draining_flag()))
             .service(crate::api::around(crate::api::router(self.node.clone())));
         crate::telemetry::spawn_metrics_upkeep();
         if let Some(tls) = &self.tls {
@@ -199,7 +198,7 @@ impl Server {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         // The drain: the connections open now finish their requests (each closes after its
         // current one). Meanwhile the listener stays open, because the peers' Raft calls must
-        // still reach this node; new client requests are answered 503 (`api::DrainLayer`).
+        // still reach this node; new client requests are answered 503 (`api::GateLayer`).
         self.node.begin_drain();
         let late = GracefulShutdown::new();
         let drain = Duration::from_millis(http.drain_timeout_ms);

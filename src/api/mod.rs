@@ -8,13 +8,12 @@ mod caching;
 mod catalog;
 mod deadline;
 mod dev_login;
-mod drain;
 mod events;
 mod export;
 mod extract;
+mod gate;
 mod health;
 mod kitchen;
-mod limits;
 mod live;
 mod menu;
 mod metrics;
@@ -46,8 +45,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::domain::OrderVersion;
 use crate::node::Node;
-pub use drain::DrainLayer;
-pub use limits::AddressLimitLayer;
+pub use gate::GateLayer;
 pub use problem::ApiError;
 
 /// Largest request body accepted, in bytes.

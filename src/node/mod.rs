@@ -526,7 +526,7 @@ impl Node {
     /// candidate then would raise the term, and its next start would depose a healthy leader
     /// (seen in tests/upgrade.rs: eight terms in one step, from v0.5.0, which still does so).
     /// A leader keeps leading until Raft stops; client requests are refused from now on
-    /// (`api::DrainLayer`), peers' are not.
+    /// (`api::GateLayer`), peers' are not.
     pub fn begin_drain(&self) {
         if !self.draining.swap(true, Ordering::SeqCst) {
             self.raft.runtime_config().elect(false);
