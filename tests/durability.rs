@@ -202,7 +202,7 @@ async fn eventually_status(url: &str, status: StatusCode) -> reqwest::Response {
 /// verify its checksums, instead of repairing and then verifying; every order is there.
 #[tokio::test]
 async fn after_kill_9_the_state_file_opens_from_its_checkpoint_without_a_repair() {
-    let logged = ["log.filter=warn,pizza_orders::state=info,pizza_orders::node=info"];
+    let logged = ["log.filter=warn,pizza_orders::state=debug,pizza_orders::node=info"];
     let mut node = TestNode::start_logged(&logged);
     let mut placed = Vec::new();
     for i in 0..20 {
