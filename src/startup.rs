@@ -12,6 +12,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::either::Either;
 use tower::ServiceExt;
 
 use crate::api::Connection;
@@ -141,31 +142,20 @@ impl Server {
             let (app, builder) = (app.clone(), builder.clone());
             let tls = self.tls.as_ref().map(|tls| tls.current());
             tokio::spawn(async move {
-                let ended = match tls {
-                    None => {
-                        let on = Connection { remote, peer_certificate: false };
-                        let service =
-                            TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
-                                req.extensions_mut().insert(on);
-                                req
-                            }));
-                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
-                    }
+                let (io, on) = match tls {
+                    None => (Either::Left(stream), Connection { remote, peer_certificate: false }),
                     Some(config) => {
                         let Some(stream) = handshake(stream, remote, config, handshake_timeout).await else { return };
                         let peer_certificate = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-                        let on = Connection { remote, peer_certificate };
-                        let service =
-                            TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
-                                req.extensions_mut().insert(on);
-                                req
-                            }));
-                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        watcher.watch(connection.into_owned()).await
+                        (Either::Right(stream), Connection { remote, peer_certificate })
                     }
                 };
-                if let Err(e) = ended {
+                let service = TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
+                    req.extensions_mut().insert(on);
+                    req
+                }));
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                if let Err(e) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
