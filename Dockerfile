@@ -11,8 +11,10 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# benches/ only because Cargo.toml declares [[bench]] targets and cargo checks they exist.
+# benches/ and tools/ only because Cargo.toml declares [[bench]] targets and a workspace member
+# (tools/lincheck), and cargo checks they exist.
 COPY benches ./benches
+COPY tools ./tools
 COPY src ./src
 # Cache the registry and target dir between builds (BuildKit); the binary is copied out of
 # the cache mount in the same step.

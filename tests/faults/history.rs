@@ -96,3 +96,133 @@ impl History {
         self.faults.lock().unwrap().clone()
     }
 }
+
+/// The history in the shape an outside checker reads (docs/reliability.md, "History files"):
+/// JSON Lines, one header, then Jepsen's events (`invoke`, then `ok`, `fail` or `info` per
+/// operation) in real-time order, the final state as one complete read per user after every
+/// operation ended, the nemesis' faults, and this suite's own verdict last.
+///
+/// Processes follow Jepsen's rule: a client whose operation ended without an answer (`info`)
+/// continues as a new process (its number plus `clients`), so an operation that may still take
+/// effect stays open for good and never blocks the client's later ones.
+pub struct HistoryFile<'a> {
+    pub seed: u64,
+    pub transport: &'static str,
+    pub clients: usize,
+    pub users: usize,
+    pub capacity: u64,
+    pub slots: Vec<String>,
+    pub ops: &'a [Op],
+    pub faults: &'a [Fault],
+    /// Every order in the final state: id → (user, order).
+    pub finals: &'a BTreeMap<String, (String, Seen)>,
+    /// This suite's checker: the anomalies it reported.
+    pub problems: &'a [String],
+}
+
+impl HistoryFile<'_> {
+    pub fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use serde_json::{json, Value};
+        use std::io::Write;
+        let header = json!({
+            "format": "pizza-orders-history", "version": 1, "seed": self.seed, "transport": self.transport,
+            "clients": self.clients, "users": self.users, "capacity": self.capacity, "slots": self.slots,
+        });
+        // (time, 0 for an invocation or 1 for a completion, operation index, line)
+        let mut events: Vec<(u64, u8, usize, Value)> = Vec::with_capacity(self.ops.len() * 2);
+        let mut by_client: BTreeMap<usize, Vec<&Op>> = BTreeMap::new();
+        for op in self.ops {
+            by_client.entry(op.client).or_default().push(op);
+        }
+        for (client, mut ops) in by_client {
+            ops.sort_by_key(|op| op.invoked);
+            let mut process = client;
+            for op in ops {
+                let (f, value) = match &op.kind {
+                    Kind::Create { address, size, slot } => {
+                        ("create", json!({ "address": address, "size": size, "slot": slot }))
+                    }
+                    Kind::Update { id, from, address, size, slot } => {
+                        ("update", json!({ "id": id, "from": from, "address": address, "size": size, "slot": slot }))
+                    }
+                    Kind::Cancel { id, from } => ("cancel", json!({ "id": id, "from": from })),
+                    Kind::Read => ("read", Value::Null),
+                };
+                let line = |kind: &str, time: u64| {
+                    json!({ "type": kind, "process": process, "index": op.index, "user": op.user, "node": op.node,
+                            "f": f, "time": time })
+                };
+                let mut invoke = line("invoke", op.invoked);
+                invoke["value"] = value;
+                events.push((op.invoked, 0, op.index, invoke));
+                let done = match &op.outcome {
+                    Outcome::Written { id, seen } => {
+                        let mut done = line("ok", op.completed);
+                        done["value"] = json!({ "id": id, "order": seen });
+                        done
+                    }
+                    Outcome::Listed { orders, complete } => {
+                        let mut done = line("ok", op.completed);
+                        done["value"] = json!({ "orders": orders, "complete": complete });
+                        done
+                    }
+                    Outcome::Failed(error) => {
+                        let mut done = line("fail", op.completed);
+                        done["error"] = json!(error);
+                        done
+                    }
+                    Outcome::Unknown(error) => {
+                        let mut done = line("info", op.completed);
+                        done["error"] = json!(error);
+                        done
+                    }
+                };
+                events.push((op.completed, 1, op.index, done));
+                if matches!(op.outcome, Outcome::Unknown(_)) {
+                    process += self.clients;
+                }
+            }
+        }
+        // At the same microsecond an invocation goes first: the two count as concurrent.
+        events.sort_by_key(|(time, order, index, _)| (*time, *order, *index));
+        let end = events.last().map_or(0, |e| e.0) + 1;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(out, "{header}")?;
+        for (_, _, _, line) in &events {
+            writeln!(out, "{line}")?;
+        }
+        // The final state, read after healing: per user, one complete list on a process of its own.
+        let mut finals: BTreeMap<String, BTreeMap<&str, &Seen>> =
+            (0..self.users).map(|u| (crate::workload::user(u), BTreeMap::new())).collect();
+        for (id, (user, seen)) in self.finals {
+            finals.entry(user.clone()).or_default().insert(id.as_str(), seen);
+        }
+        // All invoked at once, then all answered: events stay in real-time order.
+        let base = self.ops.len() + 1;
+        let mut answers = Vec::with_capacity(finals.len());
+        for (n, (user, orders)) in finals.into_iter().enumerate() {
+            let common =
+                json!({ "process": 1_000_000 + n, "index": base + n, "user": user, "node": null, "f": "read" });
+            let mut invoke = common.clone();
+            invoke["type"] = json!("invoke");
+            invoke["time"] = json!(end);
+            invoke["value"] = Value::Null;
+            writeln!(out, "{invoke}")?;
+            let mut done = common;
+            done["type"] = json!("ok");
+            done["time"] = json!(end + 1);
+            done["value"] = json!({ "orders": orders, "complete": true });
+            answers.push(done);
+        }
+        for done in answers {
+            writeln!(out, "{done}")?;
+        }
+        for fault in self.faults {
+            writeln!(out, "{}", json!({ "type": "nemesis", "fault": fault }))?;
+        }
+        let verdict = json!({ "type": "verdict", "checker": "tests/faults/checker.rs",
+                              "anomalies": self.problems.len(), "problems": self.problems });
+        writeln!(out, "{verdict}")?;
+        out.flush()
+    }
+}

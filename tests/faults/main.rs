@@ -129,13 +129,31 @@ async fn run(seed: u64, duration: Duration) -> Result<(), String> {
     let ops = history.ops();
     let report = checker::check(&ops, &finals[0]);
     summarise(seed, duration, &ops, &history, &state, finals[0].len());
-    // The whole history (hundreds of MB for a long release run) is kept when a check fails, or
-    // always with PIZZA_FAULTS_HISTORY=always.
-    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-history-seed-{seed}.json"));
-    if !report.problems.is_empty() || setting("PIZZA_FAULTS_HISTORY", "on-failure") == "always" {
-        let dump = serde_json::json!({ "seed": seed, "ops": ops, "faults": history.faults() });
-        let _ = std::fs::write(&file, serde_json::to_vec(&dump).unwrap_or_default());
+    // Every run's history, for the outside checker (tools/lincheck, run by .ci/test after this
+    // suite) and for reading when a check fails.
+    let transport = if common::pki::tls_everywhere() { "https" } else { "http" };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
+    let file = dir.join(format!("history-seed-{seed}-{transport}.jsonl"));
+    let faults = history.faults();
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        history::HistoryFile {
+            seed,
+            transport,
+            clients: CLIENTS,
+            users: workload::USERS,
+            capacity: workload::CAPACITY,
+            slots: workload::slots(),
+            ops: &ops,
+            faults: &faults,
+            finals: &finals[0],
+            problems: &report.problems,
+        }
+        .write(&file)
+    });
+    if let Err(e) = written {
+        return Err(format!("writing the history to {}: {e}", file.display()));
     }
+    println!("history: {}", file.display());
     if report.problems.is_empty() {
         Ok(())
     } else {
