@@ -104,10 +104,42 @@ async fn wait_text(b: &Client, css: &str, wanted: &str) -> String {
     .await
 }
 
+/// A screen the tests reach: kept as a picture, and checked for accessibility.
 async fn screenshot(b: &Client, name: &str) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.png")), b.screenshot().await.unwrap()).unwrap();
+    accessible(b, name).await;
+}
+
+/// axe-core, the version `.ci/test` installs (`PIZZA_AXE_JS`, or target/web-tools), run on the
+/// screen as it is: no violation of WCAG 2.0/2.1 A or AA. WebDriver's script runs outside the
+/// page's Content-Security-Policy, which stays in force for the page itself.
+async fn accessible(b: &Client, screen: &str) {
+    let path = std::env::var_os("PIZZA_AXE_JS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/web-tools/node_modules/axe-core/axe.min.js")
+    });
+    let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "axe-core is not at {} ({e}): run `bash .ci/test` (it installs it with npm), or set PIZZA_AXE_JS",
+            path.display()
+        )
+    });
+    let script = format!(
+        "{axe}\nreturn window.axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})\n\
+         .then(r => r.violations.map(v => ({{ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')) }})));"
+    );
+    let violations = b.execute(&script, vec![]).await.unwrap_or_else(|e| panic!("axe-core on {screen}: {e}"));
+    let list = violations.as_array().cloned().unwrap_or_default();
+    assert!(
+        list.is_empty(),
+        "axe-core on screen {screen}: {} violation(s) of WCAG 2.1 AA:\n{}",
+        list.len(),
+        list.iter()
+            .map(|v| format!("{} ({}): {} at {}", v["id"], v["impact"], v["help"], v["nodes"]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 async fn sign_in(b: &Client, base: &str, user: &str) {
@@ -235,6 +267,7 @@ async fn two_customers_race_for_the_last_place_and_the_loser_gets_it_from_the_wa
     screenshot(loser, "5-slot-full-alternatives").await;
     loser.find(Locator::Css("#join-waitlist")).await.unwrap().click().await.unwrap();
     wait_text(loser, "#waitlist:not([hidden]) #waitlist-details", "Number 1 in line").await;
+    screenshot(loser, "5b-waitlist").await;
     // The winner cancels: the place goes to the first in line, whose order is then placed.
     winner.find(Locator::Css("#cancel-order")).await.unwrap().click().await.unwrap();
     winner.accept_alert().await.unwrap();
