@@ -448,6 +448,11 @@ pub struct OrderPage<'a> {
     /// Pass as `before` to get the next (older) page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
+    /// On the first page: your place in a waitlist, if you are in one (as `GET /v1/waitlist`
+    /// answers), so a page learns the whole state of a customer in one request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::waitlist::WaitlistView>)]
+    waitlist: Option<super::waitlist::WaitlistView<'a>>,
 }
 
 const DEFAULT_PAGE: usize = 20;
@@ -484,7 +489,12 @@ pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, qu
     let now = Timestamp::now();
     let steps = orders.iter().map(|o| node.store.steps(o)).collect::<Result<Vec<_>, _>>()?;
     let views = orders.iter().zip(&steps).map(|(o, s)| OrderView::new(o, now, s)).collect();
-    Ok(Json(OrderPage { orders: views, next: next.flatten() }).into_response())
+    let waiting = match before {
+        None => node.store.waitlist_position(&principal.user, now)?,
+        Some(_) => None,
+    };
+    let waitlist = waiting.as_ref().map(|(entry, position)| super::waitlist::WaitlistView::new(entry, *position));
+    Ok(Json(OrderPage { orders: views, next: next.flatten(), waitlist }).into_response())
 }
 
 #[utoipa::path(put, path = "/v1/orders/{id}", tag = "orders", request_body = OrderRequest,

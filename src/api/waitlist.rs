@@ -49,7 +49,7 @@ pub struct WaitlistView<'a> {
 }
 
 impl<'a> WaitlistView<'a> {
-    fn new(entry: &'a WaitEntry, position: u64) -> Self {
+    pub(super) fn new(entry: &'a WaitEntry, position: u64) -> Self {
         Self {
             position,
             store_id: entry.store.as_str(),

@@ -131,8 +131,6 @@ async function refresh() {
 
 async function start() {
   $("sign-in").hidden = true;
-  $("who").hidden = false;
-  $("panels").hidden = false;
   try {
     const stores = await (await fetch("/v1/stores")).json();
     state.stores = stores.stores || [];
@@ -147,6 +145,10 @@ async function start() {
   }
   if (!$("heat-day").value) $("heat-day").value = isoDay(new Date(Date.now() + 86400000));
   await refresh();
+  // Shown once drawn: panels filling in one by one pushed each other down (layout shift 0.12).
+  $("who").hidden = false;
+  $("panels").hidden = false;
+  if (state.chart) state.chart.setSize({ width: Math.max(320, $("traffic-chart").clientWidth || 640), height: 240 });
   clearInterval(state.timer);
   state.timer = setInterval(refresh, REFRESH_MS);
 }

@@ -351,15 +351,6 @@ function renderWaitlist(entry) {
     `${euros(entry.price_cents, entry.currency)}) is placed for you.`;
 }
 
-async function loadWaitlist() {
-  try {
-    const { data } = await api("GET", "/v1/waitlist");
-    renderWaitlist(data);
-  } catch (e) {
-    if (e.status === 404) renderWaitlist(null); else throw e;
-  }
-}
-
 async function joinWaitlist() {
   if (!state.fullBody) return;
   say("Joining the waitlist…");
@@ -467,8 +458,9 @@ function renderHistory(orders) {
 }
 
 async function loadOrders() {
-  await loadWaitlist();
+  // The first page carries the place in line too: no request that answers 404 when there is none.
   const { data } = await api("GET", "/v1/orders?limit=20");
+  renderWaitlist(data.waitlist || null);
   const active = data.orders.find((o) => o.active);
   if (active) {
     const { data: order, etag } = await api("GET", `/v1/orders/${active.id}`);
@@ -615,8 +607,9 @@ async function start() {
   show("who", true);
   say("Loading…");
   try {
-    if (!state.menu) { state.menu = (await api("GET", "/v1/menu")).data; renderMenu(); }
-    await loadStores();
+    // The menu and the stores side by side (the form they fill is shown only at the end).
+    const menu = state.menu ? null : api("GET", "/v1/menu").then(({ data }) => { state.menu = data; renderMenu(); });
+    await Promise.all([menu, loadStores()]);
     await loadOpenDays();
     await loadSlots();
     await loadOrders();

@@ -1,0 +1,71 @@
+// Lighthouse (the version .ci/lighthouse installs) on the customer page signed out and signed
+// in, the kitchen page and the dashboard, in Debian's Chromium, with the budgets of issue 32:
+// performance, accessibility and best practices 100, SEO at least 90.
+// usage: node .ci/lighthouse.mjs BASE_URL CUSTOMER_TOKEN STAFF_TOKEN ADMIN_TOKEN REPORT_DIR
+import fs from "node:fs";
+import path from "node:path";
+import puppeteer from "puppeteer-core";
+import lighthouse from "lighthouse";
+
+const [base, customer, staff, admin, reports] = process.argv.slice(2);
+const budgets = { performance: 100, accessibility: 100, "best-practices": 100, seo: 90 };
+const pages = [
+  { name: "customer, signed out", url: `${base}/`, storage: {} },
+  { name: "customer, signed in", url: `${base}/`, storage: { token: customer, name: "Lighthouse" } },
+  { name: "kitchen", url: `${base}/kitchen/`, storage: { "staff-token": staff } },
+  { name: "dashboard", url: `${base}/admin/`, storage: { "admin-token": admin } },
+];
+
+const browser = await puppeteer.launch({
+  executablePath: process.env.CHROME_PATH || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+let failed = false;
+try {
+  for (const p of pages) {
+    const page = await browser.newPage();
+    // Signed in the way the pages keep a session: the token in the tab's sessionStorage, which
+    // Lighthouse keeps when told not to reset storage.
+    await page.goto(`${base}/healthz`);
+    await page.evaluate((items) => { for (const [k, v] of Object.entries(items)) sessionStorage.setItem(k, v); }, p.storage);
+    // Three runs, the median per category (Lighthouse's advice for a noisy machine).
+    const runs = [];
+    for (let i = 0; i < 3; i++) {
+      runs.push(await lighthouse(p.url, {
+        output: "html", logLevel: "error", disableStorageReset: true,
+        onlyCategories: Object.keys(budgets),
+      }, undefined, page));
+    }
+    const median = (c) => runs.map((r) => r.lhr.categories[c].score).sort((a, b) => a - b)[1];
+    const result = runs.find((r) => r.lhr.categories.performance.score === median("performance"));
+    const file = path.join(reports, `${p.name.replace(/[^a-z]+/g, "-")}.html`);
+    fs.writeFileSync(file, result.report);
+    const scores = Object.fromEntries(Object.keys(budgets).map((c) => [c, Math.round(median(c) * 100)]));
+    const short = Object.entries(budgets).filter(([c, min]) => scores[c] < min);
+    console.log(`${p.name}: ${Object.entries(scores).map(([c, s]) => `${c} ${s}`).join(", ")}${short.length ? "  BELOW BUDGET" : ""}`);
+    for (const [category] of short) {
+      for (const ref of result.lhr.categories[category].auditRefs) {
+        const audit = result.lhr.audits[ref.id];
+        if (ref.weight > 0 && audit.score !== null && audit.score < 1) {
+          console.log(`  ${category}: ${audit.id}: ${audit.title}${audit.displayValue ? ` (${audit.displayValue})` : ""}`);
+          for (const item of (audit.details?.items || []).slice(0, 5)) {
+            console.log(`    ${JSON.stringify(item).slice(0, 300)}`);
+          }
+        }
+      }
+    }
+    if (short.length) {
+      const lcp = result.lhr.audits["largest-contentful-paint-element"]?.details?.items?.[0]?.items?.[0]?.node;
+      const shifts = result.lhr.audits["layout-shifts"]?.details?.items || [];
+      if (lcp) console.log(`  largest contentful paint: ${lcp.selector} ${lcp.snippet?.slice(0, 120)}`);
+      for (const s of shifts.slice(0, 3)) console.log(`  layout shift ${s.score?.toFixed(3)}: ${s.node?.selector} ${s.node?.snippet?.slice(0, 100)}`);
+    }
+    failed ||= short.length > 0;
+    await page.close();
+  }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
