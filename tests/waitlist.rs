@@ -58,6 +58,17 @@ async fn freed_places_go_to_the_first_in_line_on_every_node() {
         .await
         .unwrap();
     assert_eq!(common::problem_type(again).await, "/problems/already-waiting");
+    // The first page of a customer's orders carries their place in line (the page's one
+    // request on load); a customer in no line gets none, and no later page carries it.
+    let page = |user: String, query: &'static str| {
+        let url = cluster.url(1, &format!("/v1/orders{query}"));
+        async move { client().get(url).bearer_auth(token(&user)).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let first = page(format!("c{}", line[1]), "").await;
+    assert_eq!(first["waitlist"]["position"], 2, "{first}");
+    assert_eq!(first["waitlist"]["delivery_slot"]["start"], slot.as_str(), "{first}");
+    let winner = page(format!("c{}", winners[0].0), "").await;
+    assert!(winner.get("waitlist").is_none(), "{winner}");
     let roomy = client()
         .post(cluster.url(1, "/v1/waitlist"))
         .bearer_auth(token("someone-else"))
