@@ -32,6 +32,25 @@ impl Report {
     }
 }
 
+/// For a check of the first `limit` events of a history of `len`: `None` if the whole history
+/// passes, else the length of the shortest prefix that fails (its last event is the one to
+/// blame). Binary search: a prefix of a passing prefix passes.
+pub fn first_failing_prefix(len: usize, passes: impl Fn(usize) -> bool) -> Option<usize> {
+    if passes(len) {
+        return None;
+    }
+    let (mut good, mut bad) = (0, len);
+    while bad - good > 1 {
+        let mid = (good + bad) / 2;
+        if passes(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    Some(bad)
+}
+
 pub fn check(history: &History) -> Report {
     let t = Instant::now();
     let users = orders::check(history);

@@ -279,18 +279,15 @@ pub fn check(history: &History) -> Vec<UserVerdict> {
     let mut verdicts: Vec<(usize, UserVerdict)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                std::thread::Builder::new()
-                    .stack_size(STACK)
-                    .spawn_scoped(scope, || {
-                        let mut done = Vec::new();
-                        loop {
-                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some((user, events)) = users.get(n) else { break };
-                            done.push((n, check_user(history, user, events)));
-                        }
-                        done
-                    })
-                    .expect("a checker thread starts")
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((user, events)) = users.get(n) else { break };
+                        done.push((n, check_user(history, user, events)));
+                    }
+                    done
+                })
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("a checker thread finishes")).collect()
@@ -299,26 +296,8 @@ pub fn check(history: &History) -> Vec<UserVerdict> {
     verdicts.into_iter().map(|(_, v)| v).collect()
 }
 
-/// Stack of a checker thread (the checker itself loops; this is headroom).
-const STACK: usize = 64 << 20;
-
 fn check_user(history: &History, user: &str, events: &[(usize, bool)]) -> UserVerdict {
     let operations = events.iter().filter(|e| e.1).count();
-    if linearizable(history, events, events.len()) {
-        UserVerdict { user: user.to_owned(), operations, first_bad: None }
-    } else {
-        {
-            // The shortest prefix that is not linearizable ends at the answer to blame.
-            let (mut good, mut bad) = (0, events.len());
-            while bad - good > 1 {
-                let mid = (good + bad) / 2;
-                if linearizable(history, events, mid) {
-                    good = mid;
-                } else {
-                    bad = mid;
-                }
-            }
-            UserVerdict { user: user.to_owned(), operations, first_bad: Some(events[bad - 1].0) }
-        }
-    }
+    let failing = crate::first_failing_prefix(events.len(), |limit| linearizable(history, events, limit));
+    UserVerdict { user: user.to_owned(), operations, first_bad: failing.map(|n| events[n - 1].0) }
 }

@@ -71,12 +71,12 @@ impl Specification for SlotSpec {
     }
 }
 
-/// A derived operation on one slot: `end` is `None` for one that may or may not have happened.
+/// A derived operation on one slot, which happened somewhere in `start..=end`.
 #[derive(Clone, Debug)]
 struct Derived {
     op: SlotOp,
     start: u64,
-    end: Option<u64>,
+    end: u64,
 }
 
 pub struct SlotVerdict {
@@ -159,8 +159,8 @@ fn derive(history: &History) -> BTreeMap<String, Vec<Derived>> {
     }
 
     let mut derived: BTreeMap<String, Vec<Derived>> = BTreeMap::new();
-    let mut push = |slot: &str, op: Option<usize>, order: u32, what: What, start: u64, end: Option<u64>| {
-        let start = end.map_or(start, |e| start.min(e));
+    let mut push = |slot: &str, op: Option<usize>, order: u32, what: What, start: u64, end: u64| {
+        let start = start.min(end);
         derived.entry(slot.to_owned()).or_default().push(Derived { op: SlotOp { op, order, what }, start, end });
     };
     let mut explained: BTreeSet<usize> = BTreeSet::new();
@@ -190,24 +190,15 @@ fn derive(history: &History) -> BTreeMap<String, Vec<Derived>> {
             }
             let follows = previous == Some(version - 1);
             match stay {
-                None if previous.is_none() && version == 1 => {
-                    if !s.cancelled {
-                        push(&s.slot, writer, order, What::Enter, start, Some(end));
-                        stay = Some((version, &s.slot, start));
-                    }
-                }
-                None if previous.is_none() => {
-                    // First seen past version 1: in this slot since some time after the user's
-                    // first unanswered create, at the latest since this write.
-                    if !s.cancelled {
-                        let since = first_blind_create.get(user).copied().unwrap_or(0).min(start);
-                        push(&s.slot, writer, order, What::Enter, since, Some(end));
-                        stay = Some((version, &s.slot, start));
-                    }
-                }
                 None => {
                     if !s.cancelled {
-                        push(&s.slot, writer, order, What::Enter, start, Some(end));
+                        // First seen past version 1: in this slot since some time after the
+                        // user's first unanswered create, at the latest since this write.
+                        let since = match previous {
+                            None if version > 1 => first_blind_create.get(user).copied().unwrap_or(0).min(start),
+                            _ => start,
+                        };
+                        push(&s.slot, writer, order, What::Enter, since, end);
                         stay = Some((version, &s.slot, start));
                     }
                 }
@@ -218,11 +209,11 @@ fn derive(history: &History) -> BTreeMap<String, Vec<Derived>> {
                         earliest(changes_of.get(&(id, seen_version))).unwrap_or(stay_start)
                     };
                     if s.cancelled {
-                        push(slot, writer, order, What::Leave, gap_start, Some(end));
+                        push(slot, writer, order, What::Leave, gap_start, end);
                         stay = None;
                     } else if !follows || slot != s.slot {
-                        push(slot, writer, order, What::Leave, gap_start, Some(end));
-                        push(&s.slot, writer, order, What::Enter, start, Some(end));
+                        push(slot, writer, order, What::Leave, gap_start, end);
+                        push(&s.slot, writer, order, What::Enter, start, end);
                         stay = Some((version, &s.slot, start));
                     } else {
                         stay = Some((version, slot, stay_start));
@@ -266,35 +257,36 @@ fn derive(history: &History) -> BTreeMap<String, Vec<Derived>> {
         if let (Outcome::Failed(problem), Some(slot), Some(end)) = (&op.outcome, op.kind.slot(), op.completed) {
             let excused = blind.get(slot).is_some_and(|w| w.iter().any(|&(from, to)| from <= end && op.invoked <= to));
             if problem == "slot-full" && !excused {
-                push(slot, Some(i), u32::MAX, What::Full, op.invoked, Some(end));
+                push(slot, Some(i), u32::MAX, What::Full, op.invoked, end);
             }
         }
     }
     derived
 }
 
-/// Whether the first `limit` events of `events` (op index, invocation?) are linearizable. Each
-/// derived operation goes on a lane: lanes are reused only by operations that begin after the
-/// lane's last one ended (the checker's processes), and operations still open at `limit` are
-/// answered after everything else.
-fn linearizable(capacity: u64, ops: &[Derived], events: &[(usize, bool)], limit: usize) -> bool {
-    let mut lanes: Vec<Option<u64>> = Vec::new();
+/// The checker's processes: each derived operation on a lane, reused only by operations that
+/// begin after the lane's last one ended.
+fn lanes(ops: &[Derived]) -> Vec<usize> {
+    let mut ends: Vec<u64> = Vec::new();
     let mut lane_of = vec![0usize; ops.len()];
     let mut order: Vec<usize> = (0..ops.len()).collect();
-    order.sort_by_key(|&i| (ops[i].end.is_none(), ops[i].start));
+    order.sort_by_key(|&i| ops[i].start);
     for i in order {
-        let op = &ops[i];
-        let free = lanes.iter().position(|last| last.is_some_and(|end| end < op.start) && op.end.is_some());
-        let lane = match free {
+        let lane = match ends.iter().position(|&end| end < ops[i].start) {
             Some(l) => l,
             None => {
-                lanes.push(None);
-                lanes.len() - 1
+                ends.push(0);
+                ends.len() - 1
             }
         };
-        lanes[lane] = op.end;
+        ends[lane] = ops[i].end;
         lane_of[i] = lane;
     }
+    lane_of
+}
+
+/// Whether the first `limit` events of `events` (op index, invocation?) are linearizable.
+fn linearizable(capacity: u64, ops: &[Derived], lane_of: &[usize], events: &[(usize, bool)], limit: usize) -> bool {
     // Every derived operation happened; in a prefix, those not yet ended are left out.
     let ended: BTreeSet<usize> = events[..limit].iter().filter(|e| !e.1).map(|e| e.0).collect();
     let mut actions = Vec::with_capacity(limit);
@@ -324,27 +316,16 @@ pub fn check(history: &History) -> Vec<SlotVerdict> {
             let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
             for (i, op) in ops.iter().enumerate() {
                 events.push((op.start, true, i));
-                if let Some(end) = op.end {
-                    events.push((end, false, i));
-                }
+                events.push((op.end, false, i));
             }
             events.sort_by_key(|&(time, invocation, i)| (time, !invocation, i));
             let events: Vec<(usize, bool)> = events.into_iter().map(|(_, inv, i)| (i, inv)).collect();
             let capacity = history.header.capacity;
-            let first_bad = if linearizable(capacity, &ops, &events, events.len()) {
-                None
-            } else {
-                let (mut good, mut bad) = (0, events.len());
-                while bad - good > 1 {
-                    let mid = (good + bad) / 2;
-                    if linearizable(capacity, &ops, &events, mid) {
-                        good = mid;
-                    } else {
-                        bad = mid;
-                    }
-                }
-                Some(ops[events[bad - 1].0].op.op)
-            };
+            let lane_of = lanes(&ops);
+            let failing = crate::first_failing_prefix(events.len(), |limit| {
+                linearizable(capacity, &ops, &lane_of, &events, limit)
+            });
+            let first_bad = failing.map(|n| ops[events[n - 1].0].op.op);
             SlotVerdict { slot, operations: ops.len(), first_bad }
         })
         .collect()

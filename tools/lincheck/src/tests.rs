@@ -180,61 +180,30 @@ fn a_user_with_two_active_orders_is_reported() {
     assert_eq!(bad_users(&report), ["u"]);
 }
 
-#[test]
-fn an_overbooked_slot_is_reported_and_so_is_a_full_refusal_with_room() {
-    let users = ["u1", "u2", "u3", "u4"];
-    let calls = users
+/// `users` each place order `o<n>` (address `a<n>`) in slot s1, one after another.
+fn one_order_each(users: &[&'static str]) -> Vec<Call> {
+    users
         .iter()
         .enumerate()
         .map(|(n, u)| {
             let t = n as u64 * 20;
-            create(
-                n as u64,
-                u,
-                &format!("a{n}"),
-                "s1",
-                t,
-                written(&format!("o{n}"), 1, &format!("a{n}"), "s1", "placed", t + 10),
-            )
+            let (id, address) = (format!("o{n}"), format!("a{n}"));
+            create(n as u64, u, &address, "s1", t, written(&id, 1, &address, "s1", "placed", t + 10))
         })
-        .collect();
-    let report = run(3, calls);
+        .collect()
+}
+
+#[test]
+fn an_overbooked_slot_is_reported_and_so_is_a_full_refusal_with_room() {
+    let report = run(3, one_order_each(&["u1", "u2", "u3", "u4"]));
     assert!(bad_users(&report).is_empty());
     assert_eq!(bad_slots(&report), ["s1"]);
     // Three orders fit; a fourth refused for room is right, and once one is cancelled a
     // refusal is not.
-    let mut calls: Vec<Call> = users[..3]
-        .iter()
-        .enumerate()
-        .map(|(n, u)| {
-            let t = n as u64 * 20;
-            create(
-                n as u64,
-                u,
-                &format!("a{n}"),
-                "s1",
-                t,
-                written(&format!("o{n}"), 1, &format!("a{n}"), "s1", "placed", t + 10),
-            )
-        })
-        .collect();
+    let mut calls = one_order_each(&["u1", "u2", "u3"]);
     calls.push(create(3, "u4", "a3", "s1", 100, End::Fail("slot-full", 110)));
     assert!(run(3, calls).linearizable());
-    let mut calls: Vec<Call> = users[..3]
-        .iter()
-        .enumerate()
-        .map(|(n, u)| {
-            let t = n as u64 * 20;
-            create(
-                n as u64,
-                u,
-                &format!("a{n}"),
-                "s1",
-                t,
-                written(&format!("o{n}"), 1, &format!("a{n}"), "s1", "placed", t + 10),
-            )
-        })
-        .collect();
+    let mut calls = one_order_each(&["u1", "u2", "u3"]);
     calls.push(cancel(0, "u1", "o0", 1, 100, written("o0", 2, "a0", "s1", "cancelled", 110)));
     calls.push(create(3, "u4", "a3", "s1", 120, End::Fail("slot-full", 130)));
     let report = run(3, calls);
