@@ -116,14 +116,18 @@ async fn screenshot(b: &Client, name: &str) {
 /// screen as it is: no violation of WCAG 2.0/2.1 A or AA. WebDriver's script runs outside the
 /// page's Content-Security-Policy, which stays in force for the page itself.
 async fn accessible(b: &Client, screen: &str) {
-    let path = std::env::var_os("PIZZA_AXE_JS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/web-tools/node_modules/axe-core/axe.min.js")
-    });
-    let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "axe-core is not at {} ({e}): run `bash .ci/test` (it installs it with npm), or set PIZZA_AXE_JS",
-            path.display()
-        )
+    // Read once per test binary (half a megabyte), not once per screen.
+    static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let axe = AXE.get_or_init(|| {
+        let path = std::env::var_os("PIZZA_AXE_JS").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/web-tools/node_modules/axe-core/axe.min.js")
+        });
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "axe-core is not at {} ({e}): run `bash .ci/test` (it installs it with npm), or set PIZZA_AXE_JS",
+                path.display()
+            )
+        })
     });
     let script = format!(
         "{axe}\nreturn window.axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] }} }})\n\

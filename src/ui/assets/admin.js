@@ -31,10 +31,15 @@ function signOut(message) {
   alertMessage(message);
 }
 
+// The chart's width: its box's, once shown (640 while the panels are hidden).
+function chartWidth() {
+  return Math.max(320, $("traffic-chart").clientWidth || 640);
+}
+
 function drawTraffic(report) {
   const xs = report.days.map((d) => Date.parse(`${d.day}T00:00:00Z`) / 1000);
   const data = [xs, report.days.map((d) => d.views), report.days.map((d) => d.visitors)];
-  const width = Math.max(320, $("traffic-chart").clientWidth || 640);
+  const width = chartWidth();
   if (state.chart) { state.chart.setData(data); state.chart.setSize({ width, height: 240 }); return; }
   state.chart = new uPlot({
     width, height: 240,
@@ -148,7 +153,7 @@ async function start() {
   // Shown once drawn: panels filling in one by one pushed each other down (layout shift 0.12).
   $("who").hidden = false;
   $("panels").hidden = false;
-  if (state.chart) state.chart.setSize({ width: Math.max(320, $("traffic-chart").clientWidth || 640), height: 240 });
+  if (state.chart) state.chart.setSize({ width: chartWidth(), height: 240 });
   clearInterval(state.timer);
   state.timer = setInterval(refresh, REFRESH_MS);
 }
