@@ -60,14 +60,16 @@ async fn freed_places_go_to_the_first_in_line_on_every_node() {
     assert_eq!(common::problem_type(again).await, "/problems/already-waiting");
     // The first page of a customer's orders carries their place in line (the page's one
     // request on load); a customer in no line gets none, and no later page carries it.
-    let page = |user: String, query: &'static str| {
+    let page = |user: String, query: String| {
         let url = cluster.url(1, &format!("/v1/orders{query}"));
         async move { client().get(url).bearer_auth(token(&user)).send().await.unwrap().json::<Value>().await.unwrap() }
     };
-    let first = page(format!("c{}", line[1]), "").await;
+    let first = page(format!("c{}", line[1]), String::new()).await;
     assert_eq!(first["waitlist"]["position"], 2, "{first}");
     assert_eq!(first["waitlist"]["delivery_slot"]["start"], slot.as_str(), "{first}");
-    let winner = page(format!("c{}", winners[0].0), "").await;
+    let later = page(format!("c{}", line[1]), format!("?before={}", winners[0].1)).await;
+    assert!(later.get("waitlist").is_none(), "{later}");
+    let winner = page(format!("c{}", winners[0].0), String::new()).await;
     assert!(winner.get("waitlist").is_none(), "{winner}");
     let roomy = client()
         .post(cluster.url(1, "/v1/waitlist"))
