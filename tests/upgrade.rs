@@ -26,6 +26,12 @@ use common::writers::{assert_every_order_everywhere, longest_gap, Writers};
 use common::{client, PROGRAM_ENV};
 use reqwest::StatusCode;
 
+/// The two tests here run one at a time. Each starts three nodes under write load and bounds
+/// elections and stalls; side by side on a two-core machine the six nodes starve each other's
+/// heartbeats (seen: a follower's restart costing two elections, and in one CI run writes
+/// standing still for 10 s), which measures the machine, not the upgrade.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn term(cluster: &TestCluster) -> u64 {
     let mut highest = 0;
     for i in cluster.running() {
@@ -65,6 +71,7 @@ async fn roll(cluster: &mut TestCluster, writers: &Writers, program: &Path) -> V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_upgrade_and_its_rollback_under_load_lose_nothing() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(previous) = std::env::var_os("PIZZA_UPGRADE_FROM").map(PathBuf::from) else {
         eprintln!("skipped: set PIZZA_UPGRADE_FROM to the previous release's binary (scripts/build-release.sh)");
         return;
@@ -130,6 +137,7 @@ async fn a_rolling_upgrade_and_its_rollback_under_load_lose_nothing() {
 /// election, stopping the leader one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_restart_of_this_build_costs_at_most_the_leaders_election() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let current = PathBuf::from(env!("CARGO_BIN_EXE_pizza-orders")).canonicalize().unwrap();
     let sets: &[&str] = &["limits.enabled=false", "slots.capacity=100000"];
     let mut cluster = TestCluster::start_each(&[sets, sets, sets]).await;
