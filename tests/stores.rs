@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{admin_token, eventually, TestCluster};
-use common::{chain_file, client, run_cli, token, TestNode, CHAIN};
+use common::{chain_file, client, get_json, run_cli, token, TestNode, CHAIN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -209,17 +209,41 @@ async fn the_address_decides_the_store_and_outside_names_the_nearest() {
     let bad = order("u8", json!({ "latitude": 95.0, "longitude": 13.4 })).await;
     let problem: Value = bad.json().await.unwrap();
     assert_eq!(problem["field"], "latitude", "{problem}");
-    // /v1/stores/locate answers the same question without ordering.
-    let located: Value = client()
-        .get(node.url("/v1/stores/locate"))
-        .query(&[("postcode", "10997")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(located["store"]["id"], "kreuzberg");
+    // /v1/stores/locate answers the same question without ordering, and says what took the
+    // address: the most specific entry of any store's postcode list, or the area.
+    let locate = |query: Vec<(&'static str, String)>| {
+        let url = node.url("/v1/stores/locate");
+        async move { get_json(&url, &query.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await }
+    };
+    let by_code = |code: &'static str| locate(vec![("postcode", code.to_owned())]);
+    for (code, store, rule) in [
+        ("10997", "kreuzberg", "10997"),
+        ("10 967", "kreuzberg", "10961-10999"),
+        ("10178", "mitte", "101*"),
+        ("10115", "mitte", "10115"),
+    ] {
+        let located = by_code(code).await;
+        assert_eq!(
+            (&located["store"]["id"], &located["matched_by"], &located["postcode_rule"]),
+            (&json!(store), &json!("postcode"), &json!(rule)),
+            "{code}: {located}"
+        );
+    }
+    let in_radius =
+        locate(vec![("latitude", "52.535".into()), ("longitude", "13.395".into()), ("postcode", "10997".into())]).await;
+    assert_eq!(
+        (&in_radius["store"]["id"], &in_radius["matched_by"]),
+        (&json!("mitte"), &json!("radius")),
+        "{in_radius}"
+    );
+    assert_eq!(in_radius["postcode_rule"], Value::Null);
+    let list = get_json(&node.url("/v1/stores"), &[]).await;
+    let kreuzberg = list["stores"].as_array().unwrap().iter().find(|s| s["id"] == "kreuzberg").unwrap().clone();
+    assert_eq!(kreuzberg["postcodes"], json!(["10997", "10961-10999"]), "{kreuzberg}");
+    // An order by a postcode that only a range holds goes to that store.
+    let ranged: Value =
+        order("u9", json!({ "postcode": "10965", "delivery_slot": utc(5, 13) })).await.json().await.unwrap();
+    assert_eq!(ranged["store_id"], "kreuzberg", "{ranged}");
 }
 
 /// The next local day (at least two days ahead) in `zone` that lasts `hours` hours, as the

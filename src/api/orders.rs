@@ -75,7 +75,7 @@ impl OrderRequest {
             detail: format!("delivery_slot: {detail}"),
         };
         let delivery = delivery_point(self.postcode.as_deref(), self.latitude, self.longitude)?;
-        let store = locate(&current.catalog, &delivery, self.store_id.as_deref())?;
+        let store = locate(&current.catalog, &delivery, self.store_id.as_deref())?.store;
         let start = Timestamp::parse_rfc3339(&self.delivery_slot).map_err(|e| invalid(e.to_string()))?;
         let kept = before.filter(|o| o.store == store.id && o.spec.slot.start() == start).map(|o| o.spec.slot);
         let slot = match kept {

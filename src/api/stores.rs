@@ -11,7 +11,9 @@ use serde::Serialize;
 use super::caching::{cached_json, catalog_tag, CachePolicy};
 use super::extract::{consistency, IdSegment, QueryParams};
 use super::{ApiError, ApiResult};
-use crate::domain::{Catalog, DeliveryPoint, GeoPoint, Postcode, Store, Timestamp, Unplaceable, WeekHours};
+use crate::domain::{
+    Catalog, DeliveryPoint, GeoPoint, Located, LocatedBy, Postcode, Store, Timestamp, Unplaceable, WeekHours,
+};
 use crate::node::Node;
 
 /// The widest window one request may list: a month of slots.
@@ -35,6 +37,7 @@ pub struct StoreView {
     /// `everywhere`, `radius`, `area` (a drawn polygon) or `postcodes`.
     delivers: &'static str,
     radius_km: Option<f64>,
+    /// Whole postcodes (`10115`), prefixes (`W1D*`) and ranges (`10115-10179`), normalised.
     postcodes: Vec<String>,
     /// Local shifts per weekday, `HH:MM-HH:MM`.
     #[schema(value_type = Object)]
@@ -59,7 +62,7 @@ impl StoreView {
             horizon_days: store.calendar.horizon_days(),
             delivers: zone_kind(&store.area),
             radius_km: doc.and_then(|d| d.delivery.radius_km),
-            postcodes: store.area.postcodes.iter().map(|p| p.as_str().to_owned()).collect(),
+            postcodes: store.area.postcodes.iter().map(ToString::to_string).collect(),
             hours: doc.map(|d| d.hours.clone()).unwrap_or_default(),
             closed_dates: doc.map(|d| d.closed_dates.clone()).unwrap_or_default(),
         }
@@ -90,6 +93,11 @@ pub struct LocatedStore {
     store: StoreView,
     /// From the delivery location to the store, when both are known.
     distance_m: Option<f64>,
+    /// What took the address: `radius` or `area` (the location is inside it), `postcode` (an
+    /// entry of the store's postcode list) or `everywhere`.
+    matched_by: &'static str,
+    /// With `postcode`: the entry that matched, the most specific of all stores' entries (`W1D*`).
+    postcode_rule: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/stores/locate", tag = "stores",
@@ -115,9 +123,18 @@ pub async fn locate_store(
     let point = delivery_point(query.get("postcode"), number("latitude")?, number("longitude")?)?;
     node.read_barrier(consistency(&query)?).await?;
     let current = node.catalog()?;
-    let store = locate(&current.catalog, &point, query.get("store_id"))?;
+    let Located { store, by } = locate(&current.catalog, &point, query.get("store_id"))?;
     let distance_m = point.location.zip(store.location).map(|(a, b)| a.distance_m(b).round());
-    let located = LocatedStore { store: StoreView::new(store, &current.catalog), distance_m };
+    let postcode_rule = match by {
+        LocatedBy::Postcode(rule) => Some(rule.to_string()),
+        LocatedBy::Area | LocatedBy::Everywhere => None,
+    };
+    let located = LocatedStore {
+        store: StoreView::new(store, &current.catalog),
+        distance_m,
+        matched_by: by.kind(store),
+        postcode_rule,
+    };
     cached_json(&headers, CachePolicy::Catalog, Some(catalog_tag(current.version)), &located)
 }
 
@@ -152,7 +169,7 @@ pub(super) fn locate<'c>(
     catalog: &'c Catalog,
     point: &DeliveryPoint,
     wanted: Option<&str>,
-) -> Result<&'c Store, ApiError> {
+) -> Result<Located<'c>, ApiError> {
     catalog.locate(point, wanted).map_err(|e| match e {
         Unplaceable::UnknownStore(id) => ApiError::InvalidField {
             field: "store_id".into(),

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{self, CalendarParts, CapacityOverride, OverrideDays, Shift, StoreCalendar};
-use super::zone::{AreaShape, DeliveryArea};
-use super::{Cents, Currency, DeliveryPoint, GeoPoint, Menu, Postcode, StoreId};
+use super::zone::{AreaShape, DeliveryArea, PostcodeRule};
+use super::{Cents, Currency, DeliveryPoint, GeoPoint, Menu, StoreId};
 
 /// Most stores one catalog may hold.
 pub const MAX_STORES: usize = 10_000;
@@ -174,6 +174,34 @@ pub struct Catalog {
     doc: CatalogDoc,
 }
 
+/// The store for an address, and what in its delivery area took the address.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Located<'c> {
+    pub store: &'c Store,
+    pub by: LocatedBy<'c>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LocatedBy<'c> {
+    /// The location is inside the store's radius or drawn area.
+    Area,
+    /// This entry of the store's postcode list, the most specific that matched.
+    Postcode(&'c PostcodeRule),
+    /// The store delivers everywhere.
+    Everywhere,
+}
+
+impl LocatedBy<'_> {
+    /// For people and the API: `radius`, `area`, `postcode` or `everywhere`.
+    pub fn kind(&self, store: &Store) -> &'static str {
+        match self {
+            LocatedBy::Area => super::zone_kind(&store.area),
+            LocatedBy::Postcode(_) => "postcode",
+            LocatedBy::Everywhere => "everywhere",
+        }
+    }
+}
+
 /// Why no store takes an order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Unplaceable {
@@ -288,12 +316,10 @@ impl StoreDoc {
 
     fn parse_area(&self, location: Option<GeoPoint>, p: &mut Problems) -> Option<DeliveryArea> {
         let d = &self.delivery;
-        let mut postcodes = BTreeSet::new();
+        let mut postcodes = Vec::new();
         for raw in &d.postcodes {
-            match Postcode::parse(raw) {
-                Ok(code) => {
-                    postcodes.insert(code);
-                }
+            match PostcodeRule::parse(raw) {
+                Ok(rule) => postcodes.push(rule),
                 Err(e) => p.add("delivery.postcodes", e),
             }
         }
@@ -403,41 +429,51 @@ impl Catalog {
     }
 
     /// The store that bakes for `point`: the nearest whose area contains the location, else
-    /// one serving the postcode, else one that delivers everywhere. A store the client names
-    /// must cover the address.
-    pub fn locate(&self, point: &DeliveryPoint, wanted: Option<&str>) -> Result<&Store, Unplaceable> {
-        let covers = |s: &Store| {
-            s.area.is_everywhere()
-                || point.location.is_some_and(|l| s.area.contains(l))
-                || point.postcode.as_ref().is_some_and(|c| s.area.serves_postcode(c))
-        };
+    /// the one whose postcode list has the most specific entry for the postcode (the nearest of
+    /// equals), else one that delivers everywhere. A store the client names must cover the
+    /// address.
+    pub fn locate(&self, point: &DeliveryPoint, wanted: Option<&str>) -> Result<Located<'_>, Unplaceable> {
         if let Some(id) = wanted {
             let store = self.store(id).ok_or_else(|| Unplaceable::UnknownStore(id.to_owned()))?;
-            return if covers(store) { Ok(store) } else { Err(self.outside(point)) };
+            return self.covered_by(store, point).map(|by| Located { store, by }).ok_or_else(|| self.outside(point));
         }
         let distance = |s: &Store| match (point.location, s.location) {
             (Some(here), Some(there)) => here.distance_m(there),
             _ => f64::INFINITY,
         };
-        let nearer = |a: &&Store, b: &&Store| distance(a).total_cmp(&distance(b)).then_with(|| a.id.cmp(&b.id));
+        let nearer = |a: &Store, b: &Store| distance(a).total_cmp(&distance(b)).then_with(|| a.id.cmp(&b.id));
         if let Some(here) = point.location {
             let by_area = self.stores.iter().filter(|s| !s.area.is_everywhere() && s.area.contains(here));
-            if let Some(store) = by_area.min_by(nearer) {
-                return Ok(store);
+            if let Some(store) = by_area.min_by(|a, b| nearer(a, b)) {
+                return Ok(Located { store, by: LocatedBy::Area });
             }
         }
         if let Some(code) = &point.postcode {
-            if let Some(store) = self.stores.iter().filter(|s| s.area.postcodes.contains(code)).min_by(nearer) {
-                return Ok(store);
+            let by_code = self.stores.iter().filter_map(|s| s.area.postcode_rule(code).map(|rule| (s, rule)));
+            let best =
+                by_code.min_by(|(a, ra), (b, rb)| rb.specificity().cmp(&ra.specificity()).then_with(|| nearer(a, b)));
+            if let Some((store, rule)) = best {
+                return Ok(Located { store, by: LocatedBy::Postcode(rule) });
             }
         }
         if let Some(store) = self.stores.iter().find(|s| s.area.is_everywhere()) {
-            return Ok(store);
+            return Ok(Located { store, by: LocatedBy::Everywhere });
         }
         if point.location.is_none() && point.postcode.is_none() {
             return Err(Unplaceable::NeedsLocation);
         }
         Err(self.outside(point))
+    }
+
+    /// What of `store`'s area takes `point`, if anything.
+    fn covered_by<'s>(&self, store: &'s Store, point: &DeliveryPoint) -> Option<LocatedBy<'s>> {
+        if store.area.is_everywhere() {
+            return Some(LocatedBy::Everywhere);
+        }
+        if point.location.is_some_and(|l| store.area.contains(l)) {
+            return Some(LocatedBy::Area);
+        }
+        point.postcode.as_ref().and_then(|c| store.area.postcode_rule(c)).map(LocatedBy::Postcode)
     }
 
     fn outside(&self, point: &DeliveryPoint) -> Unplaceable {
@@ -455,6 +491,7 @@ impl Catalog {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::Postcode;
 
     /// Three stores: two overlapping radius areas in Berlin, one postcode-only store.
     pub(crate) const SAMPLE: &str = r#"
@@ -495,6 +532,12 @@ delivery = { postcodes = ["14467", "14469"] }
         CatalogDoc::from_toml(SAMPLE).unwrap().check().unwrap()
     }
 
+    impl Catalog {
+        fn locate_id(&self, point: &DeliveryPoint, wanted: Option<&str>) -> Result<&Store, Unplaceable> {
+            self.locate(point, wanted).map(|l| l.store)
+        }
+    }
+
     fn at(lat: f64, lon: f64) -> DeliveryPoint {
         DeliveryPoint { postcode: None, location: Some(GeoPoint::new(lat, lon).unwrap()) }
     }
@@ -503,31 +546,65 @@ delivery = { postcodes = ["14467", "14469"] }
     fn overlapping_areas_go_to_the_nearest_store() {
         let c = sample();
         // Between the two, nearer Kreuzberg.
-        assert_eq!(c.locate(&at(52.505, 13.403), None).unwrap().id.as_str(), "kreuzberg");
-        assert_eq!(c.locate(&at(52.525, 13.401), None).unwrap().id.as_str(), "mitte");
+        assert_eq!(c.locate_id(&at(52.505, 13.403), None).unwrap().id.as_str(), "kreuzberg");
+        assert_eq!(c.locate_id(&at(52.525, 13.401), None).unwrap().id.as_str(), "mitte");
     }
 
     #[test]
     fn postcode_is_the_fallback_and_outside_names_the_nearest() {
         let c = sample();
         let potsdam = DeliveryPoint { postcode: Some(Postcode::parse("14467").unwrap()), location: None };
-        assert_eq!(c.locate(&potsdam, None).unwrap().id.as_str(), "potsdam");
-        match c.locate(&at(52.60, 13.40), None) {
+        assert_eq!(c.locate_id(&potsdam, None).unwrap().id.as_str(), "potsdam");
+        match c.locate_id(&at(52.60, 13.40), None) {
             Err(Unplaceable::Outside { nearest: Some((id, _, metres)) }) => {
                 assert_eq!(id.as_str(), "mitte");
                 assert!((7_000.0..9_000.0).contains(&metres), "{metres}");
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(c.locate(&DeliveryPoint::default(), None), Err(Unplaceable::NeedsLocation));
+        assert_eq!(c.locate_id(&DeliveryPoint::default(), None), Err(Unplaceable::NeedsLocation));
+    }
+
+    #[test]
+    fn the_most_specific_postcode_entry_wins_across_stores_and_is_named() {
+        let doc = SAMPLE
+            .replace(
+                "delivery = { radius_km = 4.0, postcodes = [\"10997\"] }",
+                "delivery = { radius_km = 4.0, postcodes = [\"109*\", \"10997\"] }",
+            )
+            .replace(
+                "delivery = { postcodes = [\"14467\", \"14469\"] }",
+                "delivery = { postcodes = [\"10990-10999\", \"14467\"] }",
+            );
+        let c = CatalogDoc::from_toml(&doc).unwrap().check().unwrap();
+        let by_code = |raw: &str| {
+            let point = DeliveryPoint { postcode: Some(Postcode::parse(raw).unwrap()), location: None };
+            c.locate(&point, None).map(|l| (l.store.id.to_string(), l.by.kind(l.store), format!("{:?}", l.by)))
+        };
+        let (store, kind, by) = by_code("10997").unwrap();
+        assert_eq!((store.as_str(), kind), ("kreuzberg", "postcode"), "a whole postcode beats a range: {by}");
+        assert_eq!(by_code("10995").unwrap().0, "potsdam", "a range of ten beats a prefix of three");
+        assert_eq!(by_code("10950").unwrap().0, "kreuzberg", "only the prefix matches");
+        assert!(matches!(by_code("20095"), Err(Unplaceable::Outside { nearest: None })));
+        // A location inside an area: the area, not the postcode, took it.
+        let inside = DeliveryPoint { postcode: Some(Postcode::parse("10995").unwrap()), ..at(52.525, 13.401) };
+        let located = c.locate(&inside, None).unwrap();
+        assert_eq!((located.store.id.as_str(), located.by.kind(located.store)), ("mitte", "radius"));
+        // A named store: the rule of that store.
+        let named = c.locate(&DeliveryPoint { location: None, ..inside }, Some("kreuzberg")).unwrap();
+        assert_eq!(named.by, LocatedBy::Postcode(&PostcodeRule::Prefix("109".into())));
+        let bad = SAMPLE.replace("postcodes = [\"14467\", \"14469\"]", "postcodes = [\"14469-14467\", \"*\"]");
+        let text = CatalogDoc::from_toml(&bad).unwrap().check().unwrap_err().to_string();
+        assert!(text.contains("store 'potsdam': delivery.postcodes: the range '14469-14467' runs backwards"), "{text}");
+        assert!(text.contains("store 'potsdam': delivery.postcodes: a prefix is 1 to 9"), "{text}");
     }
 
     #[test]
     fn a_named_store_must_cover_the_address() {
         let c = sample();
-        assert!(c.locate(&at(52.505, 13.403), Some("mitte")).is_ok(), "inside both areas");
-        assert!(matches!(c.locate(&at(52.60, 13.40), Some("mitte")), Err(Unplaceable::Outside { .. })));
-        assert!(matches!(c.locate(&at(52.5, 13.4), Some("nope")), Err(Unplaceable::UnknownStore(_))));
+        assert!(c.locate_id(&at(52.505, 13.403), Some("mitte")).is_ok(), "inside both areas");
+        assert!(matches!(c.locate_id(&at(52.60, 13.40), Some("mitte")), Err(Unplaceable::Outside { .. })));
+        assert!(matches!(c.locate_id(&at(52.5, 13.4), Some("nope")), Err(Unplaceable::UnknownStore(_))));
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub use address::{Address, AddressError};
 pub use analytics::{Day, EventKind, VisitorId, VisitorSketch};
 pub use calendar::{CalendarError, StoreCalendar};
 pub use catalog::{
-    Catalog, CatalogDoc, CatalogError, DeliveryDoc, MenuDoc, SizePrices, Store, StoreDoc, ToppingPrices, Unplaceable,
-    WeekHours,
+    Catalog, CatalogDoc, CatalogError, DeliveryDoc, Located, LocatedBy, MenuDoc, SizePrices, Store, StoreDoc,
+    ToppingPrices, Unplaceable, WeekHours,
 };
 pub use order::{NotDeliveredReason, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Step};
 pub use pizza::{Size, Topping, Toppings};
@@ -28,4 +28,4 @@ pub use slot::{Slot, SlotError};
 pub use store::{DeliveryPoint, GeoPoint, GeoPointError, Postcode, PostcodeError, StoreId, StoreIdError};
 pub use time::{Timestamp, TimestampError};
 pub use user::{UserId, UserIdError};
-pub use zone::zone_kind;
+pub use zone::{zone_kind, PostcodeRule};

@@ -1,7 +1,6 @@
 //! A store's delivery area: a GeoJSON polygon or multipolygon, a radius around the store, or
-//! everywhere (a one-store chain), plus the postcodes it serves. Geometry is georust `geo`'s.
-
-use std::collections::BTreeSet;
+//! everywhere (a one-store chain), plus the postcodes it serves (whole postcodes, prefixes and
+//! ranges). Geometry is georust `geo`'s.
 
 use geo::{Contains, MultiPolygon};
 
@@ -23,7 +22,8 @@ pub enum AreaShape {
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryArea {
     pub shape: AreaShape,
-    pub postcodes: BTreeSet<Postcode>,
+    /// Sorted, each once.
+    pub postcodes: Vec<PostcodeRule>,
     /// A rectangle (longitude, latitude) holding the whole shape, when there is a simple one:
     /// finding the store for an address rules out the far stores with four comparisons before
     /// asking `geo` the exact question. `None` tests the shape itself.
@@ -47,7 +47,9 @@ pub enum AreaError {
 const RADIUS_ENVELOPE_MARGIN: f64 = 1.25;
 
 impl DeliveryArea {
-    pub fn new(shape: AreaShape, postcodes: BTreeSet<Postcode>) -> Self {
+    pub fn new(shape: AreaShape, mut postcodes: Vec<PostcodeRule>) -> Self {
+        postcodes.sort();
+        postcodes.dedup();
         let envelope = match &shape {
             AreaShape::Polygon(multi) => geo::BoundingRect::bounding_rect(multi),
             AreaShape::Radius { centre, metres } => radius_envelope(*centre, *metres),
@@ -103,8 +105,9 @@ impl DeliveryArea {
         }
     }
 
-    pub fn serves_postcode(&self, postcode: &Postcode) -> bool {
-        matches!(self.shape, AreaShape::Everywhere) || self.postcodes.contains(postcode)
+    /// The most specific entry of the postcode list that matches `postcode`.
+    pub fn postcode_rule(&self, postcode: &Postcode) -> Option<&PostcodeRule> {
+        self.postcodes.iter().filter(|r| r.matches(postcode)).max_by_key(|r| r.specificity())
     }
 
     pub fn is_everywhere(&self) -> bool {
@@ -140,6 +143,105 @@ pub fn zone_kind(area: &DeliveryArea) -> &'static str {
     }
 }
 
+/// One entry of a store's postcode list, normalised as postcodes are (case, spaces):
+/// - a whole postcode: `10115`, `SW1A 1AA`;
+/// - a prefix, written with a trailing `*`: `W1D*` (a UK outward code: W1D 3QF, W1D 4TQ, …);
+/// - a range of digit postcodes of one length, both ends included: `10115-10179`. Each end has
+///   at least three digits, so a postcode with a dash such as Poland's `00-950` stays a whole
+///   postcode.
+///
+/// When several entries (of one store or of several) match a postcode, the most specific wins
+/// ([`PostcodeRule::specificity`]): a whole postcode before anything else; then the one that
+/// fixes more leading characters (a prefix's length, a range's common leading digits); then the
+/// narrower range (a prefix counts as the widest).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PostcodeRule {
+    Whole(Postcode),
+    Prefix(String),
+    Range { from: String, to: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostcodeRuleError {
+    #[error(transparent)]
+    Postcode(#[from] super::PostcodeError),
+    #[error("a prefix is 1 to 9 letters or digits before the '*' (such as W1D*); got '{0}'")]
+    Prefix(String),
+    #[error("the range '{0}' runs backwards: give the lower postcode first")]
+    Backwards(String),
+}
+
+/// Ordered: the greater, the more specific.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Specificity {
+    whole: bool,
+    fixed: usize,
+    narrowness: std::cmp::Reverse<u64>,
+}
+
+impl PostcodeRule {
+    pub fn parse(raw: &str) -> Result<Self, PostcodeRuleError> {
+        let normal: String = raw.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect();
+        if let Some(prefix) = normal.strip_suffix('*') {
+            let ok =
+                (1..=9).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            return if ok {
+                Ok(Self::Prefix(prefix.to_owned()))
+            } else {
+                Err(PostcodeRuleError::Prefix(raw.chars().take(30).collect()))
+            };
+        }
+        if let Some((from, to)) = normal.split_once('-') {
+            let digits = |s: &str| s.len() >= 3 && s.bytes().all(|b| b.is_ascii_digit());
+            if from.len() == to.len() && digits(from) && digits(to) {
+                if from > to {
+                    return Err(PostcodeRuleError::Backwards(normal));
+                }
+                return Ok(Self::Range { from: from.to_owned(), to: to.to_owned() });
+            }
+        }
+        Ok(Self::Whole(Postcode::parse(raw)?))
+    }
+
+    pub fn matches(&self, code: &Postcode) -> bool {
+        let code = code.as_str();
+        match self {
+            Self::Whole(whole) => whole.as_str() == code,
+            Self::Prefix(prefix) => code.starts_with(prefix.as_str()),
+            // Digit strings of one length compare as their numbers do.
+            Self::Range { from, to } => {
+                code.len() == from.len()
+                    && code.bytes().all(|b| b.is_ascii_digit())
+                    && from.as_str() <= code
+                    && code <= to.as_str()
+            }
+        }
+    }
+
+    pub fn specificity(&self) -> Specificity {
+        let (whole, fixed, span) = match self {
+            Self::Whole(code) => (true, code.as_str().len(), 0),
+            Self::Prefix(prefix) => (false, prefix.len(), u64::MAX),
+            Self::Range { from, to } => {
+                let common = from.bytes().zip(to.bytes()).take_while(|(a, b)| a == b).count();
+                let number = |s: &str| s.parse::<u64>().unwrap_or(0);
+                (false, common, number(to).saturating_sub(number(from)))
+            }
+        };
+        Specificity { whole, fixed, narrowness: std::cmp::Reverse(span) }
+    }
+}
+
+impl std::fmt::Display for PostcodeRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Whole(code) => f.write_str(code.as_str()),
+            Self::Prefix(prefix) => write!(f, "{prefix}*"),
+            Self::Range { from, to } => write!(f, "{from}-{to}"),
+        }
+    }
+}
+
 fn kind_of(g: &geojson::GeoJson) -> &'static str {
     match g {
         geojson::GeoJson::Geometry(_) => "Geometry",
@@ -172,7 +274,7 @@ mod tests {
 
     #[test]
     fn polygon_contains_inside_and_boundary_not_outside() {
-        let area = DeliveryArea::new(AreaShape::Polygon(DeliveryArea::parse_geojson(SQUARE).unwrap()), BTreeSet::new());
+        let area = DeliveryArea::new(AreaShape::Polygon(DeliveryArea::parse_geojson(SQUARE).unwrap()), Vec::new());
         assert!(area.contains(pt(52.5, 13.5)));
         assert!(area.contains(pt(52.0, 13.5)), "a point on the edge is inside");
         assert!(!area.contains(pt(51.9, 13.5)));
@@ -181,7 +283,7 @@ mod tests {
     #[test]
     fn radius_is_great_circle_distance() {
         let centre = pt(52.52, 13.405);
-        let area = DeliveryArea::new(DeliveryArea::radius(centre, 3.0).unwrap(), BTreeSet::new());
+        let area = DeliveryArea::new(DeliveryArea::radius(centre, 3.0).unwrap(), Vec::new());
         assert!(area.contains(pt(52.53, 13.41)));
         assert!(!area.contains(pt(52.60, 13.405)), "about 9 km north");
         assert!(DeliveryArea::radius(centre, 0.0).is_err());
@@ -194,7 +296,7 @@ mod tests {
         use geo::{Destination, Haversine};
         for lat in [-70.0, -45.0, 0.0, 30.0, 52.5, 69.0] {
             let centre = pt(lat, 13.4);
-            let area = DeliveryArea::new(DeliveryArea::radius(centre, 50.0).unwrap(), BTreeSet::new());
+            let area = DeliveryArea::new(DeliveryArea::radius(centre, 50.0).unwrap(), Vec::new());
             assert!(area.envelope.is_some(), "{lat}");
             for bearing in (0..360).step_by(5) {
                 let p = Haversine.destination(centre.to_geo(), f64::from(bearing), 49_500.0);
@@ -202,10 +304,8 @@ mod tests {
             }
         }
         // Near a pole and across the antimeridian there is no envelope: the shape decides.
-        assert!(DeliveryArea::new(DeliveryArea::radius(pt(85.0, 0.0), 50.0).unwrap(), BTreeSet::new())
-            .envelope
-            .is_none());
-        let fiji = DeliveryArea::new(DeliveryArea::radius(pt(-17.0, 179.9), 50.0).unwrap(), BTreeSet::new());
+        assert!(DeliveryArea::new(DeliveryArea::radius(pt(85.0, 0.0), 50.0).unwrap(), Vec::new()).envelope.is_none());
+        let fiji = DeliveryArea::new(DeliveryArea::radius(pt(-17.0, 179.9), 50.0).unwrap(), Vec::new());
         assert!(fiji.envelope.is_none());
         assert!(fiji.contains(pt(-17.0, -179.9)), "across the antimeridian, 21 km away");
     }
@@ -218,5 +318,58 @@ mod tests {
         let multi =
             r#"{"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]]],[[[5,5],[6,5],[6,6],[5,5]]]]}"#;
         assert_eq!(DeliveryArea::parse_geojson(multi).unwrap().0.len(), 2);
+    }
+
+    fn rule(raw: &str) -> PostcodeRule {
+        PostcodeRule::parse(raw).unwrap()
+    }
+
+    fn code(raw: &str) -> Postcode {
+        Postcode::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn postcode_rules_are_whole_prefixes_or_ranges() {
+        assert_eq!(rule(" w1d *"), PostcodeRule::Prefix("W1D".into()));
+        assert_eq!(rule("10115 - 10179"), PostcodeRule::Range { from: "10115".into(), to: "10179".into() });
+        assert_eq!(rule("sw1a 1aa"), PostcodeRule::Whole(code("SW1A1AA")));
+        // A dash between ends of different lengths, or of fewer than three digits: a whole postcode.
+        assert_eq!(rule("00-950"), PostcodeRule::Whole(code("00-950")));
+        assert_eq!(rule("1000-001"), PostcodeRule::Whole(code("1000-001")));
+        assert_eq!(rule("W1D*").to_string(), "W1D*");
+        assert_eq!(rule("10115-10179").to_string(), "10115-10179");
+        assert!(matches!(PostcodeRule::parse("*"), Err(PostcodeRuleError::Prefix(_))));
+        assert!(matches!(PostcodeRule::parse("W-1*"), Err(PostcodeRuleError::Prefix(_))));
+        assert!(matches!(PostcodeRule::parse("10179-10115"), Err(PostcodeRuleError::Backwards(_))));
+        assert!(matches!(PostcodeRule::parse("!"), Err(PostcodeRuleError::Postcode(_))));
+    }
+
+    #[test]
+    fn a_rule_matches_what_it_says_and_nothing_else() {
+        assert!(rule("W1D*").matches(&code("w1d 3qf")));
+        assert!(!rule("W1D*").matches(&code("W1F 0AA")));
+        let range = rule("10115-10179");
+        for inside in ["10115", "10150", "10179"] {
+            assert!(range.matches(&code(inside)), "{inside}");
+        }
+        for outside in ["10114", "10180", "1011", "101150", "1O150"] {
+            assert!(!range.matches(&code(outside)), "{outside}");
+        }
+        assert!(rule("1010").matches(&code("1010")) && !rule("1010").matches(&code("10101")));
+    }
+
+    #[test]
+    fn the_most_specific_rule_wins() {
+        let area = DeliveryArea::new(
+            AreaShape::PostcodesOnly,
+            vec![rule("W1*"), rule("W1D*"), rule("10000-10999"), rule("10100-10199"), rule("101*"), rule("10115")],
+        );
+        let best = |c: &str| area.postcode_rule(&code(c)).map(ToString::to_string);
+        assert_eq!(best("W1D 3QF").as_deref(), Some("W1D*"));
+        assert_eq!(best("W1F 0AA").as_deref(), Some("W1*"));
+        assert_eq!(best("10115").as_deref(), Some("10115"), "a whole postcode beats everything");
+        assert_eq!(best("10150").as_deref(), Some("10100-10199"), "as many fixed digits as 101*, and narrower");
+        assert_eq!(best("10950").as_deref(), Some("10000-10999"));
+        assert_eq!(best("E1 6AN"), None);
     }
 }

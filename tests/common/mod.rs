@@ -318,7 +318,8 @@ pub async fn problem_type(response: reqwest::Response) -> String {
 }
 
 /// A chain of three stores: two in Berlin with overlapping areas (a radius and a drawn
-/// polygon), one in Auckland (UTC+13 in December), and postcodes for each.
+/// polygon), one in Auckland (UTC+13 in December), and postcodes for each (whole ones, a prefix
+/// and a range).
 pub const CHAIN: &str = r#"
 [menu]
 currency = "EUR"
@@ -336,7 +337,7 @@ capacity = 3
 cutoff_minutes = 0
 horizon_days = 400
 hours = { mon = ["00:00-24:00"], tue = ["00:00-24:00"], wed = ["00:00-24:00"], thu = ["00:00-24:00"], fri = ["00:00-24:00"], sat = ["00:00-24:00"], sun = ["00:00-24:00"] }
-delivery = { radius_km = 3.0, postcodes = ["10115"] }
+delivery = { radius_km = 3.0, postcodes = ["10115", "101*"] }
 
 [[stores]]
 id = "kreuzberg"
@@ -348,7 +349,7 @@ capacity = 2
 cutoff_minutes = 0
 horizon_days = 400
 hours = { mon = ["00:00-24:00"], tue = ["00:00-24:00"], wed = ["00:00-24:00"], thu = ["00:00-24:00"], fri = ["00:00-24:00"], sat = ["00:00-24:00"], sun = ["00:00-24:00"] }
-delivery = { postcodes = ["10997"], geojson = '{"type":"Polygon","coordinates":[[[13.38,52.485],[13.45,52.485],[13.45,52.512],[13.38,52.512],[13.38,52.485]]]}' }
+delivery = { postcodes = ["10997", "10961-10999"], geojson = '{"type":"Polygon","coordinates":[[[13.38,52.485],[13.45,52.485],[13.45,52.512],[13.38,52.512],[13.38,52.485]]]}' }
 
 [[stores]]
 id = "auckland"
