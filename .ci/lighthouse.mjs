@@ -8,9 +8,23 @@ import puppeteer from "puppeteer-core";
 import lighthouse from "lighthouse";
 
 const [base, customer, staff, admin, reports] = process.argv.slice(2);
-// Performance gates at 95: on 2 shared cores the median of three runs read 99 in one CI run (LCP
-// 2.0 s under simulated mobile throttling); it reads 100 on a quiet machine.
-const budgets = { performance: 95, accessibility: 100, "best-practices": 100, seo: 90 };
+const budgets = { performance: 100, accessibility: 100, "best-practices": 100, seo: 90 };
+// Lighthouse's mobile preset slows the CPU 4x, a factor calibrated on a fast desktop (benchmark
+// index about 1 500). On this project's 2 shared cores the host's own index ranged from 900 to
+// 1 650 between runs, so the same page read 87 to 100. Lighthouse's documented remedy
+// (docs/throttling.md, "Calibrating multipliers") is to set the multiplier from the host's
+// benchmark index with its authors' calculator, copied below: the page is then judged on the
+// same emulated phone whatever the host. The index is measured here first (the median of three
+// runs) and printed with the multiplier.
+function cpuMultiplier(benchmarkIndex) {
+  if (benchmarkIndex >= 1300) return 3 + (benchmarkIndex - 1300) / 233;
+  if (benchmarkIndex >= 800) return 2 + (benchmarkIndex - 800) / 500;
+  return Math.max(1, 1 + (benchmarkIndex - 150) / 650);
+}
+// Lighthouse 12's mobile network (slow 4G), as its default config has it; only the CPU factor
+// changes.
+const mobileSlow4G = { rttMs: 150, throughputKbps: 1638.4, requestLatencyMs: 562.5,
+  downloadThroughputKbps: 1474.56, uploadThroughputKbps: 675 };
 const pages = [
   { name: "customer, signed out", url: `${base}/`, storage: {} },
   { name: "customer, signed in", url: `${base}/`, storage: { token: customer, name: "Lighthouse" } },
@@ -26,6 +40,16 @@ const browser = await puppeteer.launch({
 });
 let failed = false;
 try {
+  const probe = await browser.newPage();
+  const indexes = [];
+  for (let i = 0; i < 3; i++) {
+    const run = await lighthouse(pages[0].url, { logLevel: "error", onlyCategories: ["performance"] }, undefined, probe);
+    indexes.push(run.lhr.environment.benchmarkIndex);
+  }
+  await probe.close();
+  const benchmarkIndex = indexes.sort((a, b) => a - b)[1];
+  const throttling = { ...mobileSlow4G, cpuSlowdownMultiplier: cpuMultiplier(benchmarkIndex) };
+  console.log(`host benchmark index ${indexes.map(Math.round).join(" / ")} (median ${Math.round(benchmarkIndex)}): CPU slowdown ${throttling.cpuSlowdownMultiplier.toFixed(2)}x`);
   for (const p of pages) {
     const page = await browser.newPage();
     // Signed in the way the pages keep a session: the token in the tab's sessionStorage, which
@@ -36,7 +60,7 @@ try {
     const runs = [];
     for (let i = 0; i < 3; i++) {
       runs.push(await lighthouse(p.url, {
-        output: "html", logLevel: "error", disableStorageReset: true,
+        output: "html", logLevel: "error", disableStorageReset: true, throttling,
         onlyCategories: Object.keys(budgets),
       }, undefined, page));
     }

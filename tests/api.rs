@@ -414,3 +414,41 @@ async fn every_page_has_a_description_and_an_icon_that_is_served() {
         assert!(icon.text().await.unwrap().starts_with("<svg"), "{path}");
     }
 }
+
+/// The pages' assets go out gzip-compressed to a client that takes it (each form with its own
+/// ETag, `Vary: accept-encoding`), and as they are to one that does not or refuses it.
+#[tokio::test]
+async fn assets_are_served_gzipped_to_clients_that_take_it() {
+    use std::io::Read;
+    let node = TestNode::start();
+    let get = |path: &'static str, encoding: Option<&'static str>, tag: Option<String>| {
+        let mut request = client().get(node.url(path));
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        request.send()
+    };
+    for path in ["/", "/ui/app.js", "/ui/vendor/uPlot.iife.min.js"] {
+        let plain = get(path, None, None).await.unwrap();
+        assert_eq!(plain.headers().get("content-encoding"), None, "{path}");
+        let plain_tag = plain.headers()["etag"].to_str().unwrap().to_owned();
+        let text = plain.text().await.unwrap();
+        let zipped = get(path, Some("br;q=1.0, gzip;q=0.8"), None).await.unwrap();
+        assert_eq!(zipped.headers()["content-encoding"], "gzip", "{path}");
+        assert_eq!(zipped.headers()["vary"], "accept-encoding", "{path}");
+        let zipped_tag = zipped.headers()["etag"].to_str().unwrap().to_owned();
+        assert_ne!(zipped_tag, plain_tag, "{path}: one strong ETag for two byte sequences");
+        let bytes = zipped.bytes().await.unwrap();
+        assert!(bytes.len() * 2 < text.len(), "{path}: {} bytes gzipped of {}", bytes.len(), text.len());
+        let mut unzipped = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut unzipped).unwrap();
+        assert_eq!(unzipped, text, "{path}");
+        let again = get(path, Some("gzip"), Some(zipped_tag)).await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        let refused = get(path, Some("gzip;q=0, identity"), None).await.unwrap();
+        assert_eq!(refused.headers().get("content-encoding"), None, "{path}");
+    }
+}

@@ -81,3 +81,48 @@ async fn a_users_orders_and_every_error_are_never_stored_by_a_cache() {
     let page = client().get(node.url("/")).send().await.unwrap();
     assert_eq!(header(&page, "cache-control"), "no-cache");
 }
+
+/// A long answer (a fortnight of slots) goes out gzipped to a client that asks, with a weak
+/// ETag that still revalidates to 304; the same bytes as the plain answer once unzipped. A
+/// short answer and an order's creation are never compressed.
+#[tokio::test]
+async fn long_answers_are_gzipped_for_clients_that_ask_and_still_revalidate() {
+    use std::io::Read;
+    let node = TestNode::start();
+    let slots = node.url(&format!("/v1/slots?from={}&to={}", slot(1, 0), slot(15, 0)));
+    let plain = client().get(&slots).send().await.unwrap();
+    assert_eq!(header(&plain, "content-encoding"), "");
+    let strong = header(&plain, "etag");
+    assert!(strong.starts_with('"'), "{strong}");
+    let text = plain.text().await.unwrap();
+    let zipped = client().get(&slots).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(
+        (header(&zipped, "content-encoding"), header(&zipped, "etag"), header(&zipped, "cache-control")),
+        ("gzip".into(), format!("W/{strong}"), AVAILABILITY.into())
+    );
+    let bytes = zipped.bytes().await.unwrap();
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut unzipped).unwrap();
+    assert_eq!(unzipped, text);
+    assert!(bytes.len() * 5 < text.len(), "{} bytes gzipped of {}", bytes.len(), text.len());
+    let again = client()
+        .get(&slots)
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", format!("W/{strong}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let menu = client().get(node.url("/v1/menu")).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(header(&menu, "content-encoding"), "", "a short answer is sent as it is");
+    let created = client()
+        .post(node.url("/v1/orders"))
+        .bearer_auth(token("zip"))
+        .header("accept-encoding", "gzip")
+        .json(&order_body(&slot(2, 20)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(header(&created, "content-encoding"), "");
+}

@@ -457,9 +457,11 @@ function renderHistory(orders) {
   });
 }
 
-async function loadOrders() {
+// `page`: the first page's request when it was already sent (the start sends it beside the
+// menu and the stores).
+async function loadOrders(page = api("GET", "/v1/orders?limit=20")) {
   // The first page carries the place in line too: no request that answers 404 when there is none.
-  const { data } = await api("GET", "/v1/orders?limit=20");
+  const { data } = await page;
   renderWaitlist(data.waitlist || null);
   const active = data.orders.find((o) => o.active);
   if (active) {
@@ -607,12 +609,15 @@ async function start() {
   show("who", true);
   say("Loading…");
   try {
-    // The menu and the stores side by side (the form they fill is shown only at the end).
+    // The menu, the stores and the orders requested side by side; the page is drawn once the
+    // day's slots (which need the store) are in too, so nothing moves under the reader.
+    const orders = api("GET", "/v1/orders?limit=20");
+    orders.catch(() => {}); // awaited below; an early failure must not count as unhandled
     const menu = state.menu ? null : api("GET", "/v1/menu").then(({ data }) => { state.menu = data; renderMenu(); });
     await Promise.all([menu, loadStores()]);
     await loadOpenDays();
     await loadSlots();
-    await loadOrders();
+    await loadOrders(orders);
     say("");
   } catch (e) {
     if (e.status !== 401) say(e.message);
