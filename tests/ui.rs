@@ -58,6 +58,11 @@ impl Driver {
     }
 
     async fn browser(&self, width: u32, height: u32) -> Client {
+        self.browser_in(width, height, "en-US").await
+    }
+
+    /// A browser whose languages are `language` (navigator.languages, Accept-Language).
+    async fn browser_in(&self, width: u32, height: u32, language: &str) -> Client {
         let profile = tempfile::tempdir().expect("profile dir").keep();
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -67,6 +72,7 @@ impl Driver {
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                          "--no-first-run", "--disable-background-networking", "--disable-component-update",
                          "--disable-sync", format!("--window-size={width},{height}"),
+                         format!("--lang={language}"), format!("--accept-lang={language}"),
                          format!("--user-data-dir={}", profile.display())]
             }),
         );
@@ -184,6 +190,24 @@ async fn choose_slot(b: &Client, days: i64, start: Option<&str>) -> String {
         }
     }
     unreachable!("the loop returns or panics")
+}
+
+/// Click `css`, looking it up again if the page redrew it between the lookup and the click
+/// (the kitchen page redraws its tickets on every poll).
+async fn click_fresh(b: &Client, css: &str) {
+    for attempt in 0.. {
+        let found = b.find(Locator::Css(css)).await;
+        match found {
+            Ok(element) => match element.click().await {
+                Ok(()) => return,
+                Err(e) if attempt < 5 => eprintln!("clicking {css} again after: {e}"),
+                Err(e) => panic!("cannot click {css}: {e}"),
+            },
+            Err(e) if attempt < 5 => eprintln!("looking for {css} again after: {e}"),
+            Err(e) => panic!("{css} is gone: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn fill(b: &Client, address: &str) {
@@ -469,7 +493,7 @@ async fn the_kitchen_moves_an_order_out_for_delivery_and_the_customers_page_foll
     {
         let css = ".ticket button.step:not(.danger)";
         wait_text(&kitchen, css, button).await;
-        kitchen.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        click_fresh(&kitchen, css).await;
         visible(&kitchen, &format!(".ticket.status-{reached}")).await;
     }
     visible(&kitchen, ".ticket.status-out_for_delivery button.danger").await;
@@ -529,4 +553,49 @@ async fn the_operations_dashboard_charts_the_day_the_funnel_and_the_hot_slots() 
     screenshot(&admin, "13-dashboard").await;
     customer.close().await.unwrap();
     admin.close().await.unwrap();
+}
+
+/// A browser that speaks German gets the pages in German: words, money and dates; the switch
+/// changes the language and the choice is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_german_browser_gets_german_pages_and_the_switch_is_remembered() {
+    let node = TestNode::start_with(&["auth.dev_login=true"]);
+    let driver = Driver::start();
+    let b = driver.browser_in(1000, 1100, "de-DE").await;
+    b.goto(&node.base).await.unwrap();
+    visible(&b, "#sign-in:not([hidden]) #login-name").await;
+    assert_eq!(text(&b, "h1").await, "Pizza-Bestellungen");
+    assert_eq!(text(&b, "#sign-in-title").await, "Anmelden");
+    let lang = b.execute("return document.documentElement.lang;", vec![]).await.unwrap();
+    assert_eq!(lang, json!("de"));
+    sign_in(&b, &node.base, "greta").await;
+    // Sizes and toppings in German, prices with the German decimal comma and the euro sign after.
+    let sizes = wait_text(&b, "#sizes", "groß").await;
+    assert!(sizes.contains(",") && sizes.contains("€"), "{sizes}");
+    assert!(text(&b, "#toppings").await.contains("Champignons"));
+    // Every missing field, in German, at once.
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#err-address", "Geben Sie die Lieferadresse ein.").await;
+    wait_text(&b, "#err-delivery_slot", "Wählen Sie eine Lieferzeit.").await;
+    screenshot(&b, "14-german").await;
+    // Place an order: the tracker and the details speak German, the price in euros.
+    choose_slot(&b, 2, None).await;
+    fill(&b, "Invalidenstraße 1").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&b, "#current:not([hidden])").await;
+    let details = wait_text(&b, "#current-details", "Invalidenstraße 1").await;
+    assert!(details.contains("Lieferung") && details.contains("aufgegeben"), "{details}");
+    assert!(text(&b, "#tracker").await.contains("Aufgegeben"));
+    // The switch: English, and it stays English after a reload.
+    b.execute(
+        "const s = document.getElementById('lang'); s.value = 'en'; s.dispatchEvent(new Event('change'));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_text(&b, "h1", "Pizza orders").await;
+    b.refresh().await.unwrap();
+    wait_text(&b, "h1", "Pizza orders").await;
+    wait_text(&b, "#current-details", "Delivery").await;
+    b.close().await.unwrap();
 }

@@ -23,6 +23,10 @@ const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
 const UPLOT_LICENSE: &str = include_str!("assets/vendor/uPlot.LICENSE");
 const KITCHEN_JS: &str = include_str!("assets/kitchen.js");
 const FAVICON: &str = include_str!("assets/favicon.svg");
+/// The pages' languages: the switch and formatting, and one message file per language.
+const I18N_JS: &str = include_str!("assets/i18n.js");
+const MESSAGES_EN: &str = include_str!("assets/i18n/en.js");
+const MESSAGES_DE: &str = include_str!("assets/i18n/de.js");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -33,7 +37,7 @@ const CSS: &str = "text/css; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
 /// Every asset the binary serves: path, content, content type.
-const ASSETS: [(&str, &str, &str); 12] = [
+const ASSETS: [(&str, &str, &str); 15] = [
     ("/", INDEX, HTML),
     ("/ui/app.js", APP_JS, JS),
     ("/ui/style.css", STYLE_CSS, CSS),
@@ -45,6 +49,9 @@ const ASSETS: [(&str, &str, &str); 12] = [
     ("/ui/vendor/uPlot.min.css", UPLOT_CSS, CSS),
     ("/ui/vendor/uPlot.LICENSE", UPLOT_LICENSE, "text/plain; charset=utf-8"),
     // The pages name this icon; /favicon.ico is where other clients look for one.
+    ("/ui/i18n.js", I18N_JS, JS),
+    ("/ui/i18n/en.js", MESSAGES_EN, JS),
+    ("/ui/i18n/de.js", MESSAGES_DE, JS),
     ("/ui/favicon.svg", FAVICON, SVG),
     ("/favicon.ico", FAVICON, SVG),
 ];
@@ -134,4 +141,120 @@ fn finish(h: &mut HeaderMap, content_type: &'static str, tag: HeaderValue) {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::domain::{OrderStatus, Size, Topping};
+
+    /// A message file: `export default {JSON object of strings};`.
+    fn messages(file: &str) -> BTreeMap<String, String> {
+        let json = file.trim().strip_prefix("export default ").and_then(|s| s.strip_suffix(';'));
+        serde_json::from_str(json.expect("export default {...};")).expect("a JSON object of strings")
+    }
+
+    /// Every quoted argument of `call` in `text` (`t("c.title"` → `c.title`), where `call`
+    /// starts a word (`t(` in `get("ETag")` is not a call of `t`).
+    fn quoted_after<'a>(text: &'a str, call: &str) -> Vec<&'a str> {
+        text.match_indices(call)
+            .filter(|(i, _)| !text[..*i].ends_with(|c: char| c.is_alphanumeric() || "_.$-".contains(c)))
+            .filter_map(|(i, _)| {
+                let rest = &text[i + call.len()..];
+                let quote = rest.chars().next().filter(|c| *c == '"' || *c == '`')?;
+                let body = &rest[1..];
+                let end = body.find(quote)?;
+                Some(&body[..end])
+            })
+            .collect()
+    }
+
+    fn placeholders(text: &str) -> BTreeSet<&str> {
+        text.split('{').skip(1).filter_map(|part| part.split_once('}').map(|(name, _)| name)).collect()
+    }
+
+    const PAGES: [(&str, &str); 3] = [("index.html", INDEX), ("kitchen.html", KITCHEN), ("admin.html", ADMIN)];
+    const SCRIPTS: [(&str, &str); 4] =
+        [("app.js", APP_JS), ("kitchen.js", KITCHEN_JS), ("admin.js", ADMIN_JS), ("i18n.js", I18N_JS)];
+
+    #[test]
+    fn every_language_has_every_message_with_the_same_placeholders() {
+        let (en, de) = (messages(MESSAGES_EN), messages(MESSAGES_DE));
+        let missing: Vec<_> = en.keys().filter(|k| !de.contains_key(*k)).collect();
+        assert!(missing.is_empty(), "missing in German: {missing:?}");
+        let extra: Vec<_> = de.keys().filter(|k| !en.contains_key(*k)).collect();
+        assert!(extra.is_empty(), "in German only: {extra:?}");
+        for (key, text) in &en {
+            assert!(!text.trim().is_empty() && !de[key].trim().is_empty(), "{key} is empty");
+            assert_eq!(placeholders(text), placeholders(&de[key]), "{key}: placeholders differ");
+        }
+    }
+
+    #[test]
+    fn every_string_the_pages_use_is_in_the_message_files() {
+        let en = messages(MESSAGES_EN);
+        let mut used = BTreeSet::new();
+        for (name, html) in PAGES {
+            for attribute in ["data-i18n=", "data-i18n-label=", "data-i18n-content="] {
+                used.extend(quoted_after(html, attribute).into_iter().map(|k| (name, k.to_owned())));
+            }
+        }
+        for (name, js) in SCRIPTS {
+            for key in quoted_after(js, "t(") {
+                // A key made at run time from an id: check the whole family below.
+                if !key.contains("${") {
+                    used.insert((name, key.to_owned()));
+                }
+            }
+        }
+        // The families the scripts build from the API's ids.
+        let families = [
+            Size::ALL.iter().map(|s| format!("size.{}", s.as_str())).collect::<Vec<_>>(),
+            Topping::ALL.iter().map(|t| format!("topping.{}", t.as_str())).collect(),
+            ["placed", "cancelled", "preparing", "baked", "out_for_delivery", "delivered", "not_delivered"]
+                .iter()
+                .map(|s| {
+                    assert!(OrderStatus::parse(s).is_some(), "{s}");
+                    format!("status.{s}")
+                })
+                .collect(),
+            ["placed", "preparing", "baked", "out_for_delivery", "delivered", "not_delivered"]
+                .iter()
+                .map(|s| format!("c.step_{s}"))
+                .collect(),
+            ["page_opened", "catalog_shown", "slot_picked", "order_placed"]
+                .iter()
+                .map(|s| format!("a.step_{s}"))
+                .collect(),
+        ];
+        used.extend(families.into_iter().flatten().map(|k| ("built from ids", k)));
+        let missing: Vec<_> = used.iter().filter(|(_, key)| !en.contains_key(key)).collect();
+        assert!(missing.is_empty(), "used but in no message file: {missing:?}");
+        assert!(used.len() > 150, "only {} strings found: is the scan broken?", used.len());
+    }
+
+    /// A sentence written straight into a script (a capitalised word, a space, a word) is a
+    /// string the German page would show in English.
+    #[test]
+    fn no_script_writes_words_outside_the_message_files() {
+        for (name, js) in SCRIPTS {
+            for (i, line) in js.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for quote in ['"', '`'] {
+                    for literal in code.split(quote).skip(1).step_by(2) {
+                        let mut words = literal.split(' ');
+                        let first = words.next().unwrap_or("");
+                        let second = words.next().unwrap_or("");
+                        let sentence = first.len() > 1
+                            && first.starts_with(|c: char| c.is_ascii_uppercase())
+                            && first[1..].chars().all(|c| c.is_ascii_lowercase())
+                            && second.starts_with(|c: char| c.is_ascii_lowercase());
+                        assert!(!sentence, "{name}:{}: words outside the message files: {literal}", i + 1);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -2,6 +2,8 @@
 // orders per slot as a heatmap (the kitchen's view, admin), and the cluster's members.
 // Charts by uPlot, vendored (src/ui/assets/vendor); no CDN, the same strict CSP.
 
+import { t, lang, number, problemText, translatePage } from "./i18n.js";
+
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 10000;
 const DAYS = 14;
@@ -13,11 +15,14 @@ function isoDay(date) { return date.toISOString().slice(0, 10); }
 async function api(path) {
   let response;
   try { response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" }); }
-  catch { throw new Error("The network failed; retrying."); }
+  catch { throw new Error(t("common.network_retrying")); }
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
-  if (response.status === 401 || response.status === 403) { signOut(data?.detail || "Sign in with an admin token."); throw new Error("not signed in"); }
-  if (!response.ok) throw new Error(data?.detail || `HTTP ${response.status}`);
+  if (response.status === 401 || response.status === 403) {
+    signOut(data ? problemText(response.status, data) : t("a.sign_in_needed"));
+    throw new Error("not signed in");
+  }
+  if (!response.ok) throw new Error(problemText(response.status, data || {}));
   return data;
 }
 
@@ -44,15 +49,15 @@ function drawTraffic(report) {
   state.chart = new uPlot({
     width, height: 240,
     scales: { x: { time: true } },
-    series: [{}, { label: "views", stroke: "#c8472a", width: 2 }, { label: "visitors", stroke: "#1a5fb4", width: 2 }],
-    axes: [{}, { label: "per day" }],
+    series: [{}, { label: t("a.views"), stroke: "#c8472a", width: 2 }, { label: t("a.visitors"), stroke: "#1a5fb4", width: 2 }],
+    axes: [{}, { label: t("a.per_day") }],
   }, data, $("traffic-chart"));
   const total = (key) => report.days.reduce((n, d) => n + d[key], 0);
-  $("traffic-note").textContent = `${report.from} to ${report.to}: ${total("views")} views; visitors are distinct per day (HyperLogLog, about 1 % error).`;
+  $("traffic-note").textContent = t("a.traffic_note", { from: report.from, to: report.to, views: number(total("views")) });
 }
 
 function drawFunnel(report) {
-  const steps = [["page_opened", "opened the page"], ["catalog_shown", "saw their store"], ["slot_picked", "picked a slot"], ["order_placed", "placed an order"]];
+  const steps = ["page_opened", "catalog_shown", "slot_picked", "order_placed"].map((key) => [key, t(`a.step_${key}`)]);
   const totals = steps.map(([key]) => report.days.reduce((n, d) => n + (d.funnel[key] || 0), 0));
   const top = Math.max(1, totals[0]);
   const list = $("funnel");
@@ -65,14 +70,14 @@ function drawFunnel(report) {
     bar.style.width = `${Math.round((totals[i] / top) * 100)}%`;
     const label = document.createElement("span");
     label.className = "label";
-    label.textContent = `${totals[i]} ${words}`;
+    label.textContent = `${number(totals[i])} ${words}`;
     li.append(bar, label);
     list.append(li);
   });
   const cancelled = report.days.reduce((n, d) => n + d.cancellations, 0);
   const full = report.days.reduce((n, d) => n + d.slot_full, 0);
-  const conversion = totals[0] ? ((totals[3] / totals[0]) * 100).toFixed(1) : "0.0";
-  $("funnel-note").textContent = `Orders per page view: ${conversion} %. Cancellations: ${cancelled}. Full slots met: ${full}.`;
+  const conversion = number(totals[0] ? (totals[3] / totals[0]) * 100 : 0, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  $("funnel-note").textContent = t("a.funnel_note", { conversion, cancelled: number(cancelled), full: number(full) });
 }
 
 async function drawHeatmap() {
@@ -86,8 +91,8 @@ async function drawHeatmap() {
   grid.innerHTML = "";
   const counts = new Map(view.slots.map((s) => [s.start, s.orders.length]));
   const minutes = store.slot_minutes || 30;
-  for (let t = Date.parse(from); t < Date.parse(to); t += minutes * 60000) {
-    const start = new Date(t).toISOString().replace(".000Z", "Z");
+  for (let at = Date.parse(from); at < Date.parse(to); at += minutes * 60000) {
+    const start = new Date(at).toISOString().replace(".000Z", "Z");
     const n = counts.get(start) || 0;
     const cell = document.createElement("div");
     cell.className = "cell";
@@ -95,15 +100,16 @@ async function drawHeatmap() {
     cell.dataset.orders = String(n);
     const load = store.capacity ? Math.min(1, n / store.capacity) : 0;
     cell.style.backgroundColor = `rgba(200, 71, 42, ${n ? 0.15 + 0.85 * load : 0.04})`;
-    const time = new Date(t).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: store.time_zone });
-    cell.title = `${time}: ${n} of ${store.capacity}`;
+    const time = new Date(at).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", timeZone: store.time_zone });
+    cell.title = `${time}: ${n} / ${store.capacity}`;
     cell.textContent = n ? `${time} · ${n}` : time;
     grid.append(cell);
   }
 }
 
 function drawCluster(status) {
-  $("cluster-summary").textContent = `Leader: node ${status.leader ?? "none"} · term ${status.term} · committed ${status.committed} · answered by node ${status.node_id}`;
+  $("cluster-summary").textContent = t("a.cluster_summary",
+    { leader: status.leader ?? t("a.none"), term: status.term, committed: status.committed, node: status.node_id });
   const body = document.querySelector("#members tbody");
   body.innerHTML = "";
   for (const m of status.members) {
@@ -167,4 +173,5 @@ $("token-form").addEventListener("submit", (event) => {
 $("sign-out").addEventListener("click", () => signOut(""));
 $("heat-store").addEventListener("change", () => drawHeatmap().catch((e) => alertMessage(e.message)));
 $("heat-day").addEventListener("change", () => drawHeatmap().catch((e) => alertMessage(e.message)));
+translatePage();
 if (state.token) start(); else $("sign-in").hidden = false;

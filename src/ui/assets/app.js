@@ -1,28 +1,33 @@
 // pizza-orders web UI: plain ES module, no build step. Talks to the JSON API of the node
 // that served it; every error is an application/problem+json with a readable `detail`.
 
+import { t, money, number, lang, problemText, translatePage } from "./i18n.js";
+
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem("token"), menu: null, slot: null, editing: null, idempotencyKey: null, busy: false,
   stores: [], store: null, point: {} };
 
-function euros(cents, currency) {
-  return new Intl.NumberFormat(undefined, { style: "currency", currency: currency || "EUR" }).format(cents / 100);
-}
+// Words for the API's ids: sizes, toppings and statuses.
+const sizeWords = (id) => t(`size.${id}`);
+const toppingWords = (id) => t(`topping.${id}`);
+const statusWords = (id) => t(`status.${id}`);
 // Delivery times are shown on the store's clock (the kitchen's), and labelled with its zone.
 function storeZone() { return state.store?.time_zone; }
 function localTime(iso, zone = storeZone()) {
-  return new Date(iso).toLocaleString(undefined, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: zone });
+  return new Date(iso).toLocaleString(lang, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: zone });
 }
 function clockTime(iso, zone = storeZone()) {
-  return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: zone });
+  return new Date(iso).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", timeZone: zone });
 }
-function km(metres) { return new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 }).format(metres / 1000); }
+function km(metres) { return number(metres / 1000, { maximumFractionDigits: 1 }); }
 function say(text) { $("status").textContent = text; }
 function alertMessage(text) { const a = $("alert"); a.textContent = text || ""; a.hidden = !text; }
 
+// An API problem, in the reader's words (i18n.js).
 class Problem extends Error {
-  constructor(status, body) { super(body.detail || body.title || `HTTP ${status}`); this.status = status; this.type = body.type || ""; this.field = body.field; this.body = body; }
+  constructor(status, body) { super(problemText(status, body)); this.status = status; this.type = body.type || ""; this.field = body.field; this.body = body; }
 }
+
 
 // `cache: "no-cache"` for availability: the browser may keep an answer, but asks the node
 // (If-None-Match, a cheap 304 when nothing changed) before showing it.
@@ -35,11 +40,11 @@ async function api(method, path, { body, headers = {}, cache } = {}) {
   try {
     response = await fetch(path, init);
   } catch {
-    throw new Problem(0, { detail: "The network failed: check your connection and try again." });
+    throw new Problem(0, { detail: t("common.network"), local: true });
   }
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
-  if (response.status === 401) { signOut("Your session has expired; please sign in again."); throw new Problem(401, data || {}); }
+  if (response.status === 401) { signOut(t("c.session_expired")); throw new Problem(401, data || {}); }
   if (!response.ok) throw new Problem(response.status, data || {});
   return { data, etag: response.headers.get("ETag") };
 }
@@ -112,13 +117,13 @@ function renderMenu() {
   $("sizes").innerHTML = "";
   m.sizes.forEach((s, i) => {
     const label = document.createElement("label");
-    label.innerHTML = `<input type="radio" name="size" value="${s.id}" ${i === 1 ? "checked" : ""}> ${s.id} (${euros(s.price_cents, m.currency)})`;
+    label.innerHTML = `<input type="radio" name="size" value="${s.id}" ${i === 1 ? "checked" : ""}> ${sizeWords(s.id)} (${money(s.price_cents, m.currency)})`;
     $("sizes").append(label);
   });
   $("toppings").innerHTML = "";
-  m.toppings.forEach((t) => {
+  m.toppings.forEach((topping) => {
     const label = document.createElement("label");
-    label.innerHTML = `<input type="checkbox" name="topping" value="${t.id}"> ${t.id.replace("_", " ")} (+${euros(t.price_cents, m.currency)})`;
+    label.innerHTML = `<input type="checkbox" name="topping" value="${topping.id}"> ${toppingWords(topping.id)} (+${money(topping.price_cents, m.currency)})`;
     $("toppings").append(label);
   });
   updatePrice();
@@ -135,16 +140,14 @@ function updatePrice() {
   if (!m) return;
   const { size, toppings } = chosen();
   const base = m.sizes.find((s) => s.id === size)?.price_cents || 0;
-  const extra = toppings.reduce((sum, t) => sum + (m.toppings.find((x) => x.id === t)?.price_cents || 0), 0);
-  $("price").textContent = euros(base + extra, m.currency);
+  const extra = toppings.reduce((sum, id) => sum + (m.toppings.find((x) => x.id === id)?.price_cents || 0), 0);
+  $("price").textContent = money(base + extra, m.currency);
 }
 
 // ---- where: the store that bakes the order ----
 function outsideText(body) {
   const near = body.nearest_store;
-  return near
-    ? `We don't deliver there yet. The nearest store is ${near.name}, ${km(near.distance_m)} km away.`
-    : "We don't deliver there yet: no store serves this postcode.";
+  return near ? t("c.outside_nearest", { store: near.name, km: km(near.distance_m) }) : t("c.outside");
 }
 
 function useStore(store) {
@@ -153,8 +156,8 @@ function useStore(store) {
   info.hidden = !store;
   show("when", Boolean(store));
   if (!store) return;
-  info.textContent = `Baked by ${store.name}${store.address ? `, ${store.address}` : ""}.`;
-  $("tz-note").textContent = `Times are the store's local time (${store.time_zone}).`;
+  info.textContent = store.address ? t("c.baked_by_at", { store: store.name, address: store.address }) : t("c.baked_by", { store: store.name });
+  $("tz-note").textContent = t("c.local_times", { zone: store.time_zone });
   $("day").min = localDay(new Date(), store.time_zone);
   track("catalog_shown");
 }
@@ -167,10 +170,10 @@ function localDay(date, zone) {
 // A YYYY-MM-DD date in words, on the store's calendar: "today", "tomorrow", or the date.
 function dayInWords(day, { long = false } = {}) {
   const zone = storeZone();
-  if (day === localDay(new Date(), zone)) return "today";
-  if (day === localDay(new Date(Date.now() + 24 * 3600 * 1000), zone)) return "tomorrow";
+  if (day === localDay(new Date(), zone)) return t("c.today");
+  if (day === localDay(new Date(Date.now() + 24 * 3600 * 1000), zone)) return t("c.tomorrow");
   const options = long ? { weekday: "long", day: "numeric", month: "long" } : { weekday: "short", day: "numeric", month: "short" };
-  return new Date(`${day}T12:00:00Z`).toLocaleDateString(undefined, { ...options, timeZone: "UTC" });
+  return new Date(`${day}T12:00:00Z`).toLocaleDateString(lang, { ...options, timeZone: "UTC" });
 }
 function capital(text) { return text.charAt(0).toUpperCase() + text.slice(1); }
 
@@ -189,8 +192,8 @@ async function loadOpenDays() {
     days = [...new Set(data.slots.filter((s) => s.remaining > 0).map((s) => s.local_start.slice(0, 10)))];
   } catch { /* the slot list says what went wrong */ }
   $("open-days").textContent = days.length
-    ? `Open for delivery: ${days.slice(0, 7).map((d) => dayInWords(d)).join(" · ")}${days.length > 7 ? " · …" : ""}`
-    : `No delivery times with room in the next ${OPEN_DAYS_AHEAD} days.`;
+    ? t("c.open_days", { days: `${days.slice(0, 7).map((d) => dayInWords(d)).join(" · ")}${days.length > 7 ? " · …" : ""}` })
+    : t("c.no_open_days", { days: OPEN_DAYS_AHEAD });
   if (days.length && !state.editing) $("day").value = days[0];
 }
 
@@ -199,13 +202,13 @@ async function findStore() {
   const postcode = $("postcode").value.trim();
   state.point = { ...state.point, postcode: postcode || undefined };
   if (!postcode && state.point.latitude === undefined) {
-    showError(new Problem(422, { detail: "Type your postcode, or use your location.", field: "postcode", type: "" }));
+    showError(new Problem(422, { detail: t("c.type_postcode"), field: "postcode", type: "", local: true }));
     return;
   }
   const query = new URLSearchParams();
   if (postcode) query.set("postcode", postcode);
   if (state.point.latitude !== undefined) { query.set("latitude", state.point.latitude); query.set("longitude", state.point.longitude); }
-  say("Finding your store…");
+  say(t("c.finding_store"));
   try {
     const { data } = await api("GET", `/v1/stores/locate?${query}`);
     useStore(data.store);
@@ -223,10 +226,10 @@ async function findStore() {
 function useLocation() {
   $("err-postcode").hidden = true;
   if (!navigator.geolocation) {
-    showError(new Problem(0, { detail: "This browser cannot share its location: type your postcode.", field: "postcode", type: "" }));
+    showError(new Problem(0, { detail: t("c.no_geolocation"), field: "postcode", type: "", local: true }));
     return;
   }
-  say("Asking for your location…");
+  say(t("c.asking_location"));
   navigator.geolocation.getCurrentPosition(
     (position) => {
       state.point = { ...state.point, latitude: position.coords.latitude, longitude: position.coords.longitude };
@@ -234,7 +237,7 @@ function useLocation() {
     },
     () => {
       say("");
-      showError(new Problem(0, { detail: "We could not get your location: type your postcode instead.", field: "postcode", type: "" }));
+      showError(new Problem(0, { detail: t("c.no_location"), field: "postcode", type: "", local: true }));
     },
     { timeout: 10000 },
   );
@@ -273,8 +276,8 @@ function slotButton(slot, onPick) {
 function showRoom(button, slot) {
   const full = slot.remaining === 0;
   button.disabled = full;
-  button.innerHTML = `${clockTime(slot.start)}<small>${full ? "full" : `${slot.remaining} left`}</small>`;
-  button.setAttribute("aria-label", `${localTime(slot.start)}, ${full ? "full" : `${slot.remaining} places left`}`);
+  button.innerHTML = `${clockTime(slot.start)}<small>${full ? t("c.full") : t("c.left", { n: slot.remaining })}</small>`;
+  button.setAttribute("aria-label", full ? t("c.slot_full_label", { time: localTime(slot.start) }) : t("c.places_left", { time: localTime(slot.start), n: slot.remaining }));
   if (full && state.slot === slot.start && !state.editing) {
     state.slot = null;
     button.setAttribute("aria-pressed", "false");
@@ -316,7 +319,7 @@ async function loadSlots() {
     if ($("day").value !== day) return; // another day was chosen meanwhile; its answer draws
     $("slots").innerHTML = "";
     $("slots").dataset.day = day;
-    if (today.length === 0) $("slots").textContent = "No delivery slots on this day.";
+    if (today.length === 0) $("slots").textContent = t("c.no_slots_day");
     today.forEach((s) => $("slots").append(slotButton(s, pickSlot)));
     watchSlots(from, to);
   } catch (e) {
@@ -345,21 +348,21 @@ function renderWaitlist(entry) {
   show("waitlist", Boolean(entry));
   if (!entry) return;
   const zone = state.stores.find((s) => s.id === entry.store_id)?.time_zone;
-  $("waitlist-details").textContent =
-    `Number ${entry.position} in line for ${localTime(entry.delivery_slot.start, zone)}. ` +
-    `If a place frees up before ${localTime(entry.waits_until, zone)}, your order (${entry.size}, ` +
-    `${euros(entry.price_cents, entry.currency)}) is placed for you.`;
+  $("waitlist-details").textContent = t("c.waitlist_details", {
+    position: entry.position, slot: localTime(entry.delivery_slot.start, zone), until: localTime(entry.waits_until, zone),
+    size: sizeWords(entry.size), price: money(entry.price_cents, entry.currency),
+  });
 }
 
 async function joinWaitlist() {
   if (!state.fullBody) return;
-  say("Joining the waitlist…");
+  say(t("c.joining"));
   try {
     const { data } = await api("POST", "/v1/waitlist", { body: state.fullBody, headers: { "Idempotency-Key": crypto.randomUUID() } });
     clearErrors();
     renderWaitlist(data);
     show("join-line", false);
-    say(`You are number ${data.position} in line.`);
+    say(t("c.in_line", { position: data.position }));
     focus("waitlist-title");
   } catch (e) {
     say("");
@@ -371,7 +374,7 @@ async function leaveWaitlist() {
   try {
     await api("DELETE", "/v1/waitlist");
     renderWaitlist(null);
-    say("You left the waitlist.");
+    say(t("c.left_waitlist"));
   } catch (e) {
     if (e.status === 404) renderWaitlist(null); else if (e.status !== 401) alertMessage(e.message);
   }
@@ -379,14 +382,14 @@ async function leaveWaitlist() {
 
 // ---- orders ----
 // The way to the door, as the kitchen moves the order along; shown with each step's time.
-const STEPS = [["placed", "Placed"], ["preparing", "Being made"], ["baked", "Baked"], ["out_for_delivery", "Out for delivery"], ["delivered", "Delivered"]];
+const STEPS = ["placed", "preparing", "baked", "out_for_delivery", "delivered"].map((s) => [s, t(`c.step_${s}`)]);
 const TRACK_MS = 5000;
 
 function renderTracker(order, zone) {
   const list = $("tracker");
   list.innerHTML = "";
   const reached = new Map(order.history.map((h) => [h.status, h]));
-  const steps = reached.has("not_delivered") ? [...STEPS.slice(0, 4), ["not_delivered", "Not delivered"]] : STEPS;
+  const steps = reached.has("not_delivered") ? [...STEPS.slice(0, 4), ["not_delivered", t("c.step_not_delivered")]] : STEPS;
   for (const [status, words] of steps) {
     const li = document.createElement("li");
     li.dataset.status = status;
@@ -412,7 +415,7 @@ function trackCurrent() {
       if (state.current?.order.id !== order.id || state.editing) return;
       if (data.version !== state.current.order.version) {
         if (data.active) renderCurrent(data, etag); else await loadOrders();
-        if (data.status !== order.status) say(`Your order: ${STEPS.find(([s]) => s === data.status)?.[1] || data.status.replaceAll("_", " ")}.`);
+        if (data.status !== order.status) say(t("c.order_now", { status: statusWords(data.status) }));
       }
     } catch { /* shown on the next action; keep tracking */ }
     trackCurrent();
@@ -431,14 +434,17 @@ function renderCurrent(order, etag) {
   const m = state.menu;
   const store = state.stores.find((s) => s.id === order.store_id);
   const zone = store?.time_zone;
+  const pizza = order.toppings.length
+    ? t("c.pizza_with", { size: sizeWords(order.size), toppings: order.toppings.map(toppingWords).join(", ") })
+    : sizeWords(order.size);
   const rows = [
-    ["Status", order.status.replaceAll("_", " ")],
-    ["Store", store ? store.name : order.store_id],
-    ["Delivery", `${localTime(order.delivery_slot.start, zone)}${zone ? ` (${zone})` : ""}`],
-    ["Address", order.address],
-    ["Pizza", `${order.size}${order.toppings.length ? " with " + order.toppings.join(", ").replaceAll("_", " ") : ""}`],
-    ["Price", euros(order.price_cents, order.currency || m?.currency)],
-    kitchen ? ["Changes", "The kitchen has your order: it can no longer be changed or cancelled."] : ["Changes until", localTime(order.editable_until, zone)],
+    [t("c.row_status"), statusWords(order.status)],
+    [t("c.row_store"), store ? store.name : order.store_id],
+    [t("c.row_delivery"), `${localTime(order.delivery_slot.start, zone)}${zone ? ` (${zone})` : ""}`],
+    [t("c.row_address"), order.address],
+    [t("c.row_pizza"), pizza],
+    [t("c.row_price"), money(order.price_cents, order.currency || m?.currency)],
+    kitchen ? [t("c.row_changes"), t("c.in_kitchen")] : [t("c.row_changes_until"), localTime(order.editable_until, zone)],
   ];
   renderTracker(order, zone);
   $("current-details").innerHTML = "";
@@ -452,7 +458,7 @@ function renderHistory(orders) {
   past.forEach((o) => {
     const li = document.createElement("li");
     const zone = state.stores.find((s) => s.id === o.store_id)?.time_zone;
-    li.textContent = `${localTime(o.delivery_slot.start, zone)} — ${o.size}, ${euros(o.price_cents, o.currency)} — ${o.status.replaceAll("_", " ")}`;
+    li.textContent = `${localTime(o.delivery_slot.start, zone)} — ${sizeWords(o.size)}, ${money(o.price_cents, o.currency)} — ${statusWords(o.status)}`;
     $("history-list").append(li);
   });
 }
@@ -473,19 +479,19 @@ async function loadOrders(page = api("GET", "/v1/orders?limit=20")) {
   renderHistory(data.orders);
   const ordering = !active || state.editing;
   show("order", ordering);
-  $("submit-order").textContent = state.editing ? "Save changes" : "Place order";
+  $("submit-order").textContent = state.editing ? t("c.save_changes") : t("c.place_order");
   show("stop-editing", Boolean(state.editing));
 }
 
 // What the form still lacks, as [field, message] in the form's order.
 function formProblems() {
   const problems = [];
-  if (!state.store) problems.push(["postcode", "Tell us where to deliver: type your postcode and press “Find my store”."]);
+  if (!state.store) problems.push(["postcode", t("c.need_store")]);
   const address = $("address").value.trim();
-  if (!address) problems.push(["address", "Enter the delivery address."]);
-  else if ([...address].length > 300) problems.push(["address", "The address is too long: at most 300 characters."]);
-  if (!chosen().size) problems.push(["size", "Choose a size."]);
-  if (!state.slot) problems.push(["delivery_slot", "Choose a delivery time."]);
+  if (!address) problems.push(["address", t("c.need_address")]);
+  else if ([...address].length > 300) problems.push(["address", t("c.address_too_long")]);
+  if (!chosen().size) problems.push(["size", t("c.need_size")]);
+  if (!state.slot) problems.push(["delivery_slot", t("c.need_slot")]);
   return problems;
 }
 
@@ -518,20 +524,20 @@ async function submitOrder(event) {
   }
   state.busy = true;
   $("submit-order").disabled = true;
-  say(state.editing ? "Saving your changes…" : "Placing your order…");
+  say(state.editing ? t("c.saving") : t("c.placing"));
   const body = formBody();
   try {
     if (state.editing) {
       await api("PUT", `/v1/orders/${state.editing.order.id}`, { body, headers: { "If-Match": state.editing.etag } });
       state.editing = null;
-      say("Your order was changed.");
+      say(t("c.changed"));
       track("order_changed");
     } else {
       // One key per attempt: a retry of the same attempt can never create a second order.
       state.idempotencyKey ||= crypto.randomUUID();
       await api("POST", "/v1/orders", { body, headers: { "Idempotency-Key": state.idempotencyKey } });
       state.idempotencyKey = null;
-      say("Your order is placed.");
+      say(t("c.placed"));
       track("order_placed");
     }
     await loadOrders();
@@ -541,7 +547,7 @@ async function submitOrder(event) {
     if (e.status === 412) {
       state.editing = null;
       await loadOrders();
-      alertMessage("This order was changed elsewhere in the meantime; it has been reloaded. Check it and try again.");
+      alertMessage(t("c.changed_elsewhere"));
       focus("current-title");
     } else if (e.status !== 401) {
       if (e.type.endsWith("order-exists") || e.type.endsWith("slot-full") || e.status === 422) state.idempotencyKey = null;
@@ -549,8 +555,8 @@ async function submitOrder(event) {
         // Someone took the last place first: say so plainly, offer the nearest open slots, and
         // a place in line for this one (not for a change of an existing order).
         state.slot = null;
-        showError(new Problem(409, { type: e.type, field: "delivery_slot",
-          detail: `${localTime(body.delivery_slot)} has just been fully booked. Please pick another time.` }));
+        showError(new Problem(409, { type: e.type, field: "delivery_slot", local: true,
+          detail: t("c.just_booked", { time: localTime(body.delivery_slot) }) }));
         loadSlots();
         offerAlternatives(e.body.alternatives);
         state.fullBody = state.editing ? null : body;
@@ -579,25 +585,25 @@ function startEditing() {
   loadSlots().then(() => pickSlot(order.delivery_slot.start));
   updatePrice();
   show("order", true);
-  $("submit-order").textContent = "Save changes";
+  $("submit-order").textContent = t("c.save_changes");
   show("stop-editing", true);
   focus("order-title");
 }
 
 async function cancelOrder() {
   const { order, etag } = state.current;
-  if (!window.confirm("Cancel this order?")) return;
-  say("Cancelling…");
+  if (!window.confirm(t("c.confirm_cancel"))) return;
+  say(t("c.cancelling"));
   try {
     await api("DELETE", `/v1/orders/${order.id}`, { headers: { "If-Match": etag } });
-    say("Your order was cancelled.");
+    say(t("c.cancelled"));
     track("order_cancelled");
     state.editing = null;
     await loadOrders();
     focus("order-title");
   } catch (e) {
     say("");
-    if (e.status === 412) { await loadOrders(); alertMessage("This order was changed elsewhere; it has been reloaded."); }
+    if (e.status === 412) { await loadOrders(); alertMessage(t("c.changed_reloaded")); }
     else if (e.status !== 401) alertMessage(e.message);
   }
 }
@@ -607,7 +613,7 @@ async function start() {
   show("sign-in", false);
   $("who-name").textContent = sessionStorage.getItem("name") || "";
   show("who", true);
-  say("Loading…");
+  say(t("common.loading"));
   try {
     // The menu, the stores and the orders requested side by side; the page is drawn once the
     // day's slots (which need the store) are in too, so nothing moves under the reader.
@@ -628,7 +634,7 @@ $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("err-login").hidden = true;
   try { await signIn($("login-name").value.trim()); } catch (e) {
-    $("err-login").textContent = e.status === 404 ? "Sign-in by name is not enabled here: paste a token below." : e.message;
+    $("err-login").textContent = e.status === 404 ? t("c.no_dev_login") : e.message;
     $("err-login").hidden = false;
   }
 });
@@ -646,5 +652,6 @@ $("postcode").addEventListener("keydown", (event) => { if (event.key === "Enter"
 $("postcode").addEventListener("input", () => { state.point = { postcode: state.point.postcode }; });
 $("cancel-order").addEventListener("click", cancelOrder);
 $("stop-editing").addEventListener("click", () => { state.editing = null; clearErrors(); loadOrders(); });
+translatePage();
 track("page_opened");
 start();

@@ -1,6 +1,8 @@
 // The kitchen page: the store's next delivery slots with their orders, one tap per step.
 // Plain ES module, no build step; polls the node every few seconds while open.
 
+import { t, lang, problemText, translatePage } from "./i18n.js";
+
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 3000;
 // How far ahead the page looks: `/kitchen/?hours=N` (1 to 168, default 12).
@@ -9,29 +11,32 @@ const state = { token: sessionStorage.getItem("staff-token"), store: null, timer
 
 // The next step of each status, with the button's words; out for delivery may also fail.
 const NEXT = {
-  placed: ["preparing", "Start preparing"],
-  preparing: ["baked", "Baked"],
-  baked: ["out_for_delivery", "Out for delivery"],
-  out_for_delivery: ["delivered", "Delivered"],
+  placed: ["preparing", t("k.start_preparing")],
+  preparing: ["baked", t("k.mark_baked")],
+  baked: ["out_for_delivery", t("k.send_out")],
+  out_for_delivery: ["delivered", t("k.mark_delivered")],
 };
-const WORDS = { placed: "Placed", preparing: "Preparing", baked: "Baked", out_for_delivery: "Out for delivery",
-  delivered: "Delivered", not_delivered: "Not delivered", cancelled: "Cancelled" };
+const words = (status) => t(`status.${status}`);
 
 function say(text) { $("status").textContent = text; }
 function alertMessage(text) { const a = $("alert"); a.textContent = text || ""; a.hidden = !text; }
 function zone() { return state.store?.time_zone; }
-function clock(iso) { return new Date(iso).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit", timeZone: zone() }); }
-function day(iso) { return new Date(iso).toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short", timeZone: zone() }); }
+function clock(iso) { return new Date(iso).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", timeZone: zone() }); }
+function day(iso) { return new Date(iso).toLocaleDateString(lang, { weekday: "short", day: "numeric", month: "short", timeZone: zone() }); }
 
 async function api(method, path, body) {
   const init = { method, headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" };
   if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   let response;
-  try { response = await fetch(path, init); } catch { throw new Error("The network failed; retrying."); }
+  try { response = await fetch(path, init); } catch { throw new Error(t("common.network_retrying")); }
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
-  if (response.status === 401 || response.status === 403) { signOut(data?.detail || "Sign in with a staff token."); throw new Error(data?.detail || "not signed in"); }
-  if (!response.ok) { const e = new Error(data?.detail || `HTTP ${response.status}`); e.status = response.status; e.body = data; throw e; }
+  if (response.status === 401 || response.status === 403) {
+    const text = data ? problemText(response.status, data) : t("k.sign_in_needed");
+    signOut(text);
+    throw new Error(text);
+  }
+  if (!response.ok) { const e = new Error(problemText(response.status, data || {})); e.status = response.status; e.body = data; throw e; }
   return data;
 }
 
@@ -52,14 +57,14 @@ function orderCard(order) {
   li.dataset.orderId = order.id;
   const title = document.createElement("p");
   title.className = "ticket-title";
-  const toppings = order.toppings.length ? ` + ${order.toppings.join(", ").replaceAll("_", " ")}` : "";
-  title.textContent = `${order.size}${toppings}`;
+  const toppings = order.toppings.length ? ` + ${order.toppings.map((id) => t(`topping.${id}`)).join(", ")}` : "";
+  title.textContent = `${t(`size.${order.size}`)}${toppings}`;
   const address = document.createElement("p");
   address.textContent = order.address;
   const status = document.createElement("p");
   status.className = "ticket-status";
   const last = order.history[order.history.length - 1];
-  status.textContent = `${WORDS[order.status] || order.status}${last ? ` · ${clock(last.at)}` : ""}${last?.reason ? ` · ${last.reason}` : ""}`;
+  status.textContent = `${words(order.status)}${last ? ` · ${clock(last.at)}` : ""}${last?.reason ? ` · ${last.reason}` : ""}`;
   li.append(title, address, status);
   const actions = document.createElement("div");
   actions.className = "actions no-print";
@@ -77,9 +82,9 @@ function orderCard(order) {
     const failed = document.createElement("button");
     failed.type = "button";
     failed.className = "danger step";
-    failed.textContent = "Not delivered…";
+    failed.textContent = t("k.not_delivered");
     failed.addEventListener("click", () => {
-      const reason = window.prompt("Why could it not be delivered?", "Nobody at the door");
+      const reason = window.prompt(t("k.why"), t("k.why_default"));
       if (reason && reason.trim()) move(order, "not_delivered", reason.trim());
     });
     actions.append(failed);
@@ -90,11 +95,11 @@ function orderCard(order) {
 
 function render(data) {
   state.store = data.store;
-  $("kitchen-title").textContent = `Kitchen — ${data.store.name}`;
+  $("kitchen-title").textContent = t("k.heading_store", { store: data.store.name });
   const root = $("slots");
   root.innerHTML = "";
   $("empty").hidden = data.slots.length > 0;
-  $("empty").textContent = `No orders in the next ${HOURS} hours.`;
+  $("empty").textContent = t("k.empty_hours", { hours: HOURS });
   for (const slot of data.slots) {
     const section = document.createElement("section");
     section.className = "slot";
@@ -102,11 +107,12 @@ function render(data) {
     const head = document.createElement("div");
     head.className = "slot-head";
     const h2 = document.createElement("h2");
-    h2.textContent = `${day(slot.start)} ${clock(slot.start)}–${clock(slot.end)} · ${slot.orders.length} ${slot.orders.length === 1 ? "pizza" : "pizzas"}`;
+    const count = slot.orders.length === 1 ? t("k.pizza") : t("k.pizzas", { n: slot.orders.length });
+    h2.textContent = `${day(slot.start)} ${clock(slot.start)}–${clock(slot.end)} · ${count}`;
     const print = document.createElement("button");
     print.type = "button";
     print.className = "secondary no-print";
-    print.textContent = "Print";
+    print.textContent = t("k.print");
     print.addEventListener("click", () => {
       section.classList.add("printing");
       document.body.classList.add("print-one");
@@ -139,7 +145,7 @@ async function move(order, status, reason) {
   try {
     const body = reason ? { status, reason } : { status };
     await api("POST", `/v1/kitchen/orders/${order.id}/status`, body);
-    say(`${order.size} for ${order.address}: ${WORDS[status]}.`);
+    say(t("k.moved", { size: t(`size.${order.size}`), address: order.address, status: words(status) }));
   } catch (e) {
     alertMessage(e.message);
   } finally {
@@ -151,7 +157,7 @@ async function move(order, status, reason) {
 function start() {
   $("sign-in").hidden = true;
   $("who").hidden = false;
-  $("who-name").textContent = "Staff";
+  $("who-name").textContent = t("k.staff");
   refresh();
   clearInterval(state.timer);
   state.timer = setInterval(refresh, POLL_MS);
@@ -164,4 +170,5 @@ $("token-form").addEventListener("submit", (event) => {
   start();
 });
 $("sign-out").addEventListener("click", () => signOut(""));
+translatePage();
 if (state.token) start(); else $("sign-in").hidden = false;
