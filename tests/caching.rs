@@ -125,4 +125,20 @@ async fn long_answers_are_gzipped_for_clients_that_ask_and_still_revalidate() {
         .unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(header(&created, "content-encoding"), "");
+    // A streamed answer (billing's export) gzipped whole, the same rows as the plain one.
+    let export = |encoding: Option<&'static str>| {
+        let mut request = client().get(node.url("/admin/export?format=ndjson")).bearer_auth(admin_token());
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        request.send()
+    };
+    let plain = export(None).await.unwrap().text().await.unwrap();
+    let zipped = export(Some("gzip")).await.unwrap();
+    assert_eq!(zipped.status(), StatusCode::OK);
+    let bytes = zipped.bytes().await.unwrap();
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut unzipped).unwrap();
+    assert_eq!(unzipped, plain);
+    assert!(plain.contains("\"user\":\"zip\""), "{plain}");
 }

@@ -50,5 +50,8 @@ where
             let _ = tx.blocking_send(Err(std::io::Error::other(reason)));
         }
     });
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+    // Fused: a layer around the body (gzip) may poll it once more after its end, and a bare
+    // `unfold` panics then (seen: the compressed export's connection dropped with no answer).
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Body::from_stream(futures_util::StreamExt::fuse(chunks))
 }
