@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::apply::Stop;
-use super::tables::{ANALYTICS_COUNTS, ANALYTICS_SEQ, ANALYTICS_VISITORS};
+use super::tables::{ANALYTICS_COUNTS, ANALYTICS_VISITORS};
+use super::tx::Tx;
 use super::{Outcome, Rejection, StoreError};
 use crate::codec;
 use crate::domain::{Day, EventKind, Timestamp, VisitorSketch};
@@ -34,8 +35,8 @@ pub struct AnalyticsBatch {
 /// Longest store id a count is kept under (store ids are shorter; a guard for the key size).
 const MAX_STORE_KEY: usize = 64;
 
-pub(super) fn record(txn: &WriteTransaction, batch: &AnalyticsBatch) -> Result<Outcome, Stop> {
-    let mut seqs = txn.open_table(ANALYTICS_SEQ)?;
+pub(super) fn record(txn: &Tx, batch: &AnalyticsBatch) -> Result<Outcome, Stop> {
+    let mut seqs = txn.analytics_seq()?;
     let last = seqs.get(batch.node)?.map(|g| g.value());
     if last.is_some_and(|last| batch.seq <= last) {
         return Ok(Outcome::Analytics { applied: false });
@@ -50,7 +51,7 @@ pub(super) fn record(txn: &WriteTransaction, batch: &AnalyticsBatch) -> Result<O
     if batch.counts.iter().any(|(_, _, store, _)| store.len() > MAX_STORE_KEY) {
         return Err(Rejection::InvalidAnalytics("a store id is too long".into()).into());
     }
-    let mut visitors = txn.open_table(ANALYTICS_VISITORS)?;
+    let mut visitors = txn.analytics_visitors()?;
     let mut merged = Vec::with_capacity(incoming.len());
     for (day, sketch) in &incoming {
         let mut current: VisitorSketch = match visitors.get(day.0)? {
@@ -65,7 +66,7 @@ pub(super) fn record(txn: &WriteTransaction, batch: &AnalyticsBatch) -> Result<O
     for (day, bytes) in merged {
         visitors.insert(day.0, bytes.as_slice())?;
     }
-    let mut counts = txn.open_table(ANALYTICS_COUNTS)?;
+    let mut counts = txn.analytics_counts()?;
     for (day, event, store, n) in &batch.counts {
         let key = (day.0, event.as_str(), store.as_str());
         let now = counts.get(key)?.map_or(0, |g| g.value());
@@ -138,7 +139,7 @@ mod tests {
     fn apply(store: &Store, b: &AnalyticsBatch) -> Result<Outcome, Rejection> {
         let db = store.shared_database();
         let txn = db.begin_write().unwrap();
-        let out = match record(&txn, b) {
+        let out = match record(&Tx::new(&txn), b) {
             Ok(o) => Ok(o),
             Err(Stop::Rejected(r)) => Err(r),
             Err(Stop::Store(e)) => panic!("{e}"),

@@ -12,10 +12,7 @@ use super::command::{
     AdvanceOrder, ChangeOrder, Command, CommandId, IdempotencyClaim, LegacyChangeOrder, LegacyPlaceOrder, Outcome,
     PlaceOrder, Precondition, Rejection, SlotCapacity,
 };
-use super::tables::{
-    ACTIVE, IDEMPOTENCY, IDEMPOTENCY_EXPIRY, ORDERS, ORDERS_BY_REVISION, ORDER_STEPS, STORE_SLOT_LOAD,
-    STORE_SLOT_ORDERS, USER_ORDERS,
-};
+use super::tx::Tx;
 use super::{catalog, migrate, waitlist, StoreError};
 use crate::codec;
 use crate::domain::{
@@ -60,6 +57,12 @@ impl<E: Into<StoreError>> From<E> for Stop {
 /// `Ok(Err(rejection))` is a refused command (nothing written); `Err(_)` is a storage failure
 /// that must abort the whole transaction.
 pub fn apply(txn: &WriteTransaction, revision: u64, command: &Command) -> Result<Applied, StoreError> {
+    apply_in(&Tx::new(txn), revision, command)
+}
+
+/// [`apply`] with the tables of a transaction kept open across commands (the state machine
+/// applies a batch of entries in one transaction with one [`Tx`]).
+pub fn apply_in(txn: &Tx, revision: u64, command: &Command) -> Result<Applied, StoreError> {
     expire_idempotency_keys(txn, command.at())?;
     let result = match command {
         Command::PlaceOrder(c) => place_in_store(txn, revision, c),
@@ -116,7 +119,7 @@ struct Booking {
 /// The booking for `spec` at `store` under the catalog in the state, which must be the one the
 /// proposer read. Checks the slot against the store's calendar at `at`.
 fn booking_in_store(
-    txn: &WriteTransaction,
+    txn: &Tx,
     at: Timestamp,
     spec: &OrderSpec,
     store: &StoreId,
@@ -171,7 +174,7 @@ fn booking_in_store(
     })
 }
 
-fn place_in_store(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Result<Outcome, Stop> {
+fn place_in_store(txn: &Tx, revision: u64, c: &PlaceOrder) -> Result<Outcome, Stop> {
     let new =
         NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
     place(txn, revision, &new, |txn| {
@@ -179,7 +182,7 @@ fn place_in_store(txn: &WriteTransaction, revision: u64, c: &PlaceOrder) -> Resu
     })
 }
 
-fn legacy_place(txn: &WriteTransaction, revision: u64, c: &LegacyPlaceOrder) -> Result<Outcome, Stop> {
+fn legacy_place(txn: &Tx, revision: u64, c: &LegacyPlaceOrder) -> Result<Outcome, Stop> {
     let new =
         NewOrder { order_id: c.order_id, user: &c.user, at: c.at, spec: &c.spec, idempotency: c.idempotency.as_ref() };
     place(txn, revision, &new, |_| {
@@ -210,12 +213,12 @@ struct NewOrder<'a> {
 }
 
 fn place(
-    txn: &WriteTransaction,
+    txn: &Tx,
     revision: u64,
     c: &NewOrder,
-    booking: impl FnOnce(&WriteTransaction) -> Result<Booking, Stop>,
+    booking: impl FnOnce(&Tx) -> Result<Booking, Stop>,
 ) -> Result<Outcome, Stop> {
-    let mut orders = txn.open_table(ORDERS)?;
+    let mut orders = txn.orders()?;
     // The same command proposed again after a leader change: answer as the first time.
     if let Some(raw) = orders.get(c.order_id.as_u128())? {
         let existing: Order = codec::decode(raw.value())?;
@@ -224,7 +227,7 @@ fn place(
         }
         return Err(Rejection::DuplicateOrderId(c.order_id).into());
     }
-    let mut idempotency = txn.open_table(IDEMPOTENCY)?;
+    let mut idempotency = txn.idempotency()?;
     // An expired record that has not been purged yet is replaced; its index entry goes too.
     let mut stale_expiry = None;
     if let Some(claim) = c.idempotency {
@@ -239,7 +242,7 @@ fn place(
             stale_expiry = Some(record.expires_at);
         }
     }
-    let mut active = txn.open_table(ACTIVE)?;
+    let mut active = txn.active()?;
     if let Some(current) = active_order(&orders, &active, c.user, c.at)? {
         return Err(Rejection::OrderExists(current.id).into());
     }
@@ -247,7 +250,7 @@ fn place(
     room_or_full(txn, &booking, c.spec.slot, c.at)?;
     // A customer who gets a place leaves any line they were in.
     waitlist::forget_user(txn, c.user)?;
-    let mut load = txn.open_table(STORE_SLOT_LOAD)?;
+    let mut load = txn.store_slot_load()?;
 
     let order = Order {
         id: c.order_id,
@@ -266,8 +269,8 @@ fn place(
         catalog_version: booking.catalog_version,
     };
     put_order(&mut orders, &order)?;
-    txn.open_table(USER_ORDERS)?.insert((c.user.as_str(), order.id.as_u128()), ())?;
-    txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
+    txn.user_orders()?.insert((c.user.as_str(), order.id.as_u128()), ())?;
+    txn.orders_by_revision()?.insert((revision, order.id.as_u128()), ())?;
     active.insert(c.user.as_str(), order.id.as_u128())?;
     add_load(&mut load, &order.store, c.spec.slot, 1)?;
     index_in_kitchen(txn, &order, true)?;
@@ -275,7 +278,7 @@ fn place(
         let record =
             IdempotencyRecord { fingerprint: claim.fingerprint, expires_at: claim.expires_at, order: order.clone() };
         idempotency.insert((c.user.as_str(), claim.key.as_str()), codec::encode(&record)?.as_slice())?;
-        let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+        let mut expiry = txn.idempotency_expiry()?;
         if let Some(stale) = stale_expiry {
             expiry.remove((stale.millis(), c.user.as_str(), claim.key.as_str()))?;
         }
@@ -295,7 +298,7 @@ struct Edit<'a> {
     legacy_cutoff_ms: Option<i64>,
 }
 
-fn change_in_store(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Result<Order, Stop> {
+fn change_in_store(txn: &Tx, revision: u64, c: &ChangeOrder) -> Result<Order, Stop> {
     let edit = Edit {
         command_id: c.command_id,
         order_id: c.order_id,
@@ -310,7 +313,7 @@ fn change_in_store(txn: &WriteTransaction, revision: u64, c: &ChangeOrder) -> Re
     })
 }
 
-fn legacy_change(txn: &WriteTransaction, revision: u64, c: &LegacyChangeOrder) -> Result<Order, Stop> {
+fn legacy_change(txn: &Tx, revision: u64, c: &LegacyChangeOrder) -> Result<Order, Stop> {
     let edit = Edit {
         command_id: c.command_id,
         order_id: c.order_id,
@@ -324,12 +327,12 @@ fn legacy_change(txn: &WriteTransaction, revision: u64, c: &LegacyChangeOrder) -
 }
 
 fn change(
-    txn: &WriteTransaction,
+    txn: &Tx,
     revision: u64,
     c: &Edit,
-    booking: impl FnOnce(&WriteTransaction, &Order) -> Result<Booking, Stop>,
+    booking: impl FnOnce(&Tx, &Order) -> Result<Booking, Stop>,
 ) -> Result<Order, Stop> {
-    let mut orders = txn.open_table(ORDERS)?;
+    let mut orders = txn.orders()?;
     if let Some(order) = already_applied(&orders, c.order_id, c.user, c.command_id)? {
         return Ok(order);
     }
@@ -343,7 +346,7 @@ fn change(
         }
         room_or_full(txn, &booking, c.spec.slot, c.at)?;
     }
-    let mut load = txn.open_table(STORE_SLOT_LOAD)?;
+    let mut load = txn.store_slot_load()?;
     let (old_store, old_slot) = (current.store.clone(), current.spec.slot);
     let order = Order {
         spec: c.spec.clone(),
@@ -362,7 +365,7 @@ fn change(
     if moves {
         add_load(&mut load, &old_store, old_slot, -1)?;
         add_load(&mut load, &order.store, c.spec.slot, 1)?;
-        let mut index = txn.open_table(STORE_SLOT_ORDERS)?;
+        let mut index = txn.store_slot_orders()?;
         index.remove((old_store.as_str(), old_slot.start().millis(), order.id.as_u128()))?;
         index.insert((order.store.as_str(), c.spec.slot.start().millis(), order.id.as_u128()), ())?;
     }
@@ -382,13 +385,13 @@ struct Cancel<'a> {
 }
 
 fn cancel_order(
-    txn: &WriteTransaction,
+    txn: &Tx,
     revision: u64,
     c: &Cancel,
     if_match: Option<&Precondition>,
     legacy_cutoff_ms: Option<i64>,
 ) -> Result<Order, Stop> {
-    let mut orders = txn.open_table(ORDERS)?;
+    let mut orders = txn.orders()?;
     if let Some(order) = already_applied(&orders, c.order_id, c.user, c.command_id)? {
         return Ok(order);
     }
@@ -402,9 +405,9 @@ fn cancel_order(
         last_command: c.command_id.0,
         ..current
     };
-    add_load(&mut txn.open_table(STORE_SLOT_LOAD)?, &order.store, order.spec.slot, -1)?;
+    add_load(&mut *txn.store_slot_load()?, &order.store, order.spec.slot, -1)?;
     index_in_kitchen(txn, &order, false)?;
-    let mut active = txn.open_table(ACTIVE)?;
+    let mut active = txn.active()?;
     let points_here = active.get(c.user.as_str())?.map(|g| g.value()) == Some(order.id.as_u128());
     if points_here {
         active.remove(c.user.as_str())?;
@@ -416,8 +419,8 @@ fn cancel_order(
 }
 
 /// Add `order` to (or take it off) the kitchen's index of its store and slot.
-pub(super) fn index_in_kitchen(txn: &WriteTransaction, order: &Order, present: bool) -> Result<(), StoreError> {
-    let mut index = txn.open_table(STORE_SLOT_ORDERS)?;
+pub(super) fn index_in_kitchen(txn: &Tx, order: &Order, present: bool) -> Result<(), StoreError> {
+    let mut index = txn.store_slot_orders()?;
     let key = (order.store.as_str(), order.spec.slot.start().millis(), order.id.as_u128());
     if present {
         index.insert(key, ())?;
@@ -428,8 +431,8 @@ pub(super) fn index_in_kitchen(txn: &WriteTransaction, order: &Order, present: b
 }
 
 /// An order's kitchen steps, oldest first.
-pub(super) fn steps_of(txn: &WriteTransaction, id: OrderId) -> Result<Vec<Step>, StoreError> {
-    read_steps(&txn.open_table(ORDER_STEPS)?, id.as_u128())
+pub(super) fn steps_of(txn: &Tx, id: OrderId) -> Result<Vec<Step>, StoreError> {
+    read_steps(&*txn.order_steps()?, id.as_u128())
 }
 
 /// The kitchen steps `steps` (an `ORDER_STEPS` table, read or write) holds for order `id`;
@@ -443,8 +446,8 @@ pub(super) fn read_steps(steps: &impl ReadableTable<u128, &'static [u8]>, id: u1
 
 /// A kitchen step. Checked before anything is written: the order is this store's, not
 /// cancelled, and `to` is one of the next steps from where it is.
-fn advance(txn: &WriteTransaction, revision: u64, c: &AdvanceOrder) -> Result<Outcome, Stop> {
-    let mut orders = txn.open_table(ORDERS)?;
+fn advance(txn: &Tx, revision: u64, c: &AdvanceOrder) -> Result<Outcome, Stop> {
+    let mut orders = txn.orders()?;
     let Some(raw) = orders.get(c.order_id.as_u128())? else {
         return Err(Rejection::NotFound.into());
     };
@@ -489,7 +492,7 @@ fn advance(txn: &WriteTransaction, revision: u64, c: &AdvanceOrder) -> Result<Ou
     };
     // The order's row, written just above, already noted it for the cached answers.
     write_changed(txn, &mut orders, &order, current_revision)?;
-    txn.open_table(ORDER_STEPS)?.insert(order.id.as_u128(), codec::encode(&history)?.as_slice())?;
+    txn.order_steps()?.insert(order.id.as_u128(), codec::encode(&history)?.as_slice())?;
     Ok(Outcome::Advanced { order, history })
 }
 
@@ -515,13 +518,13 @@ pub(super) fn put_order(orders: &mut Table<u128, &[u8]>, order: &Order) -> Resul
 
 /// Store a changed order and move its key in the revision index.
 fn write_changed(
-    txn: &WriteTransaction,
+    txn: &Tx,
     orders: &mut Table<u128, &[u8]>,
     order: &Order,
     previous_revision: u64,
 ) -> Result<(), StoreError> {
     put_order(orders, order)?;
-    let mut by_revision = txn.open_table(ORDERS_BY_REVISION)?;
+    let mut by_revision = txn.orders_by_revision()?;
     by_revision.remove((previous_revision, order.id.as_u128()))?;
     by_revision.insert((order.revision, order.id.as_u128()), ())?;
     Ok(())
@@ -588,9 +591,9 @@ fn check_bookable(slot: Slot, at: Timestamp, cutoff_ms: i64) -> Result<(), Rejec
 
 /// Refuse a booking of `slot` that would go over its capacity, naming the nearest slots of the
 /// same store that still have room (read in this same transaction).
-fn room_or_full(txn: &WriteTransaction, booking: &Booking, slot: Slot, at: Timestamp) -> Result<(), Stop> {
+fn room_or_full(txn: &Tx, booking: &Booking, slot: Slot, at: Timestamp) -> Result<(), Stop> {
     let booked = {
-        let load = txn.open_table(STORE_SLOT_LOAD)?;
+        let load = txn.store_slot_load()?;
         let key = (booking.store.as_str(), slot.start().millis());
         let booked = load.get(key)?.map_or(0, |g| g.value());
         booked
@@ -618,8 +621,8 @@ fn add_load(load: &mut Table<(&str, i64), u32>, store: &StoreId, slot: Slot, del
     Ok(())
 }
 
-fn expire_idempotency_keys(txn: &WriteTransaction, at: Timestamp) -> Result<(), StoreError> {
-    let mut expiry = txn.open_table(IDEMPOTENCY_EXPIRY)?;
+fn expire_idempotency_keys(txn: &Tx, at: Timestamp) -> Result<(), StoreError> {
+    let mut expiry = txn.idempotency_expiry()?;
     let mut due: Vec<(i64, String, String)> = Vec::new();
     // Everything that expired at or before `at`: keys below (at + 1 ms, "", "").
     for entry in expiry.range::<(i64, &str, &str)>(..(at.millis().saturating_add(1), "", ""))? {
@@ -633,7 +636,7 @@ fn expire_idempotency_keys(txn: &WriteTransaction, at: Timestamp) -> Result<(), 
     if due.is_empty() {
         return Ok(());
     }
-    let mut idempotency = txn.open_table(IDEMPOTENCY)?;
+    let mut idempotency = txn.idempotency()?;
     for (expires, user, key) in &due {
         expiry.remove((*expires, user.as_str(), key.as_str()))?;
         idempotency.remove((user.as_str(), key.as_str()))?;

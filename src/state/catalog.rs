@@ -7,11 +7,12 @@
 
 use std::sync::{Arc, OnceLock};
 
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable};
 
 use super::apply::Stop;
 use super::command::{CatalogRecord, Outcome, Rejection, SetCatalog};
-use super::tables::{CATALOG, CATALOG_HISTORY, CATALOG_MENU, META, META_CATALOG_VERSION, STORES, STORE_SLOT_LOAD};
+use super::tables::{CATALOG_HISTORY, CATALOG_MENU, META, META_CATALOG_VERSION};
+use super::tx::Tx;
 use super::StoreError;
 use crate::codec;
 use crate::domain::{Menu, MenuDoc, StoreCalendar, StoreDoc, StoreId};
@@ -21,8 +22,8 @@ use crate::domain::{Menu, MenuDoc, StoreCalendar, StoreDoc, StoreId};
 const LONGEST_SLOT_MS: i64 = 240 * 60_000;
 
 /// The catalog version in force; 0 when there is none yet.
-pub(super) fn version(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    Ok(txn.open_table(META)?.get(META_CATALOG_VERSION)?.map_or(0, |g| g.value()))
+pub(super) fn version(txn: &Tx) -> Result<u64, StoreError> {
+    Ok(txn.meta()?.get(META_CATALOG_VERSION)?.map_or(0, |g| g.value()))
 }
 
 /// The catalog version a reader sees; 0 when there is none yet.
@@ -69,11 +70,11 @@ fn parsed() -> &'static ParsedRules {
 
 /// What `apply` needs to book an order at `store`: its calendar and the menu. Only the store's
 /// own row is read and only its calendar parsed (not its delivery area), once per row content.
-pub(super) fn store_rules(txn: &WriteTransaction, store: &StoreId) -> Result<(Arc<StoreCalendar>, Arc<Menu>), Stop> {
+pub(super) fn store_rules(txn: &Tx, store: &StoreId) -> Result<(Arc<StoreCalendar>, Arc<Menu>), Stop> {
     // A stored catalog was checked when applied; failing now means the data is damaged.
     let damaged = |e: String| Stop::Store(StoreError::Codec(codec::CodecError::Malformed(e)));
     let row = {
-        let stores = txn.open_table(STORES)?;
+        let stores = txn.stores()?;
         let Some(raw) = stores.get(store.as_str())? else {
             return Err(Rejection::UnknownStore(store.clone()).into());
         };
@@ -88,7 +89,7 @@ pub(super) fn store_rules(txn: &WriteTransaction, store: &StoreId) -> Result<(Ar
             calendar
         }
     };
-    let menu_row = txn.open_table(CATALOG)?.get(CATALOG_MENU)?.map(|g| g.value().to_vec());
+    let menu_row = txn.catalog()?.get(CATALOG_MENU)?.map(|g| g.value().to_vec());
     let menu_row = menu_row.ok_or_else(|| damaged("the catalog has no menu".into()))?;
     let menu = match parsed().menus.get(&menu_row) {
         Some(menu) => menu,
@@ -102,7 +103,7 @@ pub(super) fn store_rules(txn: &WriteTransaction, store: &StoreId) -> Result<(Ar
     Ok((calendar, menu))
 }
 
-pub(super) fn set_catalog(txn: &WriteTransaction, c: &SetCatalog) -> Result<Outcome, Stop> {
+pub(super) fn set_catalog(txn: &Tx, c: &SetCatalog) -> Result<Outcome, Stop> {
     let current = version(txn)?;
     if c.seed && current > 0 {
         return Ok(Outcome::Catalog { version: current, changed: false });
@@ -111,7 +112,7 @@ pub(super) fn set_catalog(txn: &WriteTransaction, c: &SetCatalog) -> Result<Outc
         return Err(Rejection::CatalogVersionConflict(current).into());
     }
     let catalog = c.catalog.clone().check().map_err(|e| Rejection::InvalidCatalog(e.problems))?;
-    let mut stores = txn.open_table(STORES)?;
+    let mut stores = txn.stores()?;
     let mut removed = Vec::new();
     for entry in stores.iter()? {
         let (id, _) = entry?;
@@ -119,7 +120,7 @@ pub(super) fn set_catalog(txn: &WriteTransaction, c: &SetCatalog) -> Result<Outc
             removed.push(id.value().to_owned());
         }
     }
-    let load = txn.open_table(STORE_SLOT_LOAD)?;
+    let load = txn.store_slot_load()?;
     for id in &removed {
         let since = c.at.millis().saturating_sub(LONGEST_SLOT_MS);
         if load.range((id.as_str(), since)..=(id.as_str(), i64::MAX))?.next().is_some() {
@@ -133,11 +134,11 @@ pub(super) fn set_catalog(txn: &WriteTransaction, c: &SetCatalog) -> Result<Outc
     for doc in &c.catalog.stores {
         stores.insert(doc.id.as_str(), codec::encode(doc)?.as_slice())?;
     }
-    txn.open_table(CATALOG)?.insert(CATALOG_MENU, codec::encode(&c.catalog.menu)?.as_slice())?;
+    txn.catalog()?.insert(CATALOG_MENU, codec::encode(&c.catalog.menu)?.as_slice())?;
     let next = current + 1;
     let record =
         CatalogRecord { version: next, applied_at: c.at, author: c.author.clone(), catalog: c.catalog.clone() };
-    txn.open_table(CATALOG_HISTORY)?.insert(next, codec::encode(&record)?.as_slice())?;
-    txn.open_table(META)?.insert(META_CATALOG_VERSION, next)?;
+    txn.catalog_history()?.insert(next, codec::encode(&record)?.as_slice())?;
+    txn.meta()?.insert(META_CATALOG_VERSION, next)?;
     Ok(Outcome::Catalog { version: next, changed: true })
 }

@@ -4,6 +4,10 @@ use crate::codec::CodecError;
 /// of a command. Any of these aborts the whole transaction it happened in.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A bug, not a condition: the apply path borrowed a table it already holds (redb's
+    /// `TableAlreadyOpen`).
+    #[error("internal error: the table {0} is already in use in this transaction")]
+    TableInUse(&'static str),
     #[error("storage error: {0}")]
     Redb(#[from] redb::Error),
     #[error("stored data is unreadable: {0}")]

@@ -14,13 +14,14 @@ pub mod migrate;
 pub mod snapshot;
 mod store;
 pub mod tables;
+mod tx;
 pub mod views;
 pub mod waitlist;
 
 #[cfg(test)]
 mod model_tests;
 
-pub use apply::{apply, Applied};
+pub use apply::{apply, apply_in, Applied};
 pub use command::{
     AdvanceOrder, CancelOrder, CatalogRecord, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey,
     LeaveWaitlist, LegacyCancelOrder, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition,
@@ -29,3 +30,4 @@ pub use command::{
 pub use error::StoreError;
 pub(crate) use store::{make_durable, open_database};
 pub use store::{CurrentCatalog, Store};
+pub use tx::Tx;

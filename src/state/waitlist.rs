@@ -7,14 +7,12 @@
 //! sequence number from the state), so positions are exact; an entry expires at the slot's
 //! cutoff, when the slot can no longer be booked.
 
-use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, Table};
 
 use super::apply::{active_order, Stop};
 use super::command::{Outcome, PlaceOrder, Rejection, SlotRoom, WaitEntry};
-use super::tables::{
-    ACTIVE, META, META_WAITLIST_SEQ, ORDERS, ORDERS_BY_REVISION, STORES, STORE_SLOT_LOAD, USER_ORDERS, WAITING,
-    WAITLIST,
-};
+use super::tables::{META_WAITLIST_SEQ, WAITING, WAITLIST};
+use super::tx::Tx;
 use super::StoreError;
 use crate::codec;
 use crate::domain::{Order, OrderStatus, OrderVersion, Slot, StoreCalendar, StoreDoc, StoreId, Timestamp, UserId};
@@ -36,18 +34,18 @@ pub(super) struct JoinRules {
     pub catalog_version: u64,
 }
 
-fn user_entry(txn: &WriteTransaction, user: &UserId) -> Result<Option<(EntryKey, WaitEntry)>, StoreError> {
-    let waiting = txn.open_table(WAITING)?;
+fn user_entry(txn: &Tx, user: &UserId) -> Result<Option<(EntryKey, WaitEntry)>, StoreError> {
+    let waiting = txn.waiting()?;
     let Some(raw) = waiting.get(user.as_str())? else { return Ok(None) };
     let key: EntryKey = codec::decode(raw.value())?;
-    let line = txn.open_table(WAITLIST)?;
+    let line = txn.waitlist()?;
     let entry = line.get((key.0.as_str(), key.1, key.2))?.map(|g| codec::decode::<WaitEntry>(g.value())).transpose()?;
     Ok(entry.map(|e| (key, e)))
 }
 
-fn remove(txn: &WriteTransaction, key: &EntryKey, user: &UserId) -> Result<(), StoreError> {
-    txn.open_table(WAITLIST)?.remove((key.0.as_str(), key.1, key.2))?;
-    txn.open_table(WAITING)?.remove(user.as_str())?;
+fn remove(txn: &Tx, key: &EntryKey, user: &UserId) -> Result<(), StoreError> {
+    txn.waitlist()?.remove((key.0.as_str(), key.1, key.2))?;
+    txn.waiting()?.remove(user.as_str())?;
     Ok(())
 }
 
@@ -58,14 +56,14 @@ fn position_in(line: &Table<(&str, i64, u64), &[u8]>, entry: &WaitEntry) -> Resu
 }
 
 pub(super) fn join(
-    txn: &WriteTransaction,
+    txn: &Tx,
     c: &PlaceOrder,
-    rules: impl FnOnce(&WriteTransaction) -> Result<JoinRules, Stop>,
+    rules: impl FnOnce(&Tx) -> Result<JoinRules, Stop>,
 ) -> Result<Outcome, Stop> {
     if let Some((key, entry)) = user_entry(txn, &c.user)? {
         // The same command proposed again after a leader change.
         if entry.order_id == c.order_id {
-            let position = position_in(&txn.open_table(WAITLIST)?, &entry)?;
+            let position = position_in(&*txn.waitlist()?, &entry)?;
             return Ok(Outcome::Waiting { entry, position, replayed: false });
         }
         let claim = c.idempotency.as_ref();
@@ -75,7 +73,7 @@ pub(super) fn join(
                     if Some(claim.fingerprint) != entry.fingerprint {
                         return Err(Rejection::IdempotencyKeyReused.into());
                     }
-                    let position = position_in(&txn.open_table(WAITLIST)?, &entry)?;
+                    let position = position_in(&*txn.waitlist()?, &entry)?;
                     return Ok(Outcome::Waiting { entry, position, replayed: true });
                 }
             }
@@ -85,18 +83,18 @@ pub(super) fn join(
         remove(txn, &key, &c.user)?;
     }
     {
-        let orders = txn.open_table(ORDERS)?;
-        let active = txn.open_table(ACTIVE)?;
+        let orders = txn.orders()?;
+        let active = txn.active()?;
         if let Some(current) = active_order(&orders, &active, &c.user, c.at)? {
             return Err(Rejection::OrderExists(current.id).into());
         }
     }
     let rules = rules(txn)?;
-    let booked = load(&txn.open_table(STORE_SLOT_LOAD)?, &c.store, c.spec.slot.start())?;
+    let booked = load(&*txn.store_slot_load()?, &c.store, c.spec.slot.start())?;
     if booked < rules.capacity {
         return Err(Rejection::SlotHasRoom(c.spec.slot).into());
     }
-    let mut meta = txn.open_table(META)?;
+    let mut meta = txn.meta()?;
     let seq = meta.get(META_WAITLIST_SEQ)?.map_or(0, |g| g.value()) + 1;
     meta.insert(META_WAITLIST_SEQ, seq)?;
     let entry = WaitEntry {
@@ -115,15 +113,15 @@ pub(super) fn join(
         fingerprint: c.idempotency.as_ref().map(|i| i.fingerprint),
     };
     let start = c.spec.slot.start().millis();
-    let mut line = txn.open_table(WAITLIST)?;
+    let mut line = txn.waitlist()?;
     line.insert((c.store.as_str(), start, seq), codec::encode(&entry)?.as_slice())?;
     let key: EntryKey = (c.store.as_str().to_owned(), start, seq);
-    txn.open_table(WAITING)?.insert(c.user.as_str(), codec::encode(&key)?.as_slice())?;
+    txn.waiting()?.insert(c.user.as_str(), codec::encode(&key)?.as_slice())?;
     let position = position_in(&line, &entry)?;
     Ok(Outcome::Waiting { entry, position, replayed: false })
 }
 
-pub(super) fn leave(txn: &WriteTransaction, user: &UserId) -> Result<Outcome, Stop> {
+pub(super) fn leave(txn: &Tx, user: &UserId) -> Result<Outcome, Stop> {
     let Some((key, entry)) = user_entry(txn, user)? else {
         return Err(Rejection::NotWaiting.into());
     };
@@ -132,7 +130,7 @@ pub(super) fn leave(txn: &WriteTransaction, user: &UserId) -> Result<Outcome, St
 }
 
 /// A user who places an order leaves any line they were in.
-pub(super) fn forget_user(txn: &WriteTransaction, user: &UserId) -> Result<(), StoreError> {
+pub(super) fn forget_user(txn: &Tx, user: &UserId) -> Result<(), StoreError> {
     if let Some((key, _)) = user_entry(txn, user)? {
         remove(txn, &key, user)?;
     }
@@ -144,8 +142,8 @@ fn load(table: &Table<(&str, i64), u32>, store: &StoreId, start: Timestamp) -> R
 }
 
 /// The calendar of `store` in the catalog in force, if it is there.
-fn calendar_of(txn: &WriteTransaction, store: &str) -> Result<Option<StoreCalendar>, StoreError> {
-    let stores = txn.open_table(STORES)?;
+fn calendar_of(txn: &Tx, store: &str) -> Result<Option<StoreCalendar>, StoreError> {
+    let stores = txn.stores()?;
     let Some(raw) = stores.get(store)? else { return Ok(None) };
     let doc: StoreDoc = codec::decode(raw.value())?;
     Ok(doc.calendar().ok())
@@ -153,18 +151,12 @@ fn calendar_of(txn: &WriteTransaction, store: &str) -> Result<Option<StoreCalend
 
 /// Give the free places of (`store`, slot at `start`) to the first in line, in order, each an
 /// order placed now. Expired entries met on the way are dropped.
-pub(super) fn promote(
-    txn: &WriteTransaction,
-    revision: u64,
-    store: &str,
-    start: i64,
-    at: Timestamp,
-) -> Result<(), StoreError> {
+pub(super) fn promote(txn: &Tx, revision: u64, store: &str, start: i64, at: Timestamp) -> Result<(), StoreError> {
     let Some(calendar) = calendar_of(txn, store)? else { return Ok(()) };
     let capacity = calendar.capacity_at(Timestamp::from_millis(start));
     loop {
         let first = {
-            let line = txn.open_table(WAITLIST)?;
+            let line = txn.waitlist()?;
             let mut range = line.range((store, start, 0)..=(store, start, u64::MAX))?;
             let first = match range.next() {
                 Some(item) => {
@@ -182,15 +174,15 @@ pub(super) fn promote(
             remove(txn, &key, &entry.user)?;
             continue;
         }
-        let mut loads = txn.open_table(STORE_SLOT_LOAD)?;
+        let mut loads = txn.store_slot_load()?;
         let booked = load(&loads, &entry.store, entry.spec.slot.start())?;
         if booked >= capacity {
             return Ok(());
         }
         remove(txn, &key, &entry.user)?;
-        let mut orders = txn.open_table(ORDERS)?;
+        let mut orders = txn.orders()?;
         let blocked = {
-            let active = txn.open_table(ACTIVE)?;
+            let active = txn.active()?;
             active_order(&orders, &active, &entry.user, at)?.is_some()
                 || orders.get(entry.order_id.as_u128())?.is_some()
         };
@@ -214,9 +206,9 @@ pub(super) fn promote(
             catalog_version: entry.catalog_version,
         };
         super::apply::put_order(&mut orders, &order)?;
-        txn.open_table(USER_ORDERS)?.insert((order.user.as_str(), order.id.as_u128()), ())?;
-        txn.open_table(ORDERS_BY_REVISION)?.insert((revision, order.id.as_u128()), ())?;
-        txn.open_table(ACTIVE)?.insert(order.user.as_str(), order.id.as_u128())?;
+        txn.user_orders()?.insert((order.user.as_str(), order.id.as_u128()), ())?;
+        txn.orders_by_revision()?.insert((revision, order.id.as_u128()), ())?;
+        txn.active()?.insert(order.user.as_str(), order.id.as_u128())?;
         super::apply::index_in_kitchen(txn, &order, true)?;
         loads.insert((order.store.as_str(), start), booked + 1)?;
         super::changes::touched(order.store.as_str(), start);
@@ -224,9 +216,9 @@ pub(super) fn promote(
 }
 
 /// Promote in every line (after a catalog change may have raised capacities).
-pub(super) fn promote_everywhere(txn: &WriteTransaction, revision: u64, at: Timestamp) -> Result<(), StoreError> {
+pub(super) fn promote_everywhere(txn: &Tx, revision: u64, at: Timestamp) -> Result<(), StoreError> {
     let mut lines: Vec<(String, i64)> = Vec::new();
-    for item in txn.open_table(WAITLIST)?.iter()? {
+    for item in txn.waitlist()?.iter()? {
         let (key, _) = item?;
         let (store, start, _) = key.value();
         if lines.last().is_none_or(|(s, t)| s != store || *t != start) {
@@ -241,7 +233,7 @@ pub(super) fn promote_everywhere(txn: &WriteTransaction, revision: u64, at: Time
 
 /// The slots nearest `full` with room, at most a few, soonest-distance first.
 pub(super) fn alternatives(
-    txn: &WriteTransaction,
+    txn: &Tx,
     store: &StoreId,
     calendar: &StoreCalendar,
     full: Slot,
@@ -249,7 +241,7 @@ pub(super) fn alternatives(
 ) -> Result<Vec<SlotRoom>, StoreError> {
     let from = full.start().plus_millis(-ALTERNATIVES_BEFORE_MS);
     let to = full.start().plus_millis(ALTERNATIVES_AFTER_MS);
-    let loads = txn.open_table(STORE_SLOT_LOAD)?;
+    let loads = txn.store_slot_load()?;
     let mut rooms = Vec::new();
     for slot in calendar.bookable_between(from, to, at) {
         if slot == full {
@@ -292,6 +284,7 @@ mod tests {
     use redb::{Database, ReadableDatabase};
 
     use super::super::apply::apply;
+    use crate::state::tables::ORDERS;
     use super::super::command::*;
     use super::*;
     use crate::domain::{
