@@ -56,15 +56,16 @@ try {
     // Lighthouse keeps when told not to reset storage.
     await page.goto(`${base}/healthz`);
     await page.evaluate((items) => { for (const [k, v] of Object.entries(items)) sessionStorage.setItem(k, v); }, p.storage);
-    // Three runs, the median per category (Lighthouse's advice for a noisy machine).
+    // Five runs, the median per category (Lighthouse's advice for a noisy machine: one run
+    // during which a neighbour took the shared cores reads 96 where the others read 100).
     const runs = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       runs.push(await lighthouse(p.url, {
         output: "html", logLevel: "error", disableStorageReset: true, throttling,
         onlyCategories: Object.keys(budgets),
       }, undefined, page));
     }
-    const median = (c) => runs.map((r) => r.lhr.categories[c].score).sort((a, b) => a - b)[1];
+    const median = (c) => runs.map((r) => r.lhr.categories[c].score).sort((a, b) => a - b)[2];
     const result = runs.find((r) => r.lhr.categories.performance.score === median("performance"));
     const file = path.join(reports, `${p.name.replace(/[^a-z]+/g, "-")}.html`);
     fs.writeFileSync(file, result.report);

@@ -124,24 +124,23 @@ function drawCluster(status) {
   }
 }
 
-async function refresh() {
+// `storesReady`: the start's request for the stores (the heatmap's picker needs them).
+async function refresh(storesReady = null) {
   if (!state.token) return;
   try {
     const to = new Date();
     const from = new Date(to.getTime() - (DAYS - 1) * 86400000);
-    const report = await api(`/admin/analytics?from=${isoDay(from)}&to=${isoDay(to)}`);
-    drawTraffic(report);
-    drawFunnel(report);
-    drawCluster(await api("/admin/cluster"));
-    await drawHeatmap();
+    // Side by side: each answer is drawn as it comes, none waits for another.
+    const report = api(`/admin/analytics?from=${isoDay(from)}&to=${isoDay(to)}`).then((r) => { drawTraffic(r); drawFunnel(r); });
+    const cluster = api("/admin/cluster").then(drawCluster);
+    await Promise.all([report, cluster, Promise.resolve(storesReady).then(drawHeatmap)]);
     alertMessage("");
   } catch (e) {
     if (state.token) alertMessage(e.message);
   }
 }
 
-async function start() {
-  $("sign-in").hidden = true;
+async function loadStores() {
   try {
     const stores = await (await fetch("/v1/stores")).json();
     state.stores = stores.stores || [];
@@ -154,8 +153,12 @@ async function start() {
     option.textContent = s.name;
     select.append(option);
   }
+}
+
+async function start() {
+  $("sign-in").hidden = true;
   if (!$("heat-day").value) $("heat-day").value = isoDay(new Date(Date.now() + 86400000));
-  await refresh();
+  await refresh(loadStores());
   // Shown once drawn: panels filling in one by one pushed each other down (layout shift 0.12).
   $("who").hidden = false;
   $("panels").hidden = false;
