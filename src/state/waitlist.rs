@@ -284,13 +284,13 @@ mod tests {
     use redb::{Database, ReadableDatabase};
 
     use super::super::apply::apply;
-    use crate::state::tables::ORDERS;
     use super::super::command::*;
     use super::*;
     use crate::domain::{
         Address, CatalogDoc, DeliveryDoc, DeliveryPoint, MenuDoc, OrderId, OrderSpec, Size, SizePrices, ToppingPrices,
         Toppings, WeekHours,
     };
+    use crate::state::tables::ORDERS;
 
     const T0: i64 = 1_800_000_000_000;
 
