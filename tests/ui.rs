@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +15,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use pizza_orders::domain::Timestamp;
 use serde_json::{json, Value};
 
-/// chromedriver on a random loopback port, stopped when dropped.
+/// chromedriver on a random loopback port, stopped when dropped together with every Chromium
+/// it started (they share its process group), so a test that fails before closing its browser
+/// leaves none running.
 struct Driver {
     child: Child,
     port: u16,
@@ -32,6 +35,7 @@ impl Driver {
         for _ in 0..3 {
             let port = free_port();
             let mut child = Command::new(binary)
+                .process_group(0)
                 .arg(format!("--port={port}"))
                 .arg("--allowed-ips=127.0.0.1")
                 .stdout(Stdio::null())
@@ -87,6 +91,10 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = i32::try_from(self.child.id()).ok().and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
