@@ -435,7 +435,7 @@ impl Catalog {
     pub fn locate(&self, point: &DeliveryPoint, wanted: Option<&str>) -> Result<Located<'_>, Unplaceable> {
         if let Some(id) = wanted {
             let store = self.store(id).ok_or_else(|| Unplaceable::UnknownStore(id.to_owned()))?;
-            return self.covered_by(store, point).map(|by| Located { store, by }).ok_or_else(|| self.outside(point));
+            return covered_by(store, point).map(|by| Located { store, by }).ok_or_else(|| self.outside(point));
         }
         let distance = |s: &Store| match (point.location, s.location) {
             (Some(here), Some(there)) => here.distance_m(there),
@@ -465,17 +465,6 @@ impl Catalog {
         Err(self.outside(point))
     }
 
-    /// What of `store`'s area takes `point`, if anything.
-    fn covered_by<'s>(&self, store: &'s Store, point: &DeliveryPoint) -> Option<LocatedBy<'s>> {
-        if store.area.is_everywhere() {
-            return Some(LocatedBy::Everywhere);
-        }
-        if point.location.is_some_and(|l| store.area.contains(l)) {
-            return Some(LocatedBy::Area);
-        }
-        point.postcode.as_ref().and_then(|c| store.area.postcode_rule(c)).map(LocatedBy::Postcode)
-    }
-
     fn outside(&self, point: &DeliveryPoint) -> Unplaceable {
         let nearest = point.location.and_then(|here| {
             self.stores
@@ -486,6 +475,17 @@ impl Catalog {
         });
         Unplaceable::Outside { nearest }
     }
+}
+
+/// What of `store`'s area takes `point`, if anything.
+fn covered_by<'s>(store: &'s Store, point: &DeliveryPoint) -> Option<LocatedBy<'s>> {
+    if store.area.is_everywhere() {
+        return Some(LocatedBy::Everywhere);
+    }
+    if point.location.is_some_and(|l| store.area.contains(l)) {
+        return Some(LocatedBy::Area);
+    }
+    point.postcode.as_ref().and_then(|c| store.area.postcode_rule(c)).map(LocatedBy::Postcode)
 }
 
 #[cfg(test)]

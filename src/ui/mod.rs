@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -48,18 +49,19 @@ const ASSETS: [(&str, &str, &str); 15] = [
     ("/ui/vendor/uPlot.iife.min.js", UPLOT_JS, JS),
     ("/ui/vendor/uPlot.min.css", UPLOT_CSS, CSS),
     ("/ui/vendor/uPlot.LICENSE", UPLOT_LICENSE, "text/plain; charset=utf-8"),
-    // The pages name this icon; /favicon.ico is where other clients look for one.
     ("/ui/i18n.js", I18N_JS, JS),
     ("/ui/i18n/en.js", MESSAGES_EN, JS),
     ("/ui/i18n/de.js", MESSAGES_DE, JS),
+    // The pages name this icon; /favicon.ico is where other clients look for one.
     ("/ui/favicon.svg", FAVICON, SVG),
     ("/favicon.ico", FAVICON, SVG),
 ];
 
-/// One asset as served: the text and its gzip form, each with its own strong ETag.
+/// One asset as served: the text and, when it is smaller, its gzip form, each with its own
+/// strong ETag.
 struct Asset {
     body: &'static str,
-    gzip: Vec<u8>,
+    gzip: Option<Bytes>,
     content_type: &'static str,
     tag: HeaderValue,
     gzip_tag: HeaderValue,
@@ -69,12 +71,13 @@ pub fn router() -> Router<Arc<Node>> {
     ASSETS.iter().fold(Router::new(), |router, &(path, body, content_type)| {
         // Hashed and compressed once here, not per request (uPlot alone is 51 KB; its gzip form
         // 23 KB, the customer page's script 28 KB → 8 KB).
+        let hash = content_hash(body);
         let asset = Arc::new(Asset {
             body,
-            gzip: gzip(body.as_bytes()),
+            gzip: gzip(body.as_bytes()).filter(|z| z.len() < body.len()).map(Bytes::from),
             content_type,
-            tag: etag_of(body, ""),
-            gzip_tag: etag_of(body, "-gz"),
+            tag: etag(&hash, ""),
+            gzip_tag: etag(&hash, "-gz"),
         });
         router.route(
             path,
@@ -86,12 +89,11 @@ pub fn router() -> Router<Arc<Node>> {
     })
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
     use std::io::Write;
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(bytes);
-    encoder.finish().unwrap_or_default()
+    encoder.write_all(bytes).ok()?;
+    encoder.finish().ok()
 }
 
 /// Whether the client takes gzip: `gzip` or `*` in Accept-Encoding without `q=0`.
@@ -108,13 +110,15 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
 }
 
 fn serve(request: &HeaderMap, asset: &Asset) -> Response {
-    let compressed = !asset.gzip.is_empty() && asset.gzip.len() < asset.body.len() && accepts_gzip(request);
+    let gzip = asset.gzip.as_ref().filter(|_| accepts_gzip(request));
+    let compressed = gzip.is_some();
     let tag = if compressed { &asset.gzip_tag } else { &asset.tag };
     let fresh = request.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == tag.as_bytes());
-    let mut response = match (fresh, compressed) {
+    let mut response = match (fresh, gzip) {
         (true, _) => StatusCode::NOT_MODIFIED.into_response(),
-        (false, true) => asset.gzip.clone().into_response(),
-        (false, false) => asset.body.into_response(),
+        // A reference count, not a copy of the bytes.
+        (false, Some(bytes)) => bytes.clone().into_response(),
+        (false, None) => asset.body.into_response(),
     };
     let h = response.headers_mut();
     if compressed && !fresh {
@@ -125,11 +129,15 @@ fn serve(request: &HeaderMap, asset: &Asset) -> Response {
     response
 }
 
-/// A strong ETag from the content and its encoding (`-gz` for the gzip form: a strong
+/// The content's digest, in hex, for its ETags.
+fn content_hash(body: &str) -> String {
+    Sha256::digest(body.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A strong ETag from the content's hash and its encoding (`-gz` for the gzip form: a strong
 /// validator differs per byte sequence).
-fn etag_of(body: &str, encoding: &str) -> HeaderValue {
-    let hex: String = Sha256::digest(body.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect();
-    HeaderValue::from_str(&format!("\"{hex}{encoding}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+fn etag(hash: &str, encoding: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{hash}{encoding}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 fn finish(h: &mut HeaderMap, content_type: &'static str, tag: HeaderValue) {
