@@ -102,6 +102,19 @@ pub fn longest_gap(acked: &[Acked]) -> Duration {
     times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
 }
 
+/// The longest time writes stood still within `[from, to]` (open ends: the first and last
+/// acknowledgement): the gaps between acknowledgements in it, and from `from` to the first.
+pub fn longest_gap_between(acked: &[Acked], from: Option<Instant>, to: Option<Instant>) -> Duration {
+    let mut times: Vec<Instant> = acked
+        .iter()
+        .map(|a| a.at)
+        .filter(|at| from.is_none_or(|f| *at >= f) && to.is_none_or(|t| *at <= t))
+        .chain(from)
+        .collect();
+    times.sort();
+    times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default()
+}
+
 /// After convergence: every acknowledged order reads back on every running node (this node's
 /// own state, no leader needed) and every node's `/admin/check` is clean.
 pub async fn assert_every_order_everywhere(cluster: &super::cluster::TestCluster, acked: &[Acked]) {
