@@ -2,7 +2,7 @@
 // orders per slot as a heatmap (the kitchen's view, admin), and the cluster's members.
 // Charts by uPlot, vendored (src/ui/assets/vendor); no CDN, the same strict CSP.
 
-import { t, lang, number, problemText, translatePage } from "./i18n.js";
+import { t, number, dateTime, problemText, translatePage } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 10000;
@@ -100,7 +100,7 @@ async function drawHeatmap() {
     cell.dataset.orders = String(n);
     const load = store.capacity ? Math.min(1, n / store.capacity) : 0;
     cell.style.backgroundColor = `rgba(200, 71, 42, ${n ? 0.15 + 0.85 * load : 0.04})`;
-    const time = new Date(at).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", timeZone: store.time_zone });
+    const time = dateTime(at, { hour: "2-digit", minute: "2-digit", timeZone: store.time_zone });
     cell.title = `${time}: ${n} / ${store.capacity}`;
     cell.textContent = n ? `${time} · ${n}` : time;
     grid.append(cell);

@@ -1,7 +1,7 @@
 // pizza-orders web UI: plain ES module, no build step. Talks to the JSON API of the node
 // that served it; every error is an application/problem+json with a readable `detail`.
 
-import { t, money, number, lang, problemText, translatePage } from "./i18n.js";
+import { t, money, number, dateTime, problemText, translatePage } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem("token"), menu: null, slot: null, editing: null, idempotencyKey: null, busy: false,
@@ -14,10 +14,10 @@ const statusWords = (id) => t(`status.${id}`);
 // Delivery times are shown on the store's clock (the kitchen's), and labelled with its zone.
 function storeZone() { return state.store?.time_zone; }
 function localTime(iso, zone = storeZone()) {
-  return new Date(iso).toLocaleString(lang, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: zone });
+  return dateTime(iso, { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: zone });
 }
 function clockTime(iso, zone = storeZone()) {
-  return new Date(iso).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", timeZone: zone });
+  return dateTime(iso, { hour: "2-digit", minute: "2-digit", timeZone: zone });
 }
 function km(metres) { return number(metres / 1000, { maximumFractionDigits: 1 }); }
 function say(text) { $("status").textContent = text; }
@@ -164,7 +164,7 @@ function useStore(store) {
 
 // The date a moment falls on in `zone`, as YYYY-MM-DD.
 function localDay(date, zone) {
-  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).format(date);
+  return dateTime(date, { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }, "en-CA");
 }
 
 // A YYYY-MM-DD date in words, on the store's calendar: "today", "tomorrow", or the date.
@@ -173,7 +173,7 @@ function dayInWords(day, { long = false } = {}) {
   if (day === localDay(new Date(), zone)) return t("c.today");
   if (day === localDay(new Date(Date.now() + 24 * 3600 * 1000), zone)) return t("c.tomorrow");
   const options = long ? { weekday: "long", day: "numeric", month: "long" } : { weekday: "short", day: "numeric", month: "short" };
-  return new Date(`${day}T12:00:00Z`).toLocaleDateString(lang, { ...options, timeZone: "UTC" });
+  return dateTime(`${day}T12:00:00Z`, { ...options, timeZone: "UTC" });
 }
 function capital(text) { return text.charAt(0).toUpperCase() + text.slice(1); }
 

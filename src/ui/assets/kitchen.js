@@ -1,7 +1,7 @@
 // The kitchen page: the store's next delivery slots with their orders, one tap per step.
 // Plain ES module, no build step; polls the node every few seconds while open.
 
-import { t, lang, problemText, translatePage } from "./i18n.js";
+import { t, dateTime, problemText, translatePage } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 3000;
@@ -21,8 +21,8 @@ const words = (status) => t(`status.${status}`);
 function say(text) { $("status").textContent = text; }
 function alertMessage(text) { const a = $("alert"); a.textContent = text || ""; a.hidden = !text; }
 function zone() { return state.store?.time_zone; }
-function clock(iso) { return new Date(iso).toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", timeZone: zone() }); }
-function day(iso) { return new Date(iso).toLocaleDateString(lang, { weekday: "short", day: "numeric", month: "short", timeZone: zone() }); }
+function clock(iso) { return dateTime(iso, { hour: "2-digit", minute: "2-digit", timeZone: zone() }); }
+function day(iso) { return dateTime(iso, { weekday: "short", day: "numeric", month: "short", timeZone: zone() }); }
 
 async function api(method, path, body) {
   const init = { method, headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" };
