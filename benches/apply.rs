@@ -22,8 +22,9 @@ fn catalog() -> CatalogDoc {
     CatalogDoc {
         menu: MenuDoc {
             currency: "EUR".into(),
-            sizes: SizePrices { small: 800, medium: 1050, large: 1300 },
-            toppings: ToppingPrices { extra_cheese: 150, pepperoni: 200, mushroom: 120 },
+            sizes: SizePrices::all(800, 1050, 1300),
+            toppings: ToppingPrices::all(150, 200, 120),
+            tax: None,
         },
         stores: vec![StoreDoc {
             id: "main".into(),
@@ -40,7 +41,9 @@ fn catalog() -> CatalogDoc {
             closed_dates: Vec::new(),
             capacity_overrides: Vec::new(),
             delivery: DeliveryDoc { everywhere: true, ..DeliveryDoc::default() },
+            menu: None,
         }],
+        menus: Default::default(),
     }
 }
 

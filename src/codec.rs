@@ -38,11 +38,38 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if version != FORMAT_VERSION {
-        return Err(CodecError::UnknownVersion { found: version });
+/// Version 2 is the catalog's form with menus and tax (`domain::catalog`): its documents, store
+/// rows, menus and history records are written at version 2 only when they use menus or tax,
+/// and at [`FORMAT_VERSION`] in the form before (`domain::catalog::v1`) otherwise, so a node
+/// of v0.5.0 reads every catalog that does not need more. No other value has a version 2.
+pub const CATALOG_V2: u8 = 2;
+
+/// `value` behind format version `version` (see [`CATALOG_V2`]).
+pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![version];
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+/// The format version `bytes` were written in; values that have two forms decode by it.
+pub fn version_of(bytes: &[u8]) -> Result<u8, CodecError> {
+    bytes.first().copied().ok_or(CodecError::Empty)
+}
+
+/// A value written at format version `version` (see [`CATALOG_V2`]).
+pub fn decode_as<T: DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T, CodecError> {
+    match bytes.split_first() {
+        Some((&found, body)) if found == version => decode_body(body),
+        Some((&found, _)) => Err(CodecError::UnknownVersion { found }),
+        None => Err(CodecError::Empty),
     }
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_as(FORMAT_VERSION, bytes)
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     let (value, used) =
         bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != body.len() {

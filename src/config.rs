@@ -382,8 +382,9 @@ impl Default for MenuDoc {
     fn default() -> Self {
         Self {
             currency: "EUR".into(),
-            sizes: SizePrices { small: 800, medium: 1050, large: 1300 },
-            toppings: ToppingPrices { extra_cheese: 150, pepperoni: 200, mushroom: 120 },
+            sizes: SizePrices::all(800, 1050, 1300),
+            toppings: ToppingPrices::all(150, 200, 120),
+            tax: None,
         }
     }
 }
@@ -803,7 +804,9 @@ fn legacy_catalog(s: &Settings) -> CatalogDoc {
             closed_dates: Vec::new(),
             capacity_overrides: Vec::new(),
             delivery: DeliveryDoc { everywhere: true, ..DeliveryDoc::default() },
+            menu: None,
         }],
+        menus: Default::default(),
     }
 }
 

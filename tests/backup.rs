@@ -267,9 +267,18 @@ async fn incremental_exports_add_up_to_a_later_full_export() {
     let acked_total: u64 = acked.iter().map(|o| o["price_cents"].as_u64().unwrap()).sum();
     assert_eq!(csv_total, acked_total);
     let first = later.values().next().unwrap();
-    // 17 columns, then the kitchen's six (preparing_at … not_delivered_reason).
-    assert_eq!(first.len(), 23, "{first:?}");
+    // 17 columns, then the kitchen's six (preparing_at … not_delivered_reason), then the
+    // money's five (net, tax, gross, tax_rate, tax_included).
+    assert_eq!(first.len(), 28, "{first:?}");
     assert_eq!((first["store_id"].as_str(), first["catalog_version"].as_str()), ("main", "1"));
+    // This node's catalog has no tax: net is gross.
+    for row in later.values() {
+        assert_eq!(
+            (row["net"].as_str(), row["tax"].as_str(), row["tax_rate"].as_str()),
+            (row["gross"].as_str(), "0", "0%")
+        );
+        assert_eq!(row["gross"], row["price_cents"]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -363,3 +363,110 @@ async fn lowering_capacity_closes_a_slot_keeps_its_orders_and_is_not_damage() {
     let check: Value = common::admin_get_json(&node.url("/admin/check")).await;
     assert_eq!(check["ok"], true, "{check}");
 }
+
+/// The first slot with room at `store`, looking up to a week ahead from two days out.
+async fn open_slot(base: &str, store: &str) -> String {
+    for day in 2..9 {
+        let (from, to) = (utc(day, 0), utc(day + 1, 0));
+        let url = format!("{base}/v1/stores/{store}/slots");
+        let list: Value =
+            client().get(url).query(&[("from", &from), ("to", &to)]).send().await.unwrap().json().await.unwrap();
+        if let Some(slot) = list["slots"].as_array().and_then(|s| s.first()) {
+            return slot["start"].as_str().unwrap().to_owned();
+        }
+    }
+    panic!("{store} has no open slot in the week from two days out");
+}
+
+#[tokio::test]
+async fn each_demo_store_sells_in_its_currency_with_its_tax_and_only_what_its_menu_lists() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/catalog.toml");
+    let node = TestNode::start_with(&[&format!("catalog_file={demo}")]);
+    let base = node.base.clone();
+    // The same pizza (medium, pepperoni) at each country's store.
+    let mut placed = Vec::new();
+    for (user, store, postcode, currency, gross, tax, rate) in [
+        // 1 250 cents with 7 % included: 1250 × 7 / 107 = 81.8 → 82.
+        ("de-customer", "berlin-mitte", "10115", "EUR", 1250, 82, "7%"),
+        // 1 290 pence with 20 % included: 1290 / 6 = 215.
+        ("uk-customer", "london-soho", "W1D 3QF", "GBP", 1290, 215, "20%"),
+        // 2 100 cents with 15 % GST included: 2100 × 15 / 115 = 273.9 → 274.
+        ("nz-customer", "auckland-central", "1010", "NZD", 2100, 274, "15%"),
+    ] {
+        let menu = get_json(&node.url("/v1/menu"), &[("store", store)]).await;
+        assert_eq!((&menu["currency"], &menu["exponent"]), (&json!(currency), &json!(2)), "{menu}");
+        assert_eq!(menu["tax"], json!({ "rate": rate, "included": true }), "{menu}");
+        let slot = open_slot(&base, store).await;
+        let body = json!({ "address": "1 High St", "postcode": postcode, "size": "medium",
+            "toppings": ["pepperoni"], "delivery_slot": slot });
+        let response = post_order(&base, user, &body).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{store}");
+        let order: Value = response.json().await.unwrap();
+        assert_eq!(order["store_id"], store, "{order}");
+        assert_eq!((&order["currency"], &order["price_cents"]), (&json!(currency), &json!(gross)), "{order}");
+        let price = &order["price"];
+        assert_eq!(
+            (&price["currency"], &price["gross"], &price["tax"], &price["net"], &price["tax_rate"]),
+            (&json!(currency), &json!(gross), &json!(tax), &json!(gross - tax), &json!(rate)),
+            "{order}"
+        );
+        placed.push((order["id"].as_str().unwrap().to_owned(), currency, gross, tax));
+    }
+    // Billing's export carries the same split per order, in each order's currency.
+    let export = client()
+        .get(node.url("/admin/export"))
+        .query(&[("format", "ndjson")])
+        .bearer_auth(common::cluster::admin_token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (id, currency, gross, tax) in &placed {
+        let row = rows.iter().find(|r| r["order_id"] == json!(id)).expect("the order is exported");
+        assert_eq!(
+            (&row["currency"], &row["gross"], &row["tax"], &row["net"], &row["tax_included"]),
+            (&json!(currency), &json!(gross), &json!(tax), &json!(gross - tax), &json!(true)),
+            "{row}"
+        );
+    }
+    // The UK menu stops selling mushroom: London refuses it by name, Berlin still sells it.
+    let mut doc = catalog_of(&base).await["catalog"].clone();
+    doc["menus"]["uk"]["toppings"].as_object_mut().unwrap().remove("mushroom");
+    let applied = admin_put_catalog(&base, &doc, None).await;
+    assert_eq!(applied.status(), StatusCode::OK, "{}", applied.text().await.unwrap_or_default());
+    let slot = open_slot(&base, "london-soho").await;
+    let body = json!({ "address": "1 High St", "postcode": "W1D 3QF", "size": "small",
+        "toppings": ["mushroom"], "delivery_slot": slot });
+    let refused = post_order(&base, "uk-second", &body).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(
+        (&problem["type"], &problem["item"], &problem["store_id"], &problem["field"]),
+        (&json!("/problems/not-on-menu"), &json!("mushroom"), &json!("london-soho"), &json!("toppings")),
+        "{problem}"
+    );
+    let menu = get_json(&node.url("/v1/menu"), &[("store", "london-soho")]).await;
+    assert!(menu["toppings"].as_array().unwrap().iter().all(|t| t["id"] != "mushroom"), "{menu}");
+    let slot = open_slot(&base, "berlin-mitte").await;
+    let body = json!({ "address": "1 High St", "postcode": "10115", "size": "small",
+        "toppings": ["mushroom"], "delivery_slot": slot });
+    assert_eq!(post_order(&base, "de-second", &body).await.status(), StatusCode::CREATED);
+    // The orders placed before the change keep their price and tax.
+    let (id, _, gross, tax) = &placed[1];
+    let again: Value = client()
+        .get(node.url(&format!("/v1/orders/{id}")))
+        .bearer_auth(token("uk-customer"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((&again["price"]["gross"], &again["price"]["tax"]), (&json!(gross), &json!(tax)), "{again}");
+    // A store that does not exist has no menu.
+    let missing = client().get(node.url("/v1/menu")).query(&[("store", "nowhere")]).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -405,6 +405,33 @@ async fn a_customer_says_where_and_sees_the_store_and_its_local_times() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_in_soho_pays_in_pounds_with_the_vat_shown() {
+    // The demo chain as shipped: London sells from its own menu, in GBP with 20 % VAT included.
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/config/catalog.toml");
+    let node = TestNode::start_with(&["auth.dev_login=true", &format!("catalog_file={demo}")]);
+    let driver = Driver::start();
+    let b = driver.browser(1000, 1200).await;
+    sign_in(&b, &node.base, "grace").await;
+    b.find(Locator::Css("#postcode")).await.unwrap().send_keys("W1D 3QF").await.unwrap();
+    b.find(Locator::Css("#find-store")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#store-info", "London Soho").await;
+    // The menu is London's: pounds, and the medium (chosen by default) at £10.95 with the VAT in it.
+    wait_text(&b, "#price", "£10.95").await;
+    wait_text(&b, "#tax-note", "incl. 20% tax").await;
+    let sizes = text(&b, "#sizes").await;
+    assert!(sizes.contains("£8.50") && !sizes.contains("€"), "{sizes}");
+    choose_slot(&b, 3, None).await;
+    fill(&b, "12 Old Compton Street").await;
+    screenshot(&b, "15-london-in-pounds").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&b, "#current:not([hidden])").await;
+    // 1095 × 20 / 120 = 182.5, rounded half to even: £1.82 of VAT.
+    let details = wait_text(&b, "#current-details", "£10.95").await;
+    assert!(details.contains("£1.82 (20%, included)"), "{details}");
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_day_picker_opens_on_tonight_and_every_missing_field_is_shown_at_once() {
     let node = TestNode::start_with(&["auth.dev_login=true"]);
     let driver = Driver::start();

@@ -102,7 +102,7 @@ pub async fn apply(
     if dry_run {
         return Ok(Json(Applied { version: node.catalog().map_or(0, |c| c.version), stores, dry_run }).into_response());
     }
-    let command = Command::SetCatalog(SetCatalog {
+    let command = Command::set_catalog(SetCatalog {
         at: Timestamp::now(),
         author: principal.user.to_string(),
         expected_version,

@@ -16,7 +16,7 @@ use super::extract::QueryParams;
 use super::stream::stream_blocking;
 use super::{ApiError, ApiResult};
 use crate::auth::Principal;
-use crate::domain::{Order, OrderStatus, Size, Step};
+use crate::domain::{Charge, Order, OrderStatus, Size, Step};
 use crate::node::{Consistency, Node};
 use crate::raft::state_machine::applied_index;
 use crate::state::export::{for_each_order, for_each_wait_entry};
@@ -57,10 +57,17 @@ struct Row<'a> {
     delivered_at: Option<String>,
     not_delivered_at: Option<String>,
     not_delivered_reason: Option<&'a str>,
+    /// The money split, appended last: in minor units of `currency`, `net + tax = gross`
+    /// (`gross` is `price_cents`); the rate as written (`7%`) and whether prices included it.
+    net: u64,
+    tax: u64,
+    gross: u64,
+    tax_rate: String,
+    tax_included: bool,
 }
 
 impl<'a> Row<'a> {
-    fn new(order: &'a Order, steps: &'a [Step]) -> Self {
+    fn new(order: &'a Order, steps: &'a [Step], charge: &Charge) -> Self {
         let at = |status: OrderStatus| steps.iter().find(|s| s.status == status).map(|s| s.at.to_rfc3339());
         let failed = steps.iter().find(|s| s.status == OrderStatus::NotDelivered);
         Self {
@@ -87,6 +94,11 @@ impl<'a> Row<'a> {
             delivered_at: at(OrderStatus::Delivered),
             not_delivered_at: failed.map(|s| s.at.to_rfc3339()),
             not_delivered_reason: failed.and_then(|s| s.reason.as_ref()).map(|r| r.as_str()),
+            net: charge.net.0,
+            tax: charge.tax.0,
+            gross: charge.gross.0,
+            tax_rate: charge.rate.to_percent(),
+            tax_included: charge.included,
         }
     }
 }
@@ -203,7 +215,10 @@ pub async fn export(State(node): State<Arc<Node>>, principal: Principal, query: 
         let written = if waitlist {
             for_each_wait_entry(&txn, |entry, position| sink.put(&WaitRow::new(entry, position)))
         } else {
-            for_each_order(&txn, since, |order, steps| sink.put(&Row::new(order, steps)))
+            for_each_order(&txn, since, |order, steps| {
+                let charge = store.charge(order)?;
+                sink.put(&Row::new(order, steps, &charge))
+            })
         };
         written.map_err(|e| e.to_string())?;
         sink.finish()

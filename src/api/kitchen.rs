@@ -119,9 +119,10 @@ pub async fn list(State(node): State<Arc<Node>>, principal: Principal, query: Qu
     let truncated = found.len() > MAX_ORDERS;
     let found = &found[..found.len().min(MAX_ORDERS)];
     let mut slots: Vec<KitchenSlot> = Vec::new();
-    for (order, steps) in found {
+    let charges = found.iter().map(|(order, _)| node.store.charge(order)).collect::<Result<Vec<_>, _>>()?;
+    for ((order, steps), charge) in found.iter().zip(&charges) {
         let entry = KitchenOrder {
-            order: OrderView::new(order, now, steps),
+            order: OrderView::new(order, charge, now, steps),
             customer: order.user.as_str(),
             next_steps: order.status.next_steps(),
         };
@@ -206,7 +207,8 @@ pub async fn advance(
     });
     match propose(&node, command).await? {
         Outcome::Advanced { order, history } => {
-            Ok(order_response_with(StatusCode::OK, &order, Timestamp::now(), &history))
+            let charge = node.store.charge(&order)?;
+            Ok(order_response_with(StatusCode::OK, &order, &charge, Timestamp::now(), &history))
         }
         other => {
             tracing::error!(?other, "a kitchen step produced an outcome of another kind");

@@ -212,6 +212,7 @@ pub fn record(applied: &Applied) {
                 Rejection::ReasonRequired => "reason_required",
                 Rejection::Lapsed => "lapsed",
                 Rejection::InvalidAnalytics(_) => "invalid_analytics",
+                Rejection::NotOnMenu(..) => "not_on_menu",
             };
             metrics::counter!("pizza_orders_rejections_total", "reason" => reason).increment(1);
             "rejected"

@@ -16,8 +16,8 @@ use super::{etag, ApiError, ApiResult};
 use crate::auth::Principal;
 use crate::codec;
 use crate::domain::{
-    Address, DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Size, Step, StoreId, Timestamp,
-    Topping, Toppings,
+    Address, Charge, DeliveryPoint, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Size, Step, StoreId,
+    Timestamp, Topping, Toppings,
 };
 use crate::node::{Consistency, Node};
 use crate::state::views::OrderAnswer;
@@ -108,9 +108,12 @@ pub struct OrderView<'a> {
     #[serde(serialize_with = "topping_list")]
     toppings: Toppings,
     delivery_slot: SlotView,
+    /// What the customer pays (the gross), in the currency's minor unit; `price` splits it.
     price_cents: u64,
     #[schema(value_type = String)]
     currency: &'a str,
+    /// The money, fixed when the order was placed or last changed.
+    price: PriceView<'a>,
     version: u64,
     #[schema(value_type = String)]
     #[serde(serialize_with = "timestamp_text")]
@@ -184,6 +187,36 @@ pub(super) fn timestamp_text<S: serde::Serializer>(value: &Timestamp, serializer
     }
 }
 
+/// An order's money in integer minor units of its currency: `net + tax = gross`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PriceView<'a> {
+    #[schema(value_type = String)]
+    currency: &'a str,
+    /// Digits of the minor unit (EUR 2, JPY 0, KWD 3).
+    exponent: u8,
+    net: u64,
+    tax: u64,
+    gross: u64,
+    /// Such as `7%`; `0%` for an order without tax.
+    tax_rate: String,
+    /// Whether the menu's prices included the tax (VAT, GST) or it was added (sales tax).
+    tax_included: bool,
+}
+
+impl<'a> PriceView<'a> {
+    pub(super) fn new(charge: &'a Charge) -> Self {
+        Self {
+            currency: charge.currency.as_str(),
+            exponent: charge.currency.exponent().unwrap_or(2),
+            net: charge.net.0,
+            tax: charge.tax.0,
+            gross: charge.gross.0,
+            tax_rate: charge.rate.to_percent(),
+            tax_included: charge.included,
+        }
+    }
+}
+
 pub(super) fn order_id_text<S: serde::Serializer>(id: &OrderId, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(id.encode(&mut [0; 36]))
 }
@@ -193,7 +226,7 @@ fn topping_list<S: serde::Serializer>(toppings: &Toppings, serializer: S) -> Res
 }
 
 impl<'a> OrderView<'a> {
-    pub(super) fn new(order: &'a Order, now: Timestamp, steps: &[Step]) -> Self {
+    pub(super) fn new(order: &'a Order, charge: &'a Charge, now: Timestamp, steps: &[Step]) -> Self {
         Self {
             id: order.id,
             status: order.status,
@@ -204,6 +237,7 @@ impl<'a> OrderView<'a> {
             delivery_slot: SlotView { start: order.spec.slot.start(), end: order.spec.slot.end() },
             price_cents: order.price.amount.0,
             currency: order.price.currency.as_str(),
+            price: PriceView::new(charge),
             version: order.version.0,
             created_at: order.created_at,
             updated_at: order.updated_at,
@@ -228,13 +262,19 @@ impl SlotView {
     }
 }
 
-fn order_response(status: StatusCode, order: &Order, now: Timestamp) -> Response {
-    order_response_with(status, order, now, &[])
+fn order_response(status: StatusCode, order: &Order, charge: &Charge, now: Timestamp) -> Response {
+    order_response_with(status, order, charge, now, &[])
 }
 
 /// An order's answer with its kitchen steps.
-pub(super) fn order_response_with(status: StatusCode, order: &Order, now: Timestamp, steps: &[Step]) -> Response {
-    match order_json(order, now, steps) {
+pub(super) fn order_response_with(
+    status: StatusCode,
+    order: &Order,
+    charge: &Charge,
+    now: Timestamp,
+    steps: &[Step],
+) -> Response {
+    match order_json(order, charge, now, steps) {
         Ok(body) => order_reply(status, order.version, body),
         Err(e) => e.into_response(),
     }
@@ -243,9 +283,9 @@ pub(super) fn order_response_with(status: StatusCode, order: &Order, now: Timest
 /// An order's JSON body. Serialised into a Vec sized for an order: axum's `Json` writes
 /// through a 128-byte `BytesMut` writer, one `io::Write` call per JSON token, and regrows it
 /// twice.
-fn order_json(order: &Order, now: Timestamp, steps: &[Step]) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::with_capacity(512);
-    serde_json::to_writer(&mut body, &OrderView::new(order, now, steps)).map_err(|_| ApiError::Internal)?;
+fn order_json(order: &Order, charge: &Charge, now: Timestamp, steps: &[Step]) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::with_capacity(640);
+    serde_json::to_writer(&mut body, &OrderView::new(order, charge, now, steps)).map_err(|_| ApiError::Internal)?;
     Ok(body)
 }
 
@@ -369,7 +409,7 @@ pub async fn create_order(
     let outcome = propose_new_order(&node, &principal, &headers, &body, now, Command::PlaceOrder).await?;
     match outcome {
         Outcome::Placed { order, replayed } => {
-            let mut response = order_response(StatusCode::CREATED, &order, now);
+            let mut response = order_response(StatusCode::CREATED, &order, &node.store.charge(&order)?, now);
             response.headers_mut().insert(header::LOCATION, location(order.id));
             if replayed {
                 response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -406,7 +446,7 @@ pub async fn get_order(
             let ticket = views.ticket(id);
             let Some(order) = node.store.order(id)? else { return Err(ApiError::OrderNotFound) };
             let steps = node.store.steps(&order)?;
-            let answer = Arc::new(render_answer(&order, now, &steps)?);
+            let answer = Arc::new(render_answer(&order, &node.store.charge(&order)?, now, &steps)?);
             if answer.fresh_at(now) {
                 views.store(id, ticket, answer.clone());
             }
@@ -430,8 +470,8 @@ fn answers_counted(kept: bool) -> &'static metrics::Counter {
 
 /// An order's answer as [`get_order`] gives it, with how long it holds: an order placed and
 /// not yet in the kitchen reads as active until its slot ends.
-fn render_answer(order: &Order, now: Timestamp, steps: &[Step]) -> Result<OrderAnswer, ApiError> {
-    let body = order_json(order, now, steps)?;
+fn render_answer(order: &Order, charge: &Charge, now: Timestamp, steps: &[Step]) -> Result<OrderAnswer, ApiError> {
+    let body = order_json(order, charge, now, steps)?;
     let slot_end = order.spec.slot.end();
     let fresh_until = match order.status {
         OrderStatus::Placed if now < slot_end => Some(slot_end),
@@ -488,7 +528,8 @@ pub async fn list_orders(State(node): State<Arc<Node>>, principal: Principal, qu
     });
     let now = Timestamp::now();
     let steps = orders.iter().map(|o| node.store.steps(o)).collect::<Result<Vec<_>, _>>()?;
-    let views = orders.iter().zip(&steps).map(|(o, s)| OrderView::new(o, now, s)).collect();
+    let charges = orders.iter().map(|o| node.store.charge(o)).collect::<Result<Vec<_>, _>>()?;
+    let views = orders.iter().zip(&charges).zip(&steps).map(|((o, c), s)| OrderView::new(o, c, now, s)).collect();
     let waiting = match before {
         None => node.store.waitlist_position(&principal.user, now)?,
         Some(_) => None,
@@ -535,7 +576,7 @@ pub async fn update_order(
     })
     .await?;
     match outcome {
-        Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, now)),
+        Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, &node.store.charge(&order)?, now)),
         other => unexpected(other),
     }
 }
@@ -565,7 +606,7 @@ pub async fn cancel_order(
         if_match,
     });
     match propose(&node, command).await? {
-        Outcome::Cancelled(order) => Ok(order_response(StatusCode::OK, &order, now)),
+        Outcome::Cancelled(order) => Ok(order_response(StatusCode::OK, &order, &node.store.charge(&order)?, now)),
         other => unexpected(other),
     }
 }

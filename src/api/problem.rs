@@ -194,6 +194,7 @@ impl ApiError {
                 Rejection::InvalidAnalytics(_) => {
                     (S::UNPROCESSABLE_ENTITY, "invalid-analytics", "Unreadable analytics")
                 }
+                Rejection::NotOnMenu(..) => (S::UNPROCESSABLE_ENTITY, "not-on-menu", "Not on this store's menu"),
             },
         }
     }
@@ -255,6 +256,13 @@ impl ApiError {
             }
             ApiError::Rejected(Rejection::ReasonRequired) => {
                 ext.insert("field".into(), "reason".into());
+            }
+            ApiError::Rejected(Rejection::NotOnMenu(item, store)) => {
+                ext.insert("item".into(), item.clone().into());
+                ext.insert("store_id".into(), store.to_string().into());
+                let is_size = crate::domain::Size::ALL.iter().any(|s| s.as_str() == item);
+                let field = if is_size { "size" } else { "toppings" };
+                ext.insert("field".into(), field.into());
             }
             ApiError::Rejected(Rejection::StoreInUse(id)) => {
                 ext.insert("store_id".into(), id.to_string().into());

@@ -3,13 +3,13 @@
 //! replicated and stored; [`Catalog`] is the same, checked, with domain types. Checking is pure
 //! and deterministic, so every replica that applies a document reaches the same catalog.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{self, CalendarParts, CapacityOverride, OverrideDays, Shift, StoreCalendar};
 use super::zone::{AreaShape, DeliveryArea, PostcodeRule};
-use super::{Cents, Currency, DeliveryPoint, GeoPoint, Menu, StoreId};
+use super::{Cents, Currency, DeliveryPoint, GeoPoint, Menu, StoreId, Tax, TaxRate};
 
 /// Most stores one catalog may hold.
 pub const MAX_STORES: usize = 10_000;
@@ -18,35 +18,68 @@ pub const MAX_STORES: usize = 10_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogDoc {
+    /// The default menu: every store that names no menu sells from it.
     pub menu: MenuDoc,
     #[serde(default)]
     pub stores: Vec<StoreDoc>,
+    /// Named menus (`[menus.london]`), each with its own currency, prices and tax; a store
+    /// picks one with `menu = "london"`.
+    #[serde(default)]
+    pub menus: BTreeMap<String, MenuDoc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MenuDoc {
+    /// ISO 4217; every amount below is in its minor unit (cents for EUR, yen for JPY, fils
+    /// for KWD).
     pub currency: String,
     pub sizes: SizePrices,
     pub toppings: ToppingPrices,
+    /// The tax on the whole order; none when left out.
+    #[serde(default)]
+    pub tax: Option<TaxDoc>,
 }
 
-/// Integer cents per size.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The price per size in the currency's minor unit; a size left out is not sold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SizePrices {
-    pub small: u64,
-    pub medium: u64,
-    pub large: u64,
+    pub small: Option<u64>,
+    pub medium: Option<u64>,
+    pub large: Option<u64>,
 }
 
-/// Integer cents added per topping.
+/// The price added per topping in the currency's minor unit; a topping left out is not sold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToppingPrices {
+    pub extra_cheese: Option<u64>,
+    pub pepperoni: Option<u64>,
+    pub mushroom: Option<u64>,
+}
+
+impl SizePrices {
+    /// Every size sold, at these prices.
+    pub fn all(small: u64, medium: u64, large: u64) -> Self {
+        Self { small: Some(small), medium: Some(medium), large: Some(large) }
+    }
+}
+
+impl ToppingPrices {
+    /// Every topping sold, at these prices.
+    pub fn all(extra_cheese: u64, pepperoni: u64, mushroom: u64) -> Self {
+        Self { extra_cheese: Some(extra_cheese), pepperoni: Some(pepperoni), mushroom: Some(mushroom) }
+    }
+}
+
+/// `tax = { rate = "7%", included = true }`: the rate (at most four decimals) and whether the
+/// menu's prices include it (VAT, GST) or it is added on top (US sales tax).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ToppingPrices {
-    pub extra_cheese: u64,
-    pub pepperoni: u64,
-    pub mushroom: u64,
+pub struct TaxDoc {
+    pub rate: String,
+    pub included: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +113,9 @@ pub struct StoreDoc {
     pub capacity_overrides: Vec<OverrideDoc>,
     #[serde(default)]
     pub delivery: DeliveryDoc,
+    /// The named menu this store sells from (`[menus.<name>]`); the default `[menu]` if none.
+    #[serde(default)]
+    pub menu: Option<String>,
 }
 
 fn default_slot_minutes() -> i64 {
@@ -164,14 +200,28 @@ pub struct Store {
     pub location: Option<GeoPoint>,
     pub calendar: StoreCalendar,
     pub area: DeliveryArea,
+    /// Its named menu; `None` for the default one.
+    pub menu: Option<String>,
 }
 
 /// A checked catalog. Stores are sorted by id.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Catalog {
     menu: Menu,
+    menus: BTreeMap<String, Menu>,
     stores: Vec<Store>,
     doc: CatalogDoc,
+}
+
+/// A menu's name: 1 to 40 of `a-z`, `0-9`, `-` and `_`.
+fn check_menu_name(name: &str) -> Result<(), String> {
+    let ok = (1..=40).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("menus.{name}: a menu's name is 1 to 40 of a-z, 0-9, '-' and '_'"))
+    }
 }
 
 /// The store for an address, and what in its delivery area took the address.
@@ -225,15 +275,28 @@ impl Problems<'_> {
 }
 
 impl MenuDoc {
+    /// The checked menu; errors name the field, under `menu` (the default one).
     pub fn parse(&self) -> Result<Menu, String> {
-        let currency = Currency::parse(&self.currency).map_err(|e| format!("menu.currency: {e}"))?;
+        self.parse_as("menu")
+    }
+
+    /// The checked menu; errors name the field under `at` (`menu`, `menus.london`).
+    pub fn parse_as(&self, at: &str) -> Result<Menu, String> {
+        let currency = Currency::parse(&self.currency).map_err(|e| format!("{at}.currency: {e}"))?;
+        let tax = match &self.tax {
+            None => Tax::default(),
+            Some(t) => {
+                Tax { rate: TaxRate::parse(&t.rate).map_err(|e| format!("{at}.tax.rate: {e}"))?, included: t.included }
+            }
+        };
         let (s, t) = (&self.sizes, &self.toppings);
         Menu::new(
             currency,
-            [Cents(s.small), Cents(s.medium), Cents(s.large)],
-            [Cents(t.extra_cheese), Cents(t.pepperoni), Cents(t.mushroom)],
+            [s.small.map(Cents), s.medium.map(Cents), s.large.map(Cents)],
+            [t.extra_cheese.map(Cents), t.pepperoni.map(Cents), t.mushroom.map(Cents)],
+            tax,
         )
-        .map_err(|e| format!("menu: {e}"))
+        .map_err(|e| format!("{at}: {e}"))
     }
 }
 
@@ -311,6 +374,7 @@ impl StoreDoc {
             location,
             calendar: calendar?,
             area: area?,
+            menu: self.menu.clone(),
         })
     }
 
@@ -391,11 +455,29 @@ impl CatalogDoc {
                 problems.push(format!("store '{}': id: listed twice", s.id));
             }
         }
+        let mut menus = BTreeMap::new();
+        for (name, doc) in &self.menus {
+            if let Err(e) = check_menu_name(name) {
+                problems.push(e);
+                continue;
+            }
+            match doc.parse_as(&format!("menus.{name}")) {
+                Ok(menu) => {
+                    menus.insert(name.clone(), menu);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        for s in &self.stores {
+            if let Some(name) = s.menu.as_deref().filter(|name| !self.menus.contains_key(*name)) {
+                problems.push(format!("store '{}': menu: no menu named '{name}' (add [menus.{name}])", s.id));
+            }
+        }
         let mut stores: Vec<Store> = self.stores.iter().filter_map(|s| s.parse(&mut problems)).collect();
         match menu {
             Some(menu) if problems.is_empty() => {
                 stores.sort_by(|a, b| a.id.cmp(&b.id));
-                Ok(Catalog { menu, stores, doc: self })
+                Ok(Catalog { menu, menus, stores, doc: self })
             }
             _ => Err(CatalogError { problems }),
         }
@@ -412,8 +494,19 @@ impl CatalogDoc {
 }
 
 impl Catalog {
+    /// The default menu.
     pub fn menu(&self) -> &Menu {
         &self.menu
+    }
+
+    /// The menu `store` sells from.
+    pub fn menu_of(&self, store: &Store) -> &Menu {
+        store.menu.as_ref().and_then(|name| self.menus.get(name)).unwrap_or(&self.menu)
+    }
+
+    /// The named menus, by name.
+    pub fn menus(&self) -> &BTreeMap<String, Menu> {
+        &self.menus
     }
 
     pub fn stores(&self) -> &[Store] {
@@ -488,6 +581,164 @@ fn covered_by<'s>(store: &'s Store, point: &DeliveryPoint) -> Option<LocatedBy<'
     point.postcode.as_ref().and_then(|c| store.area.postcode_rule(c)).map(LocatedBy::Postcode)
 }
 
+/// The catalog's stored and replicated form before menus and tax (data written up to v0.5.0):
+/// these types are frozen, byte for byte, so that every Raft entry, row and snapshot written
+/// then still decodes, and so that a catalog that uses nothing new is still written in this
+/// form, which a v0.5.0 node in the same cluster can read. `crate::codec` says which form a
+/// value's bytes hold.
+pub mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{DeliveryDoc, OverrideDoc, WeekHours};
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct CatalogDoc {
+        pub menu: MenuDoc,
+        pub stores: Vec<StoreDoc>,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct MenuDoc {
+        pub currency: String,
+        pub sizes: SizePrices,
+        pub toppings: ToppingPrices,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SizePrices {
+        pub small: u64,
+        pub medium: u64,
+        pub large: u64,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ToppingPrices {
+        pub extra_cheese: u64,
+        pub pepperoni: u64,
+        pub mushroom: u64,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct StoreDoc {
+        pub id: String,
+        pub name: String,
+        pub address: String,
+        pub latitude: Option<f64>,
+        pub longitude: Option<f64>,
+        pub time_zone: String,
+        pub slot_minutes: i64,
+        pub capacity: u32,
+        pub cutoff_minutes: i64,
+        pub horizon_days: i64,
+        pub hours: WeekHours,
+        pub closed_dates: Vec<String>,
+        pub capacity_overrides: Vec<OverrideDoc>,
+        pub delivery: DeliveryDoc,
+    }
+}
+
+impl From<v1::MenuDoc> for MenuDoc {
+    fn from(m: v1::MenuDoc) -> Self {
+        let (s, t) = (m.sizes, m.toppings);
+        Self {
+            currency: m.currency,
+            sizes: SizePrices { small: Some(s.small), medium: Some(s.medium), large: Some(s.large) },
+            toppings: ToppingPrices {
+                extra_cheese: Some(t.extra_cheese),
+                pepperoni: Some(t.pepperoni),
+                mushroom: Some(t.mushroom),
+            },
+            tax: None,
+        }
+    }
+}
+
+impl From<v1::StoreDoc> for StoreDoc {
+    fn from(s: v1::StoreDoc) -> Self {
+        Self {
+            id: s.id,
+            name: s.name,
+            address: s.address,
+            latitude: s.latitude,
+            longitude: s.longitude,
+            time_zone: s.time_zone,
+            slot_minutes: s.slot_minutes,
+            capacity: s.capacity,
+            cutoff_minutes: s.cutoff_minutes,
+            horizon_days: s.horizon_days,
+            hours: s.hours,
+            closed_dates: s.closed_dates,
+            capacity_overrides: s.capacity_overrides,
+            delivery: s.delivery,
+            menu: None,
+        }
+    }
+}
+
+impl From<v1::CatalogDoc> for CatalogDoc {
+    fn from(c: v1::CatalogDoc) -> Self {
+        Self { menu: c.menu.into(), stores: c.stores.into_iter().map(Into::into).collect(), menus: BTreeMap::new() }
+    }
+}
+
+impl MenuDoc {
+    /// The menu in the form before menus and tax, when it uses neither tax nor a left-out item.
+    pub fn to_v1(&self) -> Option<v1::MenuDoc> {
+        let (s, t) = (&self.sizes, &self.toppings);
+        if self.tax.is_some() {
+            return None;
+        }
+        Some(v1::MenuDoc {
+            currency: self.currency.clone(),
+            sizes: v1::SizePrices { small: s.small?, medium: s.medium?, large: s.large? },
+            toppings: v1::ToppingPrices {
+                extra_cheese: t.extra_cheese?,
+                pepperoni: t.pepperoni?,
+                mushroom: t.mushroom?,
+            },
+        })
+    }
+}
+
+impl StoreDoc {
+    /// The store in the form before menus, when it sells from the default menu.
+    pub fn to_v1(&self) -> Option<v1::StoreDoc> {
+        if self.menu.is_some() {
+            return None;
+        }
+        Some(v1::StoreDoc {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            address: self.address.clone(),
+            latitude: self.latitude,
+            longitude: self.longitude,
+            time_zone: self.time_zone.clone(),
+            slot_minutes: self.slot_minutes,
+            capacity: self.capacity,
+            cutoff_minutes: self.cutoff_minutes,
+            horizon_days: self.horizon_days,
+            hours: self.hours.clone(),
+            closed_dates: self.closed_dates.clone(),
+            capacity_overrides: self.capacity_overrides.clone(),
+            delivery: self.delivery.clone(),
+        })
+    }
+}
+
+impl CatalogDoc {
+    /// The catalog in the form before menus and tax, when it uses none of them: such a
+    /// catalog is replicated and stored as v0.5.0 wrote it.
+    pub fn to_v1(&self) -> Option<v1::CatalogDoc> {
+        if !self.menus.is_empty() {
+            return None;
+        }
+        Some(v1::CatalogDoc {
+            menu: self.menu.to_v1()?,
+            stores: self.stores.iter().map(StoreDoc::to_v1).collect::<Option<Vec<_>>>()?,
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -540,6 +791,56 @@ delivery = { postcodes = ["14467", "14469"] }
 
     fn at(lat: f64, lon: f64) -> DeliveryPoint {
         DeliveryPoint { postcode: None, location: Some(GeoPoint::new(lat, lon).unwrap()) }
+    }
+
+    #[test]
+    fn named_menus_are_checked_and_each_store_sells_from_its_own() {
+        let text = format!(
+            "{SAMPLE}\n[menus.nz]\ncurrency = \"NZD\"\nsizes = {{ small = 1400, large = 2200 }}\n\
+             toppings = {{ pepperoni = 300 }}\ntax = {{ rate = \"15%\", included = true }}\n"
+        )
+        .replace("id = \"potsdam\"", "id = \"potsdam\"\nmenu = \"nz\"");
+        let c = CatalogDoc::from_toml(&text).unwrap().check().unwrap();
+        let potsdam = c.store("potsdam").unwrap();
+        let nz = c.menu_of(potsdam);
+        assert_eq!(nz.currency().as_str(), "NZD");
+        assert_eq!(nz.size_price(crate::domain::Size::Medium), None);
+        assert_eq!(nz.tax().rate.to_percent(), "15%");
+        assert_eq!(c.menu_of(c.store("mitte").unwrap()).currency().as_str(), "EUR");
+        // It cannot take the form before menus; the sample alone can.
+        assert!(c.doc().to_v1().is_none());
+        assert!(sample().doc().to_v1().is_some());
+    }
+
+    #[test]
+    fn menu_problems_name_the_menu_and_field() {
+        let bad = format!(
+            "{SAMPLE}\n[menus.uk]\ncurrency = \"GBX\"\nsizes = {{}}\ntoppings = {{}}\n\
+             [menus.us]\ncurrency = \"USD\"\nsizes = {{ small = 900 }}\ntoppings = {{}}\ntax = {{ rate = \"8,875%\", included = false }}\n\
+             [menus.Bad]\ncurrency = \"USD\"\nsizes = {{ small = 900 }}\ntoppings = {{}}\n"
+        )
+        .replace("id = \"potsdam\"", "id = \"potsdam\"\nmenu = \"fr\"");
+        let problems = CatalogDoc::from_toml(&bad).unwrap().check().unwrap_err().problems;
+        let has = |needle: &str| problems.iter().any(|p| p.contains(needle));
+        assert!(has("menus.uk: currency 'GBX' is not one ISO 4217 lists"), "{problems:?}");
+        assert!(has("menus.us.tax.rate: tax rate '8,875%'"), "{problems:?}");
+        assert!(has("menus.Bad: a menu's name"), "{problems:?}");
+        assert!(has("store 'potsdam': menu: no menu named 'fr'"), "{problems:?}");
+        // A menu that sells no size at all.
+        let empty = SAMPLE.replace("sizes = { small = 800, medium = 1050, large = 1300 }", "sizes = {}");
+        let problems = CatalogDoc::from_toml(&empty).unwrap().check().unwrap_err().problems;
+        assert!(problems.iter().any(|p| p.contains("menu: the menu sells no size")), "{problems:?}");
+    }
+
+    #[test]
+    fn a_catalog_with_menus_prints_as_toml_and_reads_back_the_same() {
+        let text = format!(
+            "{SAMPLE}\n[menus.nz]\ncurrency = \"NZD\"\nsizes = {{ small = 1400 }}\ntoppings = {{}}\ntax = {{ rate = \"15%\", included = true }}\n"
+        );
+        let doc = CatalogDoc::from_toml(&text).unwrap();
+        assert_eq!(CatalogDoc::from_toml(&doc.to_toml()).unwrap(), doc);
+        let plain = CatalogDoc::from_toml(SAMPLE).unwrap();
+        assert_eq!(CatalogDoc::from_toml(&plain.to_toml()).unwrap(), plain);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 mod address;
 mod analytics;
 mod calendar;
-mod catalog;
+pub mod catalog;
 mod order;
 mod pizza;
 mod price;
@@ -23,7 +23,7 @@ pub use catalog::{
 };
 pub use order::{NotDeliveredReason, Order, OrderId, OrderSpec, OrderStatus, OrderVersion, Step};
 pub use pizza::{Size, Topping, Toppings};
-pub use price::{Cents, Currency, Menu, MenuError, Price};
+pub use price::{Cents, Charge, Currency, Menu, MenuError, NotSold, Price, Tax, TaxRate};
 pub use slot::{Slot, SlotError};
 pub use store::{DeliveryPoint, GeoPoint, GeoPointError, Postcode, PostcodeError, StoreId, StoreIdError};
 pub use time::{Timestamp, TimestampError};

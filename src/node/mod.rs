@@ -614,7 +614,7 @@ async fn seed_catalog(node: std::sync::Weak<Node>) {
             }
             let leads = metrics.borrow_and_update().current_leader == Some(node.id);
             if leads {
-                let command = Command::SetCatalog(SetCatalog {
+                let command = Command::set_catalog(SetCatalog {
                     at: Timestamp::now(),
                     author: format!("seed from node {}'s configuration", node.id),
                     expected_version: None,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{
     AdvanceOrder, ChangeOrder, Command, CommandId, IdempotencyClaim, LegacyChangeOrder, LegacyPlaceOrder, Outcome,
-    PlaceOrder, Precondition, Rejection, SlotCapacity,
+    PlaceOrder, Precondition, Rejection, SetCatalog, SlotCapacity,
 };
 use super::tx::Tx;
 use super::{catalog, migrate, waitlist, StoreError};
@@ -71,12 +71,8 @@ pub fn apply_in(txn: &Tx, revision: u64, command: &Command) -> Result<Applied, S
             let cancel = Cancel { command_id: c.command_id, order_id: c.order_id, user: &c.user, at: c.at };
             cancel_order(txn, revision, &cancel, c.if_match.as_ref(), None).map(Outcome::Cancelled)
         }
-        Command::SetCatalog(c) => catalog::set_catalog(txn, c).and_then(|outcome| {
-            super::changes::touched_all();
-            // A raised capacity frees places: the first in each line gets them.
-            waitlist::promote_everywhere(txn, revision, c.at)?;
-            Ok(outcome)
-        }),
+        Command::SetCatalog(c) => set_catalog(txn, revision, c),
+        Command::SetCatalogV2(c) => set_catalog(txn, revision, &c.clone().into()),
         Command::JoinWaitlist(c) => waitlist::join(txn, c, |txn| {
             let booking = booking_in_store(txn, c.at, &c.spec, &c.store, &c.delivery, c.catalog_version, None)?;
             Ok(waitlist::JoinRules {
@@ -101,6 +97,14 @@ pub fn apply_in(txn: &Tx, revision: u64, command: &Command) -> Result<Applied, S
         Err(Stop::Rejected(rejection)) => Ok(Err(rejection)),
         Err(Stop::Store(e)) => Err(e),
     }
+}
+
+fn set_catalog(txn: &Tx, revision: u64, c: &SetCatalog) -> Result<Outcome, Stop> {
+    let outcome = catalog::set_catalog(txn, c)?;
+    super::changes::touched_all();
+    // A raised capacity frees places: the first in each line gets them.
+    waitlist::promote_everywhere(txn, revision, c.at)?;
+    Ok(outcome)
 }
 
 /// The rules an order is booked under, resolved before anything is written.
@@ -135,7 +139,8 @@ fn booking_in_store(
         return Err(Rejection::CatalogChanged(current).into());
     }
     let (calendar, menu) = catalog::store_rules(txn, store)?;
-    let price = menu.price(spec.size, spec.toppings);
+    let price =
+        menu.price(spec.size, spec.toppings).map_err(|e| Rejection::NotOnMenu(e.0.to_owned(), store.clone()))?;
     // A change that keeps its store and slot keeps its booking: a later catalog may have
     // closed that time, and the order still stands there.
     if let Some(order) = before.filter(|o| o.store == *store && o.spec.slot == spec.slot) {

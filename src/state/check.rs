@@ -357,7 +357,7 @@ fn check_catalog(txn: &ReadTransaction, report: &mut CheckReport) -> Result<Opti
     let mut stores: BTreeMap<String, StoreDoc> = BTreeMap::new();
     for entry in txn.open_table(STORES)?.iter()? {
         let (id, raw) = entry?;
-        match codec::decode::<StoreDoc>(raw.value()) {
+        match super::catalog::decode_store(raw.value()) {
             Ok(doc) => {
                 stores.insert(id.value().to_owned(), doc);
             }
@@ -369,9 +369,25 @@ fn check_catalog(txn: &ReadTransaction, report: &mut CheckReport) -> Result<Opti
     if stores != recorded {
         report.problem(format!("the store rows differ from catalog version {version}"));
     }
-    let menu = txn.open_table(CATALOG)?.get(CATALOG_MENU)?.map(|g| codec::decode::<MenuDoc>(g.value()));
+    let rows = txn.open_table(CATALOG)?;
+    let menu = rows.get(CATALOG_MENU)?.map(|g| super::catalog::decode_menu(g.value()));
     if !matches!(&menu, Some(Ok(m)) if *m == record.catalog.menu) {
         report.problem(format!("the menu row differs from catalog version {version}"));
+    }
+    let prefix = super::catalog::menu_key("");
+    let mut named: BTreeMap<String, MenuDoc> = BTreeMap::new();
+    for entry in rows.range(prefix.as_str()..)? {
+        let (key, raw) = entry?;
+        let Some(name) = key.value().strip_prefix(&prefix).map(str::to_owned) else { break };
+        match codec::decode_as::<MenuDoc>(codec::CATALOG_V2, raw.value()) {
+            Ok(doc) => {
+                named.insert(name, doc);
+            }
+            Err(e) => report.problem(format!("menu row '{}' is unreadable: {e}", key.value())),
+        }
+    }
+    if named != record.catalog.menus {
+        report.problem(format!("the named menus' rows differ from catalog version {version}"));
     }
     match record.catalog.check() {
         Ok(catalog) => Ok(Some(catalog)),

@@ -224,8 +224,39 @@ pub struct SlotRoom {
 /// (two admins never overwrite each other unseen). A `seed` is applied only while there is no
 /// catalog at all: the first leader of a new cluster proposes its config's catalog, and
 /// whichever seed commits first is the one every replica keeps.
+///
+/// Replicated in the catalog's form before menus and tax (`catalog::v1`), byte for byte as
+/// v0.5.0 wrote it, so such a node in the cluster still applies it; a catalog that uses menus
+/// or tax cannot take that form and travels as [`Command::SetCatalogV2`] instead
+/// ([`Command::set_catalog`] picks). Encoding a `SetCatalog` whose catalog needs more fails.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SetCatalog {
+    pub at: Timestamp,
+    pub author: String,
+    pub expected_version: Option<u64>,
+    pub seed: bool,
+    #[serde(serialize_with = "catalog_as_v1", deserialize_with = "catalog_from_v1")]
+    pub catalog: CatalogDoc,
+}
+
+// `CatalogDoc` holds coordinates (finite floats): equality is an equivalence for it too.
+impl Eq for SetCatalog {}
+
+fn catalog_as_v1<S: serde::Serializer>(catalog: &CatalogDoc, s: S) -> Result<S::Ok, S::Error> {
+    let v1 = catalog
+        .to_v1()
+        .ok_or_else(|| serde::ser::Error::custom("a catalog with menus or tax is replicated as SetCatalogV2"))?;
+    v1.serialize(s)
+}
+
+fn catalog_from_v1<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CatalogDoc, D::Error> {
+    crate::domain::catalog::v1::CatalogDoc::deserialize(d).map(Into::into)
+}
+
+/// [`SetCatalog`] for a catalog with menus or tax, in the catalog's current form. A node older
+/// than this form cannot decode it: see docs/operations.md on upgrading before using menus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetCatalogV2 {
     pub at: Timestamp,
     pub author: String,
     pub expected_version: Option<u64>,
@@ -233,8 +264,13 @@ pub struct SetCatalog {
     pub catalog: CatalogDoc,
 }
 
-// `CatalogDoc` holds coordinates (finite floats): equality is an equivalence for it too.
-impl Eq for SetCatalog {}
+impl Eq for SetCatalogV2 {}
+
+impl From<SetCatalogV2> for SetCatalog {
+    fn from(c: SetCatalogV2) -> Self {
+        Self { at: c.at, author: c.author, expected_version: c.expected_version, seed: c.seed, catalog: c.catalog }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -252,6 +288,8 @@ pub enum Command {
     AdvanceOrder(AdvanceOrder),
     /// One node's analytics counts since its last batch.
     RecordAnalytics(super::analytics::AnalyticsBatch),
+    /// A catalog with menus or tax (see [`SetCatalog`]).
+    SetCatalogV2(SetCatalogV2),
 }
 
 impl Command {
@@ -268,6 +306,23 @@ impl Command {
             Command::LeaveWaitlist(c) => c.at,
             Command::AdvanceOrder(c) => c.at,
             Command::RecordAnalytics(c) => c.at,
+            Command::SetCatalogV2(c) => c.at,
+        }
+    }
+
+    /// The command that sets `c`'s catalog: in the form before menus and tax when the catalog
+    /// fits it (so every node, old or new, applies it), else [`Command::SetCatalogV2`].
+    pub fn set_catalog(c: SetCatalog) -> Self {
+        if c.catalog.to_v1().is_some() {
+            Command::SetCatalog(c)
+        } else {
+            Command::SetCatalogV2(SetCatalogV2 {
+                at: c.at,
+                author: c.author,
+                expected_version: c.expected_version,
+                seed: c.seed,
+                catalog: c.catalog,
+            })
         }
     }
 }
@@ -366,6 +421,8 @@ pub enum Rejection {
     Lapsed,
     #[error("the analytics batch is not readable: {0}")]
     InvalidAnalytics(String),
+    #[error("store '{1}' does not sell {0}; its menu lists what it does (GET /v1/menu?store={1})")]
+    NotOnMenu(String, StoreId),
 }
 
 fn next_words(from: OrderStatus) -> String {

@@ -25,7 +25,7 @@ pub use apply::{apply, apply_in, Applied};
 pub use command::{
     AdvanceOrder, CancelOrder, CatalogRecord, ChangeOrder, Command, CommandId, IdempotencyClaim, IdempotencyKey,
     LeaveWaitlist, LegacyCancelOrder, LegacyChangeOrder, LegacyPlaceOrder, Outcome, PlaceOrder, Precondition,
-    Rejection, SetCatalog, SlotCapacity, SlotRoom, WaitEntry,
+    Rejection, SetCatalog, SetCatalogV2, SlotCapacity, SlotRoom, WaitEntry,
 };
 pub use error::StoreError;
 pub(crate) use store::{make_durable, open_database};

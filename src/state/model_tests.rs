@@ -129,6 +129,7 @@ fn catalog_doc(capacity: [u32; 2], with_b: bool, small: u64) -> CatalogDoc {
         closed_dates: Vec::new(),
         capacity_overrides: Vec::new(),
         delivery: DeliveryDoc { everywhere: true, ..DeliveryDoc::default() },
+        menu: None,
     };
     let mut stores = vec![store("a", capacity[0])];
     if with_b {
@@ -137,10 +138,12 @@ fn catalog_doc(capacity: [u32; 2], with_b: bool, small: u64) -> CatalogDoc {
     CatalogDoc {
         menu: MenuDoc {
             currency: "EUR".into(),
-            sizes: SizePrices { small, medium: 1000, large: 1200 },
-            toppings: ToppingPrices { extra_cheese: 100, pepperoni: 100, mushroom: 100 },
+            sizes: SizePrices::all(small, 1000, 1200),
+            toppings: ToppingPrices::all(100, 100, 100),
+            tax: None,
         },
         stores,
+        menus: Default::default(),
     }
 }
 
@@ -466,7 +469,7 @@ impl Model {
                         return Err(Rejection::StoreInUse(StoreId::parse(id).unwrap()));
                     }
                 }
-                self.catalog = (version + 1, capacities, c.catalog.menu.sizes.small);
+                self.catalog = (version + 1, capacities, c.catalog.menu.sizes.small.unwrap_or_default());
                 self.promote_everywhere(revision, c.at);
                 Ok(Outcome::Catalog { version: version + 1, changed: true })
             }

@@ -14,7 +14,7 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use super::tables::{self, META, ORDERS, ORDER_STEPS, STORE_SLOT_LOAD, STORE_SLOT_ORDERS, USER_ORDERS};
 use super::{CatalogRecord, StoreError};
 use crate::codec;
-use crate::domain::{Catalog, Order, OrderId, Step, StoreId, Timestamp, UserId};
+use crate::domain::{Catalog, Charge, Order, OrderId, Step, StoreId, Timestamp, UserId};
 
 /// The catalog in force, checked, with its record (version, when, by whom).
 #[derive(Debug)]
@@ -44,6 +44,9 @@ pub struct Store {
     loads: super::changes::LoadFeed,
     /// Rendered answers of single orders, dropped by the state machine as orders change.
     views: Arc<super::views::OrderViews>,
+    /// The menus of each catalog version orders were priced under, parsed once (an applied
+    /// version never changes).
+    priced_by: Arc<quick_cache::sync::Cache<u64, Option<Arc<super::catalog::PricedBy>>>>,
 }
 
 impl Store {
@@ -62,8 +65,14 @@ impl Store {
             .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join(Self::FILE_NAME);
         let db = open_database(&path, cache_bytes)?;
-        let store =
-            Self { db: Arc::new(db), path, catalog: Arc::default(), loads: Default::default(), views: Arc::default() };
+        let store = Self {
+            db: Arc::new(db),
+            path,
+            catalog: Arc::default(),
+            loads: Default::default(),
+            views: Arc::default(),
+            priced_by: Arc::new(quick_cache::sync::Cache::new(64)),
+        };
         store.initialise()?;
         Ok(store)
     }
@@ -294,6 +303,25 @@ impl Store {
     /// Every catalog applied, oldest first.
     pub fn catalog_history(&self) -> Result<Vec<CatalogRecord>, StoreError> {
         super::catalog::history(&self.db.begin_read()?)
+    }
+
+    /// What `order` costs, split into net and tax, as fixed when it was placed or last changed:
+    /// worked out again from the menu of the catalog version it was priced under (which never
+    /// changes) and checked against the price it keeps (see [`super::catalog::charge_of`]).
+    pub fn charge(&self, order: &Order) -> Result<Charge, StoreError> {
+        let version = order.catalog_version;
+        if version == 0 {
+            return Ok(super::catalog::charge_of(order, None));
+        }
+        let priced_by = match self.priced_by.get(&version) {
+            Some(priced_by) => priced_by,
+            None => {
+                let priced_by = self.catalog_record(version)?.map(|r| Arc::new(super::catalog::PricedBy::of(&r)));
+                self.priced_by.insert(version, priced_by.clone());
+                priced_by
+            }
+        };
+        Ok(super::catalog::charge_of(order, priced_by.as_deref()))
     }
 }
 

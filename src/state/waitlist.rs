@@ -15,7 +15,7 @@ use super::tables::{META_WAITLIST_SEQ, WAITING, WAITLIST};
 use super::tx::Tx;
 use super::StoreError;
 use crate::codec;
-use crate::domain::{Order, OrderStatus, OrderVersion, Slot, StoreCalendar, StoreDoc, StoreId, Timestamp, UserId};
+use crate::domain::{Order, OrderStatus, OrderVersion, Slot, StoreCalendar, StoreId, Timestamp, UserId};
 
 /// Most alternatives a `slot-full` answer lists.
 const ALTERNATIVES: usize = 4;
@@ -145,7 +145,7 @@ fn load(table: &Table<(&str, i64), u32>, store: &StoreId, start: Timestamp) -> R
 fn calendar_of(txn: &Tx, store: &str) -> Result<Option<StoreCalendar>, StoreError> {
     let stores = txn.stores()?;
     let Some(raw) = stores.get(store)? else { return Ok(None) };
-    let doc: StoreDoc = codec::decode(raw.value())?;
+    let doc = super::catalog::decode_store(raw.value())?;
     Ok(doc.calendar().ok())
 }
 
@@ -287,8 +287,8 @@ mod tests {
     use super::super::command::*;
     use super::*;
     use crate::domain::{
-        Address, CatalogDoc, DeliveryDoc, DeliveryPoint, MenuDoc, OrderId, OrderSpec, Size, SizePrices, ToppingPrices,
-        Toppings, WeekHours,
+        Address, CatalogDoc, DeliveryDoc, DeliveryPoint, MenuDoc, OrderId, OrderSpec, Size, SizePrices, StoreDoc,
+        ToppingPrices, Toppings, WeekHours,
     };
     use crate::state::tables::ORDERS;
 
@@ -298,8 +298,9 @@ mod tests {
         CatalogDoc {
             menu: MenuDoc {
                 currency: "EUR".into(),
-                sizes: SizePrices { small: 800, medium: 1000, large: 1200 },
-                toppings: ToppingPrices { extra_cheese: 100, pepperoni: 100, mushroom: 100 },
+                sizes: SizePrices::all(800, 1000, 1200),
+                toppings: ToppingPrices::all(100, 100, 100),
+                tax: None,
             },
             stores: vec![StoreDoc {
                 id: "s".into(),
@@ -316,7 +317,9 @@ mod tests {
                 closed_dates: Vec::new(),
                 capacity_overrides: Vec::new(),
                 delivery: DeliveryDoc { everywhere: true, ..DeliveryDoc::default() },
+                menu: None,
             }],
+            menus: Default::default(),
         }
     }
 

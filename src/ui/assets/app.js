@@ -115,18 +115,37 @@ function showError(problem) {
 function renderMenu() {
   const m = state.menu;
   $("sizes").innerHTML = "";
-  m.sizes.forEach((s, i) => {
+  const before = chosen();
+  // The size chosen before stays chosen if this menu sells it; else medium, else the first.
+  const pick = [before.size, "medium", m.sizes[0]?.id].find((id) => m.sizes.some((s) => s.id === id));
+  m.sizes.forEach((s) => {
     const label = document.createElement("label");
-    label.innerHTML = `<input type="radio" name="size" value="${s.id}" ${i === 1 ? "checked" : ""}> ${sizeWords(s.id)} (${money(s.price_cents, m.currency)})`;
+    label.innerHTML = `<input type="radio" name="size" value="${s.id}" ${s.id === pick ? "checked" : ""}> ${sizeWords(s.id)} (${money(s.price_cents, m.currency)})`;
     $("sizes").append(label);
   });
   $("toppings").innerHTML = "";
   m.toppings.forEach((topping) => {
     const label = document.createElement("label");
-    label.innerHTML = `<input type="checkbox" name="topping" value="${topping.id}"> ${toppingWords(topping.id)} (+${money(topping.price_cents, m.currency)})`;
+    const on = before.toppings.includes(topping.id) ? "checked" : "";
+    label.innerHTML = `<input type="checkbox" name="topping" value="${topping.id}" ${on}> ${toppingWords(topping.id)} (+${money(topping.price_cents, m.currency)})`;
     $("toppings").append(label);
   });
   updatePrice();
+}
+
+// The store's own menu (its currency, prices, tax and what it sells), once the store is known.
+async function loadStoreMenu(store) {
+  if (!store || state.menu?.store_id === store.id) return;
+  try {
+    const { data } = await api("GET", `/v1/menu?store=${encodeURIComponent(store.id)}`);
+    if (data && state.store?.id === store.id) {
+      state.menu = data;
+      renderMenu();
+    }
+  } catch (problem) {
+    // The default menu stays; placing the order checks the store's own.
+    say(problem.message || "");
+  }
 }
 
 function chosen() {
@@ -142,6 +161,22 @@ function updatePrice() {
   const base = m.sizes.find((s) => s.id === size)?.price_cents || 0;
   const extra = toppings.reduce((sum, id) => sum + (m.toppings.find((x) => x.id === id)?.price_cents || 0), 0);
   $("price").textContent = money(base + extra, m.currency);
+  // The tax on the whole order, as the server works it out (rounded half to even): shown as
+  // included, or added with the total.
+  const tax = m.tax || { rate: "0%", included: true };
+  const ppm = Math.round(parseFloat(tax.rate) * 10000);
+  let note = "";
+  if (ppm > 0 && tax.included) {
+    note = t("c.tax_included", { rate: tax.rate });
+  } else if (ppm > 0) {
+    const net = base + extra;
+    const exact = (net * ppm) / 1e6;
+    const floor = Math.floor(exact);
+    const diff = exact - floor;
+    const added = diff > 0.5 || (diff === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
+    note = t("c.tax_added", { rate: tax.rate, total: money(net + added, m.currency) });
+  }
+  $("tax-note").textContent = note;
 }
 
 // ---- where: the store that bakes the order ----
@@ -152,6 +187,7 @@ function outsideText(body) {
 
 function useStore(store) {
   state.store = store;
+  loadStoreMenu(store);
   const info = $("store-info");
   info.hidden = !store;
   show("when", Boolean(store));
@@ -444,6 +480,7 @@ function renderCurrent(order, etag) {
     [t("c.row_address"), order.address],
     [t("c.row_pizza"), pizza],
     [t("c.row_price"), money(order.price_cents, order.currency || m?.currency)],
+    ...(order.price?.tax ? [[t("c.row_tax"), t(order.price.tax_included ? "c.tax_of_included" : "c.tax_of_added", { tax: money(order.price.tax, order.price.currency), rate: order.price.tax_rate })]] : []),
     kitchen ? [t("c.row_changes"), t("c.in_kitchen")] : [t("c.row_changes_until"), localTime(order.editable_until, zone)],
   ];
   renderTracker(order, zone);
