@@ -339,6 +339,30 @@ async fn the_openapi_document_lists_every_route() {
     let node = TestNode::start();
     let spec: Value = client().get(node.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"), "{}", spec["openapi"]);
+    // Every schema a path refers to is in the document (a client generator needs each one).
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&spec, &mut all);
+    for r in &all {
+        let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("an outside $ref: {r}"));
+        assert!(spec["components"]["schemas"].get(name).is_some(), "{r} is not in components.schemas");
+    }
+    // An order's money and a menu's tax are described.
+    let schemas = &spec["components"]["schemas"];
+    for (schema, field) in [("OrderView", "price"), ("PriceView", "tax_rate"), ("MenuView", "tax"), ("MenuView", "exponent")] {
+        assert!(schemas[schema]["properties"].get(field).is_some(), "{schema}.{field} is not documented");
+    }
     let served = [
         ("get", "/v1/menu"),
         ("get", "/v1/slots"),

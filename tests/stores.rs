@@ -469,4 +469,33 @@ async fn each_demo_store_sells_in_its_currency_with_its_tax_and_only_what_its_me
     // A store that does not exist has no menu.
     let missing = client().get(node.url("/v1/menu")).query(&[("store", "nowhere")]).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A change prices the order at the menu in force, and its answer says what it cost before.
+    let (id, _, gross, _) = &placed[0];
+    let current: Value = client()
+        .get(node.url(&format!("/v1/orders/{id}")))
+        .bearer_auth(token("de-customer"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = json!({ "address": "1 High St", "postcode": "10115", "size": "large", "toppings": ["pepperoni"],
+        "delivery_slot": current["delivery_slot"]["start"] });
+    let changed = client()
+        .put(node.url(&format!("/v1/orders/{id}")))
+        .bearer_auth(token("de-customer"))
+        .header("If-Match", format!("\"{}\"", current["version"]))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    let changed: Value = changed.json().await.unwrap();
+    // 1 500 with 7 % included: 1500 × 7 / 107 = 98.13 → 98.
+    assert_eq!(
+        (&changed["repriced_from_cents"], &changed["price"]["gross"], &changed["price"]["tax"]),
+        (&json!(gross), &json!(1500), &json!(98)),
+        "{changed}"
+    );
 }

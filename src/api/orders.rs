@@ -114,6 +114,10 @@ pub struct OrderView<'a> {
     currency: &'a str,
     /// The money, fixed when the order was placed or last changed.
     price: PriceView<'a>,
+    /// Only in the answer to a change that changed the price (a change prices the order at the
+    /// menu in force): what it cost before, in minor units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repriced_from_cents: Option<u64>,
     version: u64,
     #[schema(value_type = String)]
     #[serde(serialize_with = "timestamp_text")]
@@ -238,6 +242,7 @@ impl<'a> OrderView<'a> {
             price_cents: order.price.amount.0,
             currency: order.price.currency.as_str(),
             price: PriceView::new(charge),
+            repriced_from_cents: None,
             version: order.version.0,
             created_at: order.created_at,
             updated_at: order.updated_at,
@@ -576,7 +581,16 @@ pub async fn update_order(
     })
     .await?;
     match outcome {
-        Outcome::Changed(order) => Ok(order_response(StatusCode::OK, &order, &node.store.charge(&order)?, now)),
+        Outcome::Changed(order) => {
+            let charge = node.store.charge(&order)?;
+            let mut view = OrderView::new(&order, &charge, now, &[]);
+            // `before` is exactly the version this change replaced when the versions follow on.
+            view.repriced_from_cents = before
+                .filter(|b| b.version.0 + 1 == order.version.0 && b.price != order.price)
+                .map(|b| b.price.amount.0);
+            let body = serde_json::to_vec(&view).map_err(|_| ApiError::Internal)?;
+            Ok(order_reply(StatusCode::OK, order.version, body))
+        }
         other => unexpected(other),
     }
 }
