@@ -360,7 +360,9 @@ async fn the_openapi_document_lists_every_route() {
     }
     // An order's money and a menu's tax are described.
     let schemas = &spec["components"]["schemas"];
-    for (schema, field) in [("OrderView", "price"), ("PriceView", "tax_rate"), ("MenuView", "tax"), ("MenuView", "exponent")] {
+    for (schema, field) in
+        [("OrderView", "price"), ("PriceView", "tax_rate"), ("MenuView", "tax"), ("MenuView", "exponent")]
+    {
         assert!(schemas[schema]["properties"].get(field).is_some(), "{schema}.{field} is not documented");
     }
     let served = [

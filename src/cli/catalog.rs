@@ -176,3 +176,25 @@ async fn history(admin: &AdminArgs, version: Option<u64>) -> Result<(), CallErro
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_price_change_shows_under_its_menu() {
+        let old = CatalogDoc::from_toml(include_str!("../../config/catalog.toml")).unwrap();
+        let mut new = old.clone();
+        if let Some(uk) = new.menus.get_mut("uk") {
+            uk.sizes.small = Some(900);
+        }
+        let diff = catalog_diff(&old, &new, "catalog version 1", "catalog.toml").unwrap();
+        let changed: Vec<&str> = diff
+            .lines()
+            .filter(|l| l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++"))
+            .collect();
+        assert_eq!(changed, ["-small = 850", "+small = 900"], "{diff}");
+        assert!(diff.contains("[menus.uk.sizes]"), "the menu is named beside the change:\n{diff}");
+        assert!(catalog_diff(&old, &old, "a", "b").is_none());
+    }
+}
