@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::{admin_token, eventually, TestCluster};
-use common::{chain_file, client, get_json, run_cli, token, TestNode, CHAIN};
+use common::{chain_file, client, get_as, get_json, run_cli, token, TestNode, CHAIN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -456,30 +456,14 @@ async fn each_demo_store_sells_in_its_currency_with_its_tax_and_only_what_its_me
     assert_eq!(post_order(&base, "de-second", &body).await.status(), StatusCode::CREATED);
     // The orders placed before the change keep their price and tax.
     let (id, _, gross, tax) = &placed[1];
-    let again: Value = client()
-        .get(node.url(&format!("/v1/orders/{id}")))
-        .bearer_auth(token("uk-customer"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again = get_as(&node.url(&format!("/v1/orders/{id}")), "uk-customer").await;
     assert_eq!((&again["price"]["gross"], &again["price"]["tax"]), (&json!(gross), &json!(tax)), "{again}");
     // A store that does not exist has no menu.
     let missing = client().get(node.url("/v1/menu")).query(&[("store", "nowhere")]).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // A change prices the order at the menu in force, and its answer says what it cost before.
     let (id, _, gross, _) = &placed[0];
-    let current: Value = client()
-        .get(node.url(&format!("/v1/orders/{id}")))
-        .bearer_auth(token("de-customer"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let current = get_as(&node.url(&format!("/v1/orders/{id}")), "de-customer").await;
     let body = json!({ "address": "1 High St", "postcode": "10115", "size": "large", "toppings": ["pepperoni"],
         "delivery_slot": current["delivery_slot"]["start"] });
     let changed = client()

@@ -310,6 +310,12 @@ pub async fn get_json(url: &str, query: &[(&str, &str)]) -> Value {
 }
 
 /// Read a problem+json response and return its `type`.
+/// GET `url` as `user` (their token) and return its JSON: an order, a list of them.
+pub async fn get_as(url: &str, user: &str) -> Value {
+    let response = client().get(url).bearer_auth(token(user)).send().await.expect("request");
+    response.json().await.expect("JSON body")
+}
+
 pub async fn problem_type(response: reqwest::Response) -> String {
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     assert_eq!(content_type, "application/problem+json");
