@@ -384,7 +384,7 @@ async fn each_demo_store_sells_in_its_currency_with_its_tax_and_only_what_its_me
     let node = TestNode::start_with(&[&format!("catalog_file={demo}")]);
     let base = node.base.clone();
     // The same pizza (medium, pepperoni) at each country's store.
-    let mut placed = Vec::new();
+    let (mut placed, mut days) = (Vec::new(), Vec::new());
     for (user, store, postcode, currency, gross, tax, rate) in [
         // 1 250 cents with 7 % included: 1250 × 7 / 107 = 81.8 → 82.
         ("de-customer", "berlin-mitte", "10115", "EUR", 1250, 82, "7%"),
@@ -411,6 +411,18 @@ async fn each_demo_store_sells_in_its_currency_with_its_tax_and_only_what_its_me
             "{order}"
         );
         placed.push((order["id"].as_str().unwrap().to_owned(), currency, gross, tax));
+        days.push(order["delivery_slot"]["start"].as_str().unwrap()[..10].to_owned());
+    }
+    // The dashboard's money: per day of the slots, one line per currency, never added up.
+    let mut expected: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+    for ((_, currency, gross, tax), day) in placed.iter().zip(&days) {
+        expected.entry(day.as_str()).or_default().push(json!({ "currency": currency, "exponent": 2,
+            "orders": 1, "net": gross - tax, "tax": tax, "gross": gross }));
+    }
+    for (day, mut lines) in expected {
+        lines.sort_by_key(|l| l["currency"].as_str().unwrap().to_owned());
+        let report = common::admin_get_json(&format!("{}?day={day}", node.url("/admin/revenue"))).await;
+        assert_eq!(report, json!({ "day": day, "currencies": lines }));
     }
     // Billing's export carries the same split per order, in each order's currency.
     let export = client()

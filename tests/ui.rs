@@ -585,6 +585,13 @@ async fn the_operations_dashboard_charts_the_day_the_funnel_and_the_hot_slots() 
     wait_text(&admin, "#cluster-summary", "Leader: node 1").await;
     let hot = format!("#heatmap .cell[data-start='{start}'][data-orders='1']");
     visible(&admin, &hot).await;
+    // That day's money, per currency: one order, the medium at €10.50 (no tax on this menu).
+    wait_text(&admin, "#revenue tr[data-currency='EUR']", "€10.50").await;
+    let cells = admin
+        .execute("return [...document.querySelectorAll(\"#revenue tbody tr td\")].map((td) => td.textContent);", vec![])
+        .await
+        .unwrap();
+    assert_eq!(cells, json!(["EUR", "1", "€10.50", "€0.00", "€10.50"]), "one line, EUR only");
     screenshot(&admin, "13-dashboard").await;
     customer.close().await.unwrap();
     admin.close().await.unwrap();

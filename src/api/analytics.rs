@@ -108,3 +108,53 @@ pub async fn report(State(node): State<Arc<Node>>, principal: Principal, query: 
     }
     Ok(Json(AnalyticsReport { from: from.text(), to: to.text(), days }).into_response())
 }
+
+/// One currency's orders and money on a day: minor units, `net + tax = gross`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RevenueLine {
+    currency: String,
+    /// Digits of the currency's minor unit.
+    exponent: u8,
+    orders: u64,
+    net: u64,
+    tax: u64,
+    gross: u64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RevenueReport {
+    /// The UTC day whose delivery slots the orders are for.
+    day: String,
+    /// One line per currency, by code; amounts in different currencies are never added up.
+    currencies: Vec<RevenueLine>,
+}
+
+#[utoipa::path(get, path = "/admin/revenue", tag = "analytics",
+    params(("day" = Option<String>, Query, description = "The UTC day (YYYY-MM-DD) of the delivery slots; default today"),
+        ("consistency" = Option<String>, Query, description = "linearizable (default) or stale")),
+    responses((status = 200, description = "Every store's orders for that day's slots (cancelled ones left out), per currency", body = RevenueReport),
+        (status = 403, description = "forbidden: an admin token is needed", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid-field", body = super::openapi::Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn revenue(State(node): State<Arc<Node>>, principal: Principal, query: QueryParams) -> ApiResult<Response> {
+    require_admin(&principal)?;
+    let day = day_param(&query, "day", Day::of(Timestamp::now()))?;
+    node.read_barrier(consistency(&query)?).await?;
+    let from = Timestamp::from_millis(i64::from(day.0) * 86_400_000);
+    let to = Timestamp::from_millis(i64::from(day.plus(1).0) * 86_400_000);
+    let store = node.store.clone();
+    let lines =
+        tokio::task::spawn_blocking(move || store.revenue(from, to)).await.map_err(|_| ApiError::Internal)??;
+    let currencies = lines
+        .into_iter()
+        .map(|r| RevenueLine {
+            exponent: crate::domain::Currency::parse(&r.currency).ok().and_then(|c| c.exponent()).unwrap_or(2),
+            currency: r.currency,
+            orders: r.orders,
+            net: r.net,
+            tax: r.tax,
+            gross: r.gross,
+        })
+        .collect();
+    Ok(Json(RevenueReport { day: day.text(), currencies }).into_response())
+}

@@ -144,6 +144,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/waitlist", get(waitlist::show).post(waitlist::join).delete(waitlist::leave))
         .route("/v1/events", post(events::beacon).layer(DefaultBodyLimit::max(events::MAX_BEACON_BYTES)))
         .route("/admin/analytics", caching::compressed(get(analytics::report)))
+        .route("/admin/revenue", get(analytics::revenue))
         .route("/v1/kitchen/orders", caching::compressed(get(kitchen::list)))
         .route("/v1/kitchen/orders/{id}/status", post(kitchen::advance))
         .route("/healthz", get(health::healthz))

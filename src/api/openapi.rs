@@ -115,6 +115,7 @@ impl Modify for BearerAuth {
         super::waitlist::leave,
         super::events::beacon,
         super::analytics::report,
+        super::analytics::revenue,
         super::kitchen::list,
         super::kitchen::advance,
         super::health::healthz,

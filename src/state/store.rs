@@ -32,6 +32,16 @@ pub struct SlotSummary {
     pub full: u64,
 }
 
+/// Orders and their money in one currency (minor units): see [`Store::revenue`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revenue {
+    pub currency: String,
+    pub orders: u64,
+    pub net: u64,
+    pub tax: u64,
+    pub gross: u64,
+}
+
 /// Handle on the node's database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -303,6 +313,38 @@ impl Store {
     /// Every catalog applied, oldest first.
     pub fn catalog_history(&self) -> Result<Vec<CatalogRecord>, StoreError> {
         super::catalog::history(&self.db.begin_read()?)
+    }
+
+    /// The money of every store's orders (not cancelled) whose slots start in `[from, to)`,
+    /// per currency, sorted by currency code: never summed across currencies. A store's range of
+    /// the kitchen's index is read, so the cost grows with the orders of those days, not all.
+    pub fn revenue(&self, from: Timestamp, to: Timestamp) -> Result<Vec<Revenue>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(STORE_SLOT_ORDERS)?;
+        let orders = txn.open_table(ORDERS)?;
+        let stores: Vec<String> = txn
+            .open_table(tables::STORES)?
+            .iter()?
+            .map(|entry| entry.map(|(id, _)| id.value().to_owned()))
+            .collect::<Result<_, _>>()?;
+        let mut by_currency: BTreeMap<String, Revenue> = BTreeMap::new();
+        for store in &stores {
+            let range = (store.as_str(), from.millis(), 0u128)..(store.as_str(), to.millis(), 0u128);
+            for entry in index.range(range)? {
+                let (key, _) = entry?;
+                let Some(raw) = orders.get(key.value().2)? else { continue };
+                let order: Order = codec::decode(raw.value())?;
+                let charge = self.charge(&order)?;
+                let line = by_currency
+                    .entry(charge.currency.as_str().to_owned())
+                    .or_insert_with(|| Revenue { currency: charge.currency.as_str().to_owned(), ..Revenue::default() });
+                line.orders += 1;
+                line.net += charge.net.0;
+                line.tax += charge.tax.0;
+                line.gross += charge.gross.0;
+            }
+        }
+        Ok(by_currency.into_values().collect())
     }
 
     /// What `order` costs, split into net and tax, as fixed when it was placed or last changed:

@@ -2,7 +2,7 @@
 // orders per slot as a heatmap (the kitchen's view, admin), and the cluster's members.
 // Charts by uPlot, vendored (src/ui/assets/vendor); no CDN, the same strict CSP.
 
-import { t, number, dateTime, problemText, translatePage } from "./i18n.js";
+import { t, number, money, dateTime, problemText, translatePage } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 10000;
@@ -107,6 +107,34 @@ async function drawHeatmap() {
   }
 }
 
+// The day's orders and money per currency (the heatmap's day, every store).
+async function drawRevenue() {
+  const day = $("heat-day").value;
+  if (!day) return;
+  const report = await api(`/admin/revenue?day=${encodeURIComponent(day)}`);
+  const body = document.querySelector("#revenue tbody");
+  body.innerHTML = "";
+  if (!report.currencies.length) {
+    const tr = document.createElement("tr");
+    const td = document.createElement("td");
+    td.colSpan = 5;
+    td.textContent = t("a.revenue_none");
+    tr.append(td);
+    body.append(tr);
+    return;
+  }
+  for (const line of report.currencies) {
+    const tr = document.createElement("tr");
+    tr.dataset.currency = line.currency;
+    for (const value of [line.currency, number(line.orders), money(line.net, line.currency), money(line.tax, line.currency), money(line.gross, line.currency)]) {
+      const td = document.createElement("td");
+      td.textContent = value;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+}
+
 function drawCluster(status) {
   $("cluster-summary").textContent = t("a.cluster_summary",
     { leader: status.leader ?? t("a.none"), term: status.term, committed: status.committed, node: status.node_id });
@@ -133,7 +161,7 @@ async function refresh(storesReady = null) {
     // Side by side: each answer is drawn as it comes, none waits for another.
     const report = api(`/admin/analytics?from=${isoDay(from)}&to=${isoDay(to)}`).then((r) => { drawTraffic(r); drawFunnel(r); });
     const cluster = api("/admin/cluster").then(drawCluster);
-    await Promise.all([report, cluster, Promise.resolve(storesReady).then(drawHeatmap)]);
+    await Promise.all([report, cluster, Promise.resolve(storesReady).then(drawHeatmap), drawRevenue()]);
     alertMessage("");
   } catch (e) {
     if (state.token) alertMessage(e.message);
@@ -175,6 +203,9 @@ $("token-form").addEventListener("submit", (event) => {
 });
 $("sign-out").addEventListener("click", () => signOut(""));
 $("heat-store").addEventListener("change", () => drawHeatmap().catch((e) => alertMessage(e.message)));
-$("heat-day").addEventListener("change", () => drawHeatmap().catch((e) => alertMessage(e.message)));
+$("heat-day").addEventListener("change", () => {
+  drawHeatmap().catch((e) => alertMessage(e.message));
+  drawRevenue().catch((e) => alertMessage(e.message));
+});
 translatePage();
 if (state.token) start(); else $("sign-in").hidden = false;
