@@ -34,17 +34,20 @@ port=17390
 pid=$!
 wait_for "the node" curl -sf "http://127.0.0.1:$port/readyz"
 threads=1; ((conns >= 2)) && threads=2
-"$bin" token --config "$work/node.toml" --user prof --count $(((secs + 2) * 40000)) --ttl 2h |
+"$bin" token --config "$work/node.toml" --user prof --count $((secs * 40000)) --ttl 2h |
   awk -v t="$threads" -v f="$work/tokens" '{ print > (f "." ((NR - 1) % t)) }'
+# The warm-up's users are others (a user with an order would get 409 in the sampled run).
+"$bin" token --config "$work/node.toml" --user warm --count 40000 --ttl 2h > "$work/warm.0"
 slot="$(date -u -d tomorrow +%Y-%m-%d)T12:00:00Z"
 # A second of warm-up (first connections, caches), then the sampled run.
-SLOT=$slot TOKENS=$work/tokens wrk -t1 -c1 -d1s -s benches/peers/create.lua "http://127.0.0.1:$port/v1/orders" >/dev/null
-perf record -F 2999 -g -p "$pid" -o "$out/perf.data" -- sleep "$secs" 2> "$work/perf.log" &
+SLOT=$slot TOKENS=$work/warm wrk -t1 -c1 -d1s -s benches/peers/create.lua "http://127.0.0.1:$port/v1/orders" >/dev/null 2>&1
+perf record -F "${PERF_FREQ:-2999}" --call-graph "${PERF_CALLGRAPH:-fp}" -p "$pid" -o "$out/perf.data" -- sleep "$secs" 2> "$work/perf.log" &
 perf_pid=$!
 SLOT=$slot TOKENS=$work/tokens wrk -t"$threads" -c"$conns" -d"${secs}s" --latency -s benches/peers/create.lua \
   "http://127.0.0.1:$port/v1/orders" | grep -E "Requests/sec|50%|99%|Non-2xx|Socket"
 wait "$perf_pid" || { cat "$work/perf.log" >&2; exit 1; }
+# perf pads its columns to the widest symbol: the first 160 characters of each row.
 echo "== self time (top 30)"
-perf report -i "$out/perf.data" --no-children --stdio --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -30
+perf report -i "$out/perf.data" --no-children --stdio --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -30 | cut -c1-160
 echo "== with children (top 40)"
-perf report -i "$out/perf.data" --children --stdio --sort symbol -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
+perf report -i "$out/perf.data" --children --stdio --sort symbol -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40 | cut -c1-160
