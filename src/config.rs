@@ -289,6 +289,100 @@ pub struct AuthSettings {
     /// Rotating secrets instead of `jwt_secret`: current first (it signs), older ones still
     /// verify the tokens whose `kid` names them.
     pub keys: Vec<KeySettings>,
+    /// An OpenID Connect provider whose tokens are taken beside the secrets'.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// Where the provider's keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    Uri(String),
+}
+
+/// `[auth.oidc]`, checked (see `auth::oidc`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// The provider's short name: user ids are `NAME:sub`.
+    pub name: String,
+    /// The exact `iss` its tokens carry.
+    pub issuer: String,
+    /// The `aud` (one of) its tokens must carry for this service.
+    pub audience: String,
+    pub jwks: JwksSource,
+    /// The claim that lists a user's roles.
+    pub roles_claim: String,
+    /// The role that makes an admin.
+    pub admin_role: String,
+    /// `PREFIX<store id>` makes staff of that store.
+    pub staff_role_prefix: String,
+}
+
+/// `[auth.oidc]`: tokens from an OpenID Connect provider (docs/operations.md, "Sign-in from an
+/// identity provider").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// A short name for the provider: its users are `NAME:sub`.
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    /// The provider's keys in a file (a JWKS document), or …
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// … where the provider publishes them (its discovery document's `jwks_uri`).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    #[serde(default = "default_admin_role")]
+    pub admin_role: String,
+    #[serde(default = "default_staff_role_prefix")]
+    pub staff_role_prefix: String,
+}
+
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+fn default_admin_role() -> String {
+    "pizza-admin".into()
+}
+fn default_staff_role_prefix() -> String {
+    "pizza-staff:".into()
+}
+
+impl OidcSettings {
+    fn check(&self) -> Result<OidcConfig, ConfigError> {
+        let bad = |why: String| Err(ConfigError::Invalid(format!("auth.oidc: {why}")));
+        let name_ok = (1..=16).contains(&self.name.len())
+            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            return bad("name must be 1 to 16 of a-z, 0-9 and '-' (user ids become NAME:sub)".into());
+        }
+        if self.issuer.trim().is_empty() || self.audience.trim().is_empty() {
+            return bad("issuer and audience must be given (the iss and aud the provider's tokens carry)".into());
+        }
+        if self.roles_claim.is_empty() || self.admin_role.is_empty() || self.staff_role_prefix.is_empty() {
+            return bad("roles_claim, admin_role and staff_role_prefix must not be empty".into());
+        }
+        let jwks = match (&self.jwks_file, &self.jwks_uri) {
+            (Some(path), None) => JwksSource::File(path.clone()),
+            (None, Some(uri)) if uri.starts_with("https://") || uri.starts_with("http://") => {
+                JwksSource::Uri(uri.clone())
+            }
+            (None, Some(uri)) => return bad(format!("jwks_uri '{uri}' is not an http(s) URL")),
+            _ => return bad("set exactly one of jwks_file and jwks_uri".into()),
+        };
+        Ok(OidcConfig {
+            name: self.name.clone(),
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            jwks,
+            roles_claim: self.roles_claim.clone(),
+            admin_role: self.admin_role.clone(),
+            staff_role_prefix: self.staff_role_prefix.clone(),
+        })
+    }
 }
 
 /// `[[auth.keys]]`: one token secret and its key id.
@@ -498,6 +592,8 @@ pub struct Config {
     pub log: LogSettings,
     /// Token secrets, current (signing) first.
     pub token_keys: Vec<NamedSecret>,
+    /// The identity provider whose tokens are taken too, if any.
+    pub oidc: Option<OidcConfig>,
     pub dev_login: bool,
     /// The catalog a leader proposes when the replicated state has none yet (a new cluster,
     /// or a data directory from before catalogs). Checked at load; never read on the request
@@ -638,6 +734,7 @@ impl std::fmt::Debug for TokenSecret {
 impl Config {
     pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
         let token_keys = NamedSecret::from_auth(&s.auth)?;
+        let oidc = s.auth.oidc.as_ref().map(OidcSettings::check).transpose()?;
         let seed_catalog = seed_catalog(&s)?;
         if s.orders.idempotency_ttl_hours < 1 {
             return Err(ConfigError::Zero("orders.idempotency_ttl_hours"));
@@ -710,6 +807,7 @@ impl Config {
             data_dir: s.data_dir,
             log: s.log,
             token_keys,
+            oidc,
             dev_login: s.auth.dev_login,
             seed_catalog,
             idempotency_ttl_ms: s.orders.idempotency_ttl_hours.saturating_mul(3_600_000),

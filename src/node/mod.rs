@@ -360,8 +360,14 @@ impl Node {
                 }
             }
         });
+        let mut keys = TokenKeys::rotating(&config.token_keys);
+        if let Some(oidc) = &config.oidc {
+            let verifier = Arc::new(crate::auth::oidc::OidcVerifier::new(oidc.clone()));
+            crate::auth::oidc::spawn_uri_reader(&verifier);
+            keys = keys.with_oidc(verifier);
+        }
         let node = Arc::new(Self {
-            keys: TokenKeys::rotating(&config.token_keys),
+            keys,
             config,
             store,
             raft,

@@ -12,6 +12,10 @@ use std::time::Duration;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+pub mod oidc;
+
+use std::sync::Arc;
+
 use crate::config::{NamedSecret, TokenSecret};
 use crate::domain::{StoreId, Timestamp, UserId};
 
@@ -59,6 +63,8 @@ pub enum AuthError {
     Claims(String),
     #[error("the token's key id (kid) is not one this service knows (a removed or future secret)")]
     UnknownKey,
+    #[error("the identity provider's keys cannot be read ({0}); tokens signed with keys read before still work")]
+    ProviderKeys(String),
 }
 
 /// Seconds of clock skew tolerated on `exp`.
@@ -78,6 +84,8 @@ pub struct TokenKeys {
     /// ~7 % of a read's CPU. Keyed by the whole token, so only the same bytes hit, and the
     /// expiry is checked again on every hit.
     verified: quick_cache::sync::Cache<Box<str>, (Principal, u64)>,
+    /// An OpenID Connect provider whose RS256, ES256 and EdDSA tokens are taken too.
+    oidc: Option<Arc<oidc::OidcVerifier>>,
 }
 
 impl TokenKeys {
@@ -97,7 +105,19 @@ impl TokenKeys {
             decoding: keys.iter().map(|k| (k.kid.clone(), DecodingKey::from_secret(k.secret.bytes()))).collect(),
             validation,
             verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS),
+            oidc: None,
         }
+    }
+
+    /// These secrets and tokens from the provider `verifier` checks.
+    pub fn with_oidc(mut self, verifier: Arc<oidc::OidcVerifier>) -> Self {
+        self.oidc = Some(verifier);
+        self
+    }
+
+    /// The provider, if one is configured.
+    pub fn oidc(&self) -> Option<&Arc<oidc::OidcVerifier>> {
+        self.oidc.as_ref()
     }
 
     /// A token for `user` valid for `ttl` from `now`.
@@ -173,6 +193,15 @@ impl TokenKeys {
     }
 
     fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| map_error(&e))?;
+        if oidc::OidcVerifier::handles(header.alg) {
+            // The provider's algorithms go only to the provider's keys (and HS256 only to the
+            // secrets below): a token cannot choose which kind of key checks it.
+            let verifier = self.oidc.as_ref().ok_or(AuthError::WrongAlgorithm)?;
+            let (principal, exp) = verifier.verify(token, header.alg, header.kid.as_deref())?;
+            self.verified.insert(token.into(), (principal.clone(), exp));
+            return Ok(principal);
+        }
         let mut outcome = Err(AuthError::UnknownKey);
         for key in self.keys_for(token)? {
             outcome = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| map_error(&e));
