@@ -310,6 +310,8 @@ pub struct OidcConfig {
     /// The `aud` (one of) its tokens must carry for this service.
     pub audience: String,
     pub jwks: JwksSource,
+    /// CA certificates for an https `jwks_uri`.
+    pub ca_file: PathBuf,
     /// The claim that lists a user's roles.
     pub roles_claim: String,
     /// The role that makes an admin.
@@ -333,6 +335,10 @@ pub struct OidcSettings {
     /// … where the provider publishes them (its discovery document's `jwks_uri`).
     #[serde(default)]
     pub jwks_uri: Option<String>,
+    /// The CA certificates (PEM) an https `jwks_uri` is checked against; default the
+    /// system's bundle (Debian's `/etc/ssl/certs/ca-certificates.crt`).
+    #[serde(default = "default_ca_file")]
+    pub ca_file: PathBuf,
     #[serde(default = "default_roles_claim")]
     pub roles_claim: String,
     #[serde(default = "default_admin_role")]
@@ -341,6 +347,9 @@ pub struct OidcSettings {
     pub staff_role_prefix: String,
 }
 
+fn default_ca_file() -> PathBuf {
+    PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
+}
 fn default_roles_claim() -> String {
     "roles".into()
 }
@@ -378,6 +387,7 @@ impl OidcSettings {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             jwks,
+            ca_file: self.ca_file.clone(),
             roles_claim: self.roles_claim.clone(),
             admin_role: self.admin_role.clone(),
             staff_role_prefix: self.staff_role_prefix.clone(),

@@ -216,8 +216,25 @@ pub fn spawn_uri_reader(verifier: &std::sync::Arc<OidcVerifier>) {
         return;
     }
     let (weak, wanted) = (std::sync::Arc::downgrade(verifier), verifier.refresh_wanted.clone());
+    let ca_file = verifier.config.ca_file.clone();
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder().timeout(Duration::from_secs(5)).build() {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        // The roots an https provider is checked against (this build's HTTP client has none of
+        // its own); without the file only a plain-http uri (a sidecar, a test) can be read.
+        match std::fs::read(&ca_file).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
+            Ok(Ok(roots)) => {
+                for root in roots {
+                    builder = builder.add_root_certificate(root);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(file = %ca_file.display(), error = %e, "cannot read the CA certificates for auth.oidc.jwks_uri")
+            }
+            Err(e) => {
+                tracing::warn!(file = %ca_file.display(), error = %e, "no CA certificates for auth.oidc.jwks_uri (set auth.oidc.ca_file)")
+            }
+        }
+        let client = match builder.build() {
             Ok(client) => client,
             Err(e) => {
                 tracing::error!(error = %e, "no HTTP client for the identity provider's keys");
@@ -288,6 +305,7 @@ mod tests {
             issuer: ISSUER.into(),
             audience: "pizza-orders".into(),
             jwks,
+            ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             roles_claim: "roles".into(),
             admin_role: "pizza-admin".into(),
             staff_role_prefix: "pizza-staff:".into(),
