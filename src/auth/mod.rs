@@ -176,10 +176,9 @@ impl TokenKeys {
         self.verify_uncached(token)
     }
 
-    /// The keys to try for `token`: the one its `kid` names, or (no `kid`, or one unnamed
-    /// secret) every key in order.
-    fn keys_for(&self, token: &str) -> Result<Vec<&DecodingKey>, AuthError> {
-        let kid = jsonwebtoken::decode_header(token).map_err(|e| map_error(&e))?.kid;
+    /// The keys to try for a token with `kid`: the one it names, or (no `kid`, or one
+    /// unnamed secret) every key in order.
+    fn keys_for(&self, kid: Option<String>) -> Result<Vec<&DecodingKey>, AuthError> {
         let named = self.decoding.iter().any(|(k, _)| k.is_some());
         match kid {
             Some(kid) if named => self
@@ -210,7 +209,7 @@ impl TokenKeys {
             return Ok(principal);
         }
         let mut outcome = Err(AuthError::UnknownKey);
-        for key in self.keys_for(token)? {
+        for key in self.keys_for(header.kid)? {
             outcome = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| map_error(&e));
             // Another key can only help a signature that did not match this one.
             if !matches!(outcome, Err(AuthError::BadSignature)) {
