@@ -298,6 +298,9 @@ pub struct AuthSettings {
 pub enum JwksSource {
     File(PathBuf),
     Uri(String),
+    /// The issuer's discovery document (`ISSUER/.well-known/openid-configuration`) names the
+    /// `jwks_uri`.
+    Discovery,
 }
 
 /// `[auth.oidc]`, checked (see `auth::oidc`).
@@ -332,7 +335,8 @@ pub struct OidcSettings {
     /// The provider's keys in a file (a JWKS document), or …
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// … where the provider publishes them (its discovery document's `jwks_uri`).
+    /// … where the provider publishes them; neither: its discovery document says
+    /// (`ISSUER/.well-known/openid-configuration`).
     #[serde(default)]
     pub jwks_uri: Option<String>,
     /// The CA certificates (PEM) an https `jwks_uri` is checked against; default the
@@ -380,7 +384,16 @@ impl OidcSettings {
                 JwksSource::Uri(uri.clone())
             }
             (None, Some(uri)) => return bad(format!("jwks_uri '{uri}' is not an http(s) URL")),
-            _ => return bad("set exactly one of jwks_file and jwks_uri".into()),
+            (None, None) if self.issuer.starts_with("https://") || self.issuer.starts_with("http://") => {
+                JwksSource::Discovery
+            }
+            (None, None) => {
+                return bad(format!(
+                    "the issuer '{}' is not an http(s) URL to discover the keys from: set jwks_uri or jwks_file",
+                    self.issuer
+                ))
+            }
+            (Some(_), Some(_)) => return bad("set only one of jwks_file and jwks_uri".into()),
         };
         Ok(OidcConfig {
             name: self.name.clone(),

@@ -22,10 +22,13 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The provider's JWKS endpoint: serves whatever document it holds now, until dropped.
+/// The provider's endpoints on loopback: `/jwks` serves the key set it holds now, and
+/// `/.well-known/openid-configuration` the discovery document, until dropped.
 struct JwksServer {
     url: String,
+    base: String,
     document: Arc<Mutex<String>>,
+    discovery: Arc<Mutex<String>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -34,10 +37,12 @@ impl JwksServer {
     fn start(document: Value) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let url = format!("{base}/jwks");
         let document = Arc::new(Mutex::new(document.to_string()));
+        let discovery = Arc::new(Mutex::new(json!({ "issuer": base, "jwks_uri": url }).to_string()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (doc, halt) = (document.clone(), stop.clone());
+        let (doc, found, halt) = (document.clone(), discovery.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             // Bounded: at most ten minutes, and until told to stop.
             let started = std::time::Instant::now();
@@ -48,11 +53,14 @@ impl JwksServer {
                 };
                 stream.set_nonblocking(false).unwrap();
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
                 let mut line = String::new();
                 while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
                     line.clear();
                 }
-                let body = doc.lock().unwrap().clone();
+                let discovering = request.contains("/.well-known/openid-configuration");
+                let body = if discovering { found.lock().unwrap().clone() } else { doc.lock().unwrap().clone() };
                 let mut stream = stream;
                 let _ = write!(
                     stream,
@@ -61,7 +69,7 @@ impl JwksServer {
                 );
             }
         });
-        Self { url, document, stop, thread: Some(thread) }
+        Self { url, base, document, discovery, stop, thread: Some(thread) }
     }
 
     fn publish(&self, document: Value) {
@@ -108,8 +116,12 @@ fn ed_signer(kid: &'static str) -> Signer {
 
 impl Signer {
     fn token(&self, sub: &str, extra: Value) -> String {
+        self.token_from(ISSUER, sub, extra)
+    }
+
+    fn token_from(&self, issuer: &str, sub: &str, extra: Value) -> String {
         let now = jsonwebtoken::get_current_timestamp();
-        let mut claims = json!({ "iss": ISSUER, "aud": "pizza-orders", "sub": sub, "exp": now + 600, "iat": now });
+        let mut claims = json!({ "iss": issuer, "aud": "pizza-orders", "sub": sub, "exp": now + 600, "iat": now });
         claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.into());
@@ -188,4 +200,41 @@ async fn a_providers_tokens_work_beside_minted_ones_and_its_key_rotation_is_pick
     let later = first.token("7d1e-customer", json!({}));
     let r = client().get(node.url("/v1/orders")).bearer_auth(&later).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_jwks_uri_the_keys_are_found_through_the_issuers_discovery_document() {
+    let signer = ec_signer("disc-1");
+    let provider = JwksServer::start(json!({ "keys": [signer.jwk] }));
+    // The issuer is the provider's own URL, as a real provider's is.
+    let issuer = provider.base.clone();
+    let auth = format!("[auth]\njwt_secret = \"{SECRET}\"\n[auth.oidc]\nname = \"idp\"\nissuer = \"{issuer}\"\naudience = \"pizza-orders\"\n");
+    let node = TestNode::start_with_auth(&auth, &[]);
+    let customer = signer.token_from(&issuer, "someone", json!({}));
+    eventually(Duration::from_secs(10), "the keys found by discovery", || async {
+        let r = post_order(&node, &customer, &order_body(&slot(3, 14))).await;
+        (r.status() == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    // A discovery document naming another issuer is not believed: a new key stays unknown,
+    // and the 401 says why.
+    *provider.discovery.lock().unwrap() =
+        json!({ "issuer": "https://elsewhere.test", "jwks_uri": provider.url }).to_string();
+    let next = ec_signer("disc-2");
+    provider.publish(json!({ "keys": [next.jwk] }));
+    let refused =
+        post_order(&node, &next.token_from(&issuer, "someone-else", json!({})), &order_body(&slot(3, 15))).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let detail = eventually(Duration::from_secs(20), "the reason given", || async {
+        let r =
+            post_order(&node, &next.token_from(&issuer, "someone-else", json!({})), &order_body(&slot(3, 15))).await;
+        let problem: Value = r.json().await.ok()?;
+        let detail = problem["detail"].as_str()?.to_owned();
+        detail.contains("names the issuer").then_some(detail)
+    })
+    .await;
+    assert!(detail.contains("https://elsewhere.test"), "{detail}");
+    // The key read before still works.
+    let again = client().get(node.url("/v1/orders")).bearer_auth(&customer).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
 }

@@ -117,17 +117,18 @@ impl OidcVerifier {
         }
     }
 
-    /// Read the keys from the uri now (used at start, on its lifetime and when prompted).
+    /// Read the keys from the uri (or the one the discovery document names) now: at start, on
+    /// their lifetime and when prompted.
     pub async fn reload_uri(&self, client: &reqwest::Client) {
-        let JwksSource::Uri(uri) = &self.config.jwks else { return };
-        let fetched = async {
-            let response = client.get(uri).send().await.map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("answered {}", response.status()));
-            }
-            response.text().await.map_err(|e| e.to_string())
+        let uri = match &self.config.jwks {
+            JwksSource::File(_) => return,
+            JwksSource::Uri(uri) => uri.clone(),
+            JwksSource::Discovery => match self.discover(client).await {
+                Ok(uri) => uri,
+                Err(e) => return self.failed(e),
+            },
         };
-        match tokio::time::timeout(Duration::from_secs(5), fetched).await {
+        match tokio::time::timeout(Duration::from_secs(5), get_text(client, &uri)).await {
             Ok(Ok(text)) => {
                 if let Err(e) = self.install(&text) {
                     self.failed(format!("{uri}: {e}"));
@@ -136,6 +137,21 @@ impl OidcVerifier {
             Ok(Err(e)) => self.failed(format!("{uri}: {e}")),
             Err(_) => self.failed(format!("{uri}: no answer within 5 s")),
         }
+    }
+
+    /// The `jwks_uri` of the issuer's discovery document, which must name the same issuer
+    /// (OpenID Connect Discovery 1.0, section 4.3).
+    async fn discover(&self, client: &reqwest::Client) -> Result<String, String> {
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
+        let text = tokio::time::timeout(Duration::from_secs(5), get_text(client, &url))
+            .await
+            .map_err(|_| format!("{url}: no answer within 5 s"))?
+            .map_err(|e| format!("{url}: {e}"))?;
+        let document: Value = serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON: {e}"))?;
+        if document["issuer"].as_str() != Some(self.config.issuer.as_str()) {
+            return Err(format!("{url}: names the issuer {}, not {}", document["issuer"], self.config.issuer));
+        }
+        document["jwks_uri"].as_str().map(str::to_owned).ok_or_else(|| format!("{url}: has no jwks_uri"))
     }
 
     /// Whether an unknown key id may prompt a read now (at most once per [`REFRESH_GAP`]);
@@ -160,7 +176,7 @@ impl OidcVerifier {
             match self.config.jwks {
                 JwksSource::File(_) => self.reload_file(),
                 // Read in the background; the client's next try finds the key.
-                JwksSource::Uri(_) => self.refresh_wanted.notify_one(),
+                JwksSource::Uri(_) | JwksSource::Discovery => self.refresh_wanted.notify_one(),
             }
         }
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
@@ -209,10 +225,18 @@ impl OidcVerifier {
     }
 }
 
+async fn get_text(client: &reqwest::Client, url: &str) -> Result<String, String> {
+    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("answered {}", response.status()));
+    }
+    response.text().await.map_err(|e| e.to_string())
+}
+
 /// Keep a `jwks_uri`'s keys: read at start, again every [`KEYS_LIFETIME`] and whenever an
 /// unknown key id asks for it; ends with the verifier.
 pub fn spawn_uri_reader(verifier: &std::sync::Arc<OidcVerifier>) {
-    if !matches!(verifier.config.jwks, JwksSource::Uri(_)) {
+    if matches!(verifier.config.jwks, JwksSource::File(_)) {
         return;
     }
     let (weak, wanted) = (std::sync::Arc::downgrade(verifier), verifier.refresh_wanted.clone());
