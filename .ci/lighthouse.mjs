@@ -27,12 +27,16 @@ function cpuMultiplier(benchmarkIndex) {
 // changes.
 const mobileSlow4G = { rttMs: 150, throughputKbps: 1638.4, requestLatencyMs: 562.5,
   downloadThroughputKbps: 1474.56, uploadThroughputKbps: 675 };
-const pages = [
+const allPages = [
   { name: "customer, signed out", url: `${base}/`, storage: {} },
   { name: "customer, signed in", url: `${base}/`, storage: { token: customer, name: "Lighthouse" } },
   { name: "kitchen", url: `${base}/kitchen/`, storage: { "staff-token": staff } },
   { name: "dashboard", url: `${base}/admin/`, storage: { "admin-token": admin } },
 ];
+// LIGHTHOUSE_PAGES=dashboard,kitchen: only those (by the first word of their names), to look at
+// one page; CI runs all four.
+const only = (process.env.LIGHTHOUSE_PAGES || "").split(",").filter(Boolean);
+const pages = only.length ? allPages.filter((p) => only.includes(p.name.split(/[ ,]/)[0])) : allPages;
 
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROME_PATH || "/usr/bin/chromium",

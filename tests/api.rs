@@ -461,7 +461,7 @@ async fn assets_are_served_gzipped_to_clients_that_take_it() {
         }
         request.send()
     };
-    for path in ["/", "/ui/app.js", "/ui/vendor/uPlot.iife.min.js"] {
+    for path in ["/", "/ui/app.js", "/ui/admin.js"] {
         let plain = get(path, None, None).await.unwrap();
         assert_eq!(plain.headers().get("content-encoding"), None, "{path}");
         let plain_tag = plain.headers()["etag"].to_str().unwrap().to_owned();

@@ -580,7 +580,7 @@ async fn the_operations_dashboard_charts_the_day_the_funnel_and_the_hot_slots() 
     visible(&admin, "#sign-in:not([hidden]) #token-input").await;
     admin.find(Locator::Css("#token-input")).await.unwrap().send_keys(&admin_token).await.unwrap();
     admin.find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
-    visible(&admin, "#traffic-chart canvas").await;
+    visible(&admin, "#traffic-chart svg polyline[data-series='views']").await;
     wait_text(&admin, "#funnel li[data-step='order_placed']", "1 placed an order").await;
     wait_text(&admin, "#cluster-summary", "Leader: node 1").await;
     let hot = format!("#heatmap .cell[data-start='{start}'][data-orders='1']");

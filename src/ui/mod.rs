@@ -18,10 +18,6 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 const KITCHEN: &str = include_str!("assets/kitchen.html");
 const ADMIN: &str = include_str!("assets/admin.html");
 const ADMIN_JS: &str = include_str!("assets/admin.js");
-/// uPlot 1.6.32 (MIT, `assets/vendor/uPlot.LICENSE`), vendored unmodified: the dashboard's charts.
-const UPLOT_JS: &str = include_str!("assets/vendor/uPlot.iife.min.js");
-const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
-const UPLOT_LICENSE: &str = include_str!("assets/vendor/uPlot.LICENSE");
 const KITCHEN_JS: &str = include_str!("assets/kitchen.js");
 const FAVICON: &str = include_str!("assets/favicon.svg");
 /// The pages' languages: the switch and formatting, and one message file per language.
@@ -38,7 +34,7 @@ const CSS: &str = "text/css; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
 /// Every asset the binary serves: path, content, content type.
-const ASSETS: [(&str, &str, &str); 15] = [
+const ASSETS: [(&str, &str, &str); 12] = [
     ("/", INDEX, HTML),
     ("/ui/app.js", APP_JS, JS),
     ("/ui/style.css", STYLE_CSS, CSS),
@@ -46,9 +42,6 @@ const ASSETS: [(&str, &str, &str); 15] = [
     ("/ui/kitchen.js", KITCHEN_JS, JS),
     ("/admin/", ADMIN, HTML),
     ("/ui/admin.js", ADMIN_JS, JS),
-    ("/ui/vendor/uPlot.iife.min.js", UPLOT_JS, JS),
-    ("/ui/vendor/uPlot.min.css", UPLOT_CSS, CSS),
-    ("/ui/vendor/uPlot.LICENSE", UPLOT_LICENSE, "text/plain; charset=utf-8"),
     ("/ui/i18n.js", I18N_JS, JS),
     ("/ui/i18n/en.js", MESSAGES_EN, JS),
     ("/ui/i18n/de.js", MESSAGES_DE, JS),
@@ -69,8 +62,8 @@ struct Asset {
 
 pub fn router() -> Router<Arc<Node>> {
     ASSETS.iter().fold(Router::new(), |router, &(path, body, content_type)| {
-        // Hashed and compressed once here, not per request (uPlot alone is 51 KB; its gzip form
-        // 23 KB, the customer page's script 28 KB → 8 KB).
+        // Hashed and compressed once here, not per request (the customer page's script is
+        // 28 KB, 8 KB gzipped).
         let hash = content_hash(body);
         let asset = Arc::new(Asset {
             body,
