@@ -234,4 +234,6 @@ $("heat-day").addEventListener("change", () => {
   drawRevenue().catch((e) => alertMessage(e.message));
 });
 translatePage();
+// The language switched (no reload): the panels drawn again in it.
+document.addEventListener("pagelanguage", () => { if (state.token) refresh(); });
 if (state.token) start(); else $("sign-in").hidden = false;

@@ -192,11 +192,25 @@ function useStore(store) {
   info.hidden = !store;
   show("when", Boolean(store));
   if (!store) return;
-  info.textContent = store.address ? t("c.baked_by_at", { store: store.name, address: store.address }) : t("c.baked_by", { store: store.name });
-  $("tz-note").textContent = t("c.local_times", { zone: store.time_zone });
+  storeWords(store);
   $("day").min = localDay(new Date(), store.time_zone);
   track("catalog_shown");
 }
+
+// What the page says about the store, in the page's language.
+function storeWords(store) {
+  $("store-info").textContent = store.address ? t("c.baked_by_at", { store: store.name, address: store.address }) : t("c.baked_by", { store: store.name });
+  $("tz-note").textContent = t("c.local_times", { zone: store.time_zone });
+}
+
+// The language switched (no reload): draw again what the page wrote itself.
+document.addEventListener("pagelanguage", () => {
+  if (state.menu) renderMenu();
+  if (state.store) storeWords(state.store);
+  if (!state.token) return;
+  loadSlots();
+  if (state.current && !state.editing) renderCurrent(state.current.order, state.current.etag);
+});
 
 // The date a moment falls on in `zone`, as YYYY-MM-DD.
 function localDay(date, zone) {

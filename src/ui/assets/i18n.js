@@ -19,7 +19,8 @@ function choose() {
   return "en";
 }
 
-export const lang = choose();
+// A live binding: the switch changes it without a reload (`setLanguage`).
+export let lang = choose();
 
 // The text for `key` with {name} placeholders filled from `vars`.
 export function t(key, vars = {}) {
@@ -69,7 +70,7 @@ export function dateTime(moment, options, locale = lang) {
 }
 
 // Every element with data-i18n gets its text, data-i18n-label its aria-label, and
-// data-i18n-content a meta tag's content; then the language switch is filled and wired.
+// data-i18n-content a meta tag's content; the language switch is filled and wired once.
 export function translatePage() {
   document.documentElement.lang = lang;
   // Only what differs is written: the pages are written in English, and a write costs a
@@ -88,14 +89,27 @@ export function translatePage() {
   });
   const pick = document.getElementById("lang");
   if (!pick) return;
-  pick.innerHTML = "";
-  for (const [code, name] of LANGUAGES) {
-    const option = document.createElement("option");
-    option.value = code;
-    option.textContent = name;
-    option.lang = code;
-    option.selected = code === lang;
-    pick.append(option);
+  if (!pick.dataset.wired) {
+    pick.innerHTML = "";
+    for (const [code, name] of LANGUAGES) {
+      const option = document.createElement("option");
+      option.value = code;
+      option.textContent = name;
+      option.lang = code;
+      pick.append(option);
+    }
+    pick.addEventListener("change", () => setLanguage(pick.value));
+    pick.dataset.wired = "1";
   }
-  pick.addEventListener("change", () => { localStorage.setItem("lang", pick.value); location.reload(); });
+  pick.value = lang;
+}
+
+// Switch the page to `code` in place (no reload), remember it, and tell the page, which draws
+// what it wrote itself again (`pagelanguage` on document).
+export function setLanguage(code) {
+  if (!messages[code]) return;
+  lang = code;
+  localStorage.setItem("lang", code);
+  translatePage();
+  document.dispatchEvent(new CustomEvent("pagelanguage"));
 }

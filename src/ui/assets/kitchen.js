@@ -171,4 +171,6 @@ $("token-form").addEventListener("submit", (event) => {
 });
 $("sign-out").addEventListener("click", () => signOut(""));
 translatePage();
+// The language switched (no reload): the orders drawn again in it.
+document.addEventListener("pagelanguage", () => refresh());
 if (state.token) start(); else $("sign-in").hidden = false;
