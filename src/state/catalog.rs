@@ -57,32 +57,57 @@ pub fn menu_key(name: &str) -> String {
     format!("{CATALOG_MENU}:{name}")
 }
 
-pub(crate) fn encode_store(doc: &StoreDoc) -> Result<Vec<u8>, codec::CodecError> {
-    match doc.to_v1() {
-        Some(v1) => codec::encode(&v1),
-        None => codec::encode_as(codec::CATALOG_V2, doc),
+/// `value` in the form before menus and tax when it fits it (`old`), else at `CATALOG_V2`.
+fn encode_either<Old: serde::Serialize, New: serde::Serialize>(
+    old: Option<Old>,
+    value: &New,
+) -> Result<Vec<u8>, codec::CodecError> {
+    match old {
+        Some(old) => codec::encode(&old),
+        None => codec::encode_as(codec::CATALOG_V2, value),
     }
+}
+
+/// A value written by [`encode_either`], in whichever form its bytes hold.
+fn decode_either<Old, New>(bytes: &[u8]) -> Result<New, codec::CodecError>
+where
+    Old: serde::de::DeserializeOwned + Into<New>,
+    New: serde::de::DeserializeOwned,
+{
+    match codec::version_of(bytes)? {
+        codec::CATALOG_V2 => codec::decode_as(codec::CATALOG_V2, bytes),
+        _ => codec::decode::<Old>(bytes).map(Into::into),
+    }
+}
+
+pub(crate) fn encode_store(doc: &StoreDoc) -> Result<Vec<u8>, codec::CodecError> {
+    encode_either(doc.to_v1(), doc)
 }
 
 pub(crate) fn decode_store(bytes: &[u8]) -> Result<StoreDoc, codec::CodecError> {
-    match codec::version_of(bytes)? {
-        codec::CATALOG_V2 => codec::decode_as(codec::CATALOG_V2, bytes),
-        _ => codec::decode::<v1::StoreDoc>(bytes).map(Into::into),
-    }
+    decode_either::<v1::StoreDoc, _>(bytes)
 }
 
 pub(crate) fn encode_menu(doc: &MenuDoc) -> Result<Vec<u8>, codec::CodecError> {
-    match doc.to_v1() {
-        Some(v1) => codec::encode(&v1),
-        None => codec::encode_as(codec::CATALOG_V2, doc),
-    }
+    encode_either(doc.to_v1(), doc)
 }
 
 pub(crate) fn decode_menu(bytes: &[u8]) -> Result<MenuDoc, codec::CodecError> {
-    match codec::version_of(bytes)? {
-        codec::CATALOG_V2 => codec::decode_as(codec::CATALOG_V2, bytes),
-        _ => codec::decode::<v1::MenuDoc>(bytes).map(Into::into),
+    decode_either::<v1::MenuDoc, _>(bytes)
+}
+
+/// The named menus' rows of the `catalog` table (`menu:NAME`), by name, as stored.
+pub(crate) fn named_menu_rows(
+    rows: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let prefix = menu_key("");
+    let mut found = Vec::new();
+    for entry in rows.range(prefix.as_str()..)? {
+        let (key, raw) = entry?;
+        let Some(name) = key.value().strip_prefix(&prefix) else { break };
+        found.push((name.to_owned(), raw.value().to_vec()));
     }
+    Ok(found)
 }
 
 /// A history record in the form before menus and tax.
@@ -94,28 +119,24 @@ struct RecordV1 {
     catalog: v1::CatalogDoc,
 }
 
-pub(crate) fn encode_record(record: &CatalogRecord) -> Result<Vec<u8>, codec::CodecError> {
-    match record.catalog.to_v1() {
-        Some(catalog) => codec::encode(&RecordV1 {
-            version: record.version,
-            applied_at: record.applied_at,
-            author: record.author.clone(),
-            catalog,
-        }),
-        None => codec::encode_as(codec::CATALOG_V2, record),
+impl From<RecordV1> for CatalogRecord {
+    fn from(r: RecordV1) -> Self {
+        Self { version: r.version, applied_at: r.applied_at, author: r.author, catalog: r.catalog.into() }
     }
 }
 
+pub(crate) fn encode_record(record: &CatalogRecord) -> Result<Vec<u8>, codec::CodecError> {
+    let old = record.catalog.to_v1().map(|catalog| RecordV1 {
+        version: record.version,
+        applied_at: record.applied_at,
+        author: record.author.clone(),
+        catalog,
+    });
+    encode_either(old, record)
+}
+
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<CatalogRecord, codec::CodecError> {
-    match codec::version_of(bytes)? {
-        codec::CATALOG_V2 => codec::decode_as(codec::CATALOG_V2, bytes),
-        _ => codec::decode::<RecordV1>(bytes).map(|r| CatalogRecord {
-            version: r.version,
-            applied_at: r.applied_at,
-            author: r.author,
-            catalog: r.catalog.into(),
-        }),
-    }
+    decode_either::<RecordV1, _>(bytes)
 }
 
 /// Parsed calendars and menus by the exact bytes of their stored row. Parsing a calendar (its
@@ -123,7 +144,7 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<CatalogRecord, codec::CodecE
 /// apply_catalog_lookup`); a row's bytes determine its parse, so the cache cannot make two
 /// replicas, or two databases in one process, decide differently.
 struct ParsedRules {
-    calendars: quick_cache::sync::Cache<Vec<u8>, Arc<StoreRules>>,
+    stores: quick_cache::sync::Cache<Vec<u8>, Arc<StoreRules>>,
     menus: quick_cache::sync::Cache<Vec<u8>, Arc<Menu>>,
 }
 
@@ -140,7 +161,7 @@ const PARSED_RULES: usize = 4096;
 fn parsed() -> &'static ParsedRules {
     static PARSED: OnceLock<ParsedRules> = OnceLock::new();
     PARSED.get_or_init(|| ParsedRules {
-        calendars: quick_cache::sync::Cache::new(PARSED_RULES),
+        stores: quick_cache::sync::Cache::new(PARSED_RULES),
         menus: quick_cache::sync::Cache::new(64),
     })
 }
@@ -157,19 +178,19 @@ pub(super) fn store_rules(txn: &Tx, store: &StoreId) -> Result<(Arc<StoreCalenda
         };
         raw.value().to_vec()
     };
-    let calendar = match parsed().calendars.get(&row) {
-        Some(calendar) => calendar,
+    let rules = match parsed().stores.get(&row) {
+        Some(rules) => rules,
         None => {
             let doc = decode_store(&row)?;
-            let calendar = Arc::new(StoreRules {
+            let rules = Arc::new(StoreRules {
                 calendar: Arc::new(doc.calendar().map_err(|e| damaged(e.to_string()))?),
                 menu: doc.menu.as_deref().map(menu_key),
             });
-            parsed().calendars.insert(row, calendar.clone());
-            calendar
+            parsed().stores.insert(row, rules.clone());
+            rules
         }
     };
-    let key = calendar.menu.as_deref().unwrap_or(CATALOG_MENU);
+    let key = rules.menu.as_deref().unwrap_or(CATALOG_MENU);
     let menu_row = txn.catalog()?.get(key)?.map(|g| g.value().to_vec());
     let menu_row = menu_row.ok_or_else(|| damaged(format!("the catalog has no row '{key}'")))?;
     let menu = match parsed().menus.get(&menu_row) {
@@ -181,7 +202,7 @@ pub(super) fn store_rules(txn: &Tx, store: &StoreId) -> Result<(Arc<StoreCalenda
             menu
         }
     };
-    Ok((calendar.calendar.clone(), menu))
+    Ok((rules.calendar.clone(), menu))
 }
 
 pub(super) fn set_catalog(txn: &Tx, c: &SetCatalog) -> Result<Outcome, Stop> {
@@ -218,18 +239,10 @@ pub(super) fn set_catalog(txn: &Tx, c: &SetCatalog) -> Result<Outcome, Stop> {
     let mut rows = txn.catalog()?;
     rows.insert(CATALOG_MENU, encode_menu(&c.catalog.menu)?.as_slice())?;
     // Named menus: exactly this catalog's (a menu it dropped is no longer sold from).
-    let prefix = menu_key("");
-    let mut stale = Vec::new();
-    for entry in rows.range(prefix.as_str()..)? {
-        let (key, _) = entry?;
-        match key.value().strip_prefix(&prefix) {
-            Some(name) if !c.catalog.menus.contains_key(name) => stale.push(key.value().to_owned()),
-            Some(_) => {}
-            None => break,
+    for (name, _) in named_menu_rows(&*rows)? {
+        if !c.catalog.menus.contains_key(&name) {
+            rows.remove(menu_key(&name).as_str())?;
         }
-    }
-    for key in &stale {
-        rows.remove(key.as_str())?;
     }
     for (name, doc) in &c.catalog.menus {
         rows.insert(menu_key(name).as_str(), codec::encode_as(codec::CATALOG_V2, doc)?.as_slice())?;

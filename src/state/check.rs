@@ -374,16 +374,13 @@ fn check_catalog(txn: &ReadTransaction, report: &mut CheckReport) -> Result<Opti
     if !matches!(&menu, Some(Ok(m)) if *m == record.catalog.menu) {
         report.problem(format!("the menu row differs from catalog version {version}"));
     }
-    let prefix = super::catalog::menu_key("");
     let mut named: BTreeMap<String, MenuDoc> = BTreeMap::new();
-    for entry in rows.range(prefix.as_str()..)? {
-        let (key, raw) = entry?;
-        let Some(name) = key.value().strip_prefix(&prefix).map(str::to_owned) else { break };
-        match codec::decode_as::<MenuDoc>(codec::CATALOG_V2, raw.value()) {
+    for (name, raw) in super::catalog::named_menu_rows(&rows)? {
+        match super::catalog::decode_menu(&raw) {
             Ok(doc) => {
                 named.insert(name, doc);
             }
-            Err(e) => report.problem(format!("menu row '{}' is unreadable: {e}", key.value())),
+            Err(e) => report.problem(format!("menu row '{}' is unreadable: {e}", super::catalog::menu_key(&name))),
         }
     }
     if named != record.catalog.menus {

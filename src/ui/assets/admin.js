@@ -56,8 +56,9 @@ function drawTraffic(report) {
   const x = (i) => left + (days.length < 2 ? 0 : (i * (width - left - right)) / (days.length - 1));
   const y = (v) => top + (height - top - bottom) * (1 - v / most);
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "traffic" });
-  const total = (key) => days.reduce((n, d) => n + d[key], 0);
-  chart.setAttribute("aria-label", t("a.traffic_note", { from: report.from, to: report.to, views: number(total("views")) }));
+  const views = days.reduce((n, d) => n + d.views, 0);
+  const note = t("a.traffic_note", { from: report.from, to: report.to, views: number(views) });
+  chart.setAttribute("aria-label", note);
   for (const v of [0, Math.round(most / 2), most]) {
     chart.append(svg("line", { x1: left, x2: width - right, y1: y(v), y2: y(v), class: "grid" }));
     chart.append(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, number(v)));
@@ -80,7 +81,7 @@ function drawTraffic(report) {
     legend.append(swatch, ` ${t(`a.${key}`)} ${t("a.per_day")} `);
   }
   $("traffic-chart").replaceChildren(chart, legend);
-  $("traffic-note").textContent = t("a.traffic_note", { from: report.from, to: report.to, views: number(total("views")) });
+  $("traffic-note").textContent = note;
 }
 
 function drawFunnel(report) {
