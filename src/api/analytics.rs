@@ -140,16 +140,15 @@ pub async fn revenue(State(node): State<Arc<Node>>, principal: Principal, query:
     require_admin(&principal)?;
     let day = day_param(&query, "day", Day::of(Timestamp::now()))?;
     node.read_barrier(consistency(&query)?).await?;
-    let from = Timestamp::from_millis(i64::from(day.0) * 86_400_000);
-    let to = Timestamp::from_millis(i64::from(day.plus(1).0) * 86_400_000);
+    let (from, to) = (day.start(), day.plus(1).start());
     let store = node.store.clone();
     let lines =
         tokio::task::spawn_blocking(move || store.revenue(from, to)).await.map_err(|_| ApiError::Internal)??;
     let currencies = lines
         .into_iter()
         .map(|r| RevenueLine {
-            exponent: crate::domain::Currency::parse(&r.currency).ok().and_then(|c| c.exponent()).unwrap_or(2),
-            currency: r.currency,
+            exponent: r.currency.exponent().unwrap_or(2),
+            currency: r.currency.as_str().to_owned(),
             orders: r.orders,
             net: r.net,
             tax: r.tax,

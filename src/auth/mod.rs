@@ -1,6 +1,8 @@
 //! Bearer tokens: HS256 JWTs issued elsewhere (or minted by `pizza-orders token` for
 //! development). `sub` is the user id, `exp` is required, `admin: true` grants the admin API.
-//! Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens fail verification.
+//! Beside them, with `[auth.oidc]`, an identity provider's RS256/ES256/EdDSA tokens (`oidc`).
+//! HS256 is checked only with the secrets and the provider's algorithms only with its keys, so
+//! `alg: none` and algorithm-confusion tokens fail verification.
 //!
 //! Secrets rotate without signing anyone out: `[[auth.keys]]` lists them current first; a
 //! token is minted with the current one and its `kid`, and verified with the key its `kid`

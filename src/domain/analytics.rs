@@ -71,8 +71,13 @@ impl Day {
         u32::try_from((date - epoch).num_days()).ok().map(Self)
     }
 
+    /// Its first instant (midnight UTC).
+    pub fn start(self) -> Timestamp {
+        Timestamp::from_millis(i64::from(self.0) * DAY_MS)
+    }
+
     pub fn text(self) -> String {
-        let start = Timestamp::from_millis(i64::from(self.0) * DAY_MS).to_rfc3339();
+        let start = self.start().to_rfc3339();
         start.get(..10).unwrap_or_default().to_owned()
     }
 

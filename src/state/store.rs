@@ -14,7 +14,7 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use super::tables::{self, META, ORDERS, ORDER_STEPS, STORE_SLOT_LOAD, STORE_SLOT_ORDERS, USER_ORDERS};
 use super::{CatalogRecord, StoreError};
 use crate::codec;
-use crate::domain::{Catalog, Charge, Order, OrderId, Step, StoreId, Timestamp, UserId};
+use crate::domain::{Catalog, Charge, Currency, Order, OrderId, Step, StoreId, Timestamp, UserId};
 
 /// The catalog in force, checked, with its record (version, when, by whom).
 #[derive(Debug)]
@@ -33,9 +33,9 @@ pub struct SlotSummary {
 }
 
 /// Orders and their money in one currency (minor units): see [`Store::revenue`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Revenue {
-    pub currency: String,
+    pub currency: Currency,
     pub orders: u64,
     pub net: u64,
     pub tax: u64,
@@ -335,9 +335,13 @@ impl Store {
                 let Some(raw) = orders.get(key.value().2)? else { continue };
                 let order: Order = codec::decode(raw.value())?;
                 let charge = self.charge(&order)?;
-                let line = by_currency
-                    .entry(charge.currency.as_str().to_owned())
-                    .or_insert_with(|| Revenue { currency: charge.currency.as_str().to_owned(), ..Revenue::default() });
+                let line = by_currency.entry(charge.currency.as_str().to_owned()).or_insert_with(|| Revenue {
+                    currency: charge.currency.clone(),
+                    orders: 0,
+                    net: 0,
+                    tax: 0,
+                    gross: 0,
+                });
                 line.orders += 1;
                 line.net += charge.net.0;
                 line.tax += charge.tax.0;
