@@ -6,6 +6,7 @@
 //! `PIZZA_ORDERS_SLOTS__CAPACITY=40`, `PIZZA_ORDERS_LISTEN=0.0.0.0:8080`.
 //! Flags: `--listen`, `--data-dir`, `--log-format`, and `--set section.key=value` for any other.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -321,6 +322,33 @@ pub struct OidcConfig {
     pub admin_role: String,
     /// `PREFIX<store id>` makes staff of that store.
     pub staff_role_prefix: String,
+    /// The pages' sign-in through this provider, when it has a client for them.
+    pub pages: Option<PagesSignIn>,
+}
+
+/// The pages' sign-in: the authorization-code flow with PKCE as a public client (no secret in
+/// the page), the token kept in the page's memory (`src/ui/assets/signin.js`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PagesSignIn {
+    /// The pages' client at the provider (public: no secret).
+    pub client_id: String,
+    /// What the pages ask for (`openid` at least; `offline_access` for a refresh token where the
+    /// provider wants it).
+    pub scope: String,
+    /// Extra parameters of the authorization request (Auth0's `audience`, RFC 8707's
+    /// `resource`).
+    pub authorize_params: Vec<(String, String)>,
+    /// The provider's endpoints from the config; `None`: from its discovery document.
+    pub endpoints: Option<ProviderEndpoints>,
+}
+
+/// Where the pages send the reader to sign in and out, and where they fetch tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProviderEndpoints {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_session_endpoint: Option<String>,
 }
 
 /// `[auth.oidc]`: tokens from an OpenID Connect provider (docs/operations.md, "Sign-in from an
@@ -349,8 +377,30 @@ pub struct OidcSettings {
     pub admin_role: String,
     #[serde(default = "default_staff_role_prefix")]
     pub staff_role_prefix: String,
+    /// The pages' client id at the provider (a public client, authorization code with PKCE);
+    /// absent: the pages offer no sign-in through the provider.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The scope the pages ask for.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// Extra parameters of the pages' authorization request, e.g. Auth0's
+    /// `{ audience = "https://orders.example.com" }`.
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
+    /// The provider's endpoints for the pages; without them the discovery document names them
+    /// (needed with `jwks_file`: the node then reads nothing from the provider).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
+fn default_scope() -> String {
+    "openid profile".into()
+}
 fn default_ca_file() -> PathBuf {
     PathBuf::from("/etc/ssl/certs/ca-certificates.crt")
 }
@@ -395,7 +445,9 @@ impl OidcSettings {
             }
             (Some(_), Some(_)) => return bad("set only one of jwks_file and jwks_uri".into()),
         };
+        let pages = self.pages(&jwks)?;
         Ok(OidcConfig {
+            pages,
             name: self.name.clone(),
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
@@ -405,6 +457,71 @@ impl OidcSettings {
             admin_role: self.admin_role.clone(),
             staff_role_prefix: self.staff_role_prefix.clone(),
         })
+    }
+}
+
+impl OidcSettings {
+    /// The pages' sign-in, checked: a client id, a scope with `openid`, http(s) endpoints given
+    /// together (or none, and the discovery document read).
+    fn pages(&self, jwks: &JwksSource) -> Result<Option<PagesSignIn>, ConfigError> {
+        let bad = |why: String| Err(ConfigError::Invalid(format!("auth.oidc: {why}")));
+        let url = |field: &str, value: &Option<String>| -> Result<Option<String>, ConfigError> {
+            match value {
+                Some(v) if reqwest::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) => {
+                    Ok(Some(v.clone()))
+                }
+                Some(v) => Err(ConfigError::Invalid(format!("auth.oidc: {field} '{v}' is not an http(s) URL"))),
+                None => Ok(None),
+            }
+        };
+        let authorization = url("authorization_endpoint", &self.authorization_endpoint)?;
+        let token = url("token_endpoint", &self.token_endpoint)?;
+        let end_session = url("end_session_endpoint", &self.end_session_endpoint)?;
+        let Some(client_id) = self.client_id.as_ref() else {
+            if authorization.is_some() || token.is_some() || end_session.is_some() {
+                return bad("the endpoints are for the pages' sign-in: set client_id too".into());
+            }
+            return Ok(None);
+        };
+        if client_id.trim().is_empty() {
+            return bad("client_id must not be empty".into());
+        }
+        const FLOW: [&str; 8] = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "nonce",
+            "code_challenge",
+            "code_challenge_method",
+        ];
+        if let Some(name) = self.authorize_params.keys().find(|k| FLOW.contains(&k.as_str())) {
+            return bad(format!("authorize_params: '{name}' is set by the pages' sign-in itself"));
+        }
+        if !self.scope.split_whitespace().any(|s| s == "openid") {
+            return bad(format!("scope '{}' must include openid", self.scope));
+        }
+        let endpoints = match (authorization, token) {
+            (Some(authorization_endpoint), Some(token_endpoint)) => {
+                Some(ProviderEndpoints { authorization_endpoint, token_endpoint, end_session_endpoint: end_session })
+            }
+            (None, None) if end_session.is_none() => {
+                if matches!(jwks, JwksSource::File(_)) {
+                    return bad("with jwks_file the node reads nothing from the provider: give the pages' \
+                                authorization_endpoint and token_endpoint"
+                        .into());
+                }
+                None
+            }
+            _ => return bad("give authorization_endpoint and token_endpoint together (or neither: discovery)".into()),
+        };
+        Ok(Some(PagesSignIn {
+            client_id: client_id.clone(),
+            scope: self.scope.clone(),
+            authorize_params: self.authorize_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            endpoints,
+        }))
     }
 }
 
@@ -949,6 +1066,51 @@ mod tests {
         let seed = config.seed_catalog.check().unwrap();
         assert_eq!(seed.stores().len(), 1);
         assert_eq!(seed.stores()[0].calendar.slot_minutes(), 30);
+    }
+
+    fn oidc(extra: &str) -> Result<OidcConfig, String> {
+        let text = format!(
+            "name = \"kc\"\nissuer = \"https://id.example.test/realms/pizza\"\naudience = \"pizza-orders\"\n{extra}"
+        );
+        let settings: OidcSettings = toml::from_str(&text).map_err(|e| e.to_string())?;
+        settings.check().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_pages_sign_in_needs_a_client_and_checks_its_endpoints_and_parameters() {
+        assert_eq!(oidc("").unwrap().pages, None);
+        let pages = oidc("client_id = \"pizza-web\"").unwrap().pages.unwrap();
+        assert_eq!(
+            (pages.client_id.as_str(), pages.scope.as_str(), pages.endpoints),
+            ("pizza-web", "openid profile", None)
+        );
+        let given = oidc(
+            "client_id = \"w\"\nauthorization_endpoint = \"https://id.example.test/auth\"\ntoken_endpoint = \"https://id.example.test/token\"\n\
+             [authorize_params]\naudience = \"https://orders.example.test\"",
+        )
+        .unwrap()
+        .pages
+        .unwrap();
+        assert_eq!(given.endpoints.unwrap().token_endpoint, "https://id.example.test/token");
+        assert_eq!(given.authorize_params, vec![("audience".to_string(), "https://orders.example.test".to_string())]);
+        for (extra, why) in [
+            ("client_id = \" \"", "client_id must not be empty"),
+            ("client_id = \"w\"\nscope = \"profile\"", "must include openid"),
+            ("client_id = \"w\"\ntoken_endpoint = \"https://id.example.test/token\"", "together"),
+            (
+                "client_id = \"w\"\nauthorization_endpoint = \"ftp://x\"\ntoken_endpoint = \"https://x/t\"",
+                "not an http(s) URL",
+            ),
+            ("token_endpoint = \"https://x/t\"", "set client_id too"),
+            ("client_id = \"w\"\njwks_file = \"/etc/keys.json\"", "with jwks_file"),
+            (
+                "client_id = \"w\"\n[authorize_params]\nredirect_uri = \"https://evil.test/\"",
+                "'redirect_uri' is set by the pages",
+            ),
+        ] {
+            let err = oidc(extra).unwrap_err();
+            assert!(err.contains(why), "{extra}: {err}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::{ApiError, AppState, MAX_BODY_BYTES};
-use crate::auth::Principal;
+use crate::auth::{AuthError, Principal};
 use crate::domain::OrderVersion;
 use crate::node::Consistency;
 use crate::state::{IdempotencyKey, Precondition};
@@ -100,12 +100,23 @@ impl<S: Send + Sync> FromRequestParts<S> for IdSegment {
     }
 }
 
+/// How long a request with a provider's new key id waits for the provider's keys to be read.
+const PROVIDER_KEYS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, node: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
-        Ok(node.keys.verify_header(header)?)
+        match node.keys.verify_header(header) {
+            // A provider's token whose key is not known yet: the keys are being read (the
+            // provider rotated); verified again once they are in.
+            Err(e @ (AuthError::UnknownKey | AuthError::ProviderKeys(_))) => match node.keys.oidc() {
+                Some(oidc) if oidc.await_keys(PROVIDER_KEYS_WAIT).await => Ok(node.keys.verify_header(header)?),
+                _ => Err(e.into()),
+            },
+            outcome => Ok(outcome?),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ mod openapi;
 mod orders;
 mod problem;
 mod raft;
+mod sign_in;
 mod slots;
 mod stores;
 mod stream;
@@ -134,6 +135,7 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/menu", get(menu::get_menu))
         .route("/v1/dev/login", post(dev_login::login))
+        .route("/v1/auth/provider", get(sign_in::provider))
         .route("/v1/slots", caching::compressed(get(slots::list_slots)))
         .route("/v1/stores", get(stores::list_stores))
         .route("/v1/stores/locate", get(stores::locate_store))

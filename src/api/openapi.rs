@@ -96,6 +96,7 @@ impl Modify for BearerAuth {
     paths(
         super::menu::get_menu,
         super::dev_login::login,
+        super::sign_in::provider,
         super::slots::list_slots,
         super::stores::list_stores,
         super::stores::locate_store,

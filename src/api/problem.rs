@@ -64,6 +64,8 @@ pub enum ApiError {
     Timeout(std::time::Duration),
     #[error("too many requests ({}); retry in {} s", .0.limit, retry_seconds(.0.retry_after))]
     RateLimited(Limited),
+    #[error("{0}")]
+    ProviderUnavailable(String),
     #[error("an internal error occurred; it has been logged")]
     Internal,
 }
@@ -160,6 +162,9 @@ impl ApiError {
             ApiError::Unavailable => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             ApiError::Timeout(_) => (S::REQUEST_TIMEOUT, "request-timeout", "Request timed out"),
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::ProviderUnavailable(_) => {
+                (S::SERVICE_UNAVAILABLE, "provider-unavailable", "Identity provider unavailable")
+            }
             ApiError::RateLimited(_) => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             ApiError::Rejected(r) => match r {
                 Rejection::OrderExists(_) => (S::CONFLICT, "order-exists", "You already have an active order"),

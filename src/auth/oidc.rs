@@ -14,6 +14,7 @@
 //! roles) holding `admin_role`, or `staff_role_prefix` followed by the store's id.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::{map_error, AuthError, Principal, LEEWAY_SECONDS};
-pub use crate::config::{JwksSource, OidcConfig};
+pub use crate::config::{JwksSource, OidcConfig, PagesSignIn, ProviderEndpoints};
 use crate::domain::{StoreId, UserId};
 
 /// The shortest time between two reads of the keys prompted by unknown key ids.
@@ -50,6 +51,18 @@ pub struct OidcVerifier {
     last_prompted: Mutex<Option<Instant>>,
     /// Wakes the task that reads a `jwks_uri` (`node` runs it) for an unknown key id.
     refresh_wanted: std::sync::Arc<tokio::sync::Notify>,
+    /// The pages' endpoints: from the config, or from the discovery document once read.
+    endpoints: RwLock<Option<ProviderEndpoints>>,
+    /// A read of a `jwks_uri` asked for by an unknown key id is under way …
+    reading: AtomicBool,
+    /// … and this counts the reads done, for a request waiting on one ([`Self::await_keys`]).
+    reads: tokio::sync::watch::Sender<u64>,
+}
+
+/// What the discovery document says.
+struct Discovered {
+    jwks_uri: Option<String>,
+    endpoints: Option<ProviderEndpoints>,
 }
 
 impl OidcVerifier {
@@ -57,10 +70,13 @@ impl OidcVerifier {
     /// token that needs a key).
     pub fn new(config: OidcConfig) -> Self {
         let verifier = Self {
-            config,
             keys: RwLock::new(Keys { by_kid: HashMap::new(), last_error: None }),
             last_prompted: Mutex::new(None),
             refresh_wanted: std::sync::Arc::new(tokio::sync::Notify::new()),
+            endpoints: RwLock::new(config.pages.as_ref().and_then(|p| p.endpoints.clone())),
+            reading: AtomicBool::new(false),
+            reads: tokio::sync::watch::channel(0).0,
+            config,
         };
         if let JwksSource::File(_) = verifier.config.jwks {
             verifier.reload_file();
@@ -70,6 +86,27 @@ impl OidcVerifier {
 
     pub fn config(&self) -> &OidcConfig {
         &self.config
+    }
+
+    /// The pages' sign-in and the provider's endpoints for it: `None` when the pages have no
+    /// client at the provider; endpoints `None` while the discovery document is unread.
+    pub fn pages(&self) -> Option<(&PagesSignIn, Option<ProviderEndpoints>)> {
+        let pages = self.config.pages.as_ref()?;
+        Some((pages, self.endpoints.read().unwrap_or_else(|p| p.into_inner()).clone()))
+    }
+
+    /// The origin the pages fetch tokens from (their Content-Security-Policy's `connect-src`):
+    /// the token endpoint's, else the issuer's until the discovery document is read.
+    pub fn token_origin(&self) -> Option<String> {
+        let (_, endpoints) = self.pages()?;
+        let url = endpoints.map_or_else(|| self.config.issuer.clone(), |e| e.token_endpoint);
+        let origin = reqwest::Url::parse(&url).ok()?.origin();
+        origin.is_tuple().then(|| origin.ascii_serialization())
+    }
+
+    /// Whether the discovery document must be read: for the keys, or for the pages' endpoints.
+    fn needs_discovery(&self) -> bool {
+        self.config.jwks == JwksSource::Discovery || self.config.pages.as_ref().is_some_and(|p| p.endpoints.is_none())
     }
 
     /// Whether `algorithm` is one of this provider's (the token goes here, not to the secrets).
@@ -120,12 +157,33 @@ impl OidcVerifier {
     /// Read the keys from the uri (or the one the discovery document names) now: at start, on
     /// their lifetime and when prompted.
     pub async fn reload_uri(&self, client: &reqwest::Client) {
+        let discovered = if self.needs_discovery() {
+            match self.discover(client).await {
+                Ok(found) => {
+                    let configured = self.config.pages.as_ref().is_some_and(|p| p.endpoints.is_some());
+                    if self.config.pages.is_some() && !configured && found.endpoints.is_some() {
+                        *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = found.endpoints;
+                    }
+                    Some(found.jwks_uri)
+                }
+                Err(e) if self.config.jwks == JwksSource::Discovery => return self.failed(e),
+                Err(e) => {
+                    tracing::warn!(provider = %self.config.name, error = %e, "cannot read the identity provider's discovery document for the pages' sign-in");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let uri = match &self.config.jwks {
             JwksSource::File(_) => return,
             JwksSource::Uri(uri) => uri.clone(),
-            JwksSource::Discovery => match self.discover(client).await {
-                Ok(uri) => uri,
-                Err(e) => return self.failed(e),
+            JwksSource::Discovery => match discovered.flatten() {
+                Some(uri) => uri,
+                None => {
+                    let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
+                    return self.failed(format!("{url}: has no jwks_uri"));
+                }
             },
         };
         match tokio::time::timeout(Duration::from_secs(5), get_text(client, &uri)).await {
@@ -139,9 +197,9 @@ impl OidcVerifier {
         }
     }
 
-    /// The `jwks_uri` of the issuer's discovery document, which must name the same issuer
-    /// (OpenID Connect Discovery 1.0, section 4.3).
-    async fn discover(&self, client: &reqwest::Client) -> Result<String, String> {
+    /// The issuer's discovery document, which must name the same issuer (OpenID Connect
+    /// Discovery 1.0, section 4.3): its `jwks_uri` and the pages' endpoints.
+    async fn discover(&self, client: &reqwest::Client) -> Result<Discovered, String> {
         let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
         let text = tokio::time::timeout(Duration::from_secs(5), get_text(client, &url))
             .await
@@ -151,7 +209,30 @@ impl OidcVerifier {
         if document["issuer"].as_str() != Some(self.config.issuer.as_str()) {
             return Err(format!("{url}: names the issuer {}, not {}", document["issuer"], self.config.issuer));
         }
-        document["jwks_uri"].as_str().map(str::to_owned).ok_or_else(|| format!("{url}: has no jwks_uri"))
+        let text = |name: &str| document[name].as_str().map(str::to_owned);
+        let endpoints = match (text("authorization_endpoint"), text("token_endpoint")) {
+            (Some(authorization_endpoint), Some(token_endpoint)) => Some(ProviderEndpoints {
+                authorization_endpoint,
+                token_endpoint,
+                end_session_endpoint: text("end_session_endpoint"),
+            }),
+            _ => None,
+        };
+        Ok(Discovered { jwks_uri: text("jwks_uri"), endpoints })
+    }
+
+    /// A token named a key id not among the keys and a read of the provider's keys is under
+    /// way: wait for it (at most `timeout`), so a rotation at the provider costs the first
+    /// request with the new key a wait, not a 401. True when the caller should verify again.
+    pub async fn await_keys(&self, timeout: Duration) -> bool {
+        let mut reads = self.reads.subscribe();
+        reads.borrow_and_update();
+        // The reader installs the keys, clears `reading`, then counts the read: seen clear,
+        // the keys are in.
+        if !self.reading.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::time::timeout(timeout, reads.changed()).await.is_ok_and(|r| r.is_ok())
     }
 
     /// Whether an unknown key id may prompt a read now (at most once per [`REFRESH_GAP`]);
@@ -175,8 +256,11 @@ impl OidcVerifier {
         if !known && self.may_refresh() {
             match self.config.jwks {
                 JwksSource::File(_) => self.reload_file(),
-                // Read in the background; the client's next try finds the key.
-                JwksSource::Uri(_) | JwksSource::Discovery => self.refresh_wanted.notify_one(),
+                // Read in the background; the request waits for it (`await_keys`).
+                JwksSource::Uri(_) | JwksSource::Discovery => {
+                    self.reading.store(true, Ordering::SeqCst);
+                    self.refresh_wanted.notify_one();
+                }
             }
         }
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
@@ -236,7 +320,7 @@ async fn get_text(client: &reqwest::Client, url: &str) -> Result<String, String>
 /// Keep a `jwks_uri`'s keys: read at start, again every [`KEYS_LIFETIME`] and whenever an
 /// unknown key id asks for it; ends with the verifier.
 pub fn spawn_uri_reader(verifier: &std::sync::Arc<OidcVerifier>) {
-    if matches!(verifier.config.jwks, JwksSource::File(_)) {
+    if matches!(verifier.config.jwks, JwksSource::File(_)) && !verifier.needs_discovery() {
         return;
     }
     let (weak, wanted) = (std::sync::Arc::downgrade(verifier), verifier.refresh_wanted.clone());
@@ -267,7 +351,11 @@ pub fn spawn_uri_reader(verifier: &std::sync::Arc<OidcVerifier>) {
         };
         loop {
             match weak.upgrade() {
-                Some(verifier) => verifier.reload_uri(&client).await,
+                Some(verifier) => {
+                    verifier.reload_uri(&client).await;
+                    verifier.reading.store(false, Ordering::SeqCst);
+                    verifier.reads.send_modify(|n| *n += 1);
+                }
                 None => return,
             }
             tokio::select! {
@@ -333,6 +421,7 @@ mod tests {
             roles_claim: "roles".into(),
             admin_role: "pizza-admin".into(),
             staff_role_prefix: "pizza-staff:".into(),
+            pages: None,
         }
     }
 

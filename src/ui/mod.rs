@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +23,8 @@ const KITCHEN_JS: &str = include_str!("assets/kitchen.js");
 const FAVICON: &str = include_str!("assets/favicon.svg");
 /// The pages' languages: the switch and formatting, and one message file per language.
 const I18N_JS: &str = include_str!("assets/i18n.js");
+/// The pages' sign-in through the identity provider (authorization code with PKCE).
+const SIGNIN_JS: &str = include_str!("assets/signin.js");
 const MESSAGES_EN: &str = include_str!("assets/i18n/en.js");
 const MESSAGES_DE: &str = include_str!("assets/i18n/de.js");
 
@@ -34,7 +37,7 @@ const CSS: &str = "text/css; charset=utf-8";
 const SVG: &str = "image/svg+xml";
 
 /// Every asset the binary serves: path, content, content type.
-const ASSETS: [(&str, &str, &str); 12] = [
+const ASSETS: [(&str, &str, &str); 13] = [
     ("/", INDEX, HTML),
     ("/ui/app.js", APP_JS, JS),
     ("/ui/style.css", STYLE_CSS, CSS),
@@ -43,6 +46,7 @@ const ASSETS: [(&str, &str, &str); 12] = [
     ("/admin/", ADMIN, HTML),
     ("/ui/admin.js", ADMIN_JS, JS),
     ("/ui/i18n.js", I18N_JS, JS),
+    ("/ui/signin.js", SIGNIN_JS, JS),
     ("/ui/i18n/en.js", MESSAGES_EN, JS),
     ("/ui/i18n/de.js", MESSAGES_DE, JS),
     // The pages name this icon; /favicon.ico is where other clients look for one.
@@ -74,9 +78,9 @@ pub fn router() -> Router<Arc<Node>> {
         });
         router.route(
             path,
-            get(move |headers: HeaderMap| {
+            get(move |State(node): State<Arc<Node>>, headers: HeaderMap| {
                 let asset = asset.clone();
-                async move { serve(&headers, &asset) }
+                async move { serve(&headers, &asset, csp(&node)) }
             }),
         )
     })
@@ -102,7 +106,19 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
     )
 }
 
-fn serve(request: &HeaderMap, asset: &Asset) -> Response {
+/// The Content-Security-Policy: [`CSP`], whose `connect-src` also names the identity provider's
+/// token endpoint when the pages sign in through one (their fetch of the token goes there).
+fn csp(node: &Node) -> HeaderValue {
+    match node.keys.oidc().and_then(|v| v.token_origin()) {
+        Some(origin) => {
+            HeaderValue::from_str(&CSP.replace("connect-src 'self'", &format!("connect-src 'self' {origin}")))
+                .unwrap_or(HeaderValue::from_static(CSP))
+        }
+        None => HeaderValue::from_static(CSP),
+    }
+}
+
+fn serve(request: &HeaderMap, asset: &Asset, csp: HeaderValue) -> Response {
     let gzip = asset.gzip.as_ref().filter(|_| accepts_gzip(request));
     let compressed = gzip.is_some();
     let tag = if compressed { &asset.gzip_tag } else { &asset.tag };
@@ -118,7 +134,7 @@ fn serve(request: &HeaderMap, asset: &Asset) -> Response {
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    finish(h, asset.content_type, tag.clone());
+    finish(h, asset.content_type, tag.clone(), csp);
     response
 }
 
@@ -133,12 +149,12 @@ fn etag(hash: &str, encoding: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{hash}{encoding}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-fn finish(h: &mut HeaderMap, content_type: &'static str, tag: HeaderValue) {
+fn finish(h: &mut HeaderMap, content_type: &'static str, tag: HeaderValue, csp: HeaderValue) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::ETAG, tag);
     // Always revalidate (cheap with the ETag), so a new binary's page is picked up at once.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -177,8 +193,13 @@ mod tests {
     }
 
     const PAGES: [(&str, &str); 3] = [("index.html", INDEX), ("kitchen.html", KITCHEN), ("admin.html", ADMIN)];
-    const SCRIPTS: [(&str, &str); 4] =
-        [("app.js", APP_JS), ("kitchen.js", KITCHEN_JS), ("admin.js", ADMIN_JS), ("i18n.js", I18N_JS)];
+    const SCRIPTS: [(&str, &str); 5] = [
+        ("app.js", APP_JS),
+        ("kitchen.js", KITCHEN_JS),
+        ("admin.js", ADMIN_JS),
+        ("i18n.js", I18N_JS),
+        ("signin.js", SIGNIN_JS),
+    ];
 
     #[test]
     fn every_language_has_every_message_with_the_same_placeholders() {

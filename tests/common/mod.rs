@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod pki;
+pub mod provider;
 pub mod writers;
 
 use std::io::{BufRead, BufReader};

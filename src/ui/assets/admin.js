@@ -2,6 +2,7 @@
 // orders per slot as a heatmap (the kitchen's view, admin), and the cluster's members.
 
 import { t, number, money, dateTime, problemText, translatePage } from "./i18n.js";
+import * as provider from "./signin.js";
 
 const $ = (id) => document.getElementById(id);
 const REFRESH_MS = 10000;
@@ -27,6 +28,7 @@ async function api(path) {
 
 function signOut(message) {
   state.token = null;
+  provider.forget();
   sessionStorage.removeItem("admin-token");
   clearInterval(state.timer);
   $("panels").hidden = true;
@@ -228,7 +230,7 @@ $("token-form").addEventListener("submit", (event) => {
   sessionStorage.setItem("admin-token", state.token);
   start();
 });
-$("sign-out").addEventListener("click", () => signOut(""));
+$("sign-out").addEventListener("click", () => { provider.signOut(); signOut(""); });
 $("heat-store").addEventListener("change", () => drawHeatmap().catch((e) => alertMessage(e.message)));
 $("heat-day").addEventListener("change", () => {
   drawHeatmap().catch((e) => alertMessage(e.message));
@@ -237,4 +239,12 @@ $("heat-day").addEventListener("change", () => {
 translatePage();
 // The language switched (no reload): the panels drawn again in it.
 document.addEventListener("pagelanguage", () => { if (state.token) refresh(); });
-if (state.token) start(); else $("sign-in").hidden = false;
+// A pasted token kept for the tab first; the provider's sign-in (a return from it, or a silent
+// round trip after a reload) beside it; its token stays in memory (signin.js).
+const returning = new URLSearchParams(location.search).has("state");
+if (state.token && !returning) start();
+provider.mount({
+  signedIn: (token, name, renewed) => { state.token = token; if (!renewed) start(); },
+  ended: (message) => signOut(message),
+  resuming: !state.token,
+}).then((handled) => { if (!handled && (!state.token || returning)) $("sign-in").hidden = false; });

@@ -2,9 +2,12 @@
 // that served it; every error is an application/problem+json with a readable `detail`.
 
 import { t, money, number, dateTime, problemText, translatePage } from "./i18n.js";
+import * as provider from "./signin.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem("token"), menu: null, slot: null, editing: null, idempotencyKey: null, busy: false,
+// A token from the identity provider stays in memory (signin.js); a pasted or development
+// token is kept for the tab in sessionStorage.
+const state = { token: sessionStorage.getItem("token"), name: sessionStorage.getItem("name") || "", menu: null, slot: null, editing: null, idempotencyKey: null, busy: false,
   stores: [], store: null, point: {} };
 
 // Words for the API's ids: sizes, toppings and statuses.
@@ -71,6 +74,7 @@ function focus(id) { const el = $(id); if (el) { el.setAttribute("tabindex", "-1
 
 function signOut(message) {
   state.token = null;
+  provider.forget();
   sessionStorage.removeItem("token");
   ["current", "order", "history", "who"].forEach((id) => show(id, false));
   show("sign-in", true);
@@ -85,10 +89,13 @@ async function signIn(user) {
   useToken(data.token, user);
 }
 
-function useToken(token, name) {
+function useToken(token, name, { remember = true } = {}) {
   state.token = token;
-  sessionStorage.setItem("token", token);
-  sessionStorage.setItem("name", name || "");
+  state.name = name || "";
+  if (remember) {
+    sessionStorage.setItem("token", token);
+    sessionStorage.setItem("name", state.name);
+  }
   alertMessage("");
   start();
 }
@@ -662,7 +669,7 @@ async function cancelOrder() {
 async function start() {
   if (!state.token) { signOut(""); return; }
   show("sign-in", false);
-  $("who-name").textContent = sessionStorage.getItem("name") || "";
+  $("who-name").textContent = state.name;
   show("who", true);
   say(t("common.loading"));
   try {
@@ -690,7 +697,8 @@ $("login-form").addEventListener("submit", async (event) => {
   }
 });
 $("token-form").addEventListener("submit", (event) => { event.preventDefault(); useToken($("token-input").value.trim(), ""); });
-$("sign-out").addEventListener("click", () => signOut(""));
+// The provider's session ends there too (the browser goes to the provider and comes back).
+$("sign-out").addEventListener("click", () => { provider.signOut(); signOut(""); });
 $("order-form").addEventListener("submit", submitOrder);
 $("order-form").addEventListener("change", (event) => { if (event.target.name === "size" || event.target.name === "topping") updatePrice(); });
 $("day").addEventListener("change", () => { state.slot = null; loadSlots(); });
@@ -705,4 +713,12 @@ $("cancel-order").addEventListener("click", cancelOrder);
 $("stop-editing").addEventListener("click", () => { state.editing = null; clearErrors(); loadOrders(); });
 translatePage();
 track("page_opened");
-start();
+// A returning reader's token first; the provider's sign-in (a return from it, or a silent
+// round trip after a reload) beside it.
+const returning = new URLSearchParams(location.search).has("state");
+if (state.token && !returning) start();
+provider.mount({
+  signedIn: (token, name, renewed) => { if (renewed) state.token = token; else useToken(token, name, { remember: false }); },
+  ended: (message) => signOut(message),
+  resuming: !state.token,
+}).then((handled) => { if (!handled && (!state.token || returning)) start(); });

@@ -2,6 +2,7 @@
 // Plain ES module, no build step; polls the node every few seconds while open.
 
 import { t, dateTime, problemText, translatePage } from "./i18n.js";
+import * as provider from "./signin.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 3000;
@@ -42,6 +43,7 @@ async function api(method, path, body) {
 
 function signOut(message) {
   state.token = null;
+  provider.forget();
   sessionStorage.removeItem("staff-token");
   clearInterval(state.timer);
   $("slots").innerHTML = "";
@@ -169,8 +171,16 @@ $("token-form").addEventListener("submit", (event) => {
   sessionStorage.setItem("staff-token", state.token);
   start();
 });
-$("sign-out").addEventListener("click", () => signOut(""));
+$("sign-out").addEventListener("click", () => { provider.signOut(); signOut(""); });
 translatePage();
 // The language switched (no reload): the orders drawn again in it.
 document.addEventListener("pagelanguage", () => refresh());
-if (state.token) start(); else $("sign-in").hidden = false;
+// A pasted token kept for the tab first; the provider's sign-in (a return from it, or a silent
+// round trip after a reload) beside it; its token stays in memory (signin.js).
+const returning = new URLSearchParams(location.search).has("state");
+if (state.token && !returning) start();
+provider.mount({
+  signedIn: (token, name, renewed) => { state.token = token; if (!renewed) start(); },
+  ended: (message) => signOut(message),
+  resuming: !state.token,
+}).then((handled) => { if (!handled && (!state.token || returning)) $("sign-in").hidden = false; });

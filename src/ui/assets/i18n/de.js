@@ -1,6 +1,13 @@
 export default {
  "common.language": "Sprache",
  "common.sign_out": "Abmelden",
+ "signin.button": "Mit Ihrem Konto anmelden",
+ "signin.at": "Sie melden sich bei {host} an.",
+ "signin.none": "Dieser Dienst hat keine Anmeldung über einen Identitätsanbieter.",
+ "signin.unreachable": "Der Anmeldedienst ist nicht erreichbar; versuchen Sie es gleich noch einmal.",
+ "signin.state": "Diese Anmeldung wurde nicht auf dieser Seite begonnen oder ist abgelaufen; bitte melden Sie sich erneut an.",
+ "signin.failed": "Anmeldung fehlgeschlagen: {why}",
+ "signin.expired": "Ihre Sitzung ist beendet; bitte melden Sie sich erneut an.",
  "common.network": "Das Netz ist ausgefallen: Prüfen Sie Ihre Verbindung und versuchen Sie es noch einmal.",
  "common.network_retrying": "Das Netz ist ausgefallen; neuer Versuch läuft.",
  "common.loading": "Wird geladen…",

@@ -1,6 +1,13 @@
 export default {
  "common.language": "Language",
  "common.sign_out": "Sign out",
+ "signin.button": "Sign in with your account",
+ "signin.at": "You sign in at {host}.",
+ "signin.none": "This service has no sign-in through an identity provider.",
+ "signin.unreachable": "The sign-in service cannot be reached; try again in a moment.",
+ "signin.state": "This sign-in was not started on this page or has run out; please sign in again.",
+ "signin.failed": "Sign-in failed: {why}",
+ "signin.expired": "Your session has ended; please sign in again.",
  "common.network": "The network failed: check your connection and try again.",
  "common.network_retrying": "The network failed; retrying.",
  "common.loading": "Loading…",
