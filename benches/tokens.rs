@@ -39,6 +39,7 @@ fn tokens(c: &mut Criterion) {
         roles_claim: "roles".into(),
         admin_role: "pizza-admin".into(),
         staff_role_prefix: "pizza-staff:".into(),
+        pages: None,
     });
     verifier.install(&jwks.to_string()).expect("JWKS");
     let secret = TokenSecret::parse(b"bench-secret-bench-secret-bench-secret").expect("secret");

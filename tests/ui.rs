@@ -648,3 +648,133 @@ async fn a_german_browser_gets_german_pages_and_the_switch_is_remembered() {
     wait_text(&b, "#current-details", "Delivery").await;
     b.close().await.unwrap();
 }
+
+/// The node's `[auth]` for the test identity provider (tests/oidc-provider): keys and the pages'
+/// endpoints by discovery, the pages' public client `pizza-web`.
+fn provider_auth(issuer: &str) -> String {
+    format!(
+        "[auth]\njwt_secret = \"{}\"\n[auth.oidc]\nname = \"idp\"\nissuer = \"{issuer}\"\naudience = \"pizza-orders\"\nclient_id = \"pizza-web\"\n",
+        common::SECRET
+    )
+}
+
+/// At the provider's sign-in page (its own, on its own origin): sign in as `login`.
+async fn sign_in_at_provider(b: &Client, issuer: &str, login: &str) {
+    visible(b, "#provider-sign-in:not([hidden]) #provider-button").await;
+    b.find(Locator::Css("#provider-button")).await.unwrap().click().await.unwrap();
+    if b.wait().at_most(WAIT).for_element(Locator::Css("form#login-form #login")).await.is_err() {
+        let at = b.current_url().await.unwrap();
+        let source = b.source().await.unwrap_or_default();
+        panic!("the provider's sign-in page did not appear; at {at}:\n{}", &source[..source.len().min(2000)]);
+    }
+    let at = b.current_url().await.unwrap();
+    assert!(at.as_str().starts_with(issuer), "the sign-in page is the provider's: {at}");
+    b.find(Locator::Css("#login")).await.unwrap().send_keys(login).await.unwrap();
+    // The provider's page is kept as a picture only: its accessibility is the provider's.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("provider-login-{login}.png")), b.screenshot().await.unwrap()).unwrap();
+    b.find(Locator::Css("#password")).await.unwrap().send_keys("any password").await.unwrap();
+    b.find(Locator::Css("#sign-in")).await.unwrap().click().await.unwrap();
+}
+
+/// Sign-in through a real, certified OpenID provider (`oidc-provider`): authorization code
+/// with PKCE from the customer's page, the token in memory only, an order placed, the token
+/// renewed before it expires, a reload signed in again silently, and sign-out at the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_signs_in_at_the_identity_provider_orders_and_signs_out_there() {
+    // Access tokens of 8 s: the page renews each 2 s before its end.
+    let provider = common::provider::OidcProvider::start(&[("ACCESS_TTL", "8")]);
+    let node = TestNode::start_with_auth(&provider_auth(&provider.issuer), &[]);
+    let driver = Driver::start();
+    let b = driver.browser(1000, 1100).await;
+    b.goto(&node.base).await.unwrap();
+    visible(&b, "#provider-sign-in:not([hidden])").await;
+    wait_text(&b, "#provider-note", "127.0.0.1").await;
+    screenshot(&b, "20-provider-sign-in").await;
+    sign_in_at_provider(&b, &provider.issuer, "alice").await;
+    visible(&b, "#order:not([hidden])").await;
+    wait_text(&b, "#who-name", "alice").await;
+    let url = b.current_url().await.unwrap();
+    assert!(url.query().is_none(), "the code and state left the address bar: {url}");
+    // The token is nowhere in the browser's storage (only in the page's memory).
+    let stored = b
+        .execute("return JSON.stringify([Object.values(localStorage), Object.values(sessionStorage)]);", vec![])
+        .await
+        .unwrap();
+    assert!(!stored.as_str().unwrap().contains("eyJ"), "no token in storage: {stored}");
+
+    choose_slot(&b, 2, None).await;
+    fill(&b, "7 Provider Lane").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    visible(&b, "#current:not([hidden])").await;
+    wait_text(&b, "#current-details", "7 Provider Lane").await;
+    screenshot(&b, "21-provider-ordered").await;
+
+    // Renewed before it expires (the provider logs each grant), and the new token works: the
+    // order changed with it.
+    eventually(Duration::from_secs(20), "the page's refresh of its token", || async {
+        provider.log().contains("GRANT refresh_token").then_some(())
+    })
+    .await;
+    b.find(Locator::Css("#edit-order")).await.unwrap().click().await.unwrap();
+    visible(&b, "#order:not([hidden])").await;
+    fill(&b, "8 Provider Lane").await;
+    b.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    wait_text(&b, "#current-details", "8 Provider Lane").await;
+
+    // A reload: the provider's session still stands, so the page is signed in again without
+    // its sign-in form (a silent round trip).
+    b.refresh().await.unwrap();
+    wait_text(&b, "#current-details", "8 Provider Lane").await;
+    wait_text(&b, "#who-name", "alice").await;
+
+    // Sign-out ends the session at the provider too: signing in again asks for the login.
+    b.find(Locator::Css("#sign-out")).await.unwrap().click().await.unwrap();
+    eventually(WAIT, "back from the provider's sign-out", || async {
+        let at = b.current_url().await.ok()?;
+        at.as_str().starts_with(&node.base).then_some(())
+    })
+    .await;
+    visible(&b, "#sign-in:not([hidden]) #provider-button").await;
+    b.find(Locator::Css("#provider-button")).await.unwrap().click().await.unwrap();
+    visible(&b, "form#login-form #login").await;
+    b.close().await.unwrap();
+}
+
+/// Staff and admin by the provider's roles claim: a staff user opens the kitchen of their store
+/// (and not the dashboard), an admin the dashboard, a customer neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_roles_open_the_kitchen_of_the_staffs_store_and_the_dashboard_for_admins() {
+    let provider = common::provider::OidcProvider::start(&[]);
+    let node = TestNode::start_with_auth(&provider_auth(&provider.issuer), &[]);
+    let placed = common::create(&node, "gus", &common::order_body(&common::slot(1, 20))).await;
+    assert_eq!(placed.status(), reqwest::StatusCode::CREATED);
+    let driver = Driver::start();
+
+    let staff = driver.browser(1200, 900).await;
+    staff.goto(&node.url("/kitchen/?hours=60")).await.unwrap();
+    sign_in_at_provider(&staff, &provider.issuer, "staff-main").await;
+    wait_text(&staff, ".ticket", "1 Main St").await;
+    screenshot(&staff, "22-provider-kitchen").await;
+    // The same person opens the dashboard in this tab: the page asks the provider silently,
+    // is signed in at once, and the node refuses a staff user there.
+    staff.goto(&node.url("/admin/")).await.unwrap();
+    wait_text(&staff, "#alert", "dmin").await;
+    visible(&staff, "#sign-in:not([hidden]) #provider-button").await;
+    visible(&staff, "#panels[hidden]").await;
+    staff.close().await.unwrap();
+
+    let admin = driver.browser(1200, 1000).await;
+    admin.goto(&node.url("/admin/")).await.unwrap();
+    sign_in_at_provider(&admin, &provider.issuer, "admin").await;
+    visible(&admin, "#panels:not([hidden])").await;
+    admin.close().await.unwrap();
+
+    let customer = driver.browser(1200, 900).await;
+    customer.goto(&node.url("/kitchen/")).await.unwrap();
+    sign_in_at_provider(&customer, &provider.issuer, "gus").await;
+    wait_text(&customer, "#alert", "taff").await;
+    visible(&customer, "#sign-in:not([hidden])").await;
+    customer.close().await.unwrap();
+}

@@ -55,6 +55,8 @@ impl OidcProvider {
             .process_group(0)
             .env("PORT", self.port.to_string())
             .env("KEYS_FILE", &self.keys_file)
+            // The three pages, on a node's any loopback port (the client is a native one).
+            .env("REDIRECT_URIS", "http://127.0.0.1/ http://127.0.0.1/kitchen/ http://127.0.0.1/admin/")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(stderr)

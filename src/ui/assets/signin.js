@@ -225,18 +225,23 @@ export async function mount({ signedIn, ended, resuming = true }) {
   onSession((access, message) => (access ? signedIn(access, name(), true) : ended(message)));
   let p = null;
   try { p = await provider(); } catch (e) { error(e.message); }
-  if (p) {
+  // The button shows unless the page is on its way to the provider (a silent try).
+  const offer = () => {
+    if (!p) return;
     const note = () => { $("provider-note").textContent = t("signin.at", { host: new URL(p.authorization_endpoint).host }); };
     note();
     document.addEventListener("pagelanguage", note);
     $("provider-sign-in").hidden = false;
     $("provider-button").addEventListener("click", () => { error(""); begin().catch((e) => error(e.message)); });
-  }
+  };
   try {
-    if (await complete()) { signedIn(token(), name(), false); return true; }
+    if (await complete()) { offer(); signedIn(token(), name(), false); return true; }
   } catch (e) {
+    offer();
     error(e.message);
     return false;
   }
-  return resuming && p ? resume() : false;
+  if (resuming && p && (await resume())) return true;
+  offer();
+  return false;
 }
