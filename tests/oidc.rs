@@ -319,6 +319,27 @@ async fn a_real_provider_its_rotation_and_its_outage_and_tokens_forged_against_i
         assert_eq!(problem["type"], "/problems/unauthorized", "{what}: {problem}");
     }
 
+    // The CLI's admin commands take a provider's admin token as they take a minted one; a
+    // customer's is refused with the reason.
+    let cli = |bearer: String| {
+        let node_url = node.base.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                common::binary()
+                    .args(["cluster", "status", "--node", &node_url, "--token", &bearer])
+                    .output()
+                    .expect("run the CLI")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let ops = cli(provider.sign(&claims("ops", json!({ "roles": ["pizza-admin"] })))).await;
+    assert!(ops.status.success(), "cluster status with the provider's admin token: {ops:?}");
+    let refused = cli(carol.clone()).await;
+    assert!(!refused.status.success(), "a customer's token: {refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("admin"), "{refused:?}");
+
     // The provider rotates (a new key first, the old one still published) and restarts: the
     // first token with the new key is taken at once, the old key's tokens still are.
     provider.rotate("RS256", "provider-key-2");
