@@ -1,7 +1,7 @@
 // A small, real OpenID Connect provider for the tests, built on the OpenID-certified
 // `oidc-provider` package (panva), pinned in package.json and installed outside the repo
 // (see README.md): node provider.mjs            -> serves, prints `ISSUER http://127.0.0.1:<port>`
-//                  node provider.mjs genkey ES256|RS256 KID -> prints one private JWK (JSON)
+//                  node provider.mjs genkey ES256|RS256|EdDSA KID -> prints one private JWK (JSON)
 //
 // What a client must send (found by running it, oidc-provider 9.13.3):
 // - GET /auth?response_type=code&client_id=pizza-web&redirect_uri=<registered>
@@ -58,7 +58,8 @@ function generateKey(alg = 'ES256', kid = randomUUID()) {
   let pair;
   if (alg === 'ES256') pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   else if (alg === 'RS256') pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  else throw new Error(`genkey: ES256 or RS256, not ${alg}`);
+  else if (alg === 'EdDSA') pair = generateKeyPairSync('ed25519');
+  else throw new Error(`genkey: ES256, RS256 or EdDSA, not ${alg}`);
   return { ...pair.privateKey.export({ format: 'jwk' }), kid, alg, use: 'sig' };
 }
 
