@@ -254,6 +254,8 @@ async fn a_node_cut_off_from_its_peers_is_not_ready_until_they_return() {
         async move { client().get(url).send().await.map(|r| r.status()).ok() }
     };
     assert_eq!(ready(lonely).await, Some(StatusCode::OK));
+    let term = |status: Option<Value>| status.and_then(|s| s["term"].as_u64());
+    let term_before = term(cluster.admin_get(lonely, "/admin/cluster").await).expect("the lonely node's term");
     let others: Vec<usize> = (0..3).filter(|i| *i != lonely).collect();
     for i in &others {
         cluster.kill(*i);
@@ -262,6 +264,12 @@ async fn a_node_cut_off_from_its_peers_is_not_ready_until_they_return() {
         (ready(lonely).await == Some(StatusCode::SERVICE_UNAVAILABLE)).then_some(())
     })
     .await;
+    // Pre-Vote: alone, it times out again and again, but asks before it stands, nobody answers,
+    // and its term stays (without Pre-Vote each timeout raised it, and on its return it would
+    // have deposed whichever leader the others had).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let term_alone = term(cluster.admin_get(lonely, "/admin/cluster").await).expect("the lonely node's term");
+    assert_eq!(term_alone, term_before, "the term of a node alone for seconds");
     for i in &others {
         cluster.restart(*i);
     }

@@ -31,6 +31,16 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) 
         Some("shutting down".to_owned())
     } else if m.current_leader.is_none() {
         Some("no leader known".to_owned())
+    } else if m.current_leader != Some(node.id)
+        && node.since_leader_heard_ms() > node.config.raft.election_timeout_max_ms * 2
+    {
+        // A follower cut off keeps naming its leader (Pre-Vote: it asks before it stands, and
+        // nobody answers), so silence is what says it is alone.
+        Some(format!(
+            "no word from leader {} for {} ms",
+            m.current_leader.unwrap_or_default(),
+            node.since_leader_heard_ms()
+        ))
     } else if committed.saturating_sub(applied) > CATCH_UP_SLACK {
         Some(format!("catching up: applied {applied} of {committed}"))
     } else if let Err(full) = node.disk.check() {

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use openraft::raft::AppendEntriesRequest;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use openraft_legacy::network_v1::{ChunkedSnapshotReceiver, InstallSnapshotRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,6 +30,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/raft/append", post(append))
         .route("/raft/vote", post(vote))
+        .route("/raft/pre-vote", post(pre_vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
         .route("/raft/read-index", post(read_index))
@@ -86,7 +87,14 @@ fn reply<T: Serialize>(value: &T) -> Response {
 }
 
 async fn append(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<AppendEntriesRequest<TypeConfig>>) -> Response {
-    reply(&node.raft.append_entries(rpc).await)
+    let answer = node.raft.append_entries(rpc).await;
+    if matches!(
+        answer,
+        Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_) | AppendEntriesResponse::Conflict)
+    ) {
+        node.heard_from_leader();
+    }
+    reply(&answer)
 }
 
 /// No votes just after a start: a restarted voter has forgotten which leader it heard from,
@@ -100,6 +108,15 @@ async fn vote(State(node): State<Arc<Node>>, PeerBytes(bytes): PeerBytes) -> Res
         Ok(rpc) => reply(&node.raft.vote(rpc).await),
         Err(e) => undecodable(e),
     }
+}
+
+/// Pre-Vote (openraft 0.10): would this node vote for the asker? Nothing changes here. The
+/// same quiet time after a start as for votes.
+async fn pre_vote(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<VoteRequest<TypeConfig>>) -> Response {
+    if !node.may_vote() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "just started: not voting yet").into_response();
+    }
+    reply(&node.raft.pre_vote(rpc).await)
 }
 
 async fn snapshot(

@@ -110,6 +110,10 @@ pub struct Node {
     /// Set once a shutdown began (`begin_drain`): the node finishes what it has and takes no
     /// new client requests, but still answers its peers.
     draining: Arc<AtomicBool>,
+    /// When a leader's append last reached this node (milliseconds since `born`): with
+    /// Pre-Vote a follower cut off keeps naming its old leader, so readiness asks this.
+    leader_heard_ms: AtomicU64,
+    born: Instant,
 }
 
 type Pending = (Command, oneshot::Sender<Result<Applied, NodeError>>);
@@ -307,6 +311,9 @@ impl Node {
             max_payload_entries: r.max_payload_entries,
             snapshot_max_chunk_size: 1 << 20,
             broadcast_submitted_on_append: Some(r.replicate_while_syncing),
+            // A node back from a partition asks first (`/raft/pre-vote`) instead of raising
+            // its term and deposing the leader the others still follow.
+            enable_pre_vote: Some(true),
             ..openraft::Config::default()
         }
         .validate()
@@ -386,6 +393,8 @@ impl Node {
             analytics,
             disk,
             fresh: std::sync::Mutex::new(None),
+            leader_heard_ms: AtomicU64::new(0),
+            born: Instant::now(),
             draining: Arc::new(AtomicBool::new(false)),
         });
         tokio::spawn(seed_catalog(Arc::downgrade(&node)));
@@ -520,6 +529,19 @@ impl Node {
             });
         }
         Some(read.index)
+    }
+
+    /// A leader's append reached this node (answered, whatever the answer: a stale leader's is
+    /// refused by its term before it gets here).
+    pub fn heard_from_leader(&self) {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.leader_heard_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since a leader's append last reached this node (since its start if none).
+    pub fn since_leader_heard_ms(&self) -> u64 {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        now.saturating_sub(self.leader_heard_ms.load(Ordering::Relaxed))
     }
 
     /// Whether this node may grant votes yet (see `lease`: not just after it started).

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::v2::RaftNetworkV2;
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::BasicNode;
@@ -212,14 +213,94 @@ impl Network {
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
-    /// The v1 protocol (snapshots in chunks), whose messages 0.9 peers read too.
-    type Network = Adapter<TypeConfig, Peer, tokio::fs::File>;
+    /// The v1 protocol (snapshots in chunks), whose messages 0.9 peers read too, with 0.10's
+    /// Pre-Vote beside it ([`PeerLink`]).
+    type Network = PeerLink;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        Peer { target, addr: node.addr.clone(), client: self.client.clone() }.into_v2()
+        let peer = Peer { target, addr: node.addr.clone(), client: self.client.clone() };
+        PeerLink { pre_vote: peer.clone(), v1: peer.into_v2() }
     }
 }
 
+/// One peer as openraft 0.10 talks to it: every RPC through the v1 adapter, and Pre-Vote
+/// (`/raft/pre-vote`), which the v1 trait does not have.
+pub struct PeerLink {
+    v1: Adapter<TypeConfig, Peer, tokio::fs::File>,
+    pre_vote: Peer,
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerLink {
+    type SnapshotData = tokio::fs::File;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.v1.append_entries(rpc, option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.v1.vote(rpc, option).await
+    }
+
+    /// A would-be candidate asks whether it could win before it raises its term, so a node
+    /// that was cut off (and timed out) cannot depose a healthy leader when it comes back. A
+    /// peer that has no such route (an older release, mid-upgrade: 404) counts as granting,
+    /// as openraft counts a network without Pre-Vote, so a mixed cluster still elects.
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let peer = &self.pre_vote;
+        let answer = peer
+            .client
+            .call::<_, Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>>(
+                &peer.addr,
+                "/raft/pre-vote",
+                &rpc,
+                option.hard_ttl(),
+            )
+            .await;
+        match answer {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(PeerError::Status(_, 404)) => Ok(VoteResponse::new(rpc.vote, None, true)),
+            Err(e @ PeerError::Decode(..)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(e) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: openraft::type_config::alias::SnapshotOf<TypeConfig, Self::SnapshotData>,
+        cancel: impl std::future::Future<Output = openraft::error::ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<openraft::raft::SnapshotResponse<TypeConfig>, openraft::error::StreamingError<TypeConfig>> {
+        self.v1.full_snapshot(vote, snapshot, cancel, option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: openraft::raft::TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.v1.transfer_leader(rpc, option).await
+    }
+
+    fn backoff(&self) -> Option<openraft::network::Backoff> {
+        self.v1.backoff()
+    }
+}
+
+#[derive(Clone)]
 pub struct Peer {
     target: NodeId,
     addr: String,

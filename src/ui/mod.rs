@@ -57,29 +57,48 @@ const ASSETS: [(&str, &str, &str); 13] = [
 /// One asset as served: the text and, when it is smaller, its gzip form, each with its own
 /// strong ETag.
 struct Asset {
-    body: &'static str,
+    body: Bytes,
     gzip: Option<Bytes>,
     content_type: &'static str,
     tag: HeaderValue,
     gzip_tag: HeaderValue,
 }
 
-pub fn router() -> Router<Arc<Node>> {
-    ASSETS.iter().fold(Router::new(), |router, &(path, body, content_type)| {
-        // Hashed and compressed once here, not per request (the customer page's script is
-        // 28 KB, 8 KB gzipped).
-        let hash = content_hash(body);
-        let asset = Arc::new(Asset {
+impl Asset {
+    /// Hashed and compressed once here, not per request (the customer page's script is 28 KB,
+    /// 8 KB gzipped).
+    fn new(body: Bytes, content_type: &'static str) -> Self {
+        let hash = content_hash(&body);
+        Self {
+            gzip: gzip(&body).filter(|z| z.len() < body.len()).map(Bytes::from),
             body,
-            gzip: gzip(body.as_bytes()).filter(|z| z.len() < body.len()).map(Bytes::from),
             content_type,
             tag: etag(&hash, ""),
             gzip_tag: etag(&hash, "-gz"),
+        }
+    }
+}
+
+/// The pages' block for the provider's sign-in, as the files have it (hidden) …
+const PROVIDER_BLOCK_HIDDEN: &str = "<div id=\"provider-sign-in\" hidden>";
+/// … and as served by a node whose pages sign in through a provider: shown from the first
+/// paint, so nothing moves when the page fills it in, and a page without it asks nothing.
+const PROVIDER_BLOCK_SHOWN: &str = "<div id=\"provider-sign-in\">";
+
+pub fn router() -> Router<Arc<Node>> {
+    ASSETS.iter().fold(Router::new(), |router, &(path, body, content_type)| {
+        let asset = Arc::new(Asset::new(Bytes::from_static(body.as_bytes()), content_type));
+        let with_provider = body.contains(PROVIDER_BLOCK_HIDDEN).then(|| {
+            Arc::new(Asset::new(Bytes::from(body.replace(PROVIDER_BLOCK_HIDDEN, PROVIDER_BLOCK_SHOWN)), content_type))
         });
         router.route(
             path,
             get(move |State(node): State<Arc<Node>>, headers: HeaderMap| {
-                let asset = asset.clone();
+                let provider = node.keys.oidc().is_some_and(|v| v.pages().is_some());
+                let asset = match (&with_provider, provider) {
+                    (Some(shown), true) => shown.clone(),
+                    _ => asset.clone(),
+                };
                 async move { serve(&headers, &asset, csp(&node)) }
             }),
         )
@@ -127,7 +146,7 @@ fn serve(request: &HeaderMap, asset: &Asset, csp: HeaderValue) -> Response {
         (true, _) => StatusCode::NOT_MODIFIED.into_response(),
         // A reference count, not a copy of the bytes.
         (false, Some(bytes)) => bytes.clone().into_response(),
-        (false, None) => asset.body.into_response(),
+        (false, None) => asset.body.clone().into_response(),
     };
     let h = response.headers_mut();
     if compressed && !fresh {
@@ -139,8 +158,8 @@ fn serve(request: &HeaderMap, asset: &Asset, csp: HeaderValue) -> Response {
 }
 
 /// The content's digest, in hex, for its ETags.
-fn content_hash(body: &str) -> String {
-    Sha256::digest(body.as_bytes()).iter().take(12).map(|b| format!("{b:02x}")).collect()
+fn content_hash(body: &[u8]) -> String {
+    Sha256::digest(body).iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A strong ETag from the content's hash and its encoding (`-gz` for the gzip form: a strong

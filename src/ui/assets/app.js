@@ -714,11 +714,14 @@ $("stop-editing").addEventListener("click", () => { state.editing = null; clearE
 translatePage();
 track("page_opened");
 // A returning reader's token first; the provider's sign-in (a return from it, or a silent
-// round trip after a reload) beside it.
-const returning = new URLSearchParams(location.search).has("state");
-if (state.token && !returning) start();
-provider.mount({
-  signedIn: (token, name, renewed) => { if (renewed) state.token = token; else useToken(token, name, { remember: false }); },
-  ended: (message) => signOut(message),
-  resuming: !state.token,
-}).then((handled) => { if (!handled && (!state.token || returning)) start(); });
+// round trip after a reload) beside it, when the node offers one.
+const offered = provider.offered();
+const returning = offered && new URLSearchParams(location.search).has("state");
+if (!offered || (state.token && !returning)) start();
+if (offered) {
+  provider.mount({
+    signedIn: (token, name, renewed) => { if (renewed) state.token = token; else useToken(token, name, { remember: false }); },
+    ended: (message) => signOut(message),
+    resuming: !state.token,
+  }).then((handled) => { if (!handled && (!state.token || returning)) start(); });
+}

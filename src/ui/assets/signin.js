@@ -214,8 +214,14 @@ export async function signOut() {
   location.assign(url.href);
 }
 
-/// The pages' part, the same on all three: shows the provider's button (in `#provider-sign-in`)
-/// when the node has a provider, finishes a return from it, and asks it again after a reload
+/// Whether the node offers the provider's sign-in: it serves the page with the block shown
+/// (src/ui/mod.rs), so a page without one asks nothing and nothing moves in one that has it.
+export function offered() {
+  return document.getElementById("provider-sign-in")?.hidden === false;
+}
+
+/// The pages' part, the same on all three (called only when `offered()`): names the provider
+/// under the button (in `#provider-sign-in`), finishes a return from it, and asks it again after a reload
 /// when `resuming` (the page holds no other token). `signedIn(token, name, renewed)` is called
 /// on sign-in and after each renewal, `ended(message)` when the session ends. Resolves to true
 /// when it signed in or the browser is on its way to the provider.
@@ -225,14 +231,15 @@ export async function mount({ signedIn, ended, resuming = true }) {
   onSession((access, message) => (access ? signedIn(access, name(), true) : ended(message)));
   let p = null;
   try { p = await provider(); } catch (e) { error(e.message); }
-  // The button shows unless the page is on its way to the provider (a silent try).
+  // The button works once the provider is known; it is hidden while the page is on its way
+  // to the provider (a silent try), so it cannot start a second round trip.
+  $("provider-button").addEventListener("click", () => { error(""); begin().catch((e) => error(e.message)); });
   const offer = () => {
+    $("provider-sign-in").hidden = false;
     if (!p) return;
     const note = () => { $("provider-note").textContent = t("signin.at", { host: new URL(p.authorization_endpoint).host }); };
     note();
     document.addEventListener("pagelanguage", note);
-    $("provider-sign-in").hidden = false;
-    $("provider-button").addEventListener("click", () => { error(""); begin().catch((e) => error(e.message)); });
   };
   try {
     if (await complete()) { offer(); signedIn(token(), name(), false); return true; }
@@ -241,7 +248,10 @@ export async function mount({ signedIn, ended, resuming = true }) {
     error(e.message);
     return false;
   }
-  if (resuming && p && (await resume())) return true;
+  if (resuming && p) {
+    $("provider-sign-in").hidden = true;
+    if (await resume()) return true;
+  }
   offer();
   return false;
 }
