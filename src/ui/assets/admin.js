@@ -239,16 +239,4 @@ $("heat-day").addEventListener("change", () => {
 translatePage();
 // The language switched (no reload): the panels drawn again in it.
 document.addEventListener("pagelanguage", () => { if (state.token) refresh(); });
-// A pasted token kept for the tab first; the provider's sign-in (a return from it, or a silent
-// round trip after a reload) beside it when the node offers one; its token stays in memory.
-const offered = provider.offered();
-const returning = offered && new URLSearchParams(location.search).has("state");
-if (state.token && !returning) start();
-else if (!offered) $("sign-in").hidden = false;
-if (offered) {
-  provider.mount({
-    signedIn: (token, name, renewed) => { state.token = token; if (!renewed) start(); },
-    ended: (message) => signOut(message),
-    resuming: !state.token,
-  }).then((handled) => { if (!handled && (!state.token || returning)) $("sign-in").hidden = false; });
-}
+provider.startStaffPage({ state, start, signOut });

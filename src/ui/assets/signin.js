@@ -255,3 +255,20 @@ export async function mount({ signedIn, ended, resuming = true }) {
   offer();
   return false;
 }
+
+/// The kitchen's and the dashboard's start: a pasted token kept for the tab first; the
+/// provider's sign-in (a return from it, or a silent round trip after a reload) beside it when
+/// the node offers one; else the sign-in section. `state.token` is the page's token.
+export function startStaffPage({ state, start, signOut }) {
+  const showSignIn = () => { document.getElementById("sign-in").hidden = false; };
+  const withProvider = offered();
+  const returning = withProvider && new URLSearchParams(location.search).has("state");
+  if (state.token && !returning) start();
+  else if (!withProvider) showSignIn();
+  if (!withProvider) return;
+  mount({
+    signedIn: (token, _name, renewed) => { state.token = token; if (!renewed) start(); },
+    ended: (message) => signOut(message),
+    resuming: !state.token,
+  }).then((handled) => { if (!handled && (!state.token || returning)) showSignIn(); });
+}
