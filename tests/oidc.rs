@@ -283,6 +283,31 @@ async fn a_real_provider_its_rotation_and_its_outage_and_tokens_forged_against_i
     let carol = provider.sign(&claims("carol", json!({})));
     let r = post_order(&node, &carol, &order_body(&slot(3, 10))).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    let carols: Value = r.json().await.unwrap();
+    let carols_order = carols["id"].as_str().unwrap().to_owned();
+
+    // Staff by the provider's roles claim see their own store's kitchen and no other: naming
+    // another store changes nothing, staff of another store find neither the list nor the order.
+    let to = jsonwebtoken::get_current_timestamp() + 5 * 86_400;
+    let to = pizza_orders::domain::Timestamp::from_millis(to as i64 * 1000).to_rfc3339();
+    let kitchen = |bearer: String, query: String| {
+        let url = node.url(&format!("/v1/kitchen/orders?to={}{query}", to.replace('+', "%2B")));
+        async move { client().get(url).bearer_auth(bearer).send().await.unwrap() }
+    };
+    let mains = provider.sign(&claims("ana", json!({ "roles": ["pizza-staff:main"] })));
+    let seen: Value = kitchen(mains.clone(), "&store=elsewhere".into()).await.json().await.unwrap();
+    assert_eq!(seen["store"]["id"], "main", "{seen}");
+    assert!(seen.to_string().contains(&carols_order), "main's staff see carol's order: {seen}");
+    let others = provider.sign(&claims("bo", json!({ "roles": ["pizza-staff:elsewhere"] })));
+    assert_eq!(kitchen(others.clone(), String::new()).await.status(), StatusCode::NOT_FOUND);
+    let moved = client()
+        .post(node.url(&format!("/v1/kitchen/orders/{carols_order}/status")))
+        .bearer_auth(&others)
+        .json(&json!({ "status": "preparing" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), StatusCode::NOT_FOUND, "another store's staff cannot move main's order");
 
     // Forgeries against the provider's keys, each 401 /problems/unauthorized.
     let published = provider.published_keys().await;
