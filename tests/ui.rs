@@ -778,7 +778,9 @@ async fn the_providers_roles_open_the_kitchen_of_the_staffs_store_and_the_dashbo
                 Some(e) => e.text().await.unwrap_or_default(),
                 None => String::new(),
             };
-            panic!("no refusal on the dashboard; at {at}, alert {shown:?}, provider error {err:?}");
+            let log = provider.log();
+            let tail = &log[log.len().saturating_sub(3000)..];
+            panic!("no refusal on the dashboard; at {at}, alert {shown:?}, provider error {err:?}; the provider's log ends:\n{tail}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -53,13 +53,13 @@ pub enum AuthError {
     Missing,
     #[error("the Authorization header is not 'Bearer <token>'")]
     NotBearer,
-    #[error("the token is malformed")]
+    #[error("the token is malformed (a JWT is three base64url parts: header, claims, signature)")]
     Malformed,
     #[error("the token has expired")]
     Expired,
     #[error("the token's signature is not valid")]
     BadSignature,
-    #[error("the token uses an algorithm other than HS256")]
+    #[error("the token's algorithm is not one this service takes for its key (HS256 for its own secrets; RS256, ES256 or EdDSA for the identity provider's keys)")]
     WrongAlgorithm,
     #[error("the token's claims are invalid: {0}")]
     Claims(String),
@@ -242,6 +242,11 @@ fn map_error(e: &jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::WrongAlgorithm,
         ErrorKind::MissingRequiredClaim(claim) => AuthError::Claims(format!("'{claim}' is required")),
         ErrorKind::Json(_) => AuthError::Claims("a claim has the wrong type".into()),
+        ErrorKind::InvalidAudience => {
+            AuthError::Claims("aud: the token is for another audience, not this service".into())
+        }
+        ErrorKind::InvalidIssuer => AuthError::Claims("iss: the token is from another issuer".into()),
+        ErrorKind::ImmatureSignature => AuthError::Claims("nbf: the token is not valid yet".into()),
         _ => AuthError::Malformed,
     }
 }

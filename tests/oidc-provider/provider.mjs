@@ -368,6 +368,9 @@ server.listen(PORT, '127.0.0.1', () => {
   // Each token grant on stderr (`GRANT authorization_code`, `GRANT refresh_token`): the tests
   // see the pages renew their token.
   provider.on('grant.success', (ctx) => console.error(`GRANT ${ctx.oidc.params.grant_type}`));
+  // Which kind of access token each grant made (a test failing on a token says which it got).
+  provider.on('access_token.issued', (token) => console.error(`ACCESS jwt sub=${token.accountId} aud=${token.aud ?? '-'} client=${token.clientId}`));
+  provider.on('access_token.saved', (token) => console.error(`ACCESS opaque sub=${token.accountId} client=${token.clientId}`));
   for (const event of ['grant.error', 'authorization.error', 'end_session.error']) {
     provider.on(event, (ctx, err) => console.error(`${event}:`, err.message, err.error_description ?? ''));
   }

@@ -13,13 +13,17 @@ function alertMessage(text) { const a = $("alert"); a.textContent = text || ""; 
 function isoDay(date) { return date.toISOString().slice(0, 10); }
 
 async function api(path) {
+  // Signed out meanwhile (a parallel request was refused): nothing is sent without a token,
+  // and only the first refusal's reason is shown.
+  const token = state.token;
+  if (!token) throw new Error("not signed in");
   let response;
-  try { response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" }); }
+  try { response = await fetch(path, { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" }); }
   catch { throw new Error(t("common.network_retrying")); }
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (response.status === 401 || response.status === 403) {
-    signOut(data ? problemText(response.status, data) : t("a.sign_in_needed"));
+    if (state.token === token) signOut(data ? problemText(response.status, data) : t("a.sign_in_needed"));
     throw new Error("not signed in");
   }
   if (!response.ok) throw new Error(problemText(response.status, data || {}));
@@ -217,6 +221,7 @@ async function start() {
   $("sign-in").hidden = true;
   if (!$("heat-day").value) $("heat-day").value = isoDay(new Date(Date.now() + 86400000));
   await refresh(loadStores());
+  if (!state.token) return; // refused meanwhile: the sign-in stays
   // Shown once drawn: panels filling in one by one pushed each other down (layout shift 0.12).
   $("who").hidden = false;
   $("panels").hidden = false;

@@ -37,7 +37,8 @@ class Problem extends Error {
 async function api(method, path, { body, headers = {}, cache } = {}) {
   const init = { method, headers: { ...headers } };
   if (cache) init.cache = cache;
-  if (state.token) init.headers.Authorization = `Bearer ${state.token}`;
+  const token = state.token;
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   let response;
   try {
@@ -47,7 +48,8 @@ async function api(method, path, { body, headers = {}, cache } = {}) {
   }
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
-  if (response.status === 401) { signOut(t("c.session_expired")); throw new Problem(401, data || {}); }
+  // Only the token that was refused ends the session (not one signed in since).
+  if (response.status === 401) { if (token && state.token === token) signOut(t("c.session_expired")); throw new Problem(401, data || {}); }
   if (!response.ok) throw new Problem(response.status, data || {});
   return { data, etag: response.headers.get("ETag") };
 }

@@ -26,7 +26,10 @@ function clock(iso) { return dateTime(iso, { hour: "2-digit", minute: "2-digit",
 function day(iso) { return dateTime(iso, { weekday: "short", day: "numeric", month: "short", timeZone: zone() }); }
 
 async function api(method, path, body) {
-  const init = { method, headers: { Authorization: `Bearer ${state.token}` }, cache: "no-store" };
+  // Signed out meanwhile: nothing is sent without a token, and the first refusal's reason stays.
+  const token = state.token;
+  if (!token) throw new Error(t("k.sign_in_needed"));
+  const init = { method, headers: { Authorization: `Bearer ${token}` }, cache: "no-store" };
   if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
   let response;
   try { response = await fetch(path, init); } catch { throw new Error(t("common.network_retrying")); }
@@ -34,7 +37,7 @@ async function api(method, path, body) {
   const data = text ? JSON.parse(text) : null;
   if (response.status === 401 || response.status === 403) {
     const text = data ? problemText(response.status, data) : t("k.sign_in_needed");
-    signOut(text);
+    if (state.token === token) signOut(text);
     throw new Error(text);
   }
   if (!response.ok) { const e = new Error(problemText(response.status, data || {})); e.status = response.status; e.body = data; throw e; }
