@@ -337,7 +337,7 @@ pub struct PagesSignIn {
     pub scope: String,
     /// Extra parameters of the authorization request (Auth0's `audience`, RFC 8707's
     /// `resource`).
-    pub authorize_params: Vec<(String, String)>,
+    pub authorize_params: BTreeMap<String, String>,
     /// The provider's endpoints from the config; `None`: from its discovery document.
     pub endpoints: Option<ProviderEndpoints>,
 }
@@ -519,7 +519,7 @@ impl OidcSettings {
         Ok(Some(PagesSignIn {
             client_id: client_id.clone(),
             scope: self.scope.clone(),
-            authorize_params: self.authorize_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            authorize_params: self.authorize_params.clone(),
             endpoints,
         }))
     }
@@ -1092,7 +1092,10 @@ mod tests {
         .pages
         .unwrap();
         assert_eq!(given.endpoints.unwrap().token_endpoint, "https://id.example.test/token");
-        assert_eq!(given.authorize_params, vec![("audience".to_string(), "https://orders.example.test".to_string())]);
+        assert_eq!(
+            given.authorize_params,
+            BTreeMap::from([("audience".to_string(), "https://orders.example.test".to_string())])
+        );
         for (extra, why) in [
             ("client_id = \" \"", "client_id must not be empty"),
             ("client_id = \"w\"\nscope = \"profile\"", "must include openid"),

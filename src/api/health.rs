@@ -27,20 +27,15 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, Json<Value>) 
     let m = node.metrics();
     let applied = m.last_applied.map_or(0, |l| l.index);
     let committed = node.committed_index();
+    let silent_ms = node.since_leader_heard_ms();
     let reason = if node.is_draining() {
         Some("shutting down".to_owned())
     } else if m.current_leader.is_none() {
         Some("no leader known".to_owned())
-    } else if m.current_leader != Some(node.id)
-        && node.since_leader_heard_ms() > node.config.raft.election_timeout_max_ms * 2
-    {
+    } else if m.current_leader != Some(node.id) && silent_ms > node.config.raft.election_timeout_max_ms * 2 {
         // A follower cut off keeps naming its leader (Pre-Vote: it asks before it stands, and
         // nobody answers), so silence is what says it is alone.
-        Some(format!(
-            "no word from leader {} for {} ms",
-            m.current_leader.unwrap_or_default(),
-            node.since_leader_heard_ms()
-        ))
+        Some(format!("no word from leader {} for {silent_ms} ms", m.current_leader.unwrap_or_default()))
     } else if committed.saturating_sub(applied) > CATCH_UP_SLACK {
         Some(format!("catching up: applied {applied} of {committed}"))
     } else if let Err(full) = node.disk.check() {

@@ -47,8 +47,8 @@ pub async fn provider(State(node): State<Arc<Node>>) -> ApiResult<Response> {
     let ProviderEndpoints { authorization_endpoint, token_endpoint, end_session_endpoint } =
         endpoints.ok_or_else(|| {
             ApiError::ProviderUnavailable(format!(
-                "the identity provider's discovery document ({}/.well-known/openid-configuration) has not been read yet; retry shortly",
-                verifier.config().issuer.trim_end_matches('/')
+                "the identity provider's discovery document ({}) has not been read yet; retry shortly",
+                verifier.discovery_url()
             ))
         })?;
     let body = ProviderSignIn {
@@ -56,7 +56,7 @@ pub async fn provider(State(node): State<Arc<Node>>) -> ApiResult<Response> {
         issuer: verifier.config().issuer.clone(),
         client_id: pages.client_id.clone(),
         scope: pages.scope.clone(),
-        authorize_params: pages.authorize_params.iter().cloned().collect(),
+        authorize_params: pages.authorize_params.clone(),
         authorization_endpoint,
         token_endpoint,
         end_session_endpoint,

@@ -104,6 +104,11 @@ impl OidcVerifier {
         origin.is_tuple().then(|| origin.ascii_serialization())
     }
 
+    /// Where the issuer's discovery document is (`ISSUER/.well-known/openid-configuration`).
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'))
+    }
+
     /// Whether the discovery document must be read: for the keys, or for the pages' endpoints.
     fn needs_discovery(&self) -> bool {
         self.config.jwks == JwksSource::Discovery || self.config.pages.as_ref().is_some_and(|p| p.endpoints.is_none())
@@ -160,9 +165,10 @@ impl OidcVerifier {
         let discovered = if self.needs_discovery() {
             match self.discover(client).await {
                 Ok(found) => {
-                    let configured = self.config.pages.as_ref().is_some_and(|p| p.endpoints.is_some());
-                    if self.config.pages.is_some() && !configured && found.endpoints.is_some() {
-                        *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = found.endpoints;
+                    // The pages' endpoints from the document unless the config gave them.
+                    let from_document = self.config.pages.as_ref().is_some_and(|p| p.endpoints.is_none());
+                    if let Some(endpoints) = found.endpoints.filter(|_| from_document) {
+                        *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = Some(endpoints);
                     }
                     Some(found.jwks_uri)
                 }
@@ -180,10 +186,7 @@ impl OidcVerifier {
             JwksSource::Uri(uri) => uri.clone(),
             JwksSource::Discovery => match discovered.flatten() {
                 Some(uri) => uri,
-                None => {
-                    let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
-                    return self.failed(format!("{url}: has no jwks_uri"));
-                }
+                None => return self.failed(format!("{}: has no jwks_uri", self.discovery_url())),
             },
         };
         match tokio::time::timeout(Duration::from_secs(5), get_text(client, &uri)).await {
@@ -200,7 +203,7 @@ impl OidcVerifier {
     /// The issuer's discovery document, which must name the same issuer (OpenID Connect
     /// Discovery 1.0, section 4.3): its `jwks_uri` and the pages' endpoints.
     async fn discover(&self, client: &reqwest::Client) -> Result<Discovered, String> {
-        let url = format!("{}/.well-known/openid-configuration", self.config.issuer.trim_end_matches('/'));
+        let url = self.discovery_url();
         let text = tokio::time::timeout(Duration::from_secs(5), get_text(client, &url))
             .await
             .map_err(|_| format!("{url}: no answer within 5 s"))?

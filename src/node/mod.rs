@@ -534,14 +534,16 @@ impl Node {
     /// A leader's append reached this node (answered, whatever the answer: a stale leader's is
     /// refused by its term before it gets here).
     pub fn heard_from_leader(&self) {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.leader_heard_ms.fetch_max(now, Ordering::Relaxed);
+        self.leader_heard_ms.fetch_max(self.uptime_ms(), Ordering::Relaxed);
     }
 
     /// Milliseconds since a leader's append last reached this node (since its start if none).
     pub fn since_leader_heard_ms(&self) -> u64 {
-        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
-        now.saturating_sub(self.leader_heard_ms.load(Ordering::Relaxed))
+        self.uptime_ms().saturating_sub(self.leader_heard_ms.load(Ordering::Relaxed))
+    }
+
+    fn uptime_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Whether this node may grant votes yet (see `lease`: not just after it started).

@@ -272,8 +272,7 @@ impl RaftNetworkV2<TypeConfig> for PeerLink {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
             Err(PeerError::Status(_, 404)) => Ok(VoteResponse::new(rpc.vote, None, true)),
-            Err(e @ PeerError::Decode(..)) => Err(RPCError::Network(NetworkError::new(&e))),
-            Err(e) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(transport_error(&e)),
         }
     }
 
@@ -315,13 +314,19 @@ impl Peer {
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig, RaftError<TypeConfig, E>>> {
         let answer: Result<Resp, RaftError<TypeConfig, E>> =
-            self.client.call(&self.addr, path, request, option.hard_ttl()).await.map_err(|e| match e {
-                PeerError::Unreachable { .. } | PeerError::Unauthorized(_) | PeerError::Status(..) => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
-                PeerError::Decode(..) => RPCError::Network(NetworkError::new(&e)),
-            })?;
+            self.client.call(&self.addr, path, request, option.hard_ttl()).await.map_err(|e| transport_error(&e))?;
         answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// A call that got no usable answer, as openraft counts it: unreachable (try again later), or a
+/// network error for an answer that did not decode.
+fn transport_error<E: std::error::Error>(e: &PeerError) -> RPCError<TypeConfig, E> {
+    match e {
+        PeerError::Unreachable { .. } | PeerError::Unauthorized(_) | PeerError::Status(..) => {
+            RPCError::Unreachable(Unreachable::new(e))
+        }
+        PeerError::Decode(..) => RPCError::Network(NetworkError::new(e)),
     }
 }
 

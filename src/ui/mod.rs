@@ -94,7 +94,7 @@ pub fn router() -> Router<Arc<Node>> {
         router.route(
             path,
             get(move |State(node): State<Arc<Node>>, headers: HeaderMap| {
-                let provider = node.keys.oidc().is_some_and(|v| v.pages().is_some());
+                let provider = node.keys.oidc().is_some_and(|v| v.config().pages.is_some());
                 let asset = match (&with_provider, provider) {
                     (Some(shown), true) => shown.clone(),
                     _ => asset.clone(),

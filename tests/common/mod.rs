@@ -217,6 +217,20 @@ pub fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
+/// What a child process announces on its stdout after `prefix` (a node's listening URL, the
+/// test provider's issuer), read on a thread of its own until the output closes.
+pub fn announced(stdout: std::process::ChildStdout, prefix: &'static str) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(value) = line.strip_prefix(prefix) {
+                let _ = tx.send(value.trim().to_owned());
+            }
+        }
+    });
+    rx
+}
+
 fn spawn(
     config: &Path,
     data_dir: &Path,
@@ -241,15 +255,7 @@ fn spawn(
         None => Stdio::inherit(),
     };
     let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn pizza-orders");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("pizza-orders listening on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
+    let rx = announced(child.stdout.take().expect("stdout"), "pizza-orders listening on ");
     match rx.recv_timeout(START_DEADLINE) {
         Ok(base) => (child, base),
         Err(mpsc::RecvTimeoutError::Disconnected) => {

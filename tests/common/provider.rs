@@ -3,11 +3,10 @@
 //! port. `.ci/web-tools` installs it (into `target/oidc-provider`); without Node or the package
 //! the tests using it fail saying so. Stopped (with its process group) when dropped.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -62,15 +61,7 @@ impl OidcProvider {
             .stderr(stderr)
             .spawn()
             .expect("start the test identity provider: is Node.js installed? (`bash .ci/test` installs what the tests need)");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(issuer) = line.strip_prefix("ISSUER ") {
-                    let _ = tx.send(issuer.trim().to_owned());
-                }
-            }
-        });
+        let rx = super::announced(child.stdout.take().expect("stdout"), "ISSUER ");
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(issuer) => {
                 self.port = issuer.rsplit(':').next().and_then(|p| p.parse().ok()).expect("the issuer's port");
