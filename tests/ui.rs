@@ -756,6 +756,10 @@ async fn the_providers_roles_open_the_kitchen_of_the_staffs_store_and_the_dashbo
     staff.goto(&node.url("/kitchen/?hours=60")).await.unwrap();
     sign_in_at_provider(&staff, &provider.issuer, "staff-main").await;
     wait_text(&staff, ".ticket", "1 Main St").await;
+    // The page's own query came back from the round trip: the order is 10 to 34 h ahead, by the
+    // hour the test runs, so without `hours=60` the default 12 h missed it most of the day.
+    let at = staff.current_url().await.unwrap();
+    assert_eq!(at.query(), Some("hours=60"), "{at}");
     screenshot(&staff, "22-provider-kitchen").await;
     // The same person opens the dashboard in this tab: the page asks the provider silently,
     // is signed in at once, and the node refuses a staff user there.

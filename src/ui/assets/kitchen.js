@@ -7,7 +7,8 @@ import * as provider from "./signin.js";
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 3000;
 // How far ahead the page looks: `/kitchen/?hours=N` (1 to 168, default 12).
-const HOURS = Math.min(168, Math.max(1, Number.parseInt(new URLSearchParams(location.search).get("hours"), 10) || 12));
+// Read when used: a return from the identity provider puts the page's query back first.
+const hours = () => Math.min(168, Math.max(1, Number.parseInt(new URLSearchParams(location.search).get("hours"), 10) || 12));
 const state = { token: sessionStorage.getItem("staff-token"), store: null, timer: null, busy: new Set() };
 
 // The next step of each status, with the button's words; out for delivery may also fail.
@@ -104,7 +105,7 @@ function render(data) {
   const root = $("slots");
   root.innerHTML = "";
   $("empty").hidden = data.slots.length > 0;
-  $("empty").textContent = t("k.empty_hours", { hours: HOURS });
+  $("empty").textContent = t("k.empty_hours", { hours: hours() });
   for (const slot of data.slots) {
     const section = document.createElement("section");
     section.className = "slot";
@@ -137,7 +138,7 @@ function render(data) {
 async function refresh() {
   if (!state.token) return;
   try {
-    const to = new Date(Date.now() + HOURS * 3600 * 1000).toISOString();
+    const to = new Date(Date.now() + hours() * 3600 * 1000).toISOString();
     render(await api("GET", `/v1/kitchen/orders?to=${encodeURIComponent(to)}`));
     alertMessage("");
   } catch (e) {

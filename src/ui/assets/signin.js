@@ -73,7 +73,9 @@ export async function begin({ silent = false } = {}) {
   if (!p) throw new Error(t("signin.none"));
   const verifier = randomText(32);
   const challenge = base64url(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier))));
-  const flow = { state: randomText(16), nonce: randomText(16), verifier, silent };
+  // The page's own query (the kitchen's `?hours=`) waits here: the redirect URI is the page's
+  // path alone, as registered at the provider.
+  const flow = { state: randomText(16), nonce: randomText(16), verifier, silent, search: location.search };
   sessionStorage.setItem(FLOW, JSON.stringify(flow));
   const url = new URL(p.authorization_endpoint);
   const params = {
@@ -104,10 +106,9 @@ export async function complete() {
   const back = Object.fromEntries(query);
   const flow = JSON.parse(sessionStorage.getItem(FLOW) || "null");
   sessionStorage.removeItem(FLOW);
-  // The code and state leave the address bar (and the history) whatever happens next.
-  for (const key of ["code", "state", "error", "error_description", "iss", "session_state"]) query.delete(key);
-  const rest = query.toString();
-  history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+  // The code and state leave the address bar (and the history) whatever happens next; the
+  // page's own query from before the round trip comes back.
+  history.replaceState(null, "", `${location.pathname}${flow?.search ?? ""}${location.hash}`);
   if (!flow || back.state !== flow.state) throw new Error(t("signin.state"));
   if (back.error) {
     if (flow.silent) return false; // no session at the provider: the reader signs in
