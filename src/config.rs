@@ -172,7 +172,15 @@ pub struct RuntimeSettings {
     /// Threads running requests and replication; unset: one per core. Several nodes sharing a
     /// small host each do better with their share of its cores.
     pub worker_threads: Option<NonZeroUsize>,
+    /// While a write is on its way and this many µs after, one lowest-priority (`SCHED_IDLE`)
+    /// thread polls instead of letting a CPU halt (`raft::busy_poll`): a halted virtual CPU
+    /// wakes slowly for the disk's and the peers' answers. 0: off. Unset: 1000, or off when
+    /// the process has a CPU quota (cgroup `cpu.max`).
+    pub busy_poll_us: Option<u64>,
 }
+
+/// The longest busy-poll linger a node accepts (100 ms): beyond that it is spinning, not waiting.
+const MAX_BUSY_POLL_US: u64 = 100_000;
 
 /// Most worker threads a node accepts: more is a typo, not a machine.
 const MAX_WORKER_THREADS: usize = 1024;
@@ -750,6 +758,8 @@ pub struct Config {
     pub storage: StorageSettings,
     /// Worker threads of the node's async runtime, resolved (unset: one per core).
     pub worker_threads: usize,
+    /// `runtime.busy_poll_us` (`None`: the default, decided at start from the CPU quota).
+    pub busy_poll: Option<std::time::Duration>,
 }
 
 /// The API listener's certificate, key and HSTS age.
@@ -894,6 +904,11 @@ impl Config {
             Some(n) => n.get(),
             None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
         };
+        if s.runtime.busy_poll_us.is_some_and(|us| us > MAX_BUSY_POLL_US) {
+            return Err(ConfigError::Invalid(format!(
+                "runtime.busy_poll_us is at most {MAX_BUSY_POLL_US} (it is how long a CPU keeps polling after a write; 0 turns it off)"
+            )));
+        }
         let r = &s.raft;
         if r.heartbeat_ms == 0
             || r.election_timeout_min_ms <= r.heartbeat_ms * 2
@@ -967,6 +982,7 @@ impl Config {
             analytics: s.analytics,
             storage: s.storage,
             worker_threads,
+            busy_poll: s.runtime.busy_poll_us.map(std::time::Duration::from_micros),
         })
     }
 }
@@ -1145,6 +1161,22 @@ mod tests {
         let mut s = with_secret();
         s.slots.capacity = 0;
         assert!(matches!(Config::from_settings(s), Err(ConfigError::Zero("slots.capacity"))));
+    }
+
+    #[test]
+    fn busy_polling_is_the_default_can_be_turned_off_and_a_spin_of_seconds_is_refused() {
+        assert_eq!(Config::from_settings(with_secret()).unwrap().busy_poll, None);
+        let set = |value: &str| {
+            let overrides = Overrides { set: vec![format!("runtime.busy_poll_us={value}")], ..Overrides::default() };
+            let mut s = Settings::load(None, &overrides)?;
+            s.auth = with_secret().auth;
+            s.cluster = with_secret().cluster;
+            Config::from_settings(s)
+        };
+        assert_eq!(set("0").unwrap().busy_poll, Some(std::time::Duration::ZERO));
+        assert_eq!(set("250").unwrap().busy_poll, Some(std::time::Duration::from_micros(250)));
+        let absurd = set("5000000").unwrap_err().to_string();
+        assert!(absurd.contains("busy_poll_us is at most 100000"), "{absurd}");
     }
 
     #[test]

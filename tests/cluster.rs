@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::{admin_token, eventually, TestCluster};
-use common::{client, get_json, order_body, run_cli, slot, token, TestNode};
+use common::{client, get_json, order_body, run_cli, slot, token, TestNode, CLUSTER_SECRET};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -44,6 +44,16 @@ async fn writes_through_any_node_are_visible_on_every_node() {
     let follower = (leader + 1) % 3;
     let again = create_via(&cluster, follower, "via-node-0", &order_body(&slot(2, 40))).await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
+
+    // The leader pipelines its appends on upgraded connections (`raft::stream`); a cluster of
+    // one build never falls back to one append at a time.
+    let metrics = client().get(cluster.url(leader, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let sessions = |transport: &str| {
+        let prefix = format!("pizza_orders_raft_append_sessions_total{{transport=\"{transport}\"}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    assert!(sessions("pipelined") > 0.0, "no pipelined append session on the leader:\n{metrics}");
+    assert_eq!(sessions("one_at_a_time"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -231,7 +241,18 @@ async fn raft_endpoints_refuse_a_peer_without_the_cluster_secret() {
             request = request.header("x-cluster-secret", secret);
         }
         assert_eq!(request.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        // The append stream's upgrade too (`raft::stream`).
+        let mut request = client().post(node.url("/raft/stream")).header("upgrade", "pizza-raft-append/1");
+        if let Some(secret) = secret {
+            request = request.header("x-cluster-secret", secret);
+        }
+        assert_eq!(request.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
+    // With the secret but without asking to upgrade: told what the route wants.
+    let plain =
+        client().post(node.url("/raft/stream")).header("x-cluster-secret", CLUSTER_SECRET).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(plain.headers()["upgrade"], "pizza-raft-append/1");
     // Admin endpoints need an admin token; a customer token is not enough.
     let status = client().get(node.url("/admin/cluster")).bearer_auth(token("alice")).send().await.unwrap();
     assert_eq!(status.status(), StatusCode::FORBIDDEN);

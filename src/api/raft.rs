@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -20,6 +20,7 @@ use super::AppState;
 use crate::codec;
 use crate::node::{Node, NodeError};
 use crate::raft::network::{decode_vote_request, SECRET_HEADER};
+use crate::raft::stream;
 use crate::raft::TypeConfig;
 use crate::state::{Applied, Command};
 
@@ -29,6 +30,7 @@ const MAX_PEER_BODY: usize = 16 << 20;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/raft/append", post(append))
+        .route(stream::PATH, post(open_stream))
         .route("/raft/vote", post(vote))
         .route("/raft/pre-vote", post(pre_vote))
         .route("/raft/snapshot", post(snapshot))
@@ -47,23 +49,28 @@ impl FromRequest<AppState> for PeerBytes {
     type Rejection = Response;
 
     async fn from_request(req: Request, node: &AppState) -> Result<Self, Self::Rejection> {
-        if node.config.cluster.tls.is_some() {
-            let connection = req.extensions().get::<super::Connection>().copied();
-            if !connection.is_some_and(|c| c.peer_certificate) {
-                let remote = connection.map_or_else(|| "unknown".to_owned(), |c| c.remote.to_string());
-                tracing::warn!(%remote, path = %req.uri().path(), "refused a peer call without a cluster certificate (mutual TLS is on: cluster.ca_file)");
-                return Err(
-                    (StatusCode::UNAUTHORIZED, "a cluster certificate is required (mutual TLS)").into_response()
-                );
-            }
-        }
-        let presented = req.headers().get(SECRET_HEADER).map(|v| Sha256::digest(v.as_bytes()));
-        let expected = Sha256::digest(node.config.cluster.secret.bytes());
-        if presented != Some(expected) {
-            return Err((StatusCode::UNAUTHORIZED, "cluster secret missing or wrong").into_response());
-        }
+        authorize(&req, node).map_err(|refused| (StatusCode::UNAUTHORIZED, refused).into_response())?;
         Bytes::from_request(req, node).await.map(PeerBytes).map_err(IntoResponse::into_response)
     }
+}
+
+/// A peer call must show a cluster certificate (with mutual TLS on) and the cluster secret;
+/// `Err` is why not (answered 401).
+fn authorize(req: &Request, node: &AppState) -> Result<(), &'static str> {
+    if node.config.cluster.tls.is_some() {
+        let connection = req.extensions().get::<super::Connection>().copied();
+        if !connection.is_some_and(|c| c.peer_certificate) {
+            let remote = connection.map_or_else(|| "unknown".to_owned(), |c| c.remote.to_string());
+            tracing::warn!(%remote, path = %req.uri().path(), "refused a peer call without a cluster certificate (mutual TLS is on: cluster.ca_file)");
+            return Err("a cluster certificate is required (mutual TLS)");
+        }
+    }
+    let presented = req.headers().get(SECRET_HEADER).map(|v| Sha256::digest(v.as_bytes()));
+    let expected = Sha256::digest(node.config.cluster.secret.bytes());
+    if presented != Some(expected) {
+        return Err("cluster secret missing or wrong");
+    }
+    Ok(())
 }
 
 fn undecodable(e: impl std::fmt::Display) -> Response {
@@ -95,6 +102,39 @@ async fn append(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<AppendEnt
         node.heard_from_leader();
     }
     reply(&answer)
+}
+
+/// A leader's append stream (`raft::stream`): the connection switches to the stream's framing
+/// and carries appends until the leader closes it.
+async fn open_stream(State(node): State<Arc<Node>>, mut req: Request) -> Response {
+    if let Err(refused) = authorize(&req, &node) {
+        return (StatusCode::UNAUTHORIZED, refused).into_response();
+    }
+    let asked = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    if asked != Some(stream::PROTOCOL) {
+        return (StatusCode::UPGRADE_REQUIRED, [(header::UPGRADE, stream::PROTOCOL)], "this route only upgrades")
+            .into_response();
+    }
+    let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::BAD_REQUEST, "this connection cannot be upgraded (HTTP/1.1 only)").into_response();
+    };
+    let raft = node.raft.clone();
+    let weak = Arc::downgrade(&node);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let heard = move || {
+                    if let Some(node) = weak.upgrade() {
+                        node.heard_from_leader();
+                    }
+                };
+                stream::serve(raft, hyper_util::rt::TokioIo::new(upgraded), heard).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "a peer's append stream did not upgrade"),
+        }
+    });
+    (StatusCode::SWITCHING_PROTOCOLS, [(header::CONNECTION, "upgrade"), (header::UPGRADE, stream::PROTOCOL)])
+        .into_response()
 }
 
 /// No votes just after a start: a restarted voter has forgotten which leader it heard from,

@@ -248,9 +248,13 @@ async fn run_batcher(submitter: Submitter, mut queue: mpsc::Receiver<Pending>, m
         }
         metrics::histogram!("pizza_orders_raft_batch_size").record(batch.len() as f64);
         let submitter = submitter.clone();
+        crate::raft::busy_poll::touch();
         tokio::spawn(async move {
             let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
-            match submitter.submit(commands).await {
+            let submitted = submitter.submit(commands).await;
+            // The linger starts again at the answer: the client's next write comes right after.
+            crate::raft::busy_poll::touch();
+            match submitted {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(Ok(outcome));
@@ -273,6 +277,21 @@ impl Node {
     pub async fn start(config: Config, advertise: String) -> Result<Arc<Self>, NodeError> {
         let cache = usize::try_from(config.storage.cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let starting = Instant::now();
+        match crate::raft::busy_poll::start(config.busy_poll) {
+            crate::raft::busy_poll::Started::Polling(linger) => {
+                tracing::info!(
+                    linger_us = linger.as_micros() as u64,
+                    "a lowest-priority thread polls while writes are on their way (runtime.busy_poll_us)"
+                )
+            }
+            crate::raft::busy_poll::Started::Off => {}
+            crate::raft::busy_poll::Started::OffUnderQuota(quota) => {
+                tracing::info!(%quota, "no busy polling under a CPU quota (set runtime.busy_poll_us to turn it on)")
+            }
+            crate::raft::busy_poll::Started::OffNoIdlePriority(reason) => {
+                tracing::warn!(%reason, "no busy polling: its thread cannot run at the lowest priority")
+            }
+        }
         let store = Store::open_with_cache(&config.data_dir, Some(cache))?;
         let store_ms = starting.elapsed().as_millis() as u64;
         let disk = DiskSpace::new(&config.data_dir, config.storage.min_free_mb);

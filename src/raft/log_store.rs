@@ -409,6 +409,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        super::busy_poll::touch();
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .into_iter()
             .map(|e| codec::encode(&e).map(|bytes| (e.log_id.index, bytes)))

@@ -5,13 +5,16 @@
 //! - `state_machine`: calls the deterministic `state::apply` for committed entries, builds
 //!   streamed snapshots from a read transaction and installs them atomically.
 //! - `network`: Raft RPCs to peers over HTTP (`/raft/*`, codec bodies, cluster secret).
+//! - `stream`: a leader's appends to a follower pipelined on one upgraded connection.
 
+pub mod busy_poll;
 #[cfg(feature = "raft-log-eval")]
 pub mod log_raftlog;
 pub mod log_segments;
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod stream;
 
 use openraft::BasicNode;
 

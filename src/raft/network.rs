@@ -4,19 +4,21 @@
 //! a peer that cannot be reached is reported `Unreachable`, so openraft backs off instead of
 //! spinning.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::v2::RaftNetworkV2;
 use openraft::network::{RPCOption, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult, VoteRequest, VoteResponse};
 use openraft::BasicNode;
 use openraft_legacy::network_v1::{
     Adapter, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse, RaftNetwork,
 };
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::stream::{self, Conn, Dialer, Opened, StreamError};
 use super::{LogId, NodeId, TypeConfig, Vote};
 use crate::codec;
 use crate::config::PeerTlsConfig;
@@ -57,6 +59,8 @@ pub struct PeerClient {
     tls: Option<PeerTlsConfig>,
     /// `https` with mutual TLS, else `http`.
     scheme: &'static str,
+    /// The TLS client config of append streams (`raft::stream`), re-read with the certificates.
+    stream_tls: Arc<RwLock<Option<Arc<rustls::ClientConfig>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +91,17 @@ impl PeerClient {
             source_ip,
             tls: tls.cloned(),
             scheme: if tls.is_some() { "https" } else { "http" },
+            stream_tls: Arc::new(RwLock::new(stream_tls(tls)?)),
         })
+    }
+
+    /// How append streams reach peers now (with the certificates last read).
+    pub fn dialer(&self) -> Dialer {
+        let tls = match self.stream_tls.read() {
+            Ok(tls) => tls.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        Dialer { secret: self.secret.clone(), source_ip: self.source_ip, tls }
     }
 
     /// Read the certificates again (new connections use them; pooled ones finish as they are).
@@ -96,9 +110,14 @@ impl PeerClient {
             return Ok(());
         }
         let fresh = build(self.source_ip, self.tls.as_ref())?;
+        let fresh_stream = stream_tls(self.tls.as_ref())?;
         match self.http.write() {
             Ok(mut http) => *http = fresh,
             Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        match self.stream_tls.write() {
+            Ok(mut tls) => *tls = fresh_stream,
+            Err(poisoned) => *poisoned.into_inner() = fresh_stream,
         }
         Ok(())
     }
@@ -201,6 +220,14 @@ fn build(source_ip: Option<std::net::IpAddr>, tls: Option<&PeerTlsConfig>) -> Re
     Ok(builder.build().unwrap_or_default())
 }
 
+/// The append streams' TLS: the peers' client config, HTTP/1.1 only (the upgrade needs it).
+fn stream_tls(tls: Option<&PeerTlsConfig>) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+    let Some(tls) = tls else { return Ok(None) };
+    let mut config = crate::tls::peer_client_config(tls)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
 /// Creates one [`Peer`] per target node.
 pub struct Network {
     client: PeerClient,
@@ -219,15 +246,23 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         let peer = Peer { target, addr: node.addr.clone(), client: self.client.clone() };
-        PeerLink { pre_vote: peer.clone(), v1: peer.into_v2() }
+        PeerLink { pre_vote: peer.clone(), v1: peer.into_v2(), conn: Arc::default(), not_offered_until: None }
     }
 }
+
+/// After a peer answered that it has no append stream (an older release), how long appends
+/// go one at a time before asking again (it may have been upgraded meanwhile).
+const ASK_STREAM_AGAIN: Duration = Duration::from_secs(10);
 
 /// One peer as openraft 0.10 talks to it: every RPC through the v1 adapter, and Pre-Vote
 /// (`/raft/pre-vote`), which the v1 trait does not have.
 pub struct PeerLink {
     v1: Adapter<TypeConfig, Peer, tokio::fs::File>,
     pre_vote: Peer,
+    /// The append stream's connection between sessions (`raft::stream`).
+    conn: Arc<Mutex<Option<Conn>>>,
+    /// Set when the peer has no append stream: until then, one append at a time.
+    not_offered_until: Option<tokio::time::Instant>,
 }
 
 impl RaftNetworkV2<TypeConfig> for PeerLink {
@@ -239,6 +274,54 @@ impl RaftNetworkV2<TypeConfig> for PeerLink {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.v1.append_entries(rpc, option).await
+    }
+
+    /// Appends pipelined on one connection (`raft::stream`); one at a time through the v1
+    /// adapter to a peer without the stream route.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: futures_util::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let one_at_a_time = self.not_offered_until.is_some_and(|until| tokio::time::Instant::now() < until);
+            if one_at_a_time {
+                metrics::counter!("pizza_orders_raft_append_sessions_total", "transport" => "one_at_a_time")
+                    .increment(1);
+                return RaftNetworkV2::stream_append(&mut self.v1, input, option).await;
+            }
+            let kept = self.conn.lock().ok().and_then(|mut conn| conn.take());
+            let conn = match kept {
+                Some(conn) => conn,
+                None => {
+                    let peer = &self.pre_vote;
+                    match peer.client.dialer().open(&peer.addr, CONNECT_TIMEOUT.max(option.hard_ttl())).await {
+                        Ok(Opened::Stream(conn)) => *conn,
+                        Ok(Opened::NotOffered) => {
+                            tracing::info!(peer = %peer.addr, "the peer has no append stream (an older release): appending one request at a time");
+                            self.not_offered_until = Some(tokio::time::Instant::now() + ASK_STREAM_AGAIN);
+                            metrics::counter!("pizza_orders_raft_append_sessions_total", "transport" => "one_at_a_time")
+                                .increment(1);
+                            return RaftNetworkV2::stream_append(&mut self.v1, input, option).await;
+                        }
+                        Err(reason) => {
+                            let e = StreamError { peer: peer.addr.clone(), reason };
+                            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+                        }
+                    }
+                }
+            };
+            metrics::counter!("pizza_orders_raft_append_sessions_total", "transport" => "pipelined").increment(1);
+            let answers =
+                stream::session(conn, input, option.hard_ttl(), self.pre_vote.addr.clone(), self.conn.clone());
+            Ok(Box::pin(answers) as BoxStream<'s, _>)
+        })
     }
 
     async fn vote(
