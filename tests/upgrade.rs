@@ -112,6 +112,15 @@ async fn a_rolling_upgrade_and_its_rollback_under_load_lose_nothing() {
         3 - leader - first + 1,
         mixed + 1
     );
+    if mixed == first {
+        // This build leads a v0.5.0 follower, which has no append stream (`raft::stream`):
+        // its appends go one at a time, as before.
+        let metrics = client().get(cluster.url(first, "/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.contains("pizza_orders_raft_append_sessions_total{transport=\"one_at_a_time\"}"),
+            "the leader on this build did not fall back to one append at a time for v0.5.0:\n{metrics}"
+        );
+    }
     cluster.restart(leader);
 
     let upgrade_began = Instant::now();
