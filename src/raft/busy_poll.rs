@@ -132,12 +132,29 @@ fn idle_priority() -> Result<(), String> {
     Err("no SCHED_IDLE on this system".into())
 }
 
-/// The process's CPU quota, if its cgroup has one (v2 `cpu.max`, v1 `cpu.cfs_quota_us`).
+/// The process's CPU quota, if its cgroup or one above it has one (v2 `cpu.max` along the path
+/// in `/proc/self/cgroup`, as systemd's `CPUQuota=` and container limits set it; v1
+/// `cpu.cfs_quota_us`).
 fn cpu_quota() -> Option<String> {
-    quota_in(
-        std::fs::read_to_string("/sys/fs/cgroup/cpu.max").ok().as_deref(),
-        std::fs::read_to_string("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").ok().as_deref(),
-    )
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let v2 = cgroup_v2_path(&own).and_then(|path| {
+        ancestors(&path).find_map(|dir| {
+            let file = format!("/sys/fs/cgroup{dir}/cpu.max");
+            let content = std::fs::read_to_string(&file).ok()?;
+            quota_in(Some(&content), None).map(|q| format!("{q} in {file}"))
+        })
+    });
+    v2.or_else(|| quota_in(None, std::fs::read_to_string("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").ok().as_deref()))
+}
+
+/// The v2 cgroup path (`0::/system.slice/x.service` → `/system.slice/x.service`).
+fn cgroup_v2_path(proc_self_cgroup: &str) -> Option<String> {
+    proc_self_cgroup.lines().find_map(|l| l.strip_prefix("0::")).map(|p| p.trim().trim_end_matches('/').to_owned())
+}
+
+/// `/a/b` → `/a/b`, `/a`, `` (the root).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(path), |p| p.rfind('/').map(|i| &p[..i]).filter(|_| !p.is_empty()))
 }
 
 fn quota_in(v2: Option<&str>, v1: Option<&str>) -> Option<String> {
@@ -163,6 +180,17 @@ mod tests {
         assert_eq!(quota_in(None, Some("-1\n")), None);
         assert_eq!(quota_in(None, Some("20000\n")).as_deref(), Some("cgroup cpu.cfs_quota_us 20000"));
         assert_eq!(quota_in(None, None), None);
+    }
+
+    #[test]
+    fn the_quota_is_looked_for_in_the_processs_own_cgroup_and_every_one_above_it() {
+        let path = cgroup_v2_path("0::/system.slice/pizza-orders@node1.service\n").unwrap();
+        assert_eq!(path, "/system.slice/pizza-orders@node1.service");
+        let all: Vec<&str> = ancestors(&path).collect();
+        assert_eq!(all, ["/system.slice/pizza-orders@node1.service", "/system.slice", ""]);
+        assert_eq!(cgroup_v2_path("0::/\n").as_deref(), Some(""));
+        assert_eq!(ancestors("").collect::<Vec<_>>(), [""]);
+        assert_eq!(cgroup_v2_path("12:cpu,cpuacct:/\n"), None);
     }
 
     #[test]
