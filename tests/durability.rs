@@ -138,6 +138,18 @@ async fn sigterm_stops_cleanly_and_the_data_opens_again() {
     assert_eq!(stored, order);
 }
 
+/// A SIGTERM sent the moment a node has said it listens drains it (exit 0), never kills it:
+/// the handler is installed before the announcement. Before, it was installed when the serve
+/// loop first ran, and CI's loaded clock-ahead pass once sent its SIGTERM in between.
+#[test]
+fn a_sigterm_right_after_the_announcement_drains_the_node() {
+    for round in 0..5 {
+        let mut node = TestNode::start();
+        let status = node.terminate();
+        assert!(status.success(), "round {round}: exit status after an immediate SIGTERM: {status:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_exits_0_and_loses_no_acknowledged_write() {
     let mut node = TestNode::start_with(&["slots.capacity=1000"]);

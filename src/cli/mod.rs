@@ -400,6 +400,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
     let result = runtime.block_on(async {
         let server = Server::bind(config).await?;
+        // Before the announcement: a SIGTERM from here on drains the node.
+        let shutdown = shutdown_signal();
         let addr = server.local_addr()?;
         // Scripts and tests read this line to learn the port when --listen ends in :0.
         let scheme = server.scheme();
@@ -415,7 +417,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             ui = %ui,
             "pizza-orders is serving; open the web UI at {ui}"
         );
-        server.run(shutdown_signal()).await
+        server.run(shutdown).await
     });
     match result {
         Ok(()) => {
