@@ -1165,16 +1165,19 @@ mod tests {
         assert!(matches!(Config::from_settings(s), Err(ConfigError::Zero("slots.capacity"))));
     }
 
+    /// The configuration with one `--set KEY=VALUE` (and the secrets a config needs).
+    fn with_setting(setting: &str) -> Result<Config, ConfigError> {
+        let overrides = Overrides { set: vec![setting.to_owned()], ..Overrides::default() };
+        let mut s = Settings::load(None, &overrides)?;
+        s.auth = with_secret().auth;
+        s.cluster = with_secret().cluster;
+        Config::from_settings(s)
+    }
+
     #[test]
     fn busy_polling_is_the_default_can_be_turned_off_and_a_spin_of_seconds_is_refused() {
         assert_eq!(Config::from_settings(with_secret()).unwrap().busy_poll, None);
-        let set = |value: &str| {
-            let overrides = Overrides { set: vec![format!("runtime.busy_poll_us={value}")], ..Overrides::default() };
-            let mut s = Settings::load(None, &overrides)?;
-            s.auth = with_secret().auth;
-            s.cluster = with_secret().cluster;
-            Config::from_settings(s)
-        };
+        let set = |value: &str| with_setting(&format!("runtime.busy_poll_us={value}"));
         assert_eq!(set("0").unwrap().busy_poll, Some(std::time::Duration::ZERO));
         assert_eq!(set("250").unwrap().busy_poll, Some(std::time::Duration::from_micros(250)));
         let absurd = set("5000000").unwrap_err().to_string();
@@ -1185,13 +1188,7 @@ mod tests {
     fn worker_threads_default_to_one_per_core_and_zero_or_absurd_counts_are_refused() {
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(Config::from_settings(with_secret()).unwrap().worker_threads, cores);
-        let set = |value: &str| {
-            let overrides = Overrides { set: vec![format!("runtime.worker_threads={value}")], ..Overrides::default() };
-            let mut s = Settings::load(None, &overrides)?;
-            s.auth = with_secret().auth;
-            s.cluster = with_secret().cluster;
-            Config::from_settings(s)
-        };
+        let set = |value: &str| with_setting(&format!("runtime.worker_threads={value}"));
         assert_eq!(set("1").unwrap().worker_threads, 1);
         let zero = set("0").unwrap_err().to_string();
         assert!(zero.contains("worker_threads"), "{zero}");
