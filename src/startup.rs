@@ -139,10 +139,9 @@ impl Server {
         // One connection: its TLS handshake (if any) and its requests run in a task of its own,
         // bounded like a request's headers, so a slow or silent client holds up nobody else.
         let serve = |stream: TcpStream, remote: SocketAddr, watcher: Watcher| {
-            // No Nagle: a peer's append stream (`raft::stream`) sends answers while earlier
-            // ones are unacknowledged, and would wait for the peer's delayed ACK each time.
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot turn off Nagle's algorithm on a connection");
+            // No Nagle, and keepalive: any connection may become a peer's append stream.
+            if let Err(e) = crate::raft::stream::tune(&stream) {
+                tracing::debug!(error = %e, "cannot set a connection's TCP options");
             }
             let (app, builder) = (app.clone(), builder.clone());
             let tls = self.tls.as_ref().map(|tls| tls.current());
