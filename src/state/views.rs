@@ -213,8 +213,13 @@ mod tests {
         let committed = Arc::new(AtomicU64::new(1)); // the database
         let applied = Arc::new(AtomicU64::new(1)); // what reads may rely on
         let stop = Arc::new(AtomicBool::new(false));
+        // Reads the cache answered, over all readers: the writer lets them hit now and then, so
+        // the race is really run with hits in it (on a loaded machine the readers could
+        // otherwise always find the entry just invalidated, and the test would prove nothing).
+        let served_hits = Arc::new(AtomicU64::new(0));
         let writer = {
-            let (views, committed, applied, stop) = (views.clone(), committed.clone(), applied.clone(), stop.clone());
+            let (views, committed, applied, stop, served_hits) =
+                (views.clone(), committed.clone(), applied.clone(), stop.clone(), served_hits.clone());
             std::thread::spawn(move || {
                 for version in 2..=20_000u64 {
                     committed.store(version, Ordering::SeqCst);
@@ -223,14 +228,21 @@ mod tests {
                     if version % 64 == 0 {
                         std::thread::yield_now();
                     }
+                    if version % 2_000 == 0 {
+                        let seen = served_hits.load(Ordering::SeqCst);
+                        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                        while served_hits.load(Ordering::SeqCst) == seen && std::time::Instant::now() < until {
+                            std::thread::yield_now();
+                        }
+                    }
                 }
                 stop.store(true, Ordering::SeqCst);
             })
         };
         let readers: Vec<_> = (0..3)
             .map(|_| {
-                let (views, committed, applied, stop) =
-                    (views.clone(), committed.clone(), applied.clone(), stop.clone());
+                let (views, committed, applied, stop, served_hits) =
+                    (views.clone(), committed.clone(), applied.clone(), stop.clone(), served_hits.clone());
                 std::thread::spawn(move || {
                     let (mut hits, mut reads) = (0u64, 0u64);
                     while !stop.load(Ordering::SeqCst) && reads < 2_000_000 {
@@ -239,6 +251,7 @@ mod tests {
                         let served = match views.get(id(7)) {
                             Some(answer) => {
                                 hits += 1;
+                                served_hits.fetch_add(1, Ordering::SeqCst);
                                 answer.version
                             }
                             None => {
