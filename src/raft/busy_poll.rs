@@ -6,7 +6,8 @@
 //! network's interrupt). Measured on this project's 2-core VM: an `fdatasync` issued every
 //! 0.5 ms took 685 µs at the median with the CPUs otherwise idle and 52 µs back to back; three
 //! nodes creating orders for one client did 1 072 per s at 0.93 ms p50, and 1 730 per s at
-//! 0.51 ms with two lowest-priority spinning processes beside them (`docs/performance.md`).
+//! 0.51 ms with two lowest-priority spinning processes beside them (docs/design.md, "Busy
+//! polling while a write waits").
 //! Go's scheduler spins before it parks a thread, which is how etcd gets this for free.
 //!
 //! So one thread per process spins (`std::hint::spin_loop`) while writes are on their way and
@@ -51,8 +52,9 @@ pub enum Started {
     OffNoIdlePriority(String),
 }
 
-/// Start the process's poller (once; later calls return what the first did not repeat).
-/// `setting`: `runtime.busy_poll_us` (`None`: the default, off under a CPU quota).
+/// Start the process's poller: one per process, shared by the nodes it runs (a node started
+/// again in the same process, as in tests, finds it running). `setting`: `runtime.busy_poll_us`
+/// (`None`: the default, off under a CPU quota).
 pub fn start(setting: Option<Duration>) -> Started {
     let linger = match setting {
         Some(linger) if linger.is_zero() => return Started::Off,
@@ -62,6 +64,9 @@ pub fn start(setting: Option<Duration>) -> Started {
             None => DEFAULT_LINGER,
         },
     };
+    // Two nodes starting at once in one process must not start two pollers.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = STARTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if POLLER.get().is_some() {
         return Started::Polling(linger);
     }

@@ -265,6 +265,31 @@ pub struct PeerLink {
     not_offered_until: Option<tokio::time::Instant>,
 }
 
+impl PeerLink {
+    /// The connection for an append session: the one kept from the last session, or a new one.
+    /// `None`: the peer has no append stream (an older release), recently or just now.
+    async fn stream_conn(&mut self, option: &RPCOption) -> Result<Option<Conn>, RPCError<TypeConfig>> {
+        if self.not_offered_until.is_some_and(|until| tokio::time::Instant::now() < until) {
+            return Ok(None);
+        }
+        if let Some(kept) = self.conn.lock().ok().and_then(|mut conn| conn.take()) {
+            return Ok(Some(kept));
+        }
+        let peer = &self.pre_vote;
+        match peer.client.dialer().open(&peer.addr, CONNECT_TIMEOUT.max(option.hard_ttl())).await {
+            Ok(Opened::Stream(conn)) => Ok(Some(*conn)),
+            Ok(Opened::NotOffered) => {
+                tracing::info!(peer = %peer.addr, "the peer has no append stream (an older release): appending one request at a time");
+                self.not_offered_until = Some(tokio::time::Instant::now() + ASK_STREAM_AGAIN);
+                Ok(None)
+            }
+            Err(reason) => {
+                Err(RPCError::Unreachable(Unreachable::new(&StreamError { peer: peer.addr.clone(), reason })))
+            }
+        }
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for PeerLink {
     type SnapshotData = tokio::fs::File;
 
@@ -290,32 +315,10 @@ impl RaftNetworkV2<TypeConfig> for PeerLink {
         S: futures_util::Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
         Box::pin(async move {
-            let one_at_a_time = self.not_offered_until.is_some_and(|until| tokio::time::Instant::now() < until);
-            if one_at_a_time {
+            let Some(conn) = self.stream_conn(&option).await? else {
                 metrics::counter!("pizza_orders_raft_append_sessions_total", "transport" => "one_at_a_time")
                     .increment(1);
                 return RaftNetworkV2::stream_append(&mut self.v1, input, option).await;
-            }
-            let kept = self.conn.lock().ok().and_then(|mut conn| conn.take());
-            let conn = match kept {
-                Some(conn) => conn,
-                None => {
-                    let peer = &self.pre_vote;
-                    match peer.client.dialer().open(&peer.addr, CONNECT_TIMEOUT.max(option.hard_ttl())).await {
-                        Ok(Opened::Stream(conn)) => *conn,
-                        Ok(Opened::NotOffered) => {
-                            tracing::info!(peer = %peer.addr, "the peer has no append stream (an older release): appending one request at a time");
-                            self.not_offered_until = Some(tokio::time::Instant::now() + ASK_STREAM_AGAIN);
-                            metrics::counter!("pizza_orders_raft_append_sessions_total", "transport" => "one_at_a_time")
-                                .increment(1);
-                            return RaftNetworkV2::stream_append(&mut self.v1, input, option).await;
-                        }
-                        Err(reason) => {
-                            let e = StreamError { peer: peer.addr.clone(), reason };
-                            return Err(RPCError::Unreachable(Unreachable::new(&e)));
-                        }
-                    }
-                }
             };
             metrics::counter!("pizza_orders_raft_append_sessions_total", "transport" => "pipelined").increment(1);
             let answers =

@@ -65,16 +65,20 @@ impl DiskSpace {
     /// Whether the Raft log may write now without waiting ([`Self::wait_for_room`] would
     /// return at once). Unknown free space counts as room.
     pub fn log_has_room(&self) -> bool {
-        self.free().is_none_or(|free| free >= self.min_free / 2)
+        self.free().is_none_or(|free| free >= self.log_floor())
+    }
+
+    /// The free space below which the Raft log waits: half the reserve.
+    fn log_floor(&self) -> u64 {
+        self.min_free / 2
     }
 
     /// Wait until more than half the reserve is free (at once when it is). Entries already
     /// accepted by the cluster still reach this node's log, but never into the last half of
     /// the reserve; meanwhile this node's Raft waits and the others go on without it.
     pub fn wait_for_room(&self) {
-        let floor = self.min_free / 2;
         let mut warned = false;
-        while let Some(free) = self.free().filter(|&free| free < floor) {
+        while let Some(free) = self.free().filter(|&free| free < self.log_floor()) {
             if !warned {
                 tracing::error!(
                     dir = %self.dir.display(),
