@@ -279,7 +279,8 @@ impl Node {
         let starting = Instant::now();
         match crate::raft::busy_poll::start(config.busy_poll) {
             crate::raft::busy_poll::Started::Polling(linger) => {
-                tracing::info!(
+                // Debug: the default, and a one-node start says only a few lines (tests/cli.rs).
+                tracing::debug!(
                     linger_us = linger.as_micros() as u64,
                     "a lowest-priority thread polls while writes are on their way (runtime.busy_poll_us)"
                 )
