@@ -69,6 +69,9 @@ impl FaultKind {
     }
 }
 
+/// Log lines per node printed when the nodes do not converge.
+const LOG_TAIL: usize = 30;
+
 pub struct Cluster {
     pub nodes: Vec<TestNode>,
     sets: Vec<Vec<String>>,
@@ -100,10 +103,14 @@ impl Cluster {
                 "raft.heartbeat_ms=50".to_owned(),
                 "raft.election_timeout_min_ms=300".to_owned(),
                 "raft.election_timeout_max_ms=600".to_owned(),
+                // Info (not openraft's) for the log tail a convergence timeout prints.
+                "log.filter=info,openraft=warn".to_owned(),
             ];
             sets.extend(extra.iter().map(|s| s.to_string()));
             let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-            nodes.push(TestNode::start_with(&refs));
+            // Each node logs (warn and above) to a file of its own, kept across its restarts, so
+            // a convergence timeout can show what each node said last.
+            nodes.push(TestNode::start_logged(&refs));
             let upstream: SocketAddr = format!("{ip}:{port}").parse().unwrap();
             let listen: SocketAddr = format!("{ip}:{proxy_port}").parse().unwrap();
             proxy::start(listener, upstream, i, links.clone());
@@ -256,8 +263,9 @@ impl Cluster {
     }
 
     /// Wait until every node has applied the same index with the same digest. On a timeout the
-    /// panic says what each node last answered (state and cluster view), so a node that lagged
-    /// can be told from one that diverged.
+    /// panic says what each node last answered (state and cluster view, with each member's
+    /// matched index and lag) and the last [`LOG_TAIL`] lines it logged, so a node that lagged
+    /// can be told from one that diverged, and what held it back.
     pub async fn converged(&self) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -283,6 +291,12 @@ impl Cluster {
                         state.as_ref().map_or("no answer".into(), Value::to_string),
                         cluster.as_ref().map_or("no answer".into(), Value::to_string)
                     ));
+                    let log = self.nodes[i].log_text();
+                    let lines: Vec<&str> = log.lines().collect();
+                    seen.push_str(&format!("\n  node {}'s last {} log lines:", i + 1, LOG_TAIL.min(lines.len())));
+                    for line in &lines[lines.len().saturating_sub(LOG_TAIL)..] {
+                        seen.push_str(&format!("\n    {line}"));
+                    }
                 }
                 panic!("timed out after 60 s waiting for identical state on every node; last seen:{seen}");
             }
