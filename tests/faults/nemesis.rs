@@ -108,8 +108,8 @@ impl Cluster {
             ];
             sets.extend(extra.iter().map(|s| s.to_string()));
             let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
-            // Each node logs (warn and above) to a file of its own, kept across its restarts, so
-            // a convergence timeout can show what each node said last.
+            // Each node logs (at the filter above) to a file of its own, kept across its
+            // restarts, so a convergence timeout can show what each node said last.
             nodes.push(TestNode::start_logged(&refs));
             let upstream: SocketAddr = format!("{ip}:{port}").parse().unwrap();
             let listen: SocketAddr = format!("{ip}:{proxy_port}").parse().unwrap();
