@@ -488,7 +488,16 @@ async fn a_slot_filled_through_one_node_shows_full_on_another_nodes_page_without
     // Emil's page, served by the other node, shows the slot full and disabled by itself.
     visible(&emil, &format!("{watched}[disabled]")).await;
     wait_text(&emil, &watched, "full").await;
+    // Emil had picked that slot: the page says so at once and keeps it picked, so sending the
+    // order anyway gets what losing the race gets (the nearest free times, a place in line), not
+    // a bare "choose a delivery time".
+    wait_text(&emil, "#err-delivery_slot:not([hidden])", "just been fully booked").await;
     screenshot(&emil, "9-live-slot-full").await;
+    fill(&emil, "Emil's Door").await;
+    emil.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();
+    wait_text(&emil, "#err-delivery_slot:not([hidden])", "fully booked").await;
+    visible(&emil, "#alternatives:not([hidden]) #alternative-slots button").await;
+    visible(&emil, "#join-line:not([hidden]) #join-waitlist").await;
     dora.close().await.unwrap();
     emil.close().await.unwrap();
 }

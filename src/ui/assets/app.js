@@ -103,7 +103,7 @@ function useToken(token, name, { remember = true } = {}) {
 }
 
 function clearErrors() {
-  document.querySelectorAll("[id^=err-]").forEach((e) => { e.hidden = true; e.textContent = ""; });
+  document.querySelectorAll("[id^=err-]").forEach((e) => { e.hidden = true; e.textContent = ""; delete e.dataset.live; });
   show("alternatives", false);
   show("join-line", false);
 }
@@ -337,9 +337,19 @@ function showRoom(button, slot) {
   button.disabled = full;
   button.innerHTML = `${clockTime(slot.start)}<small>${full ? t("c.full") : t("c.left", { n: slot.remaining })}</small>`;
   button.setAttribute("aria-label", full ? t("c.slot_full_label", { time: localTime(slot.start) }) : t("c.places_left", { time: localTime(slot.start), n: slot.remaining }));
-  if (full && state.slot === slot.start && !state.editing) {
-    state.slot = null;
-    button.setAttribute("aria-pressed", "false");
+  // The picked slot filled while the form was open: say so at once, and keep it picked, so that
+  // sending the order anyway gets the same answer as losing the race (the nearest free times
+  // and a place in line) instead of a bare "choose a delivery time".
+  if (state.slot === slot.start && !state.editing) {
+    const note = $("err-delivery_slot");
+    if (full) {
+      note.textContent = t("c.filled_live", { time: localTime(slot.start) });
+      note.hidden = false;
+      note.dataset.live = "1";
+    } else if (note.dataset.live) {
+      note.hidden = true;
+      delete note.dataset.live;
+    }
   }
 }
 
@@ -364,6 +374,7 @@ function pickSlot(start) {
   state.slot = start;
   document.querySelectorAll("#slots button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.start === start)));
   $("err-delivery_slot").hidden = true;
+  delete $("err-delivery_slot").dataset.live;
 }
 
 async function loadSlots() {

@@ -113,6 +113,7 @@ export default {
  "c.changed": "Ihre Bestellung wurde geändert.",
  "c.placed": "Ihre Bestellung ist aufgegeben.",
  "c.changed_elsewhere": "Diese Bestellung wurde inzwischen anderswo geändert und neu geladen. Prüfen Sie sie und versuchen Sie es noch einmal.",
+ "c.filled_live": "{time} ist gerade ausgebucht worden. Wählen Sie eine andere Zeit, oder senden Sie die Bestellung trotzdem, um die nächsten freien Zeiten zu sehen und sich anzustellen.",
  "c.just_booked": "{time} ist gerade ausgebucht worden. Bitte wählen Sie eine andere Zeit.",
  "c.confirm_cancel": "Diese Bestellung stornieren?",
  "c.cancelling": "Wird storniert…",

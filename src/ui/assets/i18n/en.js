@@ -113,6 +113,7 @@ export default {
  "c.changed": "Your order was changed.",
  "c.placed": "Your order is placed.",
  "c.changed_elsewhere": "This order was changed elsewhere in the meantime; it has been reloaded. Check it and try again.",
+ "c.filled_live": "{time} has just been fully booked. Pick another time, or send the order anyway to see the nearest free times and take a place in line.",
  "c.just_booked": "{time} has just been fully booked. Please pick another time.",
  "c.confirm_cancel": "Cancel this order?",
  "c.cancelling": "Cancelling…",
