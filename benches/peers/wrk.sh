@@ -5,7 +5,9 @@
 #     (POST /v3/kv/put, a new key and a 300-byte value each), 1 / 16 / 64 connections;
 #   - reads: GET own order (linearizable, and ?consistency=stale) on 1 node and on a follower of
 #     3 nodes, and GET /v1/menu on 1 node, against a hello-world axum server (GET /hello →
-#     "hello", the load bench's `hello-serve`, 2 worker threads) at 64 connections.
+#     "hello", the load bench's `hello-serve`, 2 worker threads) at 64 connections; the
+#     follower, which like every node of the three runs one worker thread, also against a
+#     hello-world with one worker thread (the same thread budget on both sides).
 # Every figure is the median of ROUNDS runs of SECS s, ours and the anchor alternating (and
 # which goes first alternates too). wrk: 2 threads (1 at 1 connection), --latency.
 #
@@ -62,20 +64,21 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1
 work=$(mktemp -d)
 pids=()
 hello_pid=""
+hello1w_pid=""
 cleanup() {
   local p left deadline=$(($(date +%s) + 5))
-  exec 9>&- 2>/dev/null || true   # the hello-world server's stdin: it stops when it closes
-  for p in "${pids[@]}" $hello_pid; do kill "$p" 2>/dev/null || true; done
+  exec 9>&- 8>&- 2>/dev/null || true   # the hello-world servers' stdin: they stop when it closes
+  for p in "${pids[@]}" $hello_pid $hello1w_pid; do kill "$p" 2>/dev/null || true; done
   # A stopping etcd leader first tries to hand over its leadership, which takes seconds when
   # its peers are stopping too: whatever is still there after 5 s gets SIGKILL.
   while :; do
     left=()
-    for p in "${pids[@]}" $hello_pid; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
+    for p in "${pids[@]}" $hello_pid $hello1w_pid; do kill -0 "$p" 2>/dev/null && left+=("$p"); done
     ((${#left[@]})) || break
     if (($(date +%s) >= deadline)); then kill -9 "${left[@]}" 2>/dev/null || true; break; fi
     sleep 0.1
   done
-  for p in "${pids[@]}" $hello_pid; do wait "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $hello_pid $hello1w_pid; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -130,6 +133,12 @@ hello_pid=$!
 exec 9> "$work/hello.in"
 wait_for "the hello-world server" test -s "$work/hello.port"
 hello_url="http://127.0.0.1:$(head -1 "$work/hello.port")/hello"
+mkfifo "$work/hello1w.in"
+"$load_bin" hello-serve --bench --workers 1 < "$work/hello1w.in" > "$work/hello1w.port" 2>/dev/null 9>&- &
+hello1w_pid=$!
+exec 8> "$work/hello1w.in"
+wait_for "the one-thread hello-world server" test -s "$work/hello1w.port"
+hello1w_url="http://127.0.0.1:$(head -1 "$work/hello1w.port")/hello"
 
 wait_for "the single node" curl -sf "http://127.0.0.1:$single/readyz"
 for p in "${ours[@]}"; do wait_for "node on $p" curl -sf "http://127.0.0.1:$p/healthz"; done
@@ -271,11 +280,12 @@ id3=$(place_order "$our_leader" wrk-reader)
 [ -n "$id3" ] || { echo "could not place the order to read (3 nodes)" >&2; exit 1; }
 wait_for "the order on the follower" curl -sf -H "authorization: Bearer $reader" "http://127.0.0.1:$our_follower/v1/orders/$id3?consistency=stale"
 for r in $(seq "$rounds"); do
-  steps=(hello lin stale)
-  ((r % 2)) || steps=(stale lin hello)
+  steps=(hello hello1w lin stale)
+  ((r % 2)) || steps=(stale lin hello1w hello)
   for s in "${steps[@]}"; do
     case $s in
       hello) serving=$hello_pid read_run hello3 "$hello_url" ;;
+      hello1w) serving=$hello1w_pid read_run hello3w1 "$hello1w_url" ;;
       lin) serving=$node_pids read_run lin3 "http://127.0.0.1:$our_follower/v1/orders/$id3" "$reader" ;;
       stale) serving=$node_pids read_run stale3 "http://127.0.0.1:$our_follower/v1/orders/$id3?consistency=stale" "$reader" ;;
     esac
@@ -316,7 +326,7 @@ echo "| --- | --- | --- | --- |"
 echo "| 1 node create-order, $conns_label connections | $(join_rates create1) per s (p50 $(medp "create1_$first_c") ms at $first_c) | (no anchor) | |"
 echo "| 3 nodes create-order (to the leader; worker_threads=1 each), $conns_label connections | $(join_rates create3) per s (p50 $(medp "create3_$first_c") ms at $first_c) | etcd 3.4 3-member put via JSON gateway (to the leader, 300-byte values): $(join_rates etcd) per s (p50 $(medp "etcd_$first_c") ms at $first_c) | $ratios |"
 echo "| GET own order, $read_conns connections, linearizable / stale, 1 node | $(med lin1) / $(med stale1) per s | hello-world axum (GET /hello): $(med hello1) per s | $(ratio "$(med lin1)" "$(med hello1)") / $(ratio "$(med stale1)" "$(med hello1)") |"
-echo "| the same on a follower of 3 nodes | $(med lin3) / $(med stale3) per s | hello-world: $(med hello3) per s | $(ratio "$(med lin3)" "$(med hello3)") / $(ratio "$(med stale3)" "$(med hello3)") |"
+echo "| the same on a follower of 3 nodes (worker_threads=1) | $(med lin3) / $(med stale3) per s | hello-world, 2 worker threads: $(med hello3) per s; 1 worker thread: $(med hello3w1) per s | $(ratio "$(med lin3)" "$(med hello3)") / $(ratio "$(med stale3)" "$(med hello3)"); against 1 thread $(ratio "$(med lin3)" "$(med hello3w1)") / $(ratio "$(med stale3)" "$(med hello3w1)") |"
 echo "| GET /v1/menu (no storage, no token), 1 node, $read_conns connections | $(med menu1) per s | hello-world: $(med hello1) per s | $(ratio "$(med menu1)" "$(med hello1)") |"
 echo
 echo "Every point (per-round rates; medians of p50, p99 and CPU; non-2xx + socket errors summed over the rounds; server CPU: the processes under test — 1 node, the 3 nodes, the 3 etcd members or hello-world — in % of one core, out of $(nproc) × 100; machine busy: all cores, wrk included):"
@@ -325,7 +335,7 @@ echo "| point | req/s per round | median | p50 ms | p99 ms | non-2xx + errors | 
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 keys=(hello1 lin1 stale1 menu1)
 for c in $conns_list; do keys+=("create1_$c"); done
-keys+=(hello3 lin3 stale3)
+keys+=(hello3 hello3w1 lin3 stale3)
 for c in $conns_list; do keys+=("create3_$c" "etcd_$c"); done
 for k in "${keys[@]}"; do
   # shellcheck disable=SC2086
