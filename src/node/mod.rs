@@ -303,7 +303,10 @@ impl Node {
         let state_machine =
             StateMachine::new(store.shared_database(), &config.data_dir).map_err(|e| NodeError::Raft(e.to_string()))?;
         state_machine.cover_purged_log(log_store.opened_purged()).map_err(NodeError::Raft)?;
-        let state_machine = state_machine.with_load_feed(store.load_feed()).with_views(store.views());
+        let state_machine = state_machine
+            .with_load_feed(store.load_feed())
+            .with_views(store.views())
+            .with_catalog(store.catalog_in_force());
         let applied = state_machine.applied_counter();
         checkpoint::spawn(store.weak_database(), applied.clone());
         let r = &config.raft;

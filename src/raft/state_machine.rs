@@ -56,6 +56,9 @@ pub struct StateMachine {
     /// The API's cache of rendered order answers: the answers of the orders a batch wrote are
     /// dropped after it commits and before it counts as applied; none in tools and tests.
     views: Option<Arc<crate::state::views::OrderViews>>,
+    /// Told the catalog version of every committed state, so the API knows the catalog in force
+    /// without a read transaction; none in tools and tests.
+    catalog: Option<Arc<crate::state::CatalogInForce>>,
     /// Held while a snapshot is made current: a build (on its own task, from a read
     /// transaction taken earlier) and an install of the leader's snapshot may finish in either
     /// order, and the older one must not replace the newer.
@@ -88,6 +91,7 @@ impl StateMachine {
             applied,
             loads: None,
             views: None,
+            catalog: None,
             publishing: Arc::default(),
         };
         machine.remove_stale_files();
@@ -126,6 +130,29 @@ impl StateMachine {
     pub fn with_load_feed(mut self, feed: crate::state::changes::LoadFeed) -> Self {
         self.loads = Some(feed);
         self
+    }
+
+    /// Tell `catalog` the catalog version of the state now and after every commit.
+    pub fn with_catalog(mut self, catalog: Arc<crate::state::CatalogInForce>) -> Self {
+        Self::tell_catalog(&self.db, &catalog);
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Read the catalog version the committed state holds into `catalog` (or, failing that,
+    /// make the API ask the database).
+    fn tell_catalog(db: &Database, catalog: &crate::state::CatalogInForce) {
+        let read = db
+            .begin_read()
+            .map_err(|e| e.to_string())
+            .and_then(|txn| crate::state::catalog::read_version(&txn).map_err(|e| e.to_string()));
+        match read {
+            Ok(version) => catalog.committed_version(version),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the catalog version in force; the API reads it per request");
+                catalog.forget();
+            }
+        }
     }
 
     /// Keep `views` (the API's rendered order answers) current with the state.
@@ -208,11 +235,25 @@ impl StateMachine {
                 }
             });
         }
+        // The catalog version this batch leaves in force (one read of a table already open):
+        // the API learns it once the batch is committed.
+        let catalog_version = match &self.catalog {
+            Some(_) => Some(crate::state::catalog::version(&tables).map_err(io_error)?),
+            None => None,
+        };
         drop(tables);
         if last.is_some() {
             Self::write_applied(&txn, last, membership.as_ref())?;
         }
-        txn.commit().map_err(io_error)?;
+        if let Err(e) = txn.commit() {
+            if let Some(catalog) = &self.catalog {
+                catalog.forget();
+            }
+            return Err(io_error(e));
+        }
+        if let (Some(catalog), Some(version)) = (&self.catalog, catalog_version) {
+            catalog.committed_version(version);
+        }
         let written = crate::state::changes::take_written_orders();
         if let Some(views) = &self.views {
             views.invalidate(&written);
@@ -292,6 +333,9 @@ impl StateMachine {
         let summary = snapshot::install_state(&txn, &mut BufReader::new(file)).map_err(io_error)?;
         Self::write_applied(&txn, meta.last_log_id, Some(&meta.last_membership))?;
         txn.commit().map_err(io_error)?;
+        if let Some(catalog) = &self.catalog {
+            Self::tell_catalog(&self.db, catalog);
+        }
         if let Some(views) = &self.views {
             views.invalidate_all();
         }
@@ -535,6 +579,52 @@ mod tests {
     fn open(dir: &Path) -> StateMachine {
         let store = Store::open(dir).expect("open store");
         StateMachine::new(store.shared_database(), dir).expect("state machine")
+    }
+
+    #[test]
+    fn the_api_learns_the_catalog_in_force_from_every_commit_without_a_read_transaction() {
+        use crate::domain::{CatalogDoc, Timestamp};
+        use crate::state::{Command, SetCatalog};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let machine =
+            StateMachine::new(store.shared_database(), dir.path()).unwrap().with_catalog(store.catalog_in_force());
+        assert!(store.catalog().unwrap().is_none(), "no catalog yet");
+        let catalog = |capacity: u32| {
+            CatalogDoc::from_toml(&format!(
+                "[menu]\ncurrency = \"EUR\"\nsizes = {{ small = 800, medium = 1050, large = 1300 }}\n\
+                 toppings = {{ extra_cheese = 150 }}\n[[stores]]\nid = \"main\"\nname = \"Main\"\n\
+                 time_zone = \"UTC\"\ncapacity = {capacity}\nhours = {{ mon = [\"10:00-20:00\"] }}\n\
+                 delivery = {{ everywhere = true }}\n"
+            ))
+            .unwrap()
+        };
+        let set = |index: u64, capacity: u32| Entry {
+            log_id: LogId::new(CommittedLeaderId { term: 1, node_id: 1 }, index),
+            payload: EntryPayload::Normal(crate::raft::Proposal {
+                commands: vec![Command::set_catalog(SetCatalog {
+                    at: Timestamp::from_millis(1_700_000_000_000),
+                    author: "test".into(),
+                    expected_version: None,
+                    seed: false,
+                    catalog: catalog(capacity),
+                })],
+            }),
+        };
+        let capacity = |store: &Store| {
+            let current = store.catalog().unwrap().expect("a catalog");
+            let main = current.catalog.store("main").expect("store main");
+            (current.version, main.calendar.capacity_at(Timestamp::from_millis(1_700_000_000_000)))
+        };
+        machine.apply_entries(vec![set(1, 5)]).unwrap();
+        assert_eq!(capacity(&store), (1, 5));
+        machine.apply_entries(vec![set(2, 7)]).unwrap();
+        assert_eq!(capacity(&store), (2, 7), "the reader follows the next commit");
+        // Not told (a failed read of the version): the readers ask the database, still right.
+        store.catalog_in_force().forget();
+        assert_eq!(capacity(&store), (2, 7));
+        machine.apply_entries(blanks(3..=3)).unwrap();
+        assert_eq!(capacity(&store), (2, 7));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::domain::{Charge, Menu, MenuDoc, Order, StoreCalendar, StoreDoc, Store
 const LONGEST_SLOT_MS: i64 = 240 * 60_000;
 
 /// The catalog version in force; 0 when there is none yet.
-pub(super) fn version(txn: &Tx) -> Result<u64, StoreError> {
+pub fn version(txn: &Tx) -> Result<u64, StoreError> {
     Ok(txn.meta()?.get(META_CATALOG_VERSION)?.map_or(0, |g| g.value()))
 }
 

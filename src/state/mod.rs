@@ -29,5 +29,5 @@ pub use command::{
 };
 pub use error::StoreError;
 pub(crate) use store::{make_durable, open_database};
-pub use store::{CurrentCatalog, Revenue, Store};
+pub use store::{CatalogInForce, CurrentCatalog, Revenue, Store};
 pub use tx::Tx;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
@@ -49,7 +49,7 @@ pub struct Store {
     path: PathBuf,
     /// The last catalog read, kept while its version is the one in force: checking a catalog
     /// of hundreds of stores per request would cost more than the request.
-    catalog: Arc<RwLock<Option<Arc<CurrentCatalog>>>>,
+    catalog: Arc<CatalogInForce>,
     /// What each applied batch changed, for live availability.
     loads: super::changes::LoadFeed,
     /// Rendered answers of single orders, dropped by the state machine as orders change.
@@ -57,6 +57,43 @@ pub struct Store {
     /// The menus of each catalog version orders were priced under, parsed once (an applied
     /// version never changes).
     priced_by: Arc<quick_cache::sync::Cache<u64, Option<Arc<super::catalog::PricedBy>>>>,
+}
+
+/// The catalog in force, kept for the API: the last one read, and the version the state machine
+/// last committed. Only the state machine changes the catalog (an applied command, an installed
+/// snapshot); once it reports its commits here (`StateMachine::with_catalog`), a reader knows the
+/// version in force without a read transaction, and reads the catalog only when it changed.
+/// Until then, and after any failure to learn the version, every read asks the database.
+#[derive(Default)]
+pub struct CatalogInForce {
+    /// The version in force, valid while `tracked`.
+    version: AtomicU64,
+    tracked: AtomicBool,
+    current: RwLock<Option<Arc<CurrentCatalog>>>,
+}
+
+impl CatalogInForce {
+    /// The state machine committed a state whose catalog version is `version` (0: none).
+    pub fn committed_version(&self, version: u64) {
+        self.version.store(version, Ordering::Release);
+        self.tracked.store(true, Ordering::Release);
+    }
+
+    /// The version in force is not known here (say, reading it after a commit failed): readers
+    /// ask the database again until the next commit tells.
+    pub fn forget(&self) {
+        self.tracked.store(false, Ordering::Release);
+    }
+
+    fn committed(&self) -> Option<u64> {
+        // `tracked` first: a version stored before it was set is at least as new.
+        self.tracked.load(Ordering::Acquire).then(|| self.version.load(Ordering::Acquire))
+    }
+
+    fn kept(&self, version: u64) -> Option<Arc<CurrentCatalog>> {
+        let cached = self.current.read().ok()?;
+        cached.as_ref().filter(|c| c.version == version).cloned()
+    }
 }
 
 impl Store {
@@ -124,6 +161,11 @@ impl Store {
     }
 
     /// The cache of rendered order answers the state machine keeps current.
+    /// The catalog version in force as the state machine commits it (`StateMachine::with_catalog`).
+    pub fn catalog_in_force(&self) -> Arc<CatalogInForce> {
+        self.catalog.clone()
+    }
+
     pub fn views(&self) -> Arc<super::views::OrderViews> {
         self.views.clone()
     }
@@ -276,12 +318,22 @@ impl Store {
     /// The catalog in force, `None` before the first one is applied. Cheap while it does not
     /// change: one read of its version.
     pub fn catalog(&self) -> Result<Option<Arc<CurrentCatalog>>, StoreError> {
+        // The version the state machine last committed, when it tells: no read transaction
+        // (opening one and reading the version was 7.5 % of a `GET /v1/menu`'s CPU).
+        if let Some(version) = self.catalog.committed() {
+            if version == 0 {
+                return Ok(None);
+            }
+            if let Some(current) = self.catalog.kept(version) {
+                return Ok(Some(current));
+            }
+        }
         let txn = self.db.begin_read()?;
         let version = super::catalog::read_version(&txn)?;
         if version == 0 {
             return Ok(None);
         }
-        if let Ok(cached) = self.catalog.read() {
+        if let Ok(cached) = self.catalog.current.read() {
             if let Some(current) = cached.as_ref().filter(|c| c.version == version) {
                 return Ok(Some(current.clone()));
             }
@@ -290,7 +342,7 @@ impl Store {
             return Err(StoreError::Io(format!("catalog version {version} is in force but not in the history")));
         };
         let current = Arc::new(current_catalog(record)?);
-        if let Ok(mut cached) = self.catalog.write() {
+        if let Ok(mut cached) = self.catalog.current.write() {
             *cached = Some(current.clone());
         }
         Ok(Some(current))
