@@ -492,6 +492,8 @@ async fn a_slot_filled_through_one_node_shows_full_on_another_nodes_page_without
     // order anyway gets what losing the race gets (the nearest free times, a place in line), not
     // a bare "choose a delivery time".
     wait_text(&emil, "#err-delivery_slot:not([hidden])", "just been fully booked").await;
+    // ...and a screen reader hears it (the polite status line).
+    wait_text(&emil, "#status", "just been fully booked").await;
     screenshot(&emil, "9-live-slot-full").await;
     fill(&emil, "Emil's Door").await;
     emil.find(Locator::Css("#submit-order")).await.unwrap().click().await.unwrap();

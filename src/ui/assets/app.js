@@ -346,6 +346,7 @@ function showRoom(button, slot) {
       note.textContent = t("c.filled_live", { time: localTime(slot.start) });
       note.hidden = false;
       note.dataset.live = "1";
+      say(note.textContent); // a screen reader hears it too (the status line is polite)
     } else if (note.dataset.live) {
       note.hidden = true;
       delete note.dataset.live;
