@@ -90,9 +90,16 @@ impl CatalogInForce {
         self.tracked.load(Ordering::Acquire).then(|| self.version.load(Ordering::Acquire))
     }
 
+    /// The kept catalog, if it is `version`.
     fn kept(&self, version: u64) -> Option<Arc<CurrentCatalog>> {
         let cached = self.current.read().ok()?;
         cached.as_ref().filter(|c| c.version == version).cloned()
+    }
+
+    fn keep(&self, current: Arc<CurrentCatalog>) {
+        if let Ok(mut cached) = self.current.write() {
+            *cached = Some(current);
+        }
     }
 }
 
@@ -160,12 +167,12 @@ impl Store {
         self.loads.clone()
     }
 
-    /// The cache of rendered order answers the state machine keeps current.
     /// The catalog version in force as the state machine commits it (`StateMachine::with_catalog`).
     pub fn catalog_in_force(&self) -> Arc<CatalogInForce> {
         self.catalog.clone()
     }
 
+    /// The cache of rendered order answers the state machine keeps current.
     pub fn views(&self) -> Arc<super::views::OrderViews> {
         self.views.clone()
     }
@@ -316,7 +323,7 @@ impl Store {
     }
 
     /// The catalog in force, `None` before the first one is applied. Cheap while it does not
-    /// change: one read of its version.
+    /// change: no read at all once the state machine tells the version, else one read of it.
     pub fn catalog(&self) -> Result<Option<Arc<CurrentCatalog>>, StoreError> {
         // The version the state machine last committed, when it tells: no read transaction
         // (opening one and reading the version was 7.5 % of a `GET /v1/menu`'s CPU).
@@ -333,18 +340,14 @@ impl Store {
         if version == 0 {
             return Ok(None);
         }
-        if let Ok(cached) = self.catalog.current.read() {
-            if let Some(current) = cached.as_ref().filter(|c| c.version == version) {
-                return Ok(Some(current.clone()));
-            }
+        if let Some(current) = self.catalog.kept(version) {
+            return Ok(Some(current));
         }
         let Some(record) = super::catalog::record(&txn, version)? else {
             return Err(StoreError::Io(format!("catalog version {version} is in force but not in the history")));
         };
         let current = Arc::new(current_catalog(record)?);
-        if let Ok(mut cached) = self.catalog.current.write() {
-            *cached = Some(current.clone());
-        }
+        self.catalog.keep(current.clone());
         Ok(Some(current))
     }
 
