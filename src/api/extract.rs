@@ -69,12 +69,45 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 ///
 /// Straight from `form_urlencoded` into a list: axum's `Query<HashMap<..>>` went through
 /// serde_urlencoded, serde_path_to_error and a SipHash map, ~2.5k instructions of a stale read.
-pub struct QueryParams(Vec<(String, String)>);
+/// A query with nothing to decode (no `%`, no `+`: `?consistency=stale`) is not copied at all:
+/// the request's URI is kept (a reference count) and read in place, which saved another 1.2k
+/// (two strings and a list allocated and freed per request).
+pub struct QueryParams(Query);
+
+enum Query {
+    /// Nothing in the query needs decoding: its pairs are slices of the URI.
+    Plain(axum::http::Uri),
+    Decoded(Vec<(String, String)>),
+}
 
 impl QueryParams {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+        match &self.0 {
+            Query::Plain(uri) => plain_pairs(uri.query().unwrap_or_default())
+                .filter(|(key, _)| *key == name)
+                .last()
+                .map(|(_, value)| value),
+            Query::Decoded(pairs) => pairs.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str()),
+        }
     }
+}
+
+/// The pairs of a query that has nothing to decode, split as `form_urlencoded::parse` splits
+/// them: on `&`, empty pieces skipped, name and value at the first `=` (no `=`: an empty value).
+///
+/// A byte loop rather than `str::split`: its searcher cost ~450 instructions per lookup on a
+/// 17-byte query. `&` and `=` are ASCII, so every cut falls on a character boundary.
+fn plain_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut next = 0;
+    query.as_bytes().split(|&b| b == b'&').filter_map(move |piece| {
+        let (start, end) = (next, next + piece.len());
+        next = end + 1;
+        let piece = query.get(start..end).filter(|piece| !piece.is_empty())?;
+        Some(match piece.bytes().position(|b| b == b'=') {
+            Some(eq) => (piece.get(..eq).unwrap_or_default(), piece.get(eq + 1..).unwrap_or_default()),
+            None => (piece, ""),
+        })
+    })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
@@ -82,7 +115,11 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        Ok(QueryParams(form_urlencoded::parse(query.as_bytes()).into_owned().collect()))
+        if query.bytes().any(|b| b == b'%' || b == b'+') {
+            Ok(QueryParams(Query::Decoded(form_urlencoded::parse(query.as_bytes()).into_owned().collect())))
+        } else {
+            Ok(QueryParams(Query::Plain(parts.uri.clone())))
+        }
     }
 }
 
@@ -210,6 +247,15 @@ mod tests {
             (Some("a-b c"), Some("7"), Some(""), None)
         );
         assert_eq!(consistency(&query("/v1/orders/x?consistency=stale").await).unwrap(), Consistency::Stale);
+        // Read in place when nothing needs decoding, with the same pairs as the decoder gives.
+        for raw in ["a=1&&b", "=x&k", "k=&k=1=2", "limit=5&limit=7", "&&", "a=%41", "a=b+c&a=d", "x=1&y"] {
+            let q = query(&format!("/v1/orders?{raw}")).await;
+            for name in ["a", "b", "k", "", "limit", "x", "y", "absent"] {
+                let expected = form_urlencoded::parse(raw.as_bytes()).filter(|(k, _)| k == name).last().map(|(_, v)| v);
+                assert_eq!(q.get(name), expected.as_deref(), "{name} in {raw}");
+            }
+        }
+        assert!(query("/v1/orders").await.get("a").is_none());
         assert_eq!(consistency(&query("/v1/orders/x").await).unwrap(), Consistency::Linearizable);
         for bad in ["/x?consistency=%FFstale", "/x?consistency=%zz", "/x?consistency=STALE"] {
             let err = consistency(&query(bad).await).unwrap_err();

@@ -40,7 +40,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
@@ -93,7 +93,7 @@ where
     let request_id = HeaderName::from_static("x-request-id");
     ServiceBuilder::new()
         .map_response(|response: Response<_>| response.map(Body::new))
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id.clone(), NewRequestId))
         .layer(
             TraceLayer::new_for_http()
                 // A span per request at debug only: at the default `info` filter, creating and
@@ -129,6 +129,20 @@ where
         }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .service(router)
+}
+
+/// A random (v4) UUID for each request that comes without an id, written from a stack buffer:
+/// tower-http's `MakeRequestUuid` formats through `Display` into a `String` and parses that
+/// back, about 600 of a stale read's 36.8k instructions (callgrind) for the same header.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
+    }
 }
 
 fn routes() -> Router<AppState> {
@@ -174,8 +188,24 @@ fn routes() -> Router<AppState> {
 }
 
 /// The strong ETag of an order version: `"<version>"`.
+///
+/// Written from a stack buffer: `format!` and a parse of the text were 700 of a stale read's
+/// instructions.
 pub(crate) fn etag(version: OrderVersion) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{}\"", version.0)).unwrap_or(HeaderValue::from_static("\"0\""))
+    // `"` + the at most 20 digits of a u64 + `"`.
+    let mut text = [b'"'; 22];
+    let mut at = text.len() - 1;
+    let mut rest = version.0;
+    loop {
+        at -= 1;
+        // A digit: `rest % 10` is below 10.
+        text[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&text[at - 1..]).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 /// What the API knows of the connection a request came on, set by the server for each one.
@@ -208,12 +238,23 @@ mod tests {
             .map(str::to_owned)
     }
 
+    #[test]
+    fn an_etag_is_the_version_in_quotes() {
+        for version in [0, 1, 9, 10, 42, 1_000_000_007, u64::MAX] {
+            assert_eq!(etag(OrderVersion(version)), format!("\"{version}\"").as_str());
+        }
+    }
+
     #[tokio::test]
     async fn every_response_carries_a_request_id_and_one_the_client_sent_is_kept() {
         let router = || Router::new().route("/", get(|| async { "hello" }));
         let response = send(router(), Request::get("/").body(Body::empty()).unwrap()).await;
         let id = response.headers().get("x-request-id").expect("a request id").to_str().unwrap().to_owned();
-        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        let parsed = uuid::Uuid::parse_str(&id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(parsed.get_version_num(), 4, "{id}");
+        assert_eq!(id, parsed.hyphenated().to_string(), "lower-case, hyphenated");
+        let again = send(router(), Request::get("/").body(Body::empty()).unwrap()).await;
+        assert_ne!(again.headers().get("x-request-id").unwrap(), id.as_str(), "a new id for each request");
         let request = Request::get("/").header("x-request-id", "trace-me-42").body(Body::empty()).unwrap();
         let response = send(router(), request).await;
         assert_eq!(response.headers().get("x-request-id").unwrap(), "trace-me-42");
