@@ -285,7 +285,7 @@ pub const DEFAULT_LOG_FILTER: &str = "warn,pizza_orders=info";
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub format: LogFormat,
-    /// A `tracing` filter such as `info` or `pizza_orders=debug,tower_http=info`.
+    /// A `tracing` filter such as `info` or `info,pizza_orders::api=debug` (a span per request).
     pub filter: String,
 }
 

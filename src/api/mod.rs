@@ -8,6 +8,7 @@ mod caching;
 mod catalog;
 mod deadline;
 mod dev_login;
+mod edge;
 mod events;
 mod export;
 mod extract;
@@ -32,17 +33,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::{Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Request};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, Request};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::{Service, ServiceBuilder};
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::domain::OrderVersion;
 use crate::node::Node;
@@ -75,7 +72,9 @@ fn per_route<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router.layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT)).layer(metrics::TrackLayer)
 }
 
-/// The layers around the router, outermost first.
+/// The layers around the router, outermost first: the edge (request id, span, default
+/// `Cache-Control`, panics, the log of server errors; `edge.rs` says why one layer), then the
+/// default body limit.
 pub fn around<B>(
     router: Router,
 ) -> impl Service<
@@ -90,59 +89,7 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
-    let request_id = HeaderName::from_static("x-request-id");
-    ServiceBuilder::new()
-        .map_response(|response: Response<_>| response.map(Body::new))
-        .layer(SetRequestIdLayer::new(request_id.clone(), NewRequestId))
-        .layer(
-            TraceLayer::new_for_http()
-                // A span per request at debug only: at the default `info` filter, creating and
-                // formatting one was 9.4k of a read's 66.6k instructions (callgrind).
-                .make_span_with(|req: &Request<_>| {
-                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                })
-                // Server errors are still logged, with the request id the client got: a 503
-                // (no leader yet, outcome unknown) at warn, as it is expected around elections;
-                // any other 5xx at error.
-                .on_failure(())
-                .on_response(|response: &Response<_>, latency: Duration, _: &tracing::Span| {
-                    let status = response.status();
-                    if status.is_server_error() {
-                        let id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-                        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-                        if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
-                            tracing::warn!(status = status.as_u16(), request_id = %id, ms, "request failed");
-                        } else {
-                            tracing::error!(status = status.as_u16(), request_id = %id, ms, "request failed");
-                        }
-                    }
-                }),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id))
-        // Only the public reads name a caching policy; everything else is a user's or an
-        // admin's and must not be stored by any cache.
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, caching::PRIVATE))
-        .layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("a request handler panicked");
-            ApiError::Internal.into_response()
-        }))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .service(router)
-}
-
-/// A random (v4) UUID for each request that comes without an id, written from a stack buffer:
-/// tower-http's `MakeRequestUuid` formats through `Display` into a `String` and parses that
-/// back, about 600 of a stale read's 36.8k instructions (callgrind) for the same header.
-#[derive(Clone, Copy)]
-struct NewRequestId;
-
-impl MakeRequestId for NewRequestId {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-        HeaderValue::from_str(id).ok().map(RequestId::new)
-    }
+    ServiceBuilder::new().layer(edge::EdgeLayer).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).service(router)
 }
 
 fn routes() -> Router<AppState> {
@@ -222,6 +169,7 @@ type ApiResult<T = Response> = Result<T, ApiError>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use tower::ServiceExt;
 
     async fn send(router: Router, request: Request<Body>) -> Response {
@@ -276,6 +224,8 @@ mod tests {
         let counted = requests_counted("/boom", 500);
         assert!(counted.is_some_and(|line| line.ends_with(" 1")), "the panic is counted as a 500 of its route");
         assert_eq!(response.headers().get("content-type").unwrap(), "application/problem+json");
+        assert!(response.headers().contains_key("x-request-id"), "the client can quote the failed request");
+        assert_eq!(response.headers().get("cache-control").unwrap(), "private, no-store");
         let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         assert!(String::from_utf8_lossy(&body).contains("/problems/internal"));
     }
