@@ -5,8 +5,8 @@
 # against `cargo build --release --features raft-log-eval`, docs/design.md "The Raft log").
 #   bash benches/peers/builds-ab.sh A_BIN B_BIN [SECS=5] [ROUNDS=3] [CONNS="1 64"]
 # Creates as in wrk.sh: every request a new user (tokens from `token --count`, a disjoint slice
-# per wrk thread, benches/peers/create.lua), one delivery slot per round and build, capacity
-# 1 000 000; writes go to the leader. Printed: per point the rate of each round, the medians of
+# per wrk thread, benches/peers/create.lua), one half-hour delivery slot per round and build
+# (tomorrow from 06:00Z), capacity 1 000 000; writes go to the leader. Printed: per point the rate of each round, the medians of
 # rate and p50, B/A; then wrk's non-2xx and socket errors summed (none expected).
 # An older release may not know some of the settings (v0.1.0, f777dd9, has no `analytics` or
 # `limits`): each build is started once on a scratch directory first, and a setting its
@@ -19,7 +19,7 @@ secs=${3:-5} rounds=${4:-3} conns_list=${5:-"1 64"}
 for v in "$secs" "$rounds" $conns_list; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "SECS, ROUNDS and CONNS are positive integers" >&2; exit 2; }
 done
-((secs <= 60 && rounds <= 3)) || { echo "SECS at most 60, ROUNDS at most 3 (two delivery slots per round)" >&2; exit 2; }
+((secs <= 60 && rounds <= 12)) || { echo "SECS at most 60, ROUNDS at most 12 (two half-hour delivery slots per round, tomorrow 06:00-18:00Z)" >&2; exit 2; }
 for b in "$a_bin" "$b_bin"; do [ -x "$b" ] || { echo "no executable $b" >&2; exit 1; }; done
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 here=benches/peers
@@ -134,13 +134,15 @@ tomorrow=$(date -u -d tomorrow +%Y-%m-%d)
 declare -A R P50 BAD
 mint=0
 create_run() { # key build port connections round
-  local key=$1 build=$2 port=$3 c=$4 r=$5 threads=2 out
+  local key=$1 build=$2 port=$3 c=$4 r=$5 threads=2 out slot
   ((c >= 2)) || threads=1
   mint=$((mint + 1))
   "$tok_bin" token --config "$cfg" --user "ab$mint" --count $((secs * 40000)) --ttl 2h |
     awk -v t="$threads" -v f="$work/tokens" '{ print > (f "." ((NR - 1) % t)) }'
-  hour=$((10 + 2 * r)); [ "$build" = b ] && hour=$((hour + 1))
-  out=$(SLOT="${tomorrow}T${hour}:00:00Z" TOKENS=$work/tokens \
+  # Round r, build a or b: the half-hour slot 2(r-1) (+1 for b) after tomorrow 06:00Z.
+  slot=$((2 * (r - 1))); [ "$build" = b ] && slot=$((slot + 1))
+  slot=$(printf '%sT%02d:%02d:00Z' "$tomorrow" $((6 + slot / 2)) $((30 * (slot % 2))))
+  out=$(SLOT="$slot" TOKENS=$work/tokens \
     wrk -t"$threads" -c"$c" -d"${secs}s" --timeout 5s --latency -s "$here/create.lua" "http://127.0.0.1:$port/v1/orders" 2>&1) || true
   rm -f "$work"/tokens.*
   read -r rate p50 bad < <(awk '
