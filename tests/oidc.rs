@@ -150,6 +150,11 @@ async fn a_providers_tokens_work_beside_minted_ones_and_its_key_rotation_is_pick
         (r.status() == StatusCode::CREATED).then_some(r)
     })
     .await;
+    // If the node had not read the keys yet, a refused attempt above prompted a read, and an
+    // unknown key id prompts at most one read per 10 s (REFRESH_GAP): the rotation below must
+    // come after that window, or its first token is refused as the rate limit says (this test
+    // failed so on an idle machine, where the steps between take under 10 s).
+    let last_prompt = std::time::Instant::now();
     let order: Value = placed.json().await.unwrap();
     let mine: Value =
         client().get(node.url("/v1/orders")).bearer_auth(&customer).send().await.unwrap().json().await.unwrap();
@@ -169,6 +174,7 @@ async fn a_providers_tokens_work_beside_minted_ones_and_its_key_rotation_is_pick
 
     // The provider rotates to a new key: its first token makes the node read the keys again,
     // waits for the read and is taken at once (no restart, no 401 on the way).
+    tokio::time::sleep_until((last_prompt + Duration::from_millis(10_200)).into()).await;
     provider.publish(json!({ "keys": [first.jwk, second.jwk] }));
     let rotated = second.token("new-customer", json!({}));
     let r = post_order(&node, &rotated, &order_body(&slot(3, 13))).await;
