@@ -1,12 +1,14 @@
 //! Binding the listener, starting the node, and running the HTTP server until a shutdown
 //! signal.
 
+mod header_timer;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
@@ -131,9 +133,9 @@ impl Server {
         let http = &self.node.config.http;
         let handshake_timeout = Duration::from_millis(http.header_read_timeout_ms);
         let mut builder = Builder::new(TokioExecutor::new());
+        // The header-read timer is given per connection (`serve`): `header_timer.rs` says why.
         builder
             .http1()
-            .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(http.header_read_timeout_ms))
             .max_buf_size(MAX_HEADER_BYTES);
         // One connection: its TLS handshake (if any) and its requests run in a task of its own,
@@ -143,7 +145,8 @@ impl Server {
             if let Err(e) = crate::raft::stream::tune(&stream) {
                 tracing::debug!(error = %e, "cannot set a connection's TCP options");
             }
-            let (app, builder) = (app.clone(), builder.clone());
+            let (app, mut builder) = (app.clone(), builder.clone());
+            builder.http1().timer(header_timer::HeaderTimer::default());
             let tls = self.tls.as_ref().map(|tls| tls.current());
             tokio::spawn(async move {
                 let (io, on) = match tls {

@@ -295,9 +295,15 @@ fn order_json(order: &Order, charge: &Charge, now: Timestamp, steps: &[Step]) ->
 }
 
 /// An order's body as an answer: JSON, with the version as its ETag.
+/// Built in place: the `(status, headers, body)` tuple's `into_response` went through
+/// `IntoResponseParts` and cost ~400 more instructions a read (callgrind).
 fn order_reply(status: StatusCode, version: OrderVersion, body: impl Into<axum::body::Body>) -> Response {
-    let json = HeaderValue::from_static("application/json");
-    (status, [(header::CONTENT_TYPE, json), (header::ETAG, etag(version))], body.into()).into_response()
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::ETAG, etag(version));
+    response
 }
 
 fn location(id: OrderId) -> HeaderValue {
