@@ -82,13 +82,23 @@ enum Query {
 
 impl QueryParams {
     pub fn get(&self, name: &str) -> Option<&str> {
+        let [value] = self.get_each([name]);
+        value
+    }
+
+    /// The values of several names in one pass over the query (each name's last value).
+    pub fn get_each<const N: usize>(&self, names: [&str; N]) -> [Option<&str>; N] {
+        let mut values = [None; N];
+        let mut note = |key: &str, value| {
+            if let Some(at) = names.iter().position(|name| *name == key) {
+                values[at] = Some(value);
+            }
+        };
         match &self.0 {
-            Query::Plain(uri) => plain_pairs(uri.query().unwrap_or_default())
-                .filter(|(key, _)| *key == name)
-                .last()
-                .map(|(_, value)| value),
-            Query::Decoded(pairs) => pairs.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str()),
+            Query::Plain(uri) => plain_pairs(uri.query().unwrap_or_default()).for_each(|(key, value)| note(key, value)),
+            Query::Decoded(pairs) => pairs.iter().for_each(|(key, value)| note(key, value.as_str())),
         }
+        values
     }
 }
 
@@ -163,9 +173,10 @@ const MAX_STALENESS_MS: u64 = 3_600_000;
 /// `?consistency=linearizable` (default), `?consistency=stale`, or `?max_staleness_ms=N`
 /// (every write acknowledged at least N ms before the read is in it).
 pub fn consistency(query: &QueryParams) -> Result<Consistency, ApiError> {
-    if let Some(raw) = query.get("max_staleness_ms") {
+    let [staleness, named] = query.get_each(["max_staleness_ms", "consistency"]);
+    if let Some(raw) = staleness {
         let invalid = |detail: &str| ApiError::InvalidField { field: "max_staleness_ms".into(), detail: detail.into() };
-        if query.get("consistency").is_some() {
+        if named.is_some() {
             return Err(invalid("max_staleness_ms: give either it or consistency, not both"));
         }
         let ms: u64 = raw.parse().map_err(|_| invalid("max_staleness_ms: must be a whole number of milliseconds"))?;
@@ -174,7 +185,7 @@ pub fn consistency(query: &QueryParams) -> Result<Consistency, ApiError> {
         }
         return Ok(Consistency::Bounded(std::time::Duration::from_millis(ms)));
     }
-    match query.get("consistency") {
+    match named {
         None | Some("linearizable") => Ok(Consistency::Linearizable),
         Some("stale") => Ok(Consistency::Stale),
         Some(_) => Err(ApiError::InvalidField {
