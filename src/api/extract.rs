@@ -244,6 +244,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Ap
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use std::time::Duration;
 
     async fn query(uri: &str) -> QueryParams {
         let (mut parts, ()) = Request::get(uri).body(()).unwrap().into_parts();
@@ -271,6 +272,31 @@ mod tests {
         for bad in ["/x?consistency=%FFstale", "/x?consistency=%zz", "/x?consistency=STALE"] {
             let err = consistency(&query(bad).await).unwrap_err();
             assert!(matches!(err, ApiError::InvalidField { ref field, .. } if field == "consistency"), "{bad}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_consistency_a_read_asks_for() {
+        let ask = |uri: &'static str| async move { consistency(&query(uri).await) };
+        assert_eq!(ask("/x?consistency=linearizable").await.unwrap(), Consistency::Linearizable);
+        assert_eq!(ask("/x?consistency=linearizable&consistency=stale").await.unwrap(), Consistency::Stale);
+        assert_eq!(ask("/x?consistency=stale&consistency=linearizable").await.unwrap(), Consistency::Linearizable);
+        assert_eq!(ask("/x?max_staleness_ms=250").await.unwrap(), Consistency::Bounded(Duration::from_millis(250)));
+        assert_eq!(
+            ask("/x?max_staleness_ms=1&max_staleness_ms=2").await.unwrap(),
+            Consistency::Bounded(Duration::from_millis(2))
+        );
+        assert_eq!(ask("/x?max%5Fstaleness%5Fms=3").await.unwrap(), Consistency::Bounded(Duration::from_millis(3)));
+        for (bad, says) in [
+            ("/x?max_staleness_ms=5&consistency=stale", "not both"),
+            ("/x?consistency=stale&max_staleness_ms=5", "not both"),
+            ("/x?max_staleness_ms=-1", "whole number"),
+            ("/x?max_staleness_ms=3600001", "at most"),
+        ] {
+            let err = ask(bad).await.unwrap_err();
+            let ApiError::InvalidField { ref field, ref detail } = err else { panic!("{bad}: {err}") };
+            assert_eq!(field, "max_staleness_ms", "{bad}");
+            assert!(detail.contains(says), "{bad}: {detail}");
         }
     }
 
