@@ -210,6 +210,74 @@ async fn another_users_order_does_not_exist_for_you() {
     assert_eq!(mine["status"], "placed");
 }
 
+/// `GET /v1/orders/{id}` is answered ahead of the router when its id is written plainly
+/// (`src/api/hot.rs`); the same request with one character of the id percent-encoded goes
+/// through the router. Both must answer alike, whatever the request gets, and both count
+/// under the route's template.
+#[tokio::test]
+async fn an_order_read_answers_alike_ahead_of_and_through_the_router() {
+    let node = TestNode::start();
+    let order: Value = create(&node, "owner", &order_body(&slot(2, 35))).await.json().await.unwrap();
+    let id = order["id"].as_str().unwrap().to_owned();
+    let routed = |id: &str| format!("{}%2D{}", &id[..8], &id[9..]);
+    let unknown = "00000000-0000-7000-8000-000000000000";
+    let not_an_id = "------------------------------------";
+    let scrape = || async { client().get(node.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let counted = |text: &str, status: u16| -> f64 {
+        let series = format!(
+            "pizza_orders_http_requests_total{{method=\"GET\",route=\"/v1/orders/{{id}}\",status=\"{status}\"}}"
+        );
+        text.lines().filter(|l| l.starts_with(&series)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    };
+    let before = scrape().await;
+    let cases: Vec<(&str, &str, Option<String>, Option<&str>)> = vec![
+        (&id, "", Some(token("owner")), None),
+        (&id, "?consistency=stale", Some(token("owner")), None),
+        (&id, "?consistency=linearizable", Some(token("owner")), None),
+        (&id, "?consistency=stale&max_staleness_ms=250", Some(token("owner")), None),
+        (&id, "?consistency=sometimes", Some(token("owner")), None),
+        (&id, "?max_staleness_ms=-1", Some(token("owner")), None),
+        (&id, "", Some(token("owner")), Some("\"1\"")),
+        (&id, "", Some(token("mallory")), None),
+        (&id, "", None, None),
+        (&id, "", Some("garbage".to_owned()), None),
+        (unknown, "", Some(token("owner")), None),
+        (not_an_id, "", Some(token("owner")), None),
+    ];
+    let mut statuses = std::collections::BTreeMap::<u16, f64>::new();
+    for (case_id, query, bearer, if_none_match) in &cases {
+        let mut answers = Vec::new();
+        for path_id in [case_id.to_string(), routed(case_id)] {
+            let mut request = client().get(node.url(&format!("/v1/orders/{path_id}{query}")));
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            if let Some(tag) = if_none_match {
+                request = request.header("If-None-Match", *tag);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let mut headers: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap_or("(bytes)").to_owned()))
+                .collect();
+            headers.sort();
+            let body = response.text().await.unwrap();
+            // A problem names the path as the client wrote it.
+            answers.push((status, headers, body.replace(&format!("/v1/orders/{path_id}"), "/v1/orders/{id}")));
+            *statuses.entry(status).or_default() += 1.0;
+        }
+        assert_eq!(answers[0], answers[1], "GET /v1/orders/{case_id}{query}, bearer {}", bearer.is_some());
+    }
+    assert!(statuses.contains_key(&200) && statuses.contains_key(&401) && statuses.contains_key(&404), "{statuses:?}");
+    let after = scrape().await;
+    for (status, requests) in statuses {
+        assert_eq!(counted(&after, status) - counted(&before, status), requests, "status {status}: {after}");
+    }
+}
+
 #[tokio::test]
 async fn bad_tokens_get_401_with_a_challenge() {
     let node = TestNode::start();

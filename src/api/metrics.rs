@@ -19,21 +19,49 @@ use crate::state::{Applied, Outcome, Rejection};
 ///
 /// A tower layer rather than `axum::middleware::from_fn`: that one boxes the rest of the stack
 /// and its future on every request. Applied with `Router::layer`, so it runs after routing and
-/// sees the route's `MatchedPath`.
-#[derive(Clone, Copy)]
-pub struct TrackLayer;
+/// sees the route's `MatchedPath`; a route matched ahead of the router (`hot.rs`) names its
+/// template itself ([`TrackLayer::route`]).
+#[derive(Clone, Copy, Default)]
+pub struct TrackLayer {
+    route: Option<&'static str>,
+}
+
+impl TrackLayer {
+    /// Counts every request under `template`, for a service that serves one route.
+    pub fn route(template: &'static str) -> Self {
+        Self { route: Some(template) }
+    }
+}
 
 impl<S> Layer<S> for TrackLayer {
     type Service = Track<S>;
 
     fn layer(&self, inner: S) -> Track<S> {
-        Track { inner }
+        Track { inner, route: self.route }
     }
 }
 
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
+    route: Option<&'static str>,
+}
+
+/// The route a request is counted under.
+enum RouteLabel {
+    Matched(MatchedPath),
+    Fixed(&'static str),
+    Unmatched,
+}
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        match self {
+            RouteLabel::Matched(path) => path.as_str(),
+            RouteLabel::Fixed(template) => template,
+            RouteLabel::Unmatched => "unmatched",
+        }
+    }
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Track<S>
@@ -49,7 +77,12 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let route = match self.route {
+            Some(template) => RouteLabel::Fixed(template),
+            None => {
+                request.extensions().get::<MatchedPath>().cloned().map_or(RouteLabel::Unmatched, RouteLabel::Matched)
+            }
+        };
         let method = method_label(request.method());
         TrackFuture { inner: self.inner.call(request), route, method, started: Instant::now() }
     }
@@ -59,7 +92,7 @@ pin_project_lite::pin_project! {
     pub struct TrackFuture<F> {
         #[pin]
         inner: F,
-        route: Option<MatchedPath>,
+        route: RouteLabel,
         method: &'static str,
         started: Instant,
     }
@@ -74,11 +107,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let count = |status: StatusCode| {
-            let key = RouteKeyRef {
-                method: this.method,
-                route: this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
-                status: status.as_u16(),
-            };
+            let key = RouteKeyRef { method: this.method, route: this.route.as_str(), status: status.as_u16() };
             count_request(&key, this.started.elapsed().as_secs_f64());
         };
         // A handler that panics is answered 500 by the edge layer outside the router,

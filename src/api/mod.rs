@@ -14,6 +14,7 @@ mod export;
 mod extract;
 mod gate;
 mod health;
+mod hot;
 mod kitchen;
 mod live;
 mod menu;
@@ -59,10 +60,10 @@ type AppState = Arc<Node>;
 /// Most layers wrap the router once (`around`) instead of being added with `Router::layer`,
 /// which wraps every route in all of them and clones that stack into a new box on every
 /// request (8.4k of a stale read's 57k instructions, callgrind).
-pub fn router(node: Arc<Node>) -> Router {
+pub fn router(node: Arc<Node>) -> hot::HotRoutes<Router> {
     // The recorder first: the metrics layer keeps the handles it registers.
     crate::telemetry::prometheus();
-    per_route(routes()).with_state(node)
+    hot::HotRoutes::new(per_route(routes()).with_state(node.clone()), node, REQUEST_TIMEOUT)
 }
 
 /// The layers each route runs in: the deadline, inside the metrics, so a timeout (408) is
@@ -73,14 +74,18 @@ pub fn router(node: Arc<Node>) -> Router {
 /// route's service again and costs a request another clone, box and future (~1.1k of a stale
 /// read's 31k instructions, callgrind).
 fn per_route<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    router.layer(ServiceBuilder::new().layer(metrics::TrackLayer).layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT)))
+    router.layer(
+        ServiceBuilder::new()
+            .layer(metrics::TrackLayer::default())
+            .layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT)),
+    )
 }
 
 /// The layers around the router, outermost first: the edge (request id, span, default
 /// `Cache-Control`, panics, the log of server errors; `edge.rs` says why one layer), then the
 /// default body limit.
-pub fn around<B>(
-    router: Router,
+pub fn around<S, B>(
+    router: S,
 ) -> impl Service<
     Request<B>,
     Response = Response,
@@ -90,6 +95,8 @@ pub fn around<B>(
        + Send
        + 'static
 where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
@@ -107,7 +114,7 @@ fn routes() -> Router<AppState> {
         .route("/v1/stores/{id}/slots", caching::compressed(get(stores::store_slots)))
         .route("/v1/stores/{id}/slots/stream", get(live::slot_stream))
         .route("/v1/orders", get(orders::list_orders).post(orders::create_order))
-        .route("/v1/orders/{id}", get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
+        .route(hot::ORDER_ROUTE, get(orders::get_order).put(orders::update_order).delete(orders::cancel_order))
         .route("/v1/waitlist", get(waitlist::show).post(waitlist::join).delete(waitlist::leave))
         .route("/v1/events", post(events::beacon).layer(DefaultBodyLimit::max(events::MAX_BEACON_BYTES)))
         .route("/admin/analytics", caching::compressed(get(analytics::report)))
