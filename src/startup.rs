@@ -118,7 +118,7 @@ impl Server {
                 )
             })))
             .layer(crate::api::GateLayer::new(self.node.limits.clone(), self.node.draining_flag()))
-            .service(crate::api::around(crate::api::router(self.node.clone())));
+            .service(crate::api::app(self.node.clone()));
         crate::telemetry::spawn_metrics_upkeep();
         if let Some(tls) = &self.tls {
             let (tls, peers) = (tls.clone(), self.node.peers.clone());

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::{header, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -125,18 +125,20 @@ where
         if !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, caching::PRIVATE);
         }
-        log_server_error(&response, this.started.elapsed());
+        log_server_error(&response, *this.started);
         Poll::Ready(Ok(response))
     }
 }
 
 /// Server errors are logged with the request id the client got: a 503 (no leader yet, outcome
-/// unknown) at warn, as it is expected around elections; any other 5xx at error.
-fn log_server_error(response: &Response, latency: Duration) {
+/// unknown) at warn, as it is expected around elections; any other 5xx at error. The clock is
+/// read only then.
+fn log_server_error(response: &Response, started: Instant) {
     let status = response.status();
     if !status.is_server_error() {
         return;
     }
+    let latency = started.elapsed();
     let id = response.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
     let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     if status == StatusCode::SERVICE_UNAVAILABLE {

@@ -40,7 +40,7 @@ use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use tower::{Service, ServiceBuilder};
+use tower::{Layer, Service, ServiceBuilder};
 
 use crate::domain::OrderVersion;
 use crate::node::Node;
@@ -54,16 +54,33 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 type AppState = Arc<Node>;
 
-/// The routes, each in the layers that must see its outcome (`per_route`); serve them as
-/// `around(router(node))`.
+/// The API as served, outermost first: the edge (request id, span, default `Cache-Control`,
+/// panics, the log of server errors; `edge.rs` says why one layer); `GET /v1/orders/{id}`
+/// answered ahead of the router (`hot.rs`: it reads no body, so the body limit is not in its
+/// way); the default body limit; the routes, each in the layers that must see its outcome
+/// (`per_route`).
 ///
-/// Most layers wrap the router once (`around`) instead of being added with `Router::layer`,
-/// which wraps every route in all of them and clones that stack into a new box on every
-/// request (8.4k of a stale read's 57k instructions, callgrind).
-pub fn router(node: Arc<Node>) -> hot::HotRoutes<Router> {
+/// Most layers wrap the router once instead of being added with `Router::layer`, which wraps
+/// every route in all of them and clones that stack into a new box on every request (8.4k of
+/// a stale read's 57k instructions, callgrind).
+pub fn app<B>(
+    node: Arc<Node>,
+) -> impl Service<
+    Request<B>,
+    Response = Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response, Infallible>> + Send + 'static,
+> + Clone
+       + Send
+       + 'static
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     // The recorder first: the metrics layer keeps the handles it registers.
     crate::telemetry::prometheus();
-    hot::HotRoutes::new(per_route(routes()).with_state(node.clone()), node, REQUEST_TIMEOUT)
+    let routed = DefaultBodyLimit::max(MAX_BODY_BYTES).layer(per_route(routes()).with_state(node.clone()));
+    edge::EdgeLayer.layer(hot::HotRoutes::new(routed, node, REQUEST_TIMEOUT))
 }
 
 /// The layers each route runs in: the deadline, inside the metrics, so a timeout (408) is
@@ -79,28 +96,6 @@ fn per_route<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
             .layer(metrics::TrackLayer::default())
             .layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT)),
     )
-}
-
-/// The layers around the router, outermost first: the edge (request id, span, default
-/// `Cache-Control`, panics, the log of server errors; `edge.rs` says why one layer), then the
-/// default body limit.
-pub fn around<S, B>(
-    router: S,
-) -> impl Service<
-    Request<B>,
-    Response = Response,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response, Infallible>> + Send + 'static,
-> + Clone
-       + Send
-       + 'static
-where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    ServiceBuilder::new().layer(edge::EdgeLayer).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)).service(router)
 }
 
 fn routes() -> Router<AppState> {
@@ -183,9 +178,11 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
+    /// `router` in the layers `app` puts around the routes.
     async fn send(router: Router, request: Request<Body>) -> Response {
         crate::telemetry::prometheus();
-        around(per_route(router)).oneshot(request).await.unwrap()
+        let routed = DefaultBodyLimit::max(MAX_BODY_BYTES).layer(per_route(router));
+        edge::EdgeLayer.layer(routed).oneshot(request).await.unwrap()
     }
 
     /// The request counter's sample for one route and status, from the process's recorder.
