@@ -15,7 +15,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::either::Either;
-use tower::ServiceExt;
 
 use crate::api::Connection;
 use crate::config::Config;
@@ -110,15 +109,15 @@ impl Server {
             .as_ref()
             .filter(|t| t.hsts_max_age_s > 0)
             .and_then(|t| axum::http::HeaderValue::from_str(&format!("max-age={}", t.hsts_max_age_s)).ok());
-        let app = tower::ServiceBuilder::new()
-            .layer(tower::util::option_layer(hsts.map(|value| {
-                tower_http::set_header::SetResponseHeaderLayer::if_not_present(
-                    axum::http::header::STRICT_TRANSPORT_SECURITY,
-                    value,
-                )
-            })))
-            .layer(crate::api::GateLayer::new(self.node.limits.clone(), self.node.draining_flag()))
-            .service(crate::api::app(self.node.clone()));
+        let hsts = hsts.map(|value| {
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                axum::http::header::STRICT_TRANSPORT_SECURITY,
+                value,
+            )
+        });
+        // The gate is given each connection (`serve`), so a request carries nothing it needs.
+        let gate = crate::api::GateLayer::new(self.node.limits.clone(), self.node.draining_flag());
+        let app = crate::api::app(self.node.clone());
         crate::telemetry::spawn_metrics_upkeep();
         if let Some(tls) = &self.tls {
             let (tls, peers) = (tls.clone(), self.node.peers.clone());
@@ -145,7 +144,7 @@ impl Server {
             if let Err(e) = crate::raft::stream::tune(&stream) {
                 tracing::debug!(error = %e, "cannot set a connection's TCP options");
             }
-            let (app, mut builder) = (app.clone(), builder.clone());
+            let (app, gate, hsts, mut builder) = (app.clone(), gate.clone(), hsts.clone(), builder.clone());
             builder.http1().timer(header_timer::HeaderTimer::default());
             let tls = self.tls.as_ref().map(|tls| tls.current());
             tokio::spawn(async move {
@@ -157,10 +156,12 @@ impl Server {
                         (Either::Right(stream), Connection { remote, peer_certificate })
                     }
                 };
-                let service = TowerToHyperService::new(app.map_request(move |mut req: axum::http::Request<_>| {
-                    req.extensions_mut().insert(on);
-                    req
-                }));
+                let service = TowerToHyperService::new(
+                    tower::ServiceBuilder::new()
+                        .layer(tower::util::option_layer(hsts))
+                        .layer(gate.for_connection(on))
+                        .service(app),
+                );
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                 if let Err(e) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(error = %e, "connection ended with an error");
