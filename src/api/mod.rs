@@ -161,7 +161,8 @@ pub(crate) fn etag(version: OrderVersion) -> HeaderValue {
     HeaderValue::from_bytes(&text[at - 1..]).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// What the API knows of the connection a request came on, set by the server for each one.
+/// What the API knows of the connection a request came on: the server gives it to the gate of
+/// each connection (`GateLayer::for_connection`), which puts it into `/raft/*` requests only.
 #[derive(Clone, Copy, Debug)]
 pub struct Connection {
     pub remote: std::net::SocketAddr,
