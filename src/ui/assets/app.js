@@ -339,8 +339,9 @@ function showRoom(button, slot) {
   button.setAttribute("aria-label", full ? t("c.slot_full_label", { time: localTime(slot.start) }) : t("c.places_left", { time: localTime(slot.start), n: slot.remaining }));
   // The picked slot filled while the form was open: say so at once, and keep it picked, so that
   // sending the order anyway gets the same answer as losing the race (the nearest free times
-  // and a place in line) instead of a bare "choose a delivery time".
-  if (state.slot === slot.start && !state.editing) {
+  // and a place in line) instead of a bare "choose a delivery time". Not while this page's own
+  // order is on its way: the slot may have filled with it, and its answer says which.
+  if (state.slot === slot.start && !state.editing && !state.busy) {
     const note = $("err-delivery_slot");
     if (full) {
       note.textContent = t("c.filled_live", { time: localTime(slot.start) });
