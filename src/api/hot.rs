@@ -17,18 +17,17 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::{Method, Request};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::deadline::{Deadline, DeadlineFuture, DeadlineLayer};
+use super::deadline::{Deadline, DeadlineFuture};
 use super::extract::{IdSegment, QueryParams};
 use super::metrics::{Track, TrackFuture, TrackLayer};
-use super::{orders, AppState};
+use super::{orders, route_layers, AppState};
 use crate::auth::Principal;
 
 /// The route's template, as the router knows it and as the metrics label it.
@@ -43,9 +42,9 @@ pub struct HotRoutes<S> {
 }
 
 impl<S> HotRoutes<S> {
-    /// `limit`: the deadline the router's routes have (`per_route`).
-    pub fn new(router: S, node: AppState, limit: Duration) -> Self {
-        let order = TrackLayer::route(ORDER_ROUTE).layer(DeadlineLayer::new(limit).layer(ReadOrder { node }));
+    pub fn new(router: S, node: AppState) -> Self {
+        // The router's routes' own stack (`route_layers`), counted under this route's template.
+        let order = route_layers(TrackLayer::route(ORDER_ROUTE)).service(ReadOrder { node });
         Self { router, order }
     }
 }

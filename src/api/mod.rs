@@ -80,7 +80,7 @@ where
     // The recorder first: the metrics layer keeps the handles it registers.
     crate::telemetry::prometheus();
     let routed = DefaultBodyLimit::max(MAX_BODY_BYTES).layer(per_route(routes()).with_state(node.clone()));
-    edge::EdgeLayer.layer(hot::HotRoutes::new(routed, node, REQUEST_TIMEOUT))
+    edge::EdgeLayer.layer(hot::HotRoutes::new(routed, node))
 }
 
 /// The layers each route runs in: the deadline, inside the metrics, so a timeout (408) is
@@ -91,11 +91,20 @@ where
 /// route's service again and costs a request another clone, box and future (~1.1k of a stale
 /// read's 31k instructions, callgrind).
 fn per_route<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    router.layer(
-        ServiceBuilder::new()
-            .layer(metrics::TrackLayer::default())
-            .layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT)),
-    )
+    router.layer(route_layers(metrics::TrackLayer::default()))
+}
+
+/// The per-route stack with the metrics layer `track`: the router's routes get it with the
+/// matched template, the route served ahead of the router (`hot.rs`) with its own.
+fn route_layers(
+    track: metrics::TrackLayer,
+) -> ServiceBuilder<
+    tower::layer::util::Stack<
+        deadline::DeadlineLayer,
+        tower::layer::util::Stack<metrics::TrackLayer, tower::layer::util::Identity>,
+    >,
+> {
+    ServiceBuilder::new().layer(track).layer(deadline::DeadlineLayer::new(REQUEST_TIMEOUT))
 }
 
 fn routes() -> Router<AppState> {
