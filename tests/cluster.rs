@@ -54,6 +54,18 @@ async fn writes_through_any_node_are_visible_on_every_node() {
     };
     assert!(sessions("pipelined") > 0.0, "no pipelined append session on the leader:\n{metrics}");
     assert_eq!(sessions("one_at_a_time"), 0.0);
+
+    // The followers' linearizable reads above asked the leader's read index on their
+    // read-index streams (`raft::read_stream`), never by one HTTP call per ask.
+    for follower in (0..3).filter(|i| *i != leader) {
+        let metrics = client().get(cluster.url(follower, "/metrics")).send().await.unwrap().text().await.unwrap();
+        let asks = |transport: &str| {
+            let prefix = format!("pizza_orders_read_index_asks_total{{transport=\"{transport}\"}} ");
+            metrics.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+        };
+        assert!(asks("stream") > 0.0, "node {} asked no read index on a stream:\n{metrics}", follower + 1);
+        assert_eq!(asks("call"), 0.0, "node {} asked a read index by HTTP call", follower + 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -247,6 +259,12 @@ async fn raft_endpoints_refuse_a_peer_without_the_cluster_secret() {
             request = request.header("x-cluster-secret", secret);
         }
         assert_eq!(request.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        // And the read-index stream's (`raft::read_stream`).
+        let mut request = client().post(node.url("/raft/read-index-stream")).header("upgrade", "pizza-read-index/1");
+        if let Some(secret) = secret {
+            request = request.header("x-cluster-secret", secret);
+        }
+        assert_eq!(request.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
     // With the secret but without asking to upgrade: told what the route wants (under mutual
     // TLS this client shows no cluster certificate, which is refused first).
@@ -257,6 +275,19 @@ async fn raft_endpoints_refuse_a_peer_without_the_cluster_secret() {
     } else {
         assert_eq!(plain.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(plain.headers()["upgrade"], "pizza-raft-append/1");
+    }
+    let plain = client()
+        .post(node.url("/raft/read-index-stream"))
+        .header("x-cluster-secret", CLUSTER_SECRET)
+        .header("upgrade", "pizza-raft-append/1")
+        .send()
+        .await
+        .unwrap();
+    if common::pki::tls_everywhere() {
+        assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+    } else {
+        assert_eq!(plain.status(), StatusCode::UPGRADE_REQUIRED, "another protocol than the route's");
+        assert_eq!(plain.headers()["upgrade"], "pizza-read-index/1");
     }
     // Admin endpoints need an admin token; a customer token is not enough.
     let status = client().get(node.url("/admin/cluster")).bearer_auth(token("alice")).send().await.unwrap();

@@ -99,6 +99,18 @@ async fn a_rolling_upgrade_and_its_rollback_under_load_lose_nothing() {
         (r.status() == StatusCode::OK).then_some(())
     })
     .await;
+    // A linearizable read on this build's node while v0.5.0 leads: that leader has no
+    // read-index stream (`raft::read_stream`), so the read index is asked by HTTP call.
+    if cluster.leader().await != first {
+        let unknown = cluster.url(first, "/v1/orders/00000000-0000-4000-8000-000000000000");
+        let read = client().get(unknown).bearer_auth(common::token("upgrade-reader")).send().await.unwrap();
+        assert_eq!(read.status(), StatusCode::NOT_FOUND, "a linearizable read through node {}", first + 1);
+        let metrics = client().get(cluster.url(first, "/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.contains("pizza_orders_read_index_asks_total{transport=\"call\"}"),
+            "this build did not ask v0.5.0 by HTTP call:\n{metrics}"
+        );
+    }
     cluster.kill(leader);
     let mixed = eventually(Duration::from_secs(20), "a leader elected by the other two", || async {
         let now = cluster.leader().await;

@@ -20,8 +20,8 @@ use super::AppState;
 use crate::codec;
 use crate::node::{Node, NodeError};
 use crate::raft::network::{decode_vote_request, SECRET_HEADER};
-use crate::raft::stream;
 use crate::raft::TypeConfig;
+use crate::raft::{read_stream, stream};
 use crate::state::{Applied, Command};
 
 /// Snapshot chunks are 1 MiB; append batches stay far below this.
@@ -35,7 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/raft/pre-vote", post(pre_vote))
         .route("/raft/snapshot", post(snapshot))
         .route("/raft/propose", post(propose))
-        .route("/raft/read-index", post(read_index))
+        .route(read_stream::CALL_PATH, post(read_index))
+        .route(read_stream::PATH, post(open_read_stream))
         .layer(DefaultBodyLimit::max(MAX_PEER_BODY))
 }
 
@@ -104,19 +105,52 @@ async fn append(State(node): State<Arc<Node>>, PeerBody(rpc): PeerBody<AppendEnt
     reply(&answer)
 }
 
+/// Why a peer's connection does not switch protocol.
+enum Refused {
+    Credentials(&'static str),
+    OtherProtocol(&'static str),
+    NotUpgradable,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Credentials(why) => (StatusCode::UNAUTHORIZED, why).into_response(),
+            Refused::OtherProtocol(protocol) => {
+                (StatusCode::UPGRADE_REQUIRED, [(header::UPGRADE, protocol)], "this route only upgrades")
+                    .into_response()
+            }
+            Refused::NotUpgradable => {
+                (StatusCode::BAD_REQUEST, "this connection cannot be upgraded (HTTP/1.1 only)").into_response()
+            }
+        }
+    }
+}
+
+/// The checks before a peer's connection switches to `protocol`: the peer's credentials (as
+/// every `/raft/*` call), that it asks for that protocol, and that the connection can switch.
+fn accept_upgrade(
+    req: &mut Request,
+    node: &AppState,
+    protocol: &'static str,
+) -> Result<hyper::upgrade::OnUpgrade, Refused> {
+    authorize(req, node).map_err(Refused::Credentials)?;
+    if req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()) != Some(protocol) {
+        return Err(Refused::OtherProtocol(protocol));
+    }
+    req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>().ok_or(Refused::NotUpgradable)
+}
+
+fn switching(protocol: &'static str) -> Response {
+    (StatusCode::SWITCHING_PROTOCOLS, [(header::CONNECTION, "upgrade"), (header::UPGRADE, protocol)]).into_response()
+}
+
 /// A leader's append stream (`raft::stream`): the connection switches to the stream's framing
 /// and carries appends until the leader closes it.
 async fn open_stream(State(node): State<Arc<Node>>, mut req: Request) -> Response {
-    if let Err(refused) = authorize(&req, &node) {
-        return (StatusCode::UNAUTHORIZED, refused).into_response();
-    }
-    let asked = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
-    if asked != Some(stream::PROTOCOL) {
-        return (StatusCode::UPGRADE_REQUIRED, [(header::UPGRADE, stream::PROTOCOL)], "this route only upgrades")
-            .into_response();
-    }
-    let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-        return (StatusCode::BAD_REQUEST, "this connection cannot be upgraded (HTTP/1.1 only)").into_response();
+    let upgrade = match accept_upgrade(&mut req, &node, stream::PROTOCOL) {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused.into_response(),
     };
     let raft = node.raft.clone();
     let weak = Arc::downgrade(&node);
@@ -133,8 +167,35 @@ async fn open_stream(State(node): State<Arc<Node>>, mut req: Request) -> Respons
             Err(e) => tracing::debug!(error = %e, "a peer's append stream did not upgrade"),
         }
     });
-    (StatusCode::SWITCHING_PROTOCOLS, [(header::CONNECTION, "upgrade"), (header::UPGRADE, stream::PROTOCOL)])
-        .into_response()
+    switching(stream::PROTOCOL)
+}
+
+/// A follower's read-index stream (`raft::read_stream`): each ask on it is answered as
+/// `/raft/read-index` answers, until the follower closes it.
+async fn open_read_stream(State(node): State<Arc<Node>>, mut req: Request) -> Response {
+    let upgrade = match accept_upgrade(&mut req, &node, read_stream::PROTOCOL) {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused.into_response(),
+    };
+    let weak = Arc::downgrade(&node);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let read_index = move || {
+                    let node = weak.upgrade();
+                    async move {
+                        match node {
+                            Some(node) => node.read_index_here().await.map_err(|e| e.to_string()),
+                            None => Err(NodeError::ShuttingDown.to_string()),
+                        }
+                    }
+                };
+                read_stream::serve(hyper_util::rt::TokioIo::new(upgraded), read_index).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "a peer's read-index stream did not upgrade"),
+        }
+    });
+    switching(read_stream::PROTOCOL)
 }
 
 /// No votes just after a start: a restarted voter has forgotten which leader it heard from,

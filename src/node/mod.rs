@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::domain::Timestamp;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, PeerClient, PeerError};
+use crate::raft::read_stream;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Proposal, Raft, RaftMetrics};
 use crate::state::disk::DiskSpace;
@@ -365,8 +366,9 @@ impl Node {
             move || confirm_leadership(raft.clone(), lease.clone(), opened_term)
         });
         let read_index = ReadIndex::spawn({
-            let (raft, peers, here) = (raft.clone(), peers.clone(), read_index_here.clone());
-            move || find_read_index(raft.clone(), peers.clone(), here.clone(), id)
+            let asker = Arc::new(tokio::sync::Mutex::new(read_stream::Asker::new(peers.clone())));
+            let (raft, here) = (raft.clone(), read_index_here.clone());
+            move || find_read_index(raft.clone(), asker.clone(), here.clone(), id)
         });
         let (proposals, queue) = mpsc::channel(PROPOSAL_QUEUE);
         let max_batch = if config.raft.group_commit { config.raft.max_batch } else { 1 };
@@ -737,7 +739,12 @@ async fn confirm_leadership(raft: Raft, lease: Arc<Lease>, opened_term: u64) -> 
 }
 
 /// A read index from whichever node leads: confirmed here, or asked of the leader.
-async fn find_read_index(raft: Raft, peers: PeerClient, here: ReadIndex, id: NodeId) -> Result<u64, NodeError> {
+async fn find_read_index(
+    raft: Raft,
+    asker: Arc<tokio::sync::Mutex<read_stream::Asker>>,
+    here: ReadIndex,
+    id: NodeId,
+) -> Result<u64, NodeError> {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         let (leader, addr) = wait_for_leader(&raft).await?;
@@ -747,8 +754,8 @@ async fn find_read_index(raft: Raft, peers: PeerClient, here: ReadIndex, id: Nod
                 other => return other,
             }
         } else {
-            let answer = peers.call::<(), Result<u64, String>>(&addr, "/raft/read-index", &(), FORWARD_TIMEOUT).await;
-            if let Ok(Ok(index)) = answer {
+            // Rounds run one at a time (`ReadIndex`), so the lock is never waited for.
+            if let Ok(Ok(index)) = asker.lock().await.ask(&addr, FORWARD_TIMEOUT).await {
                 return Ok(index);
             }
         }

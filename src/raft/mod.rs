@@ -6,6 +6,7 @@
 //!   streamed snapshots from a read transaction and installs them atomically.
 //! - `network`: Raft RPCs to peers over HTTP (`/raft/*`, codec bodies, cluster secret).
 //! - `stream`: a leader's appends to a follower pipelined on one upgraded connection.
+//! - `read_stream`: a follower's read-index asks to its leader on one upgraded connection.
 
 pub mod busy_poll;
 #[cfg(feature = "raft-log-eval")]
@@ -13,6 +14,7 @@ pub mod log_raftlog;
 pub mod log_segments;
 pub mod log_store;
 pub mod network;
+pub mod read_stream;
 pub mod state_machine;
 pub mod stream;
 

@@ -81,13 +81,13 @@ impl Conn {
         Self { reader: FramedRead::new(reader, framing()), writer: FramedWrite::new(writer, framing()) }
     }
 
-    async fn send<T: Serialize>(&mut self, frame: &T) -> Result<(), String> {
+    pub(super) async fn send<T: Serialize>(&mut self, frame: &T) -> Result<(), String> {
         let bytes = codec::encode(frame).map_err(|e| e.to_string())?;
         self.writer.send(Bytes::from(bytes)).await.map_err(|e| e.to_string())
     }
 
     /// The next frame; `Ok(None)` when the peer closed the connection.
-    async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, String> {
+    pub(super) async fn receive<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, String> {
         match self.reader.next().await {
             None => Ok(None),
             Some(Err(e)) => Err(e.to_string()),
@@ -308,21 +308,26 @@ pub struct Dialer {
 /// What opening a stream found.
 pub enum Opened {
     Stream(Box<Conn>),
-    /// The peer has no stream route (an older release): append one request at a time.
+    /// The peer has no such route (an older release): use the one-request-at-a-time calls.
     NotOffered,
 }
 
 impl Dialer {
-    /// Open a stream to `addr` (`host:port`): TCP from `source_ip`, TLS when on, the upgrade
-    /// request with the cluster secret. Everything within `timeout`.
+    /// Open an append stream to `addr` (`host:port`): TCP from `source_ip`, TLS when on, the
+    /// upgrade request with the cluster secret. Everything within `timeout`.
     pub async fn open(&self, addr: &str, timeout: Duration) -> Result<Opened, String> {
-        match tokio::time::timeout(timeout, self.open_now(addr)).await {
+        self.open_on(addr, PATH, PROTOCOL, timeout).await
+    }
+
+    /// Open a connection upgraded to `protocol` on `path` of `addr`, as [`Dialer::open`] does.
+    pub async fn open_on(&self, addr: &str, path: &str, protocol: &str, timeout: Duration) -> Result<Opened, String> {
+        match tokio::time::timeout(timeout, self.open_now(addr, path, protocol)).await {
             Ok(opened) => opened,
             Err(_) => Err(format!("no stream within {} ms", timeout.as_millis())),
         }
     }
 
-    async fn open_now(&self, addr: &str) -> Result<Opened, String> {
+    async fn open_now(&self, addr: &str, path: &str, protocol: &str) -> Result<Opened, String> {
         use hyper::header::{CONNECTION, HOST, UPGRADE};
         use tokio_util::either::Either;
 
@@ -356,13 +361,13 @@ impl Dialer {
             hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "append stream's HTTP connection ended");
+                tracing::debug!(error = %e, "a peer stream's HTTP connection ended");
             }
         });
-        let request = hyper::Request::post(PATH)
+        let request = hyper::Request::post(path)
             .header(HOST, addr)
             .header(CONNECTION, "upgrade")
-            .header(UPGRADE, PROTOCOL)
+            .header(UPGRADE, protocol)
             .header(super::network::SECRET_HEADER, &self.secret)
             .body(String::new())
             .map_err(|e| e.to_string())?;

@@ -1,0 +1,130 @@
+//! A follower's read-index asks to its leader on one upgraded connection.
+//!
+//! A linearizable read on a follower needs the leader's read index (`node::read_index`: one
+//! ask per round, shared by every read waiting when the round began). As an HTTP call
+//! (`/raft/read-index`) each ask cost about 60 µs of CPU on either side (reqwest's request,
+//! pool and response on the follower; hyper, the router and the peer layers on the leader):
+//! a sixth of a follower's time at 64 connections of linearizable reads (benchmarks.md,
+//! "Round three, eleventh stop"). Here the follower opens `POST /raft/read-index-stream` with
+//! `Upgrade: pizza-read-index/1` (same port, mutual TLS and cluster secret as every `/raft/*`
+//! call) and then sends one [`Ask`] frame per round; the leader answers each in order with its
+//! read index or why it has none (`Answer`, the same value the HTTP call returns). A leader
+//! without the route (an older release, mid-upgrade) is asked by HTTP call instead, and its
+//! stream tried again after [`ASK_STREAM_AGAIN`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::network::PeerClient;
+use super::stream::{Conn, Io, Opened};
+
+/// The `Upgrade` token of this protocol.
+pub const PROTOCOL: &str = "pizza-read-index/1";
+/// The route a follower opens its stream on.
+pub const PATH: &str = "/raft/read-index-stream";
+/// The route of the one-call-per-ask form, which older releases serve.
+pub const CALL_PATH: &str = "/raft/read-index";
+/// After a leader answered that it has no such stream, how long asks go by HTTP call.
+const ASK_STREAM_AGAIN: Duration = Duration::from_secs(10);
+
+/// A frame from the follower.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Ask {
+    /// The read index a linearizable read starting now must see applied.
+    ReadIndex,
+}
+
+/// The leader's answer: its read index, or why it has none (not the leader, stopping).
+pub type Answer = Result<u64, String>;
+
+/// Leader side: answer each ask on `io` with `read_index`, in order, until the follower closes
+/// the connection.
+pub async fn serve<F, Fut>(io: Io, read_index: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Answer>,
+{
+    let mut conn = Conn::new(io);
+    loop {
+        let reason = match conn.receive::<Ask>().await {
+            Ok(Some(Ask::ReadIndex)) => match conn.send(&read_index().await).await {
+                Ok(()) => continue,
+                Err(reason) => reason,
+            },
+            Ok(None) => return,
+            Err(reason) => reason,
+        };
+        tracing::debug!(%reason, "a follower's read-index stream ended");
+        return;
+    }
+}
+
+/// Follower side: asks to whichever node leads, on a stream to it when it has one.
+pub struct Asker {
+    client: PeerClient,
+    /// The stream and the address it goes to.
+    conn: Option<(String, Conn)>,
+    /// A leader that answered it has no stream, and until when it is asked by HTTP call.
+    not_offered: Option<(String, Instant)>,
+}
+
+impl Asker {
+    pub fn new(client: PeerClient) -> Self {
+        Self { client, conn: None, not_offered: None }
+    }
+
+    /// The answer of the leader at `addr` (`host:port`), within `timeout`. `Err`: no answer
+    /// (unreachable, closed, late); the stream, if any, is dropped and the next ask opens one.
+    pub async fn ask(&mut self, addr: &str, timeout: Duration) -> Result<Answer, String> {
+        let deadline = Instant::now() + timeout;
+        if let Some(conn) = self.stream_to(addr, timeout).await? {
+            let asked = tokio::time::timeout_at(deadline, async {
+                conn.send(&Ask::ReadIndex).await?;
+                conn.receive::<Answer>().await
+            })
+            .await;
+            let failure = match asked {
+                Ok(Ok(Some(answer))) => {
+                    metrics::counter!("pizza_orders_read_index_asks_total", "transport" => "stream").increment(1);
+                    return Ok(answer);
+                }
+                Ok(Ok(None)) => "the leader closed the read-index stream".to_owned(),
+                Ok(Err(reason)) => reason,
+                Err(_) => format!("no read index from {addr} within {} ms", timeout.as_millis()),
+            };
+            self.conn = None;
+            return Err(failure);
+        }
+        metrics::counter!("pizza_orders_read_index_asks_total", "transport" => "call").increment(1);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        self.client.call::<(), Answer>(addr, CALL_PATH, &(), timeout).await.map_err(|e| e.to_string())
+    }
+
+    /// The stream to `addr`: the one kept, or a new one. `None`: that leader has no stream
+    /// (recently or just now).
+    async fn stream_to(&mut self, addr: &str, timeout: Duration) -> Result<Option<&mut Conn>, String> {
+        if self.conn.as_ref().is_some_and(|(to, _)| to != addr) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            if self.not_offered.as_ref().is_some_and(|(to, until)| to == addr && Instant::now() < *until) {
+                return Ok(None);
+            }
+            match self.client.dialer().open_on(addr, PATH, PROTOCOL, timeout).await? {
+                Opened::Stream(conn) => {
+                    self.not_offered = None;
+                    self.conn = Some((addr.to_owned(), *conn));
+                }
+                Opened::NotOffered => {
+                    tracing::info!(leader = %addr, "the leader has no read-index stream (an older release): asking by HTTP call");
+                    self.not_offered = Some((addr.to_owned(), Instant::now() + ASK_STREAM_AGAIN));
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(self.conn.as_mut().map(|(_, conn)| conn))
+    }
+}
