@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by the peers scripts (wrk.sh, builds-ab.sh, reads-ab.sh, restart-ab.sh):
-# sourced, not run.
+# Helpers shared by the peers scripts (wrk.sh, builds-ab.sh, reads-ab.sh, follower-reads-ab.sh,
+# restart-ab.sh): sourced, not run.
 
 # Milliseconds since the epoch.
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -34,4 +34,30 @@ CONFIG
 bench_settings() {
   printf '%s\n' --config "$1" --set log.filter=error --set limits.enabled=false --set analytics.enabled=false \
     --set slots.capacity=1000000
+}
+
+# Installs wrk from Debian when it is missing.
+need_wrk() {
+  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+}
+
+# The median of the numbers given (words; blanks ignored).
+median() { tr ' ' '\n' <<<"$*" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# CPU ticks (user + system, 1/100 s) a process has used so far.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# start_hello DIR WORKERS: the hello-world ceiling (the newest target/release/deps/load-*'s
+# `hello-serve`) with WORKERS threads; sets HELLO_PID and HELLO_PORT. It stops when its stdin,
+# this shell's descriptor 9, closes: the caller's cleanup runs `exec 9>&-`.
+start_hello() {
+  local loadbin
+  loadbin=$(find target/release/deps -maxdepth 1 -name 'load-*' -type f -executable -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
+  [ -n "$loadbin" ] || { echo "no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
+  mkfifo "$1/hello.in"
+  "$loadbin" hello-serve --bench --workers "$2" < "$1/hello.in" > "$1/hello.port" 2>/dev/null &
+  HELLO_PID=$!
+  exec 9> "$1/hello.in"
+  wait_for "the hello-world server" test -s "$1/hello.port"
+  HELLO_PORT=$(head -1 "$1/hello.port")
 }

@@ -13,9 +13,9 @@ cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: $0 OLD_BIN NEW_BIN [ROUNDS=5] [SECS=5]" >&2; exit 2; }
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5} secs=${4:-5}
 [[ $rounds =~ ^[1-9][0-9]?$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS and SECS: 1 to 99" >&2; exit 2; }
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 # shellcheck source=benches/peers/common.sh
 . benches/peers/common.sh
+need_wrk
 W=$(mktemp -d)
 pids=()
 cleanup() {
@@ -55,16 +55,9 @@ cluster() { # name bin: three nodes, one order; writes name.{follower,leader}.{p
 }
 cluster old "$old"
 cluster new "$new"
-loadbin=$(find target/release/deps -maxdepth 1 -name 'load-*' -type f -executable -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
-[ -n "$loadbin" ] || { echo "no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
-mkfifo "$W/hello.in"
-"$loadbin" hello-serve --bench --workers 1 < "$W/hello.in" > "$W/hport" 2>/dev/null &
-hpid=$!
+start_hello "$W" 1
+hpid=$HELLO_PID hp=$HELLO_PORT
 pids+=("$hpid")
-exec 9> "$W/hello.in"
-for _ in $(seq 50); do [ -s "$W/hport" ] && break; sleep 0.1; done
-hp=$(head -1 "$W/hport")
-ut() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # Reads per read-index round on a follower so far: sum and count of the round-size histogram.
 rounds_of() { curl -sf "http://127.0.0.1:$(cat "$W/$1.follower.port")/metrics" | awk '/^pizza_orders_read_index_round_size_sum / {s = $2} /^pizza_orders_read_index_round_size_count / {n = $2} END {print s + 0, n + 0}'; }
 declare -A rates fcpus lcpus sizes
@@ -80,7 +73,7 @@ for r in $(seq "$rounds"); do
          h=(-H "authorization: Bearer $(cat "$W/$n.token")");;
     esac
     [[ $what == *-lin ]] && read -r s0 n0 < <(rounds_of "$n")
-    f0=$(ut "$f"); l0=$(ut "$l"); out=$(wrk -t2 -c64 -d"${secs}s" "${h[@]}" "$u"); f1=$(ut "$f"); l1=$(ut "$l")
+    f0=$(cpu_ticks "$f"); l0=$(cpu_ticks "$l"); out=$(wrk -t2 -c64 -d"${secs}s" "${h[@]}" "$u"); f1=$(cpu_ticks "$f"); l1=$(cpu_ticks "$l")
     if [[ $what == *-lin ]]; then
       read -r s1 n1 < <(rounds_of "$n")
       size=$(python3 -c "print('%.1f' % (($s1-$s0)/max($n1-$n0,1)))")
@@ -94,7 +87,6 @@ for r in $(seq "$rounds"); do
     echo "round $r $what $rate req/s, follower $fcpu us/read, leader $lcpu us/read${size:+, $size reads/round}${non2xx:+ non2xx $non2xx}" >&2
   done
 done
-median() { tr ' ' '\n' <<<"$*" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 hm=$(median "${rates[hello]}")
 for what in hello old-stale new-stale old-lin new-lin; do
   m=$(median "${rates[$what]}")

@@ -11,9 +11,9 @@ cd "$(dirname "$0")/../.."
 [ $# -ge 2 ] || { echo "usage: $0 OLD_BIN NEW_BIN [ROUNDS=5] [SECS=5]" >&2; exit 2; }
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5} secs=${4:-5}
 [[ $rounds =~ ^[1-9][0-9]?$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS and SECS: 1 to 99" >&2; exit 2; }
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 # shellcheck source=benches/peers/common.sh
 . benches/peers/common.sh
+need_wrk
 W=$(mktemp -d)
 pids=()
 cleanup() {
@@ -39,16 +39,9 @@ start() { # name bin port
 }
 start old "$old" 17201
 start new "$new" 17202
-loadbin=$(find target/release/deps -maxdepth 1 -name 'load-*' -type f -executable -printf '%T@ %p\n' | sort -rn | head -1 | cut -d' ' -f2)
-[ -n "$loadbin" ] || { echo "no load bench binary (cargo bench --bench load --no-run)" >&2; exit 1; }
-mkfifo "$W/hello.in"
-"$loadbin" hello-serve --bench --workers 2 < "$W/hello.in" > "$W/hport" 2>/dev/null &
-hpid=$!
+start_hello "$W" 2
+hpid=$HELLO_PID hp=$HELLO_PORT
 pids+=("$hpid")
-exec 9> "$W/hello.in"
-for _ in $(seq 50); do [ -s "$W/hport" ] && break; sleep 0.1; done
-hp=$(head -1 "$W/hport")
-ut() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 declare -A rates cpus
 for r in $(seq "$rounds"); do
   order=(hello old-stale new-stale old-lin new-lin)
@@ -59,7 +52,7 @@ for r in $(seq "$rounds"); do
       *-stale) n=${what%-stale}; p=$(cat "$W/$n.pid"); u="$(cat "$W/$n.url")?consistency=stale"; h=(-H "authorization: Bearer $(cat "$W/$n.token")");;
       *-lin) n=${what%-lin}; p=$(cat "$W/$n.pid"); u="$(cat "$W/$n.url")"; h=(-H "authorization: Bearer $(cat "$W/$n.token")");;
     esac
-    c0=$(ut "$p"); out=$(wrk -t2 -c64 -d"${secs}s" "${h[@]}" "$u"); c1=$(ut "$p")
+    c0=$(cpu_ticks "$p"); out=$(wrk -t2 -c64 -d"${secs}s" "${h[@]}" "$u"); c1=$(cpu_ticks "$p")
     rate=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
     cpu=$(python3 -c "print('%.2f' % (($c1-$c0)*10000/($rate*$secs)))")
@@ -67,7 +60,6 @@ for r in $(seq "$rounds"); do
     echo "round $r $what $rate req/s, server $cpu us/req ${non2xx:+non2xx $non2xx}" >&2
   done
 done
-median() { tr ' ' '\n' <<<"$*" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 hm=$(median "${rates[hello]}")
 for what in hello old-stale new-stale old-lin new-lin; do
   m=$(median "${rates[$what]}"); c=$(median "${cpus[$what]}")
