@@ -61,3 +61,25 @@ start_hello() {
   wait_for "the hello-world server" test -s "$1/hello.port"
   HELLO_PORT=$(head -1 "$1/hello.port")
 }
+
+# ab_args "$@": the two builds and the rounds of an A/B script (OLD_BIN NEW_BIN [ROUNDS=5]
+# [SECS=5]); sets old, new, rounds, secs or exits 2 with the usage.
+ab_args() {
+  [ $# -ge 2 ] || { echo "usage: $0 OLD_BIN NEW_BIN [ROUNDS=5] [SECS=5]" >&2; exit 2; }
+  old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5} secs=${4:-5}
+  [[ $rounds =~ ^[1-9][0-9]?$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS and SECS: 1 to 99" >&2; exit 2; }
+}
+
+# bench_workdir: a scratch directory W and a list `pids` of the processes started; at exit
+# the processes are stopped (the hello-world server by closing descriptor 9) and W removed.
+bench_workdir() {
+  W=$(mktemp -d)
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  exec 9>&- 2>/dev/null || true
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}

@@ -10,21 +10,11 @@
 # Uses the newest target/release/deps/load-* for hello-serve (cargo bench --bench load --no-run).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 2 ] || { echo "usage: $0 OLD_BIN NEW_BIN [ROUNDS=5] [SECS=5]" >&2; exit 2; }
-old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5} secs=${4:-5}
-[[ $rounds =~ ^[1-9][0-9]?$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS and SECS: 1 to 99" >&2; exit 2; }
 # shellcheck source=benches/peers/common.sh
 . benches/peers/common.sh
+ab_args "$@"
 need_wrk
-W=$(mktemp -d)
-pids=()
-cleanup() {
-  exec 9>&- 2>/dev/null || true  # the hello-world server's stdin: it stops when it closes
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
+bench_workdir
 secret=wrk-bench-secret-wrk-bench-secret-0123456
 bench_config "$W/node.toml" "$secret"
 mapfile -t common < <(bench_settings "$W/node.toml")
