@@ -128,3 +128,144 @@ impl Asker {
         Ok(self.conn.as_mut().map(|(_, conn)| conn))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::Request;
+    use axum::http::{header, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::post;
+    use axum::Router;
+
+    use super::*;
+    use crate::codec;
+
+    /// A leader stand-in on 127.0.0.1: the stream route (when `stream`) answering 1, 2, 3, …
+    /// in order, and the call route answering 7.
+    #[derive(Clone, Default)]
+    struct Leader {
+        upgrades: Arc<AtomicU64>,
+        answered: Arc<AtomicU64>,
+        calls: Arc<AtomicU64>,
+        /// Requests to a route it does not have (answered 404).
+        refused: Arc<AtomicU64>,
+        /// The tasks serving streams, to cut them off.
+        serving: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    }
+
+    impl Leader {
+        async fn start(stream: bool) -> (Self, String) {
+            let leader = Leader::default();
+            let mut app = Router::new().route(
+                CALL_PATH,
+                post({
+                    let leader = leader.clone();
+                    move || async move {
+                        leader.calls.fetch_add(1, Ordering::SeqCst);
+                        codec::encode(&Ok::<u64, String>(7)).unwrap()
+                    }
+                }),
+            );
+            if stream {
+                let open = {
+                    let leader = leader.clone();
+                    move |req: Request| async move { leader.open(req) }
+                };
+                app = app.route(PATH, post(open));
+            }
+            let refused = leader.refused.clone();
+            let app = app.fallback(move || async move {
+                refused.fetch_add(1, Ordering::SeqCst);
+                StatusCode::NOT_FOUND
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            (leader, addr)
+        }
+
+        fn open(&self, mut req: Request) -> Response {
+            assert_eq!(req.headers()[header::UPGRADE], PROTOCOL);
+            let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>().unwrap();
+            self.upgrades.fetch_add(1, Ordering::SeqCst);
+            let answered = self.answered.clone();
+            let task = tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(upgrade.await.unwrap());
+                serve(io, move || {
+                    let n = answered.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move { Ok(n) }
+                })
+                .await;
+            });
+            self.serving.lock().unwrap().push(task);
+            (StatusCode::SWITCHING_PROTOCOLS, [(header::CONNECTION, "upgrade"), (header::UPGRADE, PROTOCOL)])
+                .into_response()
+        }
+
+        fn cut_off(&self) {
+            for task in self.serving.lock().unwrap().drain(..) {
+                task.abort();
+            }
+        }
+    }
+
+    fn asker() -> Asker {
+        Asker::new(PeerClient::new("test-secret-test-secret-test-secret", None, None).unwrap())
+    }
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn asks_go_in_order_on_one_stream_and_a_broken_one_is_replaced() {
+        let (leader, addr) = Leader::start(true).await;
+        let mut asker = asker();
+        for expected in 1..=5 {
+            assert_eq!(asker.ask(&addr, WAIT).await, Ok(Ok(expected)));
+        }
+        assert_eq!(leader.upgrades.load(Ordering::SeqCst), 1, "one connection for every ask");
+        assert_eq!(leader.calls.load(Ordering::SeqCst), 0);
+
+        // The leader's end goes away: that ask fails (no answer is made up), the next one
+        // opens a new stream.
+        leader.cut_off();
+        assert!(asker.ask(&addr, WAIT).await.is_err());
+        assert_eq!(asker.ask(&addr, WAIT).await, Ok(Ok(6)));
+        assert_eq!(leader.upgrades.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_leader_gets_a_stream_of_its_own() {
+        let (first, first_addr) = Leader::start(true).await;
+        let (second, second_addr) = Leader::start(true).await;
+        let mut asker = asker();
+        assert_eq!(asker.ask(&first_addr, WAIT).await, Ok(Ok(1)));
+        assert_eq!(asker.ask(&second_addr, WAIT).await, Ok(Ok(1)));
+        assert_eq!(asker.ask(&second_addr, WAIT).await, Ok(Ok(2)));
+        assert_eq!(asker.ask(&first_addr, WAIT).await, Ok(Ok(2)));
+        assert_eq!(first.upgrades.load(Ordering::SeqCst), 2, "the stream to the first was dropped for the second");
+        assert_eq!(second.upgrades.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_leader_without_the_stream_is_asked_by_call_and_not_dialled_for_each_ask() {
+        let (leader, addr) = Leader::start(false).await;
+        let mut asker = asker();
+        for _ in 0..3 {
+            assert_eq!(asker.ask(&addr, WAIT).await, Ok(Ok(7)));
+        }
+        assert_eq!(leader.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(leader.refused.load(Ordering::SeqCst), 1, "the stream was asked for once, not per ask");
+        assert!(asker.not_offered.as_ref().is_some_and(|(to, _)| *to == addr), "remembered for ASK_STREAM_AGAIN");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_leader_is_an_error_not_an_answer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        assert!(asker().ask(&addr, Duration::from_millis(500)).await.is_err());
+    }
+}
