@@ -9,6 +9,10 @@ import lighthouse from "lighthouse";
 
 const [base, customer, staff, admin, reports] = process.argv.slice(2);
 const budgets = { performance: 100, accessibility: 100, "best-practices": 100, seo: 90 };
+// A run whose host measured under this share of the calibration index, or over its inverse,
+// is done again (below), at most RETRIES times a page.
+const SLOW_HOST = 0.75;
+const RETRIES = 8;
 // Lighthouse's mobile preset slows the CPU 4x, a factor calibrated on a fast desktop (benchmark
 // index about 1 500). On this project's 2 shared cores the host's own index ranged from 900 to
 // 1 650 between runs, so the same page read 87 to 100. Lighthouse's documented remedy
@@ -69,12 +73,30 @@ try {
     await page.evaluate((items) => { for (const [k, v] of Object.entries(items)) sessionStorage.setItem(k, v); }, p.storage);
     // Five runs, the median per category (Lighthouse's advice for a noisy machine: one run
     // during which a neighbour took the shared cores reads 96 where the others read 100).
+    // Each run measures the host's index again as it starts. A run on a host well below the
+    // calibration (under SLOW_HOST of it) emulated a slower phone than the one the multiplier
+    // stands for (CI of 9b75653: calibrated at 2 214, the dashboard's runs at 1 340 and 1 532
+    // read 98 and 99 and failed the budget, while every run near the calibration read 100),
+    // and one well above it a faster phone: either is set aside and done again, at most
+    // RETRIES times a page (then the run counts as it is). The runs set aside are printed
+    // with their scores.
     const runs = [];
-    for (let i = 0; i < 5; i++) {
-      runs.push(await lighthouse(p.url, {
+    const setAside = [];
+    while (runs.length < 5) {
+      const run = await lighthouse(p.url, {
         output: "html", logLevel: "error", disableStorageReset: true, throttling,
         onlyCategories: Object.keys(budgets),
-      }, undefined, page));
+      }, undefined, page);
+      const index = run.lhr.environment.benchmarkIndex;
+      const offCalibration = index < SLOW_HOST * benchmarkIndex || index > benchmarkIndex / SLOW_HOST;
+      if (offCalibration && setAside.length < RETRIES) {
+        setAside.push(`${Math.round(run.lhr.categories.performance.score * 100)} (index ${Math.round(index)})`);
+        continue;
+      }
+      runs.push(run);
+    }
+    if (setAside.length) {
+      console.log(`  set aside, host off its calibration by more than ${SLOW_HOST}x: ${setAside.join("; ")}`);
     }
     const median = (c) => runs.map((r) => r.lhr.categories[c].score).sort((a, b) => a - b)[2];
     const result = runs.find((r) => r.lhr.categories.performance.score === median("performance"));
