@@ -75,7 +75,7 @@ try {
     // during which a neighbour took the shared cores reads 96 where the others read 100).
     // Each run measures the host's index again as it starts. A run on a host well below the
     // calibration (under SLOW_HOST of it) emulated a slower phone than the one the multiplier
-    // stands for (CI of 9b75653: calibrated at 2 214, the dashboard's runs at 1 340 and 1 532
+    // stands for (CI of d63eb37: calibrated at 2 214, the dashboard's runs at 1 340 and 1 532
     // read 98 and 99 and failed the budget, while every run near the calibration read 100),
     // and one well above it a faster phone: either is set aside and done again, at most
     // RETRIES times a page (then the run counts as it is). The runs set aside are printed
