@@ -250,9 +250,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
-/// After a peer answered that it has no append stream (an older release), how long appends
-/// go one at a time before asking again (it may have been upgraded meanwhile).
-const ASK_STREAM_AGAIN: Duration = Duration::from_secs(10);
+/// After a peer answered that it has no stream route (an older release), how long its
+/// one-request-at-a-time calls are used before asking again (it may have been upgraded
+/// meanwhile): appends here, read-index asks in `read_stream`.
+pub(super) const ASK_STREAM_AGAIN: Duration = Duration::from_secs(10);
 
 /// One peer as openraft 0.10 talks to it: every RPC through the v1 adapter, and Pre-Vote
 /// (`/raft/pre-vote`), which the v1 trait does not have.

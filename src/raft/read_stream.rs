@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::network::PeerClient;
+use super::network::{PeerClient, ASK_STREAM_AGAIN};
 use super::stream::{Conn, Io, Opened};
 
 /// The `Upgrade` token of this protocol.
@@ -27,8 +27,6 @@ pub const PROTOCOL: &str = "pizza-read-index/1";
 pub const PATH: &str = "/raft/read-index-stream";
 /// The route of the one-call-per-ask form, which older releases serve.
 pub const CALL_PATH: &str = "/raft/read-index";
-/// After a leader answered that it has no such stream, how long asks go by HTTP call.
-const ASK_STREAM_AGAIN: Duration = Duration::from_secs(10);
 
 /// A frame from the follower.
 #[derive(Debug, Serialize, Deserialize)]
