@@ -7,7 +7,9 @@
 # Creates as in wrk.sh: every request a new user (tokens from `token --count`, a disjoint slice
 # per wrk thread, benches/peers/create.lua), one half-hour delivery slot per round and build
 # (tomorrow from 06:00Z), capacity 1 000 000; writes go to the leader. Printed: per point the rate of each round, the medians of
-# rate and p50, B/A; then wrk's non-2xx and socket errors summed (none expected).
+# rate and p50, B/A; the CPU the build's nodes used per create (user + system, all three nodes
+# for the cluster, from /proc: steadier than the rate on a shared host, where a neighbour takes
+# the build's time but not its CPU); then wrk's non-2xx and socket errors summed (none expected).
 # An older release may not know some of the settings (v0.1.0, f777dd9, has no `analytics` or
 # `limits`): each build is started once on a scratch directory first, and a setting its
 # configuration refuses as an unknown field is dropped for that build and named on stderr.
@@ -93,8 +95,9 @@ start() { # build name port settings...
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "port $port is in use" >&2; exit 1; fi
   "$bin" serve "${common[@]}" --listen "127.0.0.1:$port" --data-dir "$work/$name" "$@" > "$work/$name.log" 2>&1 &
   pids+=($!)
+  pid_of[$name]=$!
 }
-declare -A single cluster leader
+declare -A single cluster leader pid_of
 for build in a b; do
   base=$([ $build = a ] && echo 17300 || echo 17310)
   single[$build]=$base
@@ -131,10 +134,18 @@ done
 echo "== $(date -u +%FT%TZ), $(nproc) cores; A=$a_bin B=$b_bin; leaders: A ${leader[a]}, B ${leader[b]}" >&2
 
 tomorrow=$(date -u -d tomorrow +%Y-%m-%d)
-declare -A R P50 BAD
+declare -A R P50 BAD CPU
 mint=0
+# node_ticks BUILD SHAPE: the CPU ticks (user + system) its single node or three nodes used so far.
+node_ticks() {
+  local n sum=0
+  if [ "$2" = 1node ]; then n="$1-single"; sum=$(cpu_ticks "${pid_of[$n]}")
+  else for n in "$1-node1" "$1-node2" "$1-node3"; do sum=$((sum + $(cpu_ticks "${pid_of[$n]}"))); done; fi
+  echo "$sum"
+}
+ticks_per_s=$(getconf CLK_TCK)
 create_run() { # key build port connections round
-  local key=$1 build=$2 port=$3 c=$4 r=$5 threads=2 out slot
+  local key=$1 build=$2 port=$3 c=$4 r=$5 threads=2 out slot shape=${1%%-*} before after
   ((c >= 2)) || threads=1
   mint=$((mint + 1))
   "$tok_bin" token --config "$cfg" --user "ab$mint" --count $((secs * 40000)) --ttl 2h |
@@ -142,19 +153,22 @@ create_run() { # key build port connections round
   # Round r, build a or b: the half-hour slot 2(r-1) (+1 for b) after tomorrow 06:00Z.
   slot=$((2 * (r - 1))); [ "$build" = b ] && slot=$((slot + 1))
   slot=$(printf '%sT%02d:%02d:00Z' "$tomorrow" $((6 + slot / 2)) $((30 * (slot % 2))))
+  before=$(node_ticks "$build" "$shape")
   out=$(SLOT="$slot" TOKENS=$work/tokens \
     wrk -t"$threads" -c"$c" -d"${secs}s" --timeout 5s --latency -s "$here/create.lua" "http://127.0.0.1:$port/v1/orders" 2>&1) || true
+  after=$(node_ticks "$build" "$shape")
   rm -f "$work"/tokens.*
-  read -r rate p50 bad < <(awk '
+  read -r rate p50 bad sent < <(awk '
     function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 } if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
                      if (v ~ /s$/) { sub(/s$/, "", v); return v * 1000 } return v }
-    /^Requests\/sec/ { rate = $2 } $1 == "50%" { p50 = ms($2) }
+    /^Requests\/sec/ { rate = $2 } $1 == "50%" { p50 = ms($2) } / requests in / { sent = $1 }
     /Non-2xx or 3xx responses/ { bad += $NF } /Socket errors/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
-    END { printf "%d %.3f %d\n", rate, p50, bad }' <<<"$out")
-  R[$key]+="$rate "; P50[$key]+="$p50 "; BAD[$key]=$((${BAD[$key]:-0} + bad))
-  echo "   round $r $key: $rate/s p50 $p50 ms${bad:+, $bad non-2xx/errors}" >&2
+    END { printf "%d %.3f %d %d\n", rate, p50, bad, sent }' <<<"$out")
+  local cpu=0
+  ((sent > 0)) && cpu=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$sent" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  R[$key]+="$rate "; P50[$key]+="$p50 "; CPU[$key]+="$cpu "; BAD[$key]=$((${BAD[$key]:-0} + bad))
+  echo "   round $r $key: $rate/s p50 $p50 ms, nodes' CPU $cpu us a create${bad:+, $bad non-2xx/errors}" >&2
 }
-median() { tr ' ' '\n' <<<"$*" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for r in $(seq "$rounds"); do
   order="a b"; ((r % 2)) || order="b a"
   for c in $conns_list; do
@@ -166,12 +180,14 @@ for build in a b; do
   read -r p1 _ <<<"${cluster[$build]}"
   echo "build $build: leader term now $(cluster_json "$p1" | json_num term) (an election during the run would show as a term above the first)" >&2
 done
-printf '| point | A per s (rounds) | B per s (rounds) | A p50 ms | B p50 ms | B/A | non-2xx+errors A/B |\n|---|---|---|---|---|---|---|\n'
+printf '| point | A per s (rounds) | B per s (rounds) | A p50 ms | B p50 ms | B/A | CPU us a create A / B (B/A) | non-2xx+errors A/B |\n|---|---|---|---|---|---|---|---|\n'
 for c in $conns_list; do
   for shape in 1node 3nodes; do
     a=$(median "${R[$shape-c$c-a]}"); b=$(median "${R[$shape-c$c-b]}")
-    printf '| %s, %s connections | %s (%s) | %s (%s) | %s | %s | %s | %s/%s |\n' "$shape" "$c" "$a" "${R[$shape-c$c-a]% }" "$b" "${R[$shape-c$c-b]% }" \
+    ca=$(median "${CPU[$shape-c$c-a]}"); cb=$(median "${CPU[$shape-c$c-b]}")
+    printf '| %s, %s connections | %s (%s) | %s (%s) | %s | %s | %s | %s / %s (%s) | %s/%s |\n' "$shape" "$c" "$a" "${R[$shape-c$c-a]% }" "$b" "${R[$shape-c$c-b]% }" \
       "$(median "${P50[$shape-c$c-a]}")" "$(median "${P50[$shape-c$c-b]}")" "$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b / a}')" \
+      "$ca" "$cb" "$(awk -v a="$ca" -v b="$cb" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "-"}')" \
       "${BAD[$shape-c$c-a]}" "${BAD[$shape-c$c-b]}"
   done
 done
