@@ -8,8 +8,8 @@
 # per wrk thread, benches/peers/create.lua), one half-hour delivery slot per round and build
 # (tomorrow from 06:00Z), capacity 1 000 000; writes go to the leader. Printed: per point the rate of each round, the medians of
 # rate and p50, B/A; the CPU the build's nodes used per create (user + system, all three nodes
-# for the cluster, from /proc: steadier than the rate on a shared host, where a neighbour takes
-# the build's time but not its CPU); then wrk's non-2xx and socket errors summed (none expected).
+# for the cluster, the busy poller left out, from /proc: steadier than the rate on a shared
+# host, where a neighbour takes the build's time but not its CPU); then wrk's non-2xx and socket errors summed (none expected).
 # An older release may not know some of the settings (v0.1.0, f777dd9, has no `analytics` or
 # `limits`): each build is started once on a scratch directory first, and a setting its
 # configuration refuses as an unknown field is dropped for that build and named on stderr.
@@ -136,12 +136,23 @@ echo "== $(date -u +%FT%TZ), $(nproc) cores; A=$a_bin B=$b_bin; leaders: A ${lea
 tomorrow=$(date -u -d tomorrow +%Y-%m-%d)
 declare -A R P50 BAD CPU
 mint=0
-# node_ticks BUILD SHAPE: the CPU ticks (user + system) its single node or three nodes used so far.
+# node_ticks BUILD SHAPE: the CPU ticks (user + system) its single node or three nodes used so
+# far, less the busy poller's (`busy-poll`, SCHED_IDLE: it spins only on a CPU nothing else
+# wants, so its ticks are idle time, not work; a thread's ticks count from its start).
 node_ticks() {
-  local n sum=0
-  if [ "$2" = 1node ]; then n="$1-single"; sum=$(cpu_ticks "${pid_of[$n]}")
-  else for n in "$1-node1" "$1-node2" "$1-node3"; do sum=$((sum + $(cpu_ticks "${pid_of[$n]}"))); done; fi
+  local n names sum=0
+  if [ "$2" = 1node ]; then names="$1-single"; else names="$1-node1 $1-node2 $1-node3"; fi
+  for n in $names; do
+    sum=$((sum + $(cpu_ticks "${pid_of[$n]}") - $(poller_ticks "${pid_of[$n]}")))
+  done
   echo "$sum"
+}
+poller_ticks() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    [ "$(cat "$task/comm" 2>/dev/null)" = busy-poll ] && { sed 's/.*) //' "$task/stat" | awk '{print $12 + $13}'; return; }
+  done
+  echo 0
 }
 ticks_per_s=$(getconf CLK_TCK)
 create_run() { # key build port connections round

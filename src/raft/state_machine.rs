@@ -28,9 +28,14 @@ use crate::codec;
 use crate::state::tables::REPLICATION;
 use crate::state::{apply_in, snapshot, Tx};
 
-/// Batches up to this many commands are applied on the state-machine task itself (tens of µs
-/// without fsync, less than a thread hand-off costs); larger ones through `run_blocking`.
-const INLINE_APPLY_COMMANDS: usize = 8;
+/// Batches up to this many commands are applied on the state-machine task itself, holding the
+/// runtime's worker for at most ~1.5 ms (~23 µs a command without fsync, `cargo bench --bench
+/// apply`); larger ones (a follower catching up) through `run_blocking`, so heartbeats and
+/// requests are not held longer. Handing the worker to another thread for every batch cost
+/// more than it saved on a loaded machine: three nodes at 64 connections, limit 8 → 64,
+/// 7 741 → 9 119 creates/s and 166 → 140 µs of the nodes' CPU a create (docs/benchmarks.md,
+/// "Round three, twelfth stop").
+const INLINE_APPLY_COMMANDS: usize = 64;
 
 const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
