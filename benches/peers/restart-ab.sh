@@ -3,8 +3,9 @@
 # data dir, 127.0.0.1) takes creates from wrk at 64 connections for SECS, is killed with
 # SIGKILL the moment wrk stops (no graceful anything), and is started again on the same data;
 # printed: the orders wrk saw acknowledged, the orders the restarted node holds (from
-# /admin/check once it holds them all, or its count stood still for 3 s: never fewer), the Raft log's size on disk at the kill, and the
-# time from the restart to /readyz answering 200. Builds alternate; rounds are independent.
+# /admin/check once it holds them all, or its count stood still for 3 s: never fewer), the
+# node's resident memory (VmRSS) and the Raft log's size on disk at the kill, and the time from
+# the restart to /readyz answering 200. Builds alternate; rounds are independent.
 #   bash benches/peers/restart-ab.sh A_BIN B_BIN [ROUNDS=3] [SECS=5]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,8 +45,8 @@ ready_ms() { # → ms until /readyz is 200, at most 60 s
   echo $(($(now_ms) - t0))
 }
 tomorrow=$(date -u -d tomorrow +%Y-%m-%d)
-echo "| build | round | acknowledged | held after restart | log on disk at the kill | restart to ready |"
-echo "|---|---|---|---|---|---|"
+echo "| build | round | acknowledged | held after restart | RSS at the kill | log on disk at the kill | restart to ready |"
+echo "|---|---|---|---|---|---|---|"
 for r in $(seq "$rounds"); do
   order=(a b); ((r % 2)) || order=(b a)
   for build in "${order[@]}"; do
@@ -57,6 +58,7 @@ for r in $(seq "$rounds"); do
       awk -v f="$work/tokens" '{ print > (f "." ((NR - 1) % 2)) }'
     out=$(SLOT="${tomorrow}T12:00:00Z" TOKENS=$work/tokens \
       wrk -t2 -c64 -d"${secs}s" --timeout 5s -s benches/peers/create.lua "http://127.0.0.1:$port/v1/orders" 2>&1) || true
+    rss_mib=$(awk '/^VmRSS:/ {print int($2 / 1024)}' "/proc/$pid/status")
     kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
     rm -f "$work"/tokens.*
     acked=$(awk '/requests in/ {n = $1} /Non-2xx/ {bad = $NF} END {print n - bad}' <<<"$out")
@@ -74,7 +76,7 @@ for r in $(seq "$rounds"); do
       ((held >= acked)) || sleep 1
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
-    echo "| $build | $r | $acked | $held | $((log_bytes / 1024)) KiB | $ms ms |"
+    echo "| $build | $r | $acked | $held | $rss_mib MiB | $((log_bytes / 1024)) KiB | $ms ms |"
     ((held >= acked)) || echo "build $build round $r: LOST $((acked - held)) acknowledged orders" >&2
     rm -rf "$dir"
   done
