@@ -33,7 +33,7 @@ use crate::state::{apply_in, snapshot, Tx};
 /// apply`); larger ones (a follower catching up) through `run_blocking`, so heartbeats and
 /// requests are not held longer. Handing the worker to another thread for every batch cost
 /// more than it saved on a loaded machine: three nodes at 64 connections, limit 8 → 64,
-/// 7 741 → 9 119 creates/s and 166 → 140 µs of the nodes' CPU a create (docs/benchmarks.md,
+/// 8 372 → 9 524 creates/s and 158 → 141 µs of the nodes' CPU a create (docs/benchmarks.md,
 /// "Round three, twelfth stop").
 const INLINE_APPLY_COMMANDS: usize = 64;
 
