@@ -23,7 +23,6 @@ for v in "$secs" "$rounds" $conns_list; do
 done
 ((secs <= 60 && rounds <= 12)) || { echo "SECS at most 60, ROUNDS at most 12 (two half-hour delivery slots per round, tomorrow 06:00-18:00Z)" >&2; exit 2; }
 for b in "$a_bin" "$b_bin"; do [ -x "$b" ] || { echo "no executable $b" >&2; exit 1; }; done
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 here=benches/peers
 work=$(mktemp -d)
 pids=()
@@ -37,6 +36,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 # shellcheck source=benches/peers/common.sh
 . benches/peers/common.sh
+need_wrk
 secret=builds-ab-secret-builds-ab-secret-0123456
 cfg=$work/node.toml
 bench_config "$cfg" "$secret"
@@ -150,7 +150,7 @@ node_ticks() {
 poller_ticks() {
   local task
   for task in /proc/"$1"/task/*; do
-    [ "$(cat "$task/comm" 2>/dev/null)" = busy-poll ] && { sed 's/.*) //' "$task/stat" | awk '{print $12 + $13}'; return; }
+    [ "$(cat "$task/comm" 2>/dev/null)" = busy-poll ] && { cpu_ticks "$1/task/${task##*/}"; return; }
   done
   echo 0
 }

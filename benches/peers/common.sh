@@ -44,7 +44,8 @@ need_wrk() {
 # The median of the numbers given (words; blanks ignored).
 median() { tr ' ' '\n' <<<"$*" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# CPU ticks (user + system, 1/100 s) a process has used so far.
+# CPU ticks (user + system, 1/100 s) a process (PID) or one of its threads (PID/task/TID) has
+# used so far.
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 # start_hello DIR WORKERS: the hello-world ceiling (the newest target/release/deps/load-*'s

@@ -13,9 +13,9 @@ cd "$(dirname "$0")/../.."
 a_bin=$(realpath "$1") rounds=${3:-3} secs=${4:-5}
 b_bin=$(realpath "$2"); export b_bin  # read through ${!bin}
 [[ $rounds =~ ^[1-9]$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS 1 to 9, SECS 1 to 99" >&2; exit 2; }
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 # shellcheck source=benches/peers/common.sh
 . benches/peers/common.sh
+need_wrk
 work=$(mktemp -d)
 pid=""
 cleanup() {
