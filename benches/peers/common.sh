@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Helpers shared by the peers scripts (wrk.sh, builds-ab.sh, reads-ab.sh, follower-reads-ab.sh,
-# restart-ab.sh): sourced, not run.
+# restart-ab.sh, tokens-wrk.sh) and benches/tls/run.sh: sourced, not run.
 
 # Milliseconds since the epoch.
 now_ms() { echo $(($(date +%s%N) / 1000000)); }

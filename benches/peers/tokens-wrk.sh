@@ -15,9 +15,9 @@ cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { echo "usage: $0 BIN [ROUNDS=3] [SECS=5]" >&2; exit 2; }
 bin=$(realpath "$1") rounds=${2:-3} secs=${3:-5}
 [[ $rounds =~ ^[1-9][0-9]?$ && $secs =~ ^[1-9][0-9]?$ ]] || { echo "ROUNDS and SECS: 1 to 99" >&2; exit 2; }
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 # shellcheck source=benches/peers/common.sh
 . benches/peers/common.sh
+need_wrk
 W=$(mktemp -d)
 pids=()
 cleanup() {

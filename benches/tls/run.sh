@@ -11,7 +11,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-5}
 rounds=${2:-3}
 conns=${3:-64}
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# shellcheck source=benches/peers/common.sh
+. benches/peers/common.sh
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -20,10 +21,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-if ! command -v wrk >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
+DEBIAN_FRONTEND=noninteractive need_wrk
 cargo build --release --quiet
 bin=target/release/pizza-orders
 "$bin" certs init --out "$work/certs" --nodes 1 >/dev/null
