@@ -6,10 +6,11 @@
 #   bash benches/peers/builds-ab.sh A_BIN B_BIN [SECS=5] [ROUNDS=3] [CONNS="1 64"]
 # Creates as in wrk.sh: every request a new user (tokens from `token --count`, a disjoint slice
 # per wrk thread, benches/peers/create.lua), one half-hour delivery slot per round and build
-# (tomorrow from 06:00Z), capacity 1 000 000; writes go to the leader. Printed: per point the rate of each round, the medians of
-# rate and p50, B/A; the CPU the build's nodes used per create (user + system, all three nodes
-# for the cluster, the busy poller left out, from /proc: steadier than the rate on a shared
-# host, where a neighbour takes the build's time but not its CPU); then wrk's non-2xx and socket errors summed (none expected).
+# (tomorrow from 06:00Z), capacity 1 000 000; writes go to the leader. Printed: per point the
+# rate of each round, the medians of rate and p50, B/A; the CPU the build's nodes used per
+# create (user + system, all three nodes for the cluster, the busy poller left out, from /proc:
+# steadier than the rate on a shared host, where a neighbour takes the build's time but not its
+# CPU); then wrk's non-2xx and socket errors summed (none expected).
 # An older release may not know some of the settings (v0.1.0, f777dd9, has no `analytics` or
 # `limits`): each build is started once on a scratch directory first, and a setting its
 # configuration refuses as an unknown field is dropped for that build and named on stderr.

@@ -38,7 +38,7 @@ bench_settings() {
 
 # Installs wrk from Debian when it is missing.
 need_wrk() {
-  command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+  command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 }
 
 # The median of the numbers given (words; blanks ignored).

@@ -21,7 +21,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-DEBIAN_FRONTEND=noninteractive need_wrk
+need_wrk
 cargo build --release --quiet
 bin=target/release/pizza-orders
 "$bin" certs init --out "$work/certs" --nodes 1 >/dev/null
