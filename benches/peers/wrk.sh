@@ -60,7 +60,6 @@ if ((${#need[@]})); then
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 work=$(mktemp -d)
 pids=()
 hello_pid=""
