@@ -49,7 +49,11 @@ where
     loop {
         let reason = match conn.receive::<Ask>().await {
             Ok(Some(Ask::ReadIndex)) => match conn.send(&read_index().await).await {
-                Ok(()) => continue,
+                Ok(()) => {
+                    // The next ask comes right after its round's reads are answered.
+                    super::busy_poll::touch();
+                    continue;
+                }
                 Err(reason) => reason,
             },
             Ok(None) => return,
@@ -78,6 +82,8 @@ impl Asker {
     /// (unreachable, closed, late); the stream, if any, is dropped and the next ask opens one.
     pub async fn ask(&mut self, addr: &str, timeout: Duration) -> Result<Answer, String> {
         let deadline = Instant::now() + timeout;
+        // Waiting for the leader's answer, like a write waiting for a peer's (`busy_poll`).
+        super::busy_poll::touch();
         if let Some(conn) = self.stream_to(addr, timeout).await? {
             let asked = tokio::time::timeout_at(deadline, async {
                 conn.send(&Ask::ReadIndex).await?;
