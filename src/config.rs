@@ -175,8 +175,7 @@ pub struct RuntimeSettings {
     /// While a write or a follower's read-index ask is on its way and this many µs after, one
     /// lowest-priority (`SCHED_IDLE`) thread polls instead of letting a CPU halt
     /// (`raft::busy_poll`): a halted virtual CPU wakes slowly for the disk's and the peers'
-    /// answers. 0: off. Unset: 1000, or off when
-    /// the process has a CPU quota (cgroup `cpu.max`).
+    /// answers. 0: off. Unset: 1000, or off when the process has a CPU quota (cgroup `cpu.max`).
     pub busy_poll_us: Option<u64>,
 }
 

@@ -725,7 +725,6 @@ async fn wait_for_leader(raft: &Raft) -> Result<(NodeId, String), NodeError> {
 /// had elected a new one.
 async fn confirm_leadership(raft: Raft, lease: Arc<Lease>, opened_term: u64) -> Result<u64, NodeError> {
     let round = lease.begin();
-    crate::raft::busy_poll::touch();
     match raft.ensure_linearizable(openraft::ReadPolicy::ReadIndex).await {
         Ok(read) => {
             if raft.metrics().borrow_watched().current_term != opened_term {

@@ -39,6 +39,9 @@ impl ReadIndex {
                     continue;
                 }
                 metrics::histogram!("pizza_orders_read_index_round_size").record(round.len() as f64);
+                // A round waits on peers (a quorum's heartbeats, or the leader's answer to a
+                // follower's ask), as a write does: keep the CPUs from halting meanwhile.
+                crate::raft::busy_poll::touch();
                 let result = fetch().await;
                 for waiter in round {
                     let _ = waiter.send(match &result {

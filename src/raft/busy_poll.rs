@@ -10,8 +10,9 @@
 //! polling while a write waits").
 //! Go's scheduler spins before it parks a thread, which is how etcd gets this for free.
 //!
-//! A linearizable read on a follower waits for its leader's read index the same way, and the
-//! leader for the next ask (`read_stream`): those touch the poller too.
+//! A read-index round waits on peers the same way (`node::read_index`: a quorum's heartbeats,
+//! or the leader's answer to a follower's ask), and a leader for a follower's next ask
+//! (`read_stream`): those touch the poller too.
 //!
 //! So one thread per process spins (`std::hint::spin_loop`) while writes are on their way and
 //! `linger` after the last one, under `SCHED_IDLE`: it only ever runs on a CPU that nothing else

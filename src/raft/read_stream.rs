@@ -82,8 +82,6 @@ impl Asker {
     /// (unreachable, closed, late); the stream, if any, is dropped and the next ask opens one.
     pub async fn ask(&mut self, addr: &str, timeout: Duration) -> Result<Answer, String> {
         let deadline = Instant::now() + timeout;
-        // Waiting for the leader's answer, like a write waiting for a peer's (`busy_poll`).
-        super::busy_poll::touch();
         if let Some(conn) = self.stream_to(addr, timeout).await? {
             let asked = tokio::time::timeout_at(deadline, async {
                 conn.send(&Ask::ReadIndex).await?;
