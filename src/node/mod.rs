@@ -297,7 +297,9 @@ impl Node {
         let store = Store::open_with_cache(&config.data_dir, Some(cache))?;
         let store_ms = starting.elapsed().as_millis() as u64;
         let disk = DiskSpace::new(&config.data_dir, config.storage.min_free_mb);
-        let log_store = LogStore::open(&config.data_dir, store.clone())?.with_disk_space(disk.clone());
+        let log_store = LogStore::open(&config.data_dir, store.clone())?
+            .with_disk_space(disk.clone())
+            .with_node_id(config.cluster.node_id);
         let log_ms = starting.elapsed().as_millis() as u64 - store_ms;
         convert_to_stores(&config, &store)?;
         let committed = log_store.committed_index();

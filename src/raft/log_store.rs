@@ -53,6 +53,9 @@ const LAST_PURGED: &str = "last_purged";
 const DURABLE_END: &str = "durable_end";
 /// How often `DurableEnd` is saved while appends happen.
 const DURABLE_END_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// A follower syncs an append itself only while syncs take less than this (µs): a slower disk
+/// would hold the runtime's worker too long (see `LogStore::sync_here`).
+const INLINE_SYNC_MAX_US: u64 = 2_000;
 
 type Result<T> = std::io::Result<T>;
 
@@ -78,6 +81,8 @@ pub struct LogStore {
     disk: DiskSpace,
     /// The last purged index when the log was opened (0 = none).
     opened_purged: u64,
+    /// This node's id (0: unknown), to tell a leader's entries from this node's own.
+    node_id: u64,
 }
 
 /// A lower bound of the log's end, saved in `raft-log.redb` about once a second while appends
@@ -112,6 +117,12 @@ impl DurableEnd {
         drop(saved);
         due && !self.in_flight.swap(true, Ordering::SeqCst)
     }
+
+    /// Whether the next [`Self::due`] may say yes (read only: the save is the flusher's).
+    fn save_due(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst)
+            || self.saving.try_lock().map_or(true, |saved| saved.is_none_or(|at| at.elapsed() >= DURABLE_END_EVERY))
+    }
 }
 
 /// One append waiting for its sync.
@@ -131,41 +142,104 @@ struct Flusher {
     /// `None` once dropped: the thread then finishes what is queued and stops.
     jobs: Option<std::sync::mpsc::Sender<Flush>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    pace: Arc<Pace>,
+}
+
+/// What [`sync_here`] decides from.
+#[derive(Clone, Copy, Debug)]
+struct SyncAsk {
+    /// The entries are another node's (a leader's), and this node knows its own id.
+    others_entries: bool,
+    /// Appends the flusher has not answered yet.
+    pending: u64,
+    last_sync_us: u64,
+    /// Since the append before this one began.
+    since_last_append_us: u64,
+    /// The durable end is due to be saved: that is the flusher's work, so it gets this append.
+    end_save_due: bool,
+}
+
+/// See [`LogStore::sync_here`].
+fn sync_here(ask: SyncAsk) -> bool {
+    ask.others_entries
+        && ask.pending == 0
+        && ask.last_sync_us < INLINE_SYNC_MAX_US
+        && ask.since_last_append_us > 2 * ask.last_sync_us
+        && !ask.end_save_due
+}
+
+/// What decides whether a follower syncs an append itself ([`LogStore::sync_here`]).
+#[derive(Default)]
+struct Pace {
+    /// Appends handed to the flusher whose callbacks it has not run yet.
+    pending: AtomicU64,
+    /// How long the last sync took, in µs.
+    last_sync_us: AtomicU64,
+    /// When the last append began, in µs since `epoch` plus one (0: none yet).
+    last_append_us: AtomicU64,
+    epoch: std::sync::OnceLock<std::time::Instant>,
+}
+
+impl Pace {
+    fn now_us(&self) -> u64 {
+        let epoch = *self.epoch.get_or_init(std::time::Instant::now);
+        // From 1: 0 stands for "never" in `last_append_us`.
+        u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+    }
 }
 
 impl Flusher {
     fn start(log: Arc<SegmentLog>, end: Arc<DurableEnd>, db: Arc<Database>) -> std::io::Result<Self> {
         let (jobs, queue) = std::sync::mpsc::channel();
+        let pace = Arc::new(Pace::default());
+        let thread_pace = pace.clone();
         let thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || Self::run(&queue, &log, &end, &db))?;
-        Ok(Self { jobs: Some(jobs), thread: Some(thread) })
+            .spawn(move || Self::run(&queue, &log, &end, &db, &thread_pace))?;
+        Ok(Self { jobs: Some(jobs), thread: Some(thread), pace })
     }
 
     fn submit(&self, flush: Flush) {
+        self.pace.pending.fetch_add(1, Ordering::SeqCst);
         let refused = match &self.jobs {
             Some(jobs) => jobs.send(flush).err().map(|std::sync::mpsc::SendError(flush)| flush),
             None => Some(flush),
         };
         if let Some(flush) = refused {
+            self.pace.pending.fetch_sub(1, Ordering::SeqCst);
             flush.callback.io_completed(Err(std::io::Error::other("the Raft log's sync thread has stopped")));
         }
     }
 
+    /// Sync on the calling thread, timed for [`Pace`]; then raise the durable end.
+    fn sync_timed(
+        log: &SegmentLog,
+        end: &DurableEnd,
+        pace: &Pace,
+        last: Option<u64>,
+    ) -> std::result::Result<(), SegmentError> {
+        let syncing = std::time::Instant::now();
+        let synced = log.sync();
+        let took = u64::try_from(syncing.elapsed().as_micros()).unwrap_or(u64::MAX);
+        pace.last_sync_us.store(took, Ordering::SeqCst);
+        if synced.is_ok() {
+            // A truncation holds `saving` until its entries are gone: entries it removed
+            // never raise the bound again.
+            let saving = end.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            end.latest.fetch_max(last.unwrap_or(0).min(log.last_index().unwrap_or(0)), Ordering::SeqCst);
+            drop(saving);
+        }
+        synced
+    }
+
     /// Until the `Flusher` is dropped (with the last `LogStore` clone).
-    fn run(queue: &std::sync::mpsc::Receiver<Flush>, log: &SegmentLog, end: &DurableEnd, db: &Database) {
+    fn run(queue: &std::sync::mpsc::Receiver<Flush>, log: &SegmentLog, end: &DurableEnd, db: &Database, pace: &Pace) {
         while let Ok(first) = queue.recv() {
             let mut batch = vec![first];
             batch.extend(queue.try_iter());
-            let synced = log.sync();
-            if synced.is_ok() {
-                // A truncation holds `saving` until its entries are gone: entries it removed
-                // never raise the bound again.
-                let saving = end.saving.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let last = batch.iter().filter_map(|f| f.last).max().unwrap_or(0);
-                end.latest.fetch_max(last.min(log.last_index().unwrap_or(0)), Ordering::SeqCst);
-                drop(saving);
-            }
+            let last = batch.iter().filter_map(|f| f.last).max();
+            let synced = Self::sync_timed(log, end, pace, last);
+            let done = batch.len() as u64;
             for flush in batch {
                 metrics::histogram!("pizza_orders_raft_append_seconds").record(flush.started.elapsed().as_secs_f64());
                 let result = match &synced {
@@ -174,6 +248,7 @@ impl Flusher {
                 };
                 flush.callback.io_completed(result);
             }
+            pace.pending.fetch_sub(done, Ordering::SeqCst);
             if let Err(e) = &synced {
                 tracing::error!(error = %e, "syncing the Raft log failed");
             } else if end.due() {
@@ -235,6 +310,7 @@ impl LogStore {
             durable_end,
             flusher: Arc::new(flusher),
             disk: DiskSpace::new(data_dir, 0),
+            node_id: 0,
         })
     }
 
@@ -248,6 +324,33 @@ impl LogStore {
     pub fn with_disk_space(mut self, disk: DiskSpace) -> Self {
         self.disk = disk;
         self
+    }
+
+    /// This node's id: a follower may then sync a leader's entries itself ([`Self::sync_here`]).
+    pub fn with_node_id(mut self, id: u64) -> Self {
+        self.node_id = id;
+        self
+    }
+
+    /// Whether this append is synced on the calling thread instead of the [`Flusher`]'s: a
+    /// follower's append of a leader's entries, when nothing else waits for a sync, the last
+    /// append began more than twice the last sync's time ago (appends are not arriving faster
+    /// than they are synced, so there is nothing to share a sync with) and that sync took less
+    /// than [`INLINE_SYNC_MAX`]. The follower's answer then leaves right after its `fdatasync`,
+    /// from the thread that wrote, instead of after two thread hand-offs (the flusher's wake-up
+    /// and the runtime's); the leader's own append always goes to the flusher, as its
+    /// replication must not wait for its sync.
+    fn sync_here(&self, leader: u64, began_us: u64) -> bool {
+        let pace = &self.flusher.pace;
+        let previous = pace.last_append_us.swap(began_us, Ordering::SeqCst);
+        sync_here(SyncAsk {
+            others_entries: self.node_id != 0 && leader != self.node_id,
+            pending: pace.pending.load(Ordering::SeqCst),
+            last_sync_us: pace.last_sync_us.load(Ordering::SeqCst),
+            // 0: no append yet.
+            since_last_append_us: if previous == 0 { u64::MAX } else { began_us.saturating_sub(previous) },
+            end_save_due: self.durable_end.save_due(),
+        })
     }
 
     /// After an offline restore: the log starts after `last_purged`, which the restored state
@@ -410,9 +513,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         super::busy_poll::touch();
+        let mut leader = self.node_id;
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .into_iter()
-            .map(|e| codec::encode(&e).map(|bytes| (e.log_id.index, bytes)))
+            .map(|e| {
+                leader = e.log_id.leader_id.node_id;
+                codec::encode(&e).map(|bytes| (e.log_id.index, bytes))
+            })
             .collect::<std::result::Result<_, _>>()
             .map_err(io_error)?;
         let log = self.entries.clone();
@@ -435,6 +542,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .and_then(|r| r)
         };
         match written {
+            Ok(()) if self.sync_here(leader, self.flusher.pace.now_us()) => {
+                let synced = Flusher::sync_timed(&self.entries, &self.durable_end, &self.flusher.pace, last);
+                metrics::histogram!("pizza_orders_raft_append_seconds").record(started.elapsed().as_secs_f64());
+                match synced {
+                    Ok(()) => {
+                        callback.io_completed(Ok(()));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "syncing the Raft log failed");
+                        callback.io_completed(Err(std::io::Error::other(e.to_string())));
+                        Err(io_error(e))
+                    }
+                }
+            }
             Ok(()) => {
                 self.flusher.submit(Flush { last, callback, started });
                 Ok(())
@@ -713,6 +835,62 @@ mod tests {
                 { log.db.begin_read().unwrap().list_tables().unwrap().map(|t| t.name().to_string()).collect() };
             assert!(!tables.iter().any(|t| t == RAFT_LOG.name()), "{tables:?}");
         }
+    }
+
+    #[test]
+    fn a_follower_syncs_a_leaders_append_itself_only_when_nothing_would_share_the_sync() {
+        let quiet = SyncAsk {
+            others_entries: true,
+            pending: 0,
+            last_sync_us: 200,
+            since_last_append_us: 1_000,
+            end_save_due: false,
+        };
+        assert!(sync_here(quiet));
+        // The leader's own entries: its replication must not wait for its sync.
+        assert!(!sync_here(SyncAsk { others_entries: false, ..quiet }));
+        // An earlier append still waits for the flusher: its answer must not come after this one's.
+        assert!(!sync_here(SyncAsk { pending: 1, ..quiet }));
+        // Appends coming faster than syncs: the flusher shares one sync among them.
+        assert!(!sync_here(SyncAsk { since_last_append_us: 400, ..quiet }));
+        assert!(sync_here(SyncAsk { since_last_append_us: 401, ..quiet }));
+        // A slow disk would hold the runtime's worker too long.
+        assert!(!sync_here(SyncAsk { last_sync_us: INLINE_SYNC_MAX_US, since_last_append_us: u64::MAX, ..quiet }));
+        // The durable end's save is the flusher's.
+        assert!(!sync_here(SyncAsk { end_save_due: true, ..quiet }));
+    }
+
+    #[test]
+    fn a_followers_own_sync_is_durable_when_append_returns_and_a_leaders_append_is_synced_by_the_flusher() {
+        use futures::FutureExt;
+        use openraft::type_config::TypeConfigExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let entry = |leader: u64, index: u64| Entry {
+            log_id: LogId::new(CommittedLeaderId { term: 1, node_id: leader }, index),
+            payload: openraft::EntryPayload::Blank,
+        };
+        block_on(async {
+            let mut log = LogStore::open(dir.path(), store.clone()).unwrap().with_node_id(2);
+            // The durable end was just saved, and the last append was long ago.
+            log.durable_end.save(&log.db).unwrap();
+            let (tx, rx) = TypeConfig::oneshot();
+            log.append([entry(1, 1)], IOFlushed::signal(tx)).await.unwrap();
+            let answered = rx.now_or_never().expect("answered before append returned");
+            assert!(matches!(answered, Ok(Ok(()))), "{answered:?}");
+            assert_eq!(log.durable_end.latest.load(Ordering::SeqCst), 1);
+            assert_eq!(log.flusher.pace.pending.load(Ordering::SeqCst), 0);
+            // This node's own entry (it leads now): synced by the flusher, answered all the same.
+            let (tx, rx) = TypeConfig::oneshot();
+            log.append([entry(2, 2)], IOFlushed::signal(tx)).await.unwrap();
+            assert!(matches!(rx.await, Ok(Ok(()))));
+            assert_eq!(log.durable_end.latest.load(Ordering::SeqCst), 2);
+            let read = log.try_get_log_entries(1..=2).await.unwrap();
+            assert_eq!(read, vec![entry(1, 1), entry(2, 2)]);
+        });
+        // Both are on disk for the next start.
+        let mut log = LogStore::open(dir.path(), store).unwrap();
+        assert_eq!(block_on(log.try_get_log_entries(..)).unwrap().len(), 2);
     }
 
     // Damages a segment file by hand: the format of `log_segments`.
