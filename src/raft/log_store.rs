@@ -338,7 +338,7 @@ impl LogStore {
     /// follower's append of a leader's entries, when nothing else waits for a sync, the last
     /// append began more than twice the last sync's time ago (appends are not arriving faster
     /// than they are synced, so there is nothing to share a sync with) and that sync took less
-    /// than [`INLINE_SYNC_MAX`]. The follower's answer then leaves right after its `fdatasync`,
+    /// than [`INLINE_SYNC_MAX_US`]. The follower's answer then leaves right after its `fdatasync`,
     /// from the thread that wrote, instead of after two thread hand-offs (the flusher's wake-up
     /// and the runtime's); the leader's own append always goes to the flusher, as its
     /// replication must not wait for its sync.
