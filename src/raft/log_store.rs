@@ -171,7 +171,6 @@ fn sync_here(ask: SyncAsk) -> bool {
 }
 
 /// What decides whether a follower syncs an append itself ([`LogStore::sync_here`]).
-#[derive(Default)]
 struct Pace {
     /// Appends handed to the flusher whose callbacks it has not run yet.
     pending: AtomicU64,
@@ -179,21 +178,40 @@ struct Pace {
     last_sync_us: AtomicU64,
     /// When the last append began, in µs since `epoch` plus one (0: none yet).
     last_append_us: AtomicU64,
-    epoch: std::sync::OnceLock<std::time::Instant>,
+    epoch: std::time::Instant,
 }
 
 impl Pace {
-    fn now_us(&self) -> u64 {
-        let epoch = *self.epoch.get_or_init(std::time::Instant::now);
-        // From 1: 0 stands for "never" in `last_append_us`.
-        u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+    fn new() -> Self {
+        Self {
+            pending: AtomicU64::new(0),
+            last_sync_us: AtomicU64::new(0),
+            last_append_us: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    /// `at` in µs since `epoch`, from 1: 0 stands for "never" in `last_append_us`.
+    fn us_at(&self, at: std::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX).saturating_add(1)
+    }
+}
+
+impl Flush {
+    /// Record how long the append took to become durable and tell openraft.
+    fn answer(self, synced: &std::result::Result<(), SegmentError>) {
+        metrics::histogram!("pizza_orders_raft_append_seconds").record(self.started.elapsed().as_secs_f64());
+        self.callback.io_completed(match synced {
+            Ok(()) => Ok(()),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        });
     }
 }
 
 impl Flusher {
     fn start(log: Arc<SegmentLog>, end: Arc<DurableEnd>, db: Arc<Database>) -> std::io::Result<Self> {
         let (jobs, queue) = std::sync::mpsc::channel();
-        let pace = Arc::new(Pace::default());
+        let pace = Arc::new(Pace::new());
         let thread_pace = pace.clone();
         let thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
@@ -243,12 +261,7 @@ impl Flusher {
             let synced = Self::sync_timed(log, end, pace, last);
             let done = batch.len() as u64;
             for flush in batch {
-                metrics::histogram!("pizza_orders_raft_append_seconds").record(flush.started.elapsed().as_secs_f64());
-                let result = match &synced {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(std::io::Error::other(e.to_string())),
-                };
-                flush.callback.io_completed(result);
+                flush.answer(&synced);
             }
             pace.pending.fetch_sub(done, Ordering::SeqCst);
             if let Err(e) = &synced {
@@ -342,8 +355,9 @@ impl LogStore {
     /// from the thread that wrote, instead of after two thread hand-offs (the flusher's wake-up
     /// and the runtime's); the leader's own append always goes to the flusher, as its
     /// replication must not wait for its sync.
-    fn sync_here(&self, leader: u64, began_us: u64) -> bool {
+    fn sync_here(&self, leader: u64, began: std::time::Instant) -> bool {
         let pace = &self.flusher.pace;
+        let began_us = pace.us_at(began);
         let previous = pace.last_append_us.swap(began_us, Ordering::SeqCst);
         sync_here(SyncAsk {
             others_entries: self.node_id != 0 && leader != self.node_id,
@@ -544,20 +558,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .and_then(|r| r)
         };
         match written {
-            Ok(()) if self.sync_here(leader, self.flusher.pace.now_us()) => {
+            Ok(()) if self.sync_here(leader, started) => {
                 let synced = Flusher::sync_timed(&self.entries, &self.durable_end, &self.flusher.pace, last);
-                metrics::histogram!("pizza_orders_raft_append_seconds").record(started.elapsed().as_secs_f64());
-                match synced {
-                    Ok(()) => {
-                        callback.io_completed(Ok(()));
-                        Ok(())
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "syncing the Raft log failed");
-                        callback.io_completed(Err(std::io::Error::other(e.to_string())));
-                        Err(io_error(e))
-                    }
-                }
+                Flush { last, callback, started }.answer(&synced);
+                synced.map_err(|e| {
+                    tracing::error!(error = %e, "syncing the Raft log failed");
+                    io_error(e)
+                })
             }
             Ok(()) => {
                 self.flusher.submit(Flush { last, callback, started });
